@@ -1,0 +1,106 @@
+"""The llmgine message bus: typed commands and events, sessions, resilience, backpressure.
+
+Example:
+    from llmgine.bus import Command, Event, MessageBus
+
+    class Greet(Command[str]):
+        name: str
+
+    class Greeted(Event):
+        text: str
+
+    bus = MessageBus()
+    bus.on_command(Greet, lambda cmd: f"hello {cmd.name}")
+    result = await bus.execute(Greet(name="ada"))       # result.value == "hello ada"
+    await bus.publish(Greeted(text=result.value), wait=True)
+"""
+
+from llmgine.bus._bus import (
+    CommandMiddleware,
+    CommandNext,
+    Delivery,
+    EventMiddleware,
+    EventNext,
+    HandlerFailure,
+    MessageBus,
+    MessageFilter,
+)
+from llmgine.bus._default import default_bus, set_default_bus
+from llmgine.bus._messages import (
+    Command,
+    CommandFailed,
+    CommandResult,
+    ErrorInfo,
+    Event,
+    EventHandlerFailed,
+    Message,
+    SessionEnded,
+    SessionStarted,
+    from_json,
+    message_type_name,
+    to_json,
+)
+from llmgine.bus._registry import CommandHandler, EventHandler, Subscription
+from llmgine.bus._resilience import (
+    BreakerPolicy,
+    BreakerState,
+    CircuitBreaker,
+    CommandPolicy,
+    DeadLetter,
+    DeadLetterQueue,
+    RetryPolicy,
+)
+from llmgine.bus._scheduler import ScheduledEvent
+from llmgine.bus._session import Session
+from llmgine.bus._stats import BusStats, LatencySummary
+from llmgine.bus._transport import (
+    BackpressureStrategy,
+    Deliver,
+    LocalTransport,
+    QueueStats,
+    Transport,
+)
+
+__all__ = [
+    "BackpressureStrategy",
+    "BreakerPolicy",
+    "BreakerState",
+    "BusStats",
+    "CircuitBreaker",
+    "Command",
+    "CommandFailed",
+    "CommandHandler",
+    "CommandMiddleware",
+    "CommandNext",
+    "CommandPolicy",
+    "CommandResult",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "Deliver",
+    "Delivery",
+    "ErrorInfo",
+    "Event",
+    "EventHandler",
+    "EventHandlerFailed",
+    "EventMiddleware",
+    "EventNext",
+    "HandlerFailure",
+    "LatencySummary",
+    "LocalTransport",
+    "Message",
+    "MessageBus",
+    "MessageFilter",
+    "QueueStats",
+    "RetryPolicy",
+    "ScheduledEvent",
+    "Session",
+    "SessionEnded",
+    "SessionStarted",
+    "Subscription",
+    "Transport",
+    "default_bus",
+    "from_json",
+    "message_type_name",
+    "set_default_bus",
+    "to_json",
+]

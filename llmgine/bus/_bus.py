@@ -1,0 +1,620 @@
+"""`MessageBus`: commands with one handler and a result, events with any handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from time import perf_counter_ns
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from llmgine.bus._messages import (
+    Command,
+    CommandFailed,
+    CommandResult,
+    ErrorInfo,
+    Event,
+    EventHandlerFailed,
+    Message,
+    message_type_name,
+)
+from llmgine.bus._registry import CommandHandler, EventHandler, HandlerRegistry, Subscription
+from llmgine.bus._resilience import CircuitBreaker, CommandPolicy, DeadLetter, DeadLetterQueue
+from llmgine.bus._scheduler import ScheduledEvent, Scheduler
+from llmgine.bus._session import Session
+from llmgine.bus._stats import BusStats, LatencyHistogram
+from llmgine.bus._transport import BackpressureStrategy, LocalTransport, Transport
+from llmgine.errors import BusError, BusStoppedError, CommandTimeoutError, NoHandlerError
+
+__all__ = [
+    "CommandMiddleware",
+    "CommandNext",
+    "Delivery",
+    "EventMiddleware",
+    "EventNext",
+    "HandlerFailure",
+    "MessageBus",
+    "MessageFilter",
+]
+
+log = logging.getLogger("llmgine.bus")
+
+E = TypeVar("E", bound=Event)
+C = TypeVar("C", bound=Command[Any])
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerFailure:
+    """One event handler that raised."""
+
+    handler: str
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What happened to one event: how many handlers ran, which failed, or that a filter
+    stopped it."""
+
+    handled: int
+    failures: tuple[HandlerFailure, ...] = ()
+    filtered: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.filtered
+
+
+_CLEAN = tuple(Delivery(n) for n in range(32))  # shared results: no allocation per event
+_FILTERED = Delivery(0, filtered=True)
+
+EventNext = Callable[[Event], Awaitable[Delivery]]
+EventMiddleware = Callable[[Event, EventNext], Awaitable[Delivery]]
+CommandNext = Callable[[Command[Any]], Awaitable[Any]]
+CommandMiddleware = Callable[[Command[Any], CommandNext], Awaitable[Any]]
+MessageFilter = Callable[[Event], bool]
+
+
+class MessageBus:
+    """An asyncio message bus. Create as many as you like; each is independent.
+
+    Args:
+        queue_capacity: the most events queued for delivery at once.
+        backpressure: what a publish does when the queue is full: ``"block"`` (wait for
+            room), ``"drop_oldest"`` (count and drop the oldest queued event) or
+            ``"reject"`` (raise `BackpressureError`).
+        high_watermark / low_watermark: depth at which the queue is marked under pressure,
+            and at which that ends (blocked publishers resume); default 80% and 40%.
+        workers: tasks delivering queued events; 1 keeps delivery in publish order.
+        dead_letter_size: how many commands that failed for good are kept for replay.
+        clock: monotonic seconds for circuit breakers (tests pass a fake).
+        transport: carry events some other way (e.g. over NATS); replaces the queue options.
+
+    Example:
+        bus = MessageBus()
+        bus.on_event(UserJoined, greet)
+        await bus.publish(UserJoined(name="ada"))              # queued, returns at once
+        delivery = await bus.publish(UserJoined(name="bo"), wait=True)  # handlers done
+        await bus.stop()
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_capacity: int = 10_000,
+        backpressure: BackpressureStrategy = "block",
+        high_watermark: int | None = None,
+        low_watermark: int | None = None,
+        workers: int = 1,
+        dead_letter_size: int = 1_000,
+        clock: Callable[[], float] = time.monotonic,
+        transport: Transport | None = None,
+    ) -> None:
+        self._transport: Transport = transport or LocalTransport(
+            queue_capacity,
+            backpressure,
+            high_watermark=high_watermark,
+            low_watermark=low_watermark,
+            workers=workers,
+        )
+        self._transport.bind(self._dispatch)
+        self._registry = HandlerRegistry()
+        self._scheduler = Scheduler(self.publish)
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._filters: list[Subscription] = []
+        self._event_mw: list[Subscription] = []
+        self._command_mw: list[Subscription] = []
+        self._event_chain: EventNext | None = None
+        self._policies: dict[type[Message], CommandPolicy] = {}
+        self._policy_cache: dict[type[Message], CommandPolicy | None] = {}
+        self._breakers: dict[type[Message], CircuitBreaker] = {}
+        self.dead_letters = DeadLetterQueue(dead_letter_size, self._replay)
+        self._stopped = False
+        self._published = self._delivered = self._filtered = self._handler_failures = 0
+        self._executed = self._succeeded = self._failed = 0
+        self._event_latency = LatencyHistogram()
+        self._command_latency = LatencyHistogram()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start delivering queued events (also happens on the first publish)."""
+        self._stopped = False
+        await self._transport.start()
+
+    async def drain(self) -> None:
+        """Return once every queued event, and every event those caused, was delivered."""
+        await self._scheduler.wait_running()
+        await self._transport.drain()
+
+    async def stop(self) -> None:
+        """Deliver what is queued, cancel scheduled events that have not fired (logged),
+        and refuse new messages until `start()`."""
+        cancelled = self._scheduler.cancel_all()
+        if cancelled:
+            log.warning(
+                "bus stopped: cancelled %d scheduled event(s) that had not fired", cancelled
+            )
+        await self.drain()
+        self._stopped = True
+        await self._transport.stop()
+
+    async def __aenter__(self) -> MessageBus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _refuse_if_stopped(self) -> None:
+        if self._stopped:
+            raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
+
+    # -- registration ------------------------------------------------------------------
+
+    def on_event(
+        self,
+        event_type: type[E],
+        handler: EventHandler[E],
+        *,
+        priority: int = 0,
+        where: Callable[[E], bool] | None = None,
+    ) -> Subscription:
+        """Call ``handler`` for every event of ``event_type`` or a subclass, in any session.
+
+        Higher ``priority`` runs first; ``where`` skips events it returns False for.
+        """
+        return self._registry.add_event(
+            event_type, handler, priority=priority, where=where, scope=None
+        )
+
+    def on_command(self, command_type: type[C], handler: CommandHandler[C]) -> Subscription:
+        """Make ``handler`` the one handler of ``command_type`` (and its subclasses)."""
+        return self._registry.add_command(command_type, handler, scope=None)
+
+    def add_filter(self, predicate: MessageFilter) -> Subscription:
+        """Deliver only events ``predicate`` accepts; the rest are counted as filtered."""
+        return self._add_to(self._filters, predicate)
+
+    def add_event_middleware(self, middleware: EventMiddleware) -> Subscription:
+        """Wrap the delivery of every event: ``await middleware(event, call_next)``.
+
+        The first added is the outermost. It must return ``call_next``'s `Delivery` (or
+        one of its own if it does not call ``call_next``).
+        """
+        return self._add_to(self._event_mw, middleware)
+
+    def add_command_middleware(self, middleware: CommandMiddleware) -> Subscription:
+        """Wrap every command execution (retries included): ``await middleware(cmd, next)``
+        returns the handler's value or raises."""
+        return self._add_to(self._command_mw, middleware)
+
+    def _add_to(self, items: list[Subscription], fn: Callable[..., Any]) -> Subscription:
+        if not callable(fn):
+            raise TypeError(f"expected a callable, got {fn!r}")
+
+        def remove(sub: Subscription) -> None:
+            if sub in items:
+                items.remove(sub)
+                self._rebuild_event_chain()
+
+        sub = Subscription(fn, on_remove=remove)
+        items.append(sub)
+        self._rebuild_event_chain()
+        return sub
+
+    def _rebuild_event_chain(self) -> None:
+        chain: EventNext | None = None
+        if self._event_mw:
+            chain = self._call_handlers
+            for mw in reversed(self._event_mw):
+                chain = _link(mw.fn, chain)
+        self._event_chain = chain
+
+    def set_policy(self, command_type: type[Command[Any]], policy: CommandPolicy | None) -> None:
+        """Set (or with ``None`` clear) the timeout, retry and breaker of a command type and
+        its subclasses."""
+        if policy is None:
+            self._policies.pop(command_type, None)
+        else:
+            self._policies[command_type] = policy
+        self._policy_cache.clear()
+        self._breakers = {
+            t: b
+            for t, b in self._breakers.items()
+            if (p := self._policy_for(t)) is not None and p.breaker is b.policy
+        }
+
+    def breaker(self, command_type: type[Command[Any]]) -> CircuitBreaker | None:
+        """The circuit breaker of a command type, if its policy has one."""
+        return self._breaker_for(command_type, self._policy_for(command_type))
+
+    # -- sessions and scheduling -------------------------------------------------------
+
+    def session(self, name: str = "session", *, session_id: str | None = None) -> Session:
+        """A new session; use it as ``async with bus.session("name") as session:``."""
+        return Session(self, name, session_id)
+
+    def _session_opened(self, session: Session) -> None:
+        if session.id in self._sessions:
+            raise BusError(f"a session with id {session.id!r} is already open on this bus")
+        self._sessions[session.id] = session
+
+    def _session_closed(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        self._registry.remove_scope(session.id)
+
+    @property
+    def sessions(self) -> list[Session]:
+        """The sessions open now."""
+        return list(self._sessions.values())
+
+    def schedule(
+        self, event: Event, *, at: datetime | None = None, delay: float | None = None
+    ) -> ScheduledEvent:
+        """Publish ``event`` at ``at`` (timezone-aware) or after ``delay`` seconds."""
+        self._refuse_if_stopped()
+        return self._scheduler.schedule(event, at=at, delay=delay)
+
+    # -- events ------------------------------------------------------------------------
+
+    @overload
+    async def publish(self, event: Event, *, wait: Literal[False] = False) -> None: ...
+    @overload
+    async def publish(self, event: Event, *, wait: Literal[True]) -> Delivery: ...
+    async def publish(self, event: Event, *, wait: bool = False) -> Delivery | None:
+        """Queue ``event`` for its handlers; with ``wait=True``, deliver it now and return
+        once its handlers have finished (queued, unrelated events do not hold it up)."""
+        if not isinstance(event, Event):
+            raise TypeError(_not_an_event(event))
+        if self._stopped:
+            self._refuse_if_stopped()
+        self._published += 1
+        if wait:
+            return await self._dispatch(event)
+        await self._transport.send(event)
+        return None
+
+    def publish_nowait(self, event: Event) -> None:
+        """Queue ``event`` from synchronous code; raises `BackpressureError` if the queue is
+        full (whatever the strategy, as it cannot wait)."""
+        if not isinstance(event, Event):
+            raise TypeError(_not_an_event(event))
+        self._refuse_if_stopped()
+        self._transport.send_nowait(event)
+        self._published += 1
+
+    async def _dispatch(self, event: Event) -> Delivery:
+        if self._filters:
+            for flt in self._filters:
+                if not flt.fn(event):
+                    self._filtered += 1
+                    return _FILTERED
+        if self._event_chain is not None:
+            return await self._event_chain(event)
+        return await self._call_handlers(event)
+
+    async def _call_handlers(self, event: Event) -> Delivery:
+        started = perf_counter_ns()
+        failures: list[HandlerFailure] | None = None
+        handled = 0
+        for sub in self._registry.events_for(type(event), event.session_id):
+            if not sub.active:
+                continue
+            try:
+                if sub.where is not None and not sub.where(event):
+                    continue
+                if sub.is_async:
+                    await sub.fn(event)
+                else:
+                    returned = sub.fn(event)
+                    if returned is not None and inspect.isawaitable(returned):
+                        await returned
+            except Exception as exc:
+                failures = failures or []
+                failures.append(HandlerFailure(sub.name, exc))
+            handled += 1
+        self._delivered += handled
+        self._event_latency.record(perf_counter_ns() - started)
+        if failures is None:
+            return _CLEAN[handled] if handled < 32 else Delivery(handled)
+        await self._handlers_failed(event, failures)
+        return Delivery(handled, tuple(failures))
+
+    async def _handlers_failed(self, event: Event, failures: list[HandlerFailure]) -> None:
+        self._handler_failures += len(failures)
+        for failure in failures:
+            log.error(
+                "event handler %s failed on %s %s",
+                failure.handler,
+                type(event).__name__,
+                event.id,
+                exc_info=failure.error,
+            )
+            # Failures of EventHandlerFailed handlers are logged only: no endless chain.
+            if not isinstance(event, EventHandlerFailed):
+                await self._dispatch(
+                    EventHandlerFailed(
+                        event_id=event.id,
+                        event_type=message_type_name(type(event)),
+                        handler=failure.handler,
+                        error=ErrorInfo.from_exception(failure.error),
+                        session_id=event.session_id,
+                    )
+                )
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def execute(
+        self, command: Command[R], *, timeout: float | None = None
+    ) -> CommandResult[R]:
+        """Run ``command``'s handler and return its result.
+
+        A missing handler, a handler that raises or times out, or an open circuit breaker
+        gives a failed result (``success=False``, ``error`` set, the exception on
+        ``.exception``), adds the command to ``dead_letters`` and publishes `CommandFailed`.
+        ``timeout`` (seconds per attempt) overrides the command type's policy.
+        """
+        if not isinstance(command, Command):
+            raise TypeError(
+                f"execute() takes a Command, got {type(command).__name__}; events go to publish()"
+            )
+        self._refuse_if_stopped()
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout}")
+        self._executed += 1
+        started = perf_counter_ns()
+        attempts = [0]
+        try:
+            if self._command_mw:
+                value = await self._command_chain(timeout, attempts)(command)
+            else:
+                value = await self._run_command(command, timeout, attempts)
+        except Exception as exc:
+            return await self._command_failed(command, exc, attempts[0], started)
+        elapsed = perf_counter_ns() - started
+        self._command_latency.record(elapsed)
+        self._succeeded += 1
+        return CommandResult[Any].model_construct(
+            command_id=command.id,
+            command_type=message_type_name(type(command)),
+            success=True,
+            value=value,
+            error=None,
+            attempts=attempts[0],
+            duration_ms=elapsed / 1e6,
+            session_id=command.session_id,
+        )
+
+    def _command_chain(self, timeout: float | None, attempts: list[int]) -> CommandNext:
+        async def run(cmd: Command[Any]) -> Any:
+            return await self._run_command(cmd, timeout, attempts)
+
+        chain: CommandNext = run
+        for mw in reversed(self._command_mw):
+            chain = _link(mw.fn, chain)
+        return chain
+
+    async def _run_command(
+        self, command: Command[Any], timeout: float | None, attempts: list[int]
+    ) -> Any:
+        cls = type(command)
+        sub = self._registry.command_for(cls, command.session_id)
+        if sub is None:
+            raise NoHandlerError(
+                f"no handler is registered for {cls.__name__}; register one with "
+                f"bus.on_command({cls.__name__}, handler) (or on the command's session)"
+            )
+        policy = self._policy_cache.get(cls, _MISSING)
+        if policy is _MISSING:
+            policy = self._policy_for(cls)
+        if policy is None:
+            attempts[0] = 1
+            return await self._attempt(sub, command, timeout, None)
+        if timeout is None:
+            timeout = policy.timeout
+        breaker = self._breaker_for(cls, policy)
+        retry = policy.retry
+        if retry is None:
+            attempts[0] = 1
+            return await self._attempt(sub, command, timeout, breaker)
+
+        def count(state: Any) -> None:
+            attempts[0] = state.attempt_number
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(retry.attempts),
+            wait=wait_exponential_jitter(
+                initial=retry.initial,
+                max=retry.max_delay,
+                exp_base=retry.exp_base,
+                jitter=retry.jitter,
+            ),
+            retry=retry_if_exception(retry.should_retry),
+            sleep=retry.sleep,
+            before=count,
+            before_sleep=lambda state: log.warning(
+                "%s attempt %d failed (%s); retrying",
+                cls.__name__,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else "?",
+            ),
+            reraise=True,
+        )
+        return await retrying(self._attempt, sub, command, timeout, breaker)
+
+    async def _attempt(
+        self,
+        sub: Subscription,
+        command: Command[Any],
+        timeout: float | None,
+        breaker: CircuitBreaker | None,
+    ) -> Any:
+        if breaker is not None:
+            breaker.before_call()
+        try:
+            if timeout is None:
+                value = await _invoke(sub, command)
+            else:
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        value = await _invoke(sub, command)
+                except TimeoutError as exc:
+                    if not deadline.expired():
+                        raise  # the handler's own TimeoutError, not our deadline
+                    raise CommandTimeoutError(
+                        f"{type(command).__name__} did not finish within {timeout}s; raise "
+                        "its timeout (execute(..., timeout=) or its CommandPolicy) or make "
+                        "the handler faster"
+                    ) from exc
+        except Exception:
+            if breaker is not None:
+                breaker.on_failure()
+            raise
+        if breaker is not None:
+            breaker.on_success()
+        return value
+
+    async def _command_failed(
+        self, command: Command[R], exc: Exception, attempts: int, started: int
+    ) -> CommandResult[R]:
+        elapsed = perf_counter_ns() - started
+        self._command_latency.record(elapsed)
+        self._failed += 1
+        error = ErrorInfo.from_exception(exc)
+        type_name = message_type_name(type(command))
+        result = CommandResult[R].model_construct(
+            command_id=command.id,
+            command_type=type_name,
+            success=False,
+            value=None,
+            error=error,
+            attempts=max(attempts, 1),
+            duration_ms=elapsed / 1e6,
+            session_id=command.session_id,
+        )
+        result._exception = exc
+        log.warning("command %s %s failed: %s", type(command).__name__, command.id, exc)
+        self.dead_letters.add(DeadLetter(command, error, exc, max(attempts, 1)))
+        await self._dispatch(
+            CommandFailed(
+                command_id=command.id,
+                command_type=type_name,
+                error=error,
+                attempts=max(attempts, 1),
+                session_id=command.session_id,
+            )
+        )
+        return result
+
+    async def _replay(self, command: Command[Any]) -> CommandResult[Any]:
+        return await self.execute(command)
+
+    def _policy_for(self, cls: type[Message]) -> CommandPolicy | None:
+        if cls not in self._policy_cache:
+            self._policy_cache[cls] = next(
+                (self._policies[b] for b in cls.__mro__ if b in self._policies), None
+            )
+        return self._policy_cache[cls]
+
+    def _breaker_for(
+        self, cls: type[Message], policy: CommandPolicy | None
+    ) -> CircuitBreaker | None:
+        if policy is None or policy.breaker is None:
+            return None
+        breaker = self._breakers.get(cls)
+        if breaker is None:
+            breaker = self._breakers[cls] = CircuitBreaker(
+                cls.__name__, policy.breaker, self._clock
+            )
+        return breaker
+
+    # -- metrics -----------------------------------------------------------------------
+
+    def stats(self) -> BusStats:
+        """A snapshot of counters, queue state, latency percentiles, breakers and DLQ."""
+        t = self._transport.stats()
+        return BusStats(
+            published=self._published,
+            delivered=self._delivered,
+            filtered=self._filtered,
+            handler_failures=self._handler_failures,
+            commands_executed=self._executed,
+            commands_succeeded=self._succeeded,
+            commands_failed=self._failed,
+            dropped=t.dropped,
+            rejected=t.rejected,
+            blocked_publishes=t.blocked,
+            queue_depth=t.depth,
+            queue_capacity=t.capacity,
+            under_pressure=t.under_pressure,
+            high_watermark_hits=t.high_watermark_hits,
+            event_latency=self._event_latency.summary(),
+            command_latency=self._command_latency.summary(),
+            breakers={b.name: b.state for b in self._breakers.values()},
+            dead_letters=len(self.dead_letters),
+            dead_letters_evicted=self.dead_letters.evicted,
+            scheduled_pending=self._scheduler.pending,
+            active_sessions=len(self._sessions),
+            dropped_by_type=t.dropped_by_type,
+        )
+
+
+_MISSING: Any = object()
+
+
+def _link(mw: Callable[[Any, Any], Awaitable[Any]], nxt: Any) -> Any:
+    async def step(message: Any) -> Any:
+        return await mw(message, nxt)
+
+    return step
+
+
+async def _invoke(sub: Subscription, message: Message) -> Any:
+    if sub.is_async:
+        return await sub.fn(message)
+    value = sub.fn(message)
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _not_an_event(obj: object) -> str:
+    if isinstance(obj, Command):
+        return f"{type(obj).__name__} is a Command: run it with `await bus.execute(command)`"
+    return f"publish() takes an Event, got {type(obj).__name__}"

@@ -1,0 +1,233 @@
+"""Message types: `Message`, `Command` (one handler, a result) and `Event` (any handlers).
+
+Every message is a pydantic model with an id, a UTC timestamp, a session id (``None`` for
+bus-level messages) and free-form metadata. Each concrete class registers itself under a
+type name so that a message serialised to JSON comes back as the same class (see
+`to_json` / `from_json`), which is what lets a transport carry messages between processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import traceback
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from llmgine.errors import CommandFailedError, MessageSerializationError, UnknownMessageTypeError
+
+__all__ = [
+    "Command",
+    "CommandFailed",
+    "CommandResult",
+    "ErrorInfo",
+    "Event",
+    "EventHandlerFailed",
+    "Message",
+    "SessionEnded",
+    "SessionStarted",
+    "from_json",
+    "message_type_name",
+    "to_json",
+]
+
+R = TypeVar("R")
+
+
+class _Ids:
+    """Unique message ids: a random per-process prefix and a counter.
+
+    Four times cheaper than `uuid4()` on the hot path and still globally unique (the 64-bit
+    prefix is drawn again in a forked child, so parent and child never share it).
+    """
+
+    prefix = os.urandom(8).hex()
+    counter = itertools.count()
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.prefix = os.urandom(8).hex()
+        cls.counter = itertools.count()
+
+    @classmethod
+    def next(cls) -> str:
+        return f"{cls.prefix}{next(cls.counter):016x}"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Ids.reseed)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+def message_type_name(cls: type[Message]) -> str:
+    """The name a message class is registered and serialised under."""
+    return cls.__dict__.get("__message_type__") or f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Message(BaseModel):
+    """Base of every message on the bus.
+
+    Subclasses are registered by their module and qualified name (or by a class attribute
+    ``__message_type__ = "name"``); a class defined again under the same name, as when a
+    notebook cell runs twice, replaces the earlier one.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+
+    id: str = Field(default_factory=_Ids.next)
+    timestamp: datetime = Field(default_factory=_now)
+    session_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # Parametrised generics such as Command[int] are not concrete message types.
+        if cls.__pydantic_generic_metadata__["origin"] is None:
+            _REGISTRY[message_type_name(cls)] = cls
+
+
+class Event(Message):
+    """Something that happened. Any number of handlers (including none) receive it."""
+
+
+class Command(Message, Generic[R]):
+    """A request for one thing to be done. Exactly one handler runs it and returns ``R``.
+
+    Example:
+        class Add(Command[int]):
+            a: int
+            b: int
+
+        bus.on_command(Add, lambda cmd: cmd.a + cmd.b)
+        result = await bus.execute(Add(a=1, b=2))   # CommandResult[int], result.value == 3
+    """
+
+
+class ErrorInfo(BaseModel):
+    """A JSON-safe description of an exception: its type, message and traceback."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        return cls(
+            type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+
+class CommandResult(BaseModel, Generic[R]):
+    """The outcome of `MessageBus.execute`: a value on success, an error otherwise.
+
+    The original exception is kept on ``.exception`` (not serialised); ``unwrap()`` returns
+    the value or raises it.
+    """
+
+    command_id: str
+    command_type: str
+    success: bool
+    value: R | None = None
+    error: ErrorInfo | None = None
+    attempts: int = 1
+    duration_ms: float = 0.0
+    session_id: str | None = None
+
+    _exception: BaseException | None = PrivateAttr(default=None)
+
+    @property
+    def exception(self) -> BaseException | None:
+        return self._exception
+
+    def unwrap(self) -> R:
+        """Return the value, or raise the command's exception if it failed."""
+        if self.success:
+            return self.value  # type: ignore[return-value]
+        if self._exception is not None:
+            raise self._exception
+        error = self.error or ErrorInfo(type="unknown", message="no error recorded")
+        raise CommandFailedError(f"{self.command_type} failed: {error.type}: {error.message}")
+
+
+class SessionStarted(Event):
+    """Published when a session opens."""
+
+    name: str
+
+
+class SessionEnded(Event):
+    """Published when a session closes, before its handlers are removed."""
+
+    name: str
+    error: ErrorInfo | None = None
+
+
+class CommandFailed(Event):
+    """Published whenever a command fails for good (after any retries)."""
+
+    command_id: str
+    command_type: str
+    error: ErrorInfo
+    attempts: int
+
+
+class EventHandlerFailed(Event):
+    """Published when an event handler raises; the other handlers still run."""
+
+    event_id: str
+    event_type: str
+    handler: str
+    error: ErrorInfo
+
+
+_ENVELOPE_KEYS = {"type", "data"}
+
+
+def to_json(message: Message) -> str:
+    """Serialise a message with its concrete type, so `from_json` rebuilds the same class."""
+    try:
+        data = message.model_dump(mode="json")
+    except Exception as exc:  # pydantic raises several kinds for unserialisable values
+        raise MessageSerializationError(
+            f"cannot serialise {type(message).__name__} to JSON: {exc}. Give its fields "
+            "JSON-compatible types (or pydantic field serializers)."
+        ) from exc
+    return json.dumps({"type": message_type_name(type(message)), "data": data})
+
+
+def from_json(text: str | bytes) -> Message:
+    """Rebuild a message serialised by `to_json`, as an instance of its original class."""
+    try:
+        envelope = json.loads(text)
+    except ValueError as exc:
+        raise MessageSerializationError(f"message is not valid JSON: {exc}") from exc
+    if not isinstance(envelope, dict) or set(envelope) != _ENVELOPE_KEYS:
+        raise MessageSerializationError(
+            'a serialised message is a JSON object {"type": ..., "data": ...}; got '
+            f"{str(envelope)[:80]!r}"
+        )
+    name = envelope["type"]
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise UnknownMessageTypeError(
+            f"no message class is registered as {name!r}; import the module that defines it "
+            "before reading its messages."
+        )
+    try:
+        return cls.model_validate(envelope["data"])
+    except ValidationError as exc:
+        raise MessageSerializationError(f"invalid data for {name}: {exc}") from exc

@@ -1,0 +1,115 @@
+"""Bounded metrics for the bus: a log-linear latency histogram and the `BusStats` snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["BusStats", "LatencyHistogram", "LatencySummary"]
+
+# 16 linear sub-buckets per power of two: any recorded value lands in a bucket whose bounds
+# are within 6.25% of it, from 1 ns to ~18 minutes, in a fixed 640-slot list.
+_SUB_BITS = 4
+_SUB = 1 << _SUB_BITS
+_SLOTS = 40 * _SUB
+
+
+def _bucket(ns: int) -> int:
+    if ns < 2 * _SUB:
+        return max(ns, 0)
+    shift = ns.bit_length() - (_SUB_BITS + 1)
+    return min((shift + 1) * _SUB + (ns >> shift) - _SUB, _SLOTS - 1)
+
+
+def _bucket_upper_ns(index: int) -> int:
+    if index < 2 * _SUB:
+        return index
+    shift = index // _SUB - 1
+    return ((index % _SUB + _SUB + 1) << shift) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Percentiles in milliseconds (upper bounds of histogram buckets, within 6.25%)."""
+
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+class LatencyHistogram:
+    """A fixed-size histogram of durations in nanoseconds: O(1) to record, bounded memory."""
+
+    __slots__ = ("_counts", "count", "max_ns", "total_ns")
+
+    def __init__(self) -> None:
+        self._counts = [0] * _SLOTS
+        self.count = 0
+        self.total_ns = 0
+        self.max_ns = 0
+
+    def record(self, ns: int) -> None:
+        self._counts[_bucket(ns)] += 1
+        self.count += 1
+        self.total_ns += ns
+        if ns > self.max_ns:
+            self.max_ns = ns
+
+    def percentile_ns(self, q: float) -> int:
+        """The smallest bucket bound below which at least fraction ``q`` of samples fall."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"percentile must be between 0 and 1, got {q}")
+        if self.count == 0:
+            return 0
+        rank = max(1, round(q * self.count))
+        seen = 0
+        for index, n in enumerate(self._counts):
+            seen += n
+            if seen >= rank:
+                return min(_bucket_upper_ns(index), self.max_ns)
+        return self.max_ns
+
+    def summary(self) -> LatencySummary:
+        ms = 1e-6
+        return LatencySummary(
+            count=self.count,
+            mean_ms=(self.total_ns / self.count * ms) if self.count else 0.0,
+            p50_ms=self.percentile_ns(0.50) * ms,
+            p90_ms=self.percentile_ns(0.90) * ms,
+            p99_ms=self.percentile_ns(0.99) * ms,
+            max_ms=self.max_ns * ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    """A snapshot of a bus's counters; every collection in it is bounded.
+
+    ``dropped`` and ``rejected`` count events lost to the ``drop_oldest`` strategy and
+    refused by ``reject``; ``dropped_by_type`` names what was dropped.
+    """
+
+    published: int
+    delivered: int
+    filtered: int
+    handler_failures: int
+    commands_executed: int
+    commands_succeeded: int
+    commands_failed: int
+    dropped: int
+    rejected: int
+    blocked_publishes: int
+    queue_depth: int
+    queue_capacity: int
+    under_pressure: bool
+    high_watermark_hits: int
+    event_latency: LatencySummary
+    command_latency: LatencySummary
+    breakers: dict[str, str] = field(default_factory=dict)
+    dead_letters: int = 0
+    dead_letters_evicted: int = 0
+    scheduled_pending: int = 0
+    active_sessions: int = 0
+    dropped_by_type: dict[str, int] = field(default_factory=dict)
