@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
 
@@ -15,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from llmgine._demo import run_demo
 
+        logging.basicConfig(
+            level=logging.WARNING, format="  (log) %(levelname)s %(message)s", stream=sys.stdout
+        )
         asyncio.run(run_demo())
     return 0
 

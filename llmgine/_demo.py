@@ -47,7 +47,9 @@ async def run_demo(out: list[str] | None = None) -> list[str]:
         result = await bus.execute(Ask(question="The answer?"))
         say(f"  success={result.success} value={result.value!r} in {result.duration_ms:.3f} ms")
 
-        say("2. Sessions scope handlers; they see their session's end, then are gone:")
+        say("2. Sessions scope handlers; they see their session's end, then are gone.")
+        say("   (q1 is queued; q2 is published with wait=True so it is delivered at once;")
+        say("   q1 still reaches the session's handler before the session ends.)")
         async with bus.session("chat") as session:
             session.on_event(Answered, lambda e: say(f"  [session handler] {e.answer}"))
             session.on_event(SessionEnded, lambda e: say(f"  [session handler] {e.name} ends"))

@@ -13,7 +13,7 @@ from time import perf_counter_ns
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from llmgine.bus._messages import (
     Command,
@@ -458,12 +458,7 @@ class MessageBus:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential_jitter(
-                initial=retry.initial,
-                max=retry.max_delay,
-                exp_base=retry.exp_base,
-                jitter=retry.jitter,
-            ),
+            wait=lambda state: retry.delay(state.attempt_number),
             retry=retry_if_exception(retry.should_retry),
             sleep=retry.sleep,
             before=count,

@@ -81,7 +81,13 @@ class Message(BaseModel):
     notebook cell runs twice, replaces the earlier one.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+    # bytes as base64 and NaN/inf as JSON constants, so every value survives a round trip.
+    model_config = ConfigDict(
+        extra="forbid",
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+        ser_json_inf_nan="constants",
+    )
 
     id: str = Field(default_factory=_Ids.next)
     timestamp: datetime = Field(default_factory=_now)
@@ -200,13 +206,13 @@ _ENVELOPE_KEYS = {"type", "data"}
 def to_json(message: Message) -> str:
     """Serialise a message with its concrete type, so `from_json` rebuilds the same class."""
     try:
-        data = message.model_dump(mode="json")
+        data = message.model_dump_json()
     except Exception as exc:  # pydantic raises several kinds for unserialisable values
         raise MessageSerializationError(
             f"cannot serialise {type(message).__name__} to JSON: {exc}. Give its fields "
             "JSON-compatible types (or pydantic field serializers)."
         ) from exc
-    return json.dumps({"type": message_type_name(type(message)), "data": data})
+    return f'{{"type": {json.dumps(message_type_name(type(message)))}, "data": {data}}}'
 
 
 def from_json(text: str | bytes) -> Message:
@@ -228,6 +234,7 @@ def from_json(text: str | bytes) -> Message:
             "before reading its messages."
         )
     try:
-        return cls.model_validate(envelope["data"])
+        # Validate in JSON mode, where base64 bytes and the like are read back.
+        return cls.model_validate_json(json.dumps(envelope["data"]))
     except ValidationError as exc:
         raise MessageSerializationError(f"invalid data for {name}: {exc}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
@@ -67,6 +68,14 @@ class RetryPolicy:
             raise ValueError(f"RetryPolicy.attempts must be at least 1, got {self.attempts}")
         if self.initial < 0 or self.max_delay < 0 or self.jitter < 0:
             raise ValueError("RetryPolicy delays (initial, max_delay, jitter) cannot be negative")
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry number ``retry_number`` (1 for the first retry)."""
+        try:
+            backoff = self.initial * self.exp_base ** (retry_number - 1)
+        except OverflowError:
+            backoff = self.max_delay
+        return min(backoff + random.uniform(0, self.jitter), self.max_delay)
 
     def should_retry(self, exc: BaseException) -> bool:
         return isinstance(exc, self.retry_on) and not isinstance(exc, _NEVER_RETRY)

@@ -14,7 +14,6 @@ A transport over another engine (NATS) implements the same `Transport` protocol.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 from collections import Counter, deque
@@ -172,6 +171,9 @@ class LocalTransport:
     async def send(self, event: Event) -> None:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or not self._tasks:
+            self._ensure_workers(loop)
         queue = self._queue
         if len(queue) >= self.high:
             self._pressure()
@@ -188,12 +190,23 @@ class LocalTransport:
         queue.append(event)
         if self._worker_waiters:
             self._wake_worker()
-        elif not self._tasks:
-            self._ensure_workers(asyncio.get_running_loop())
 
     def send_nowait(self, event: Event) -> None:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            if self._loop is not None and self._loop.is_running():
+                raise EventLoopMismatchError(
+                    "publish_nowait() was called from a thread other than the bus's event "
+                    "loop; use loop.call_soon_threadsafe(bus.publish_nowait, event)"
+                )
+            # With no loop running yet, the workers start with the next send or drain.
+        elif loop is not self._loop or not self._tasks:
+            self._ensure_workers(loop)
         queue = self._queue
         if len(queue) >= self.high:
             self._pressure()
@@ -206,12 +219,8 @@ class LocalTransport:
                     )
                 self._overflow(event)
         queue.append(event)
-        if self._worker_waiters:
+        if self._worker_waiters and loop is not None:
             self._wake_worker()
-        elif not self._tasks:
-            # With no loop running yet, the workers start with the next send or drain.
-            with contextlib.suppress(RuntimeError):
-                self._ensure_workers(asyncio.get_running_loop())
 
     def _pressure(self) -> None:
         if not self.under_pressure:
