@@ -303,15 +303,17 @@ class MessageBus:
             raise TypeError(_not_an_event(event))
         if self._stopped:
             self._refuse_if_stopped()
-        self._published += 1
         if wait:
+            self._published += 1
             return await self._dispatch(event)
-        await self._transport.send(event)
+        await self._transport.send(event)  # may raise BackpressureError: not published
+        self._published += 1
         return None
 
     def publish_nowait(self, event: Event) -> None:
-        """Queue ``event`` from synchronous code; raises `BackpressureError` if the queue is
-        full (whatever the strategy, as it cannot wait)."""
+        """Queue ``event`` from synchronous code. When the queue is full, ``drop_oldest``
+        drops as usual, and ``reject`` and ``block`` raise `BackpressureError` (it cannot
+        wait)."""
         if not isinstance(event, Event):
             raise TypeError(_not_an_event(event))
         self._refuse_if_stopped()
@@ -409,7 +411,7 @@ class MessageBus:
         elapsed = perf_counter_ns() - started
         self._command_latency.record(elapsed)
         self._succeeded += 1
-        return CommandResult[Any].model_construct(
+        return CommandResult.model_construct(
             command_id=command.id,
             command_type=message_type_name(type(command)),
             success=True,
@@ -497,6 +499,10 @@ class MessageBus:
                         "its timeout (execute(..., timeout=) or its CommandPolicy) or make "
                         "the handler faster"
                     ) from exc
+        except asyncio.CancelledError:
+            if breaker is not None:
+                breaker.on_cancel()
+            raise
         except Exception:
             if breaker is not None:
                 breaker.on_failure()
@@ -513,7 +519,7 @@ class MessageBus:
         self._failed += 1
         error = ErrorInfo.from_exception(exc)
         type_name = message_type_name(type(command))
-        result = CommandResult[R].model_construct(
+        result: CommandResult[R] = CommandResult.model_construct(
             command_id=command.id,
             command_type=type_name,
             success=False,

@@ -66,6 +66,8 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError(f"RetryPolicy.attempts must be at least 1, got {self.attempts}")
+        if self.exp_base < 1:
+            raise ValueError(f"RetryPolicy.exp_base must be at least 1, got {self.exp_base}")
         if self.initial < 0 or self.max_delay < 0 or self.jitter < 0:
             raise ValueError("RetryPolicy delays (initial, max_delay, jitter) cannot be negative")
 
@@ -162,10 +164,15 @@ class CircuitBreaker:
             self._trials += 1
             return
         retry_after = max(0.0, self._opened_at + self.policy.reset_timeout - self._clock())
+        when = (
+            f"It tries again in {retry_after:.1f}s"
+            if state == "open"
+            else f"Its {self.policy.half_open_max_calls} trial call(s) are still running"
+        )
         raise CircuitOpenError(
             f"circuit breaker for {self.name} is {state}: failing fast after "
-            f"{self.policy.failure_threshold} consecutive failures. It tries again in "
-            f"{retry_after:.1f}s; fix the handler's dependency or wait.",
+            f"{self.policy.failure_threshold} consecutive failures. {when}; fix the "
+            "handler's dependency or wait.",
             command_type=self.name,
             retry_after=retry_after,
         )
@@ -179,6 +186,11 @@ class CircuitBreaker:
                 self._trials -= 1
         else:
             self._failures = 0
+
+    def on_cancel(self) -> None:
+        """A call was cancelled: neither outcome, but a half-open trial slot is freed."""
+        if self._state == "half_open" and self._trials > 0:
+            self._trials -= 1
 
     def on_failure(self) -> None:
         if self._state == "half_open":

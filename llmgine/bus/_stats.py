@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["BusStats", "LatencyHistogram", "LatencySummary"]
 
 # 16 linear sub-buckets per power of two: any recorded value lands in a bucket whose bounds
-# are within 6.25% of it, from 1 ns to ~18 minutes, in a fixed 640-slot list.
+# are within 6.25% of it, from 1 ns to ~2.4 hours, in a fixed 640-slot list (longer values
+# share the last slot, which reports the true maximum).
 _SUB_BITS = 4
 _SUB = 1 << _SUB_BITS
 _SLOTS = 40 * _SUB
@@ -63,11 +65,13 @@ class LatencyHistogram:
             raise ValueError(f"percentile must be between 0 and 1, got {q}")
         if self.count == 0:
             return 0
-        rank = max(1, round(q * self.count))
+        rank = max(1, math.ceil(q * self.count - 1e-9))  # -1e-9: float noise in q * count
         seen = 0
         for index, n in enumerate(self._counts):
             seen += n
             if seen >= rank:
+                if index == _SLOTS - 1:
+                    return self.max_ns
                 return min(_bucket_upper_ns(index), self.max_ns)
         return self.max_ns
 

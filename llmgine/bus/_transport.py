@@ -175,19 +175,19 @@ class LocalTransport:
         if loop is not self._loop or not self._tasks:
             self._ensure_workers(loop)
         queue = self._queue
-        if len(queue) >= self.high:
-            self._pressure()
-            if len(queue) >= self.capacity:
-                if self.strategy == "block":
-                    if _worker_of.get() is self:
-                        # A handler publishing into a full queue that only its own worker
-                        # can empty: waiting would deadlock, so deliver it right here.
-                        await self._deliver_now(event)
-                        return
-                    await self._wait_for_space()
-                else:
-                    self._overflow(event)
+        if len(queue) >= self.capacity:
+            if self.strategy == "block":
+                if _worker_of.get() is self:
+                    # A handler publishing into a full queue that only its own worker
+                    # can empty: waiting would deadlock, so deliver it right here.
+                    await self._deliver_now(event)
+                    return
+                await self._wait_for_space()
+            else:
+                self._overflow(event)
         queue.append(event)
+        if len(queue) >= self.high and not self.under_pressure:
+            self._pressure()
         if self._worker_waiters:
             self._wake_worker()
 
@@ -208,25 +208,24 @@ class LocalTransport:
         elif loop is not self._loop or not self._tasks:
             self._ensure_workers(loop)
         queue = self._queue
-        if len(queue) >= self.high:
-            self._pressure()
-            if len(queue) >= self.capacity:
-                if self.strategy == "block":
-                    self.rejected += 1
-                    raise BackpressureError(
-                        f"the event queue is full ({self.capacity}) and publish_nowait cannot "
-                        "wait; use `await bus.publish(event)` to wait for room."
-                    )
-                self._overflow(event)
+        if len(queue) >= self.capacity:
+            if self.strategy == "block":
+                self.rejected += 1
+                raise BackpressureError(
+                    f"the event queue is full ({self.capacity}) and publish_nowait cannot "
+                    "wait; use `await bus.publish(event)` to wait for room."
+                )
+            self._overflow(event)
         queue.append(event)
+        if len(queue) >= self.high and not self.under_pressure:
+            self._pressure()
         if self._worker_waiters and loop is not None:
             self._wake_worker()
 
     def _pressure(self) -> None:
-        if not self.under_pressure:
-            self.under_pressure = True
-            self.high_watermark_hits += 1
-            log.info("event queue reached its high watermark (%d of %d)", self.high, self.capacity)
+        self.under_pressure = True
+        self.high_watermark_hits += 1
+        log.info("event queue reached its high watermark (%d of %d)", self.high, self.capacity)
 
     def _overflow(self, event: Event) -> None:
         if self.strategy == "reject":

@@ -1,0 +1,421 @@
+"""The bounded event queue: drop_oldest, reject and block backpressure, and watermarks.
+
+The single worker is parked inside a handler on a semaphore the test controls, so the queue
+fills exactly as each test chooses; the test lets events through one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from llmgine.bus import (
+    BackpressureStrategy,
+    Delivery,
+    Event,
+    LocalTransport,
+    MessageBus,
+    message_type_name,
+)
+from llmgine.errors import BackpressureError, BusError
+
+
+class Tick(Event):
+    n: int
+
+
+class Outer(Event):
+    pass
+
+
+class Inner(Event):
+    pass
+
+
+class Worker:
+    """The `Tick` handler: parks on a semaphore before each event, then records it."""
+
+    def __init__(self) -> None:
+        self.permits = asyncio.Semaphore(0)
+        self.entered = asyncio.Event()
+        self.seen: list[int] = []
+
+    async def __call__(self, event: Tick) -> None:
+        self.entered.set()
+        await self.permits.acquire()
+        self.seen.append(event.n)
+
+    def let_through(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.permits.release()
+
+    def open(self) -> None:
+        self.let_through(100_000)
+
+
+class Buses:
+    """Makes buses whose Tick handler is a `Worker`; stops them all after the test."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[MessageBus, Worker]] = []
+
+    async def __call__(
+        self, capacity: int, strategy: BackpressureStrategy, **marks: int
+    ) -> tuple[MessageBus, Worker]:
+        bus = MessageBus(
+            queue_capacity=capacity,
+            backpressure=strategy,
+            high_watermark=marks.get("high"),
+            low_watermark=marks.get("low"),
+        )
+        worker = Worker()
+        bus.on_event(Tick, worker)
+        await bus.start()
+        self.made.append((bus, worker))
+        return bus, worker
+
+
+@pytest.fixture
+async def make_bus() -> AsyncIterator[Buses]:
+    buses = Buses()
+    yield buses
+    for bus, worker in buses.made:
+        worker.open()
+        await bus.stop()
+
+
+async def settle(times: int = 10) -> None:
+    """Let every ready task run (yields only; no time passes)."""
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
+async def park(bus: MessageBus, worker: Worker) -> None:
+    """Publish Tick 0 and wait until the worker holds it: the queue is then empty."""
+    await bus.publish(Tick(n=0))
+    await worker.entered.wait()
+    assert bus.stats().queue_depth == 0
+
+
+async def publish(bus: MessageBus, numbers: range) -> None:
+    for n in numbers:
+        await bus.publish(Tick(n=n))
+
+
+# -- drop_oldest ------------------------------------------------------------------------
+
+
+async def test_drop_oldest_drops_exactly_the_oldest_events(make_bus: Buses) -> None:
+    bus, worker = await make_bus(4, "drop_oldest")
+    await park(bus, worker)
+
+    await publish(bus, range(1, 8))  # 7 events into 4 places
+
+    stats = bus.stats()
+    assert stats.dropped == 3
+    assert stats.queue_depth == 4
+    assert stats.dropped_by_type == {message_type_name(Tick): 3}
+    assert stats.published == 8
+    worker.open()
+    await bus.drain()
+    assert worker.seen == [0, 4, 5, 6, 7]
+
+
+async def test_drop_oldest_applies_to_publish_nowait(make_bus: Buses) -> None:
+    bus, worker = await make_bus(2, "drop_oldest")
+    await park(bus, worker)
+
+    for n in range(1, 5):
+        bus.publish_nowait(Tick(n=n))
+
+    assert bus.stats().dropped == 2
+    worker.open()
+    await bus.drain()
+    assert worker.seen == [0, 3, 4]
+
+
+# -- reject -----------------------------------------------------------------------------
+
+
+async def test_reject_raises_and_queues_nothing_for_the_rejected(make_bus: Buses) -> None:
+    bus, worker = await make_bus(3, "reject")
+    await park(bus, worker)
+    await publish(bus, range(1, 4))
+
+    for n in (4, 5):
+        with pytest.raises(BackpressureError, match="queue is full") as info:
+            await bus.publish(Tick(n=n))
+    message = str(info.value)
+    assert "(3 events)" in message
+    assert "'reject'" in message
+    assert "not published" in message
+    assert "queue_capacity" in message
+
+    stats = bus.stats()
+    assert stats.rejected == 2
+    assert stats.dropped == 0
+    assert stats.queue_depth == 3
+    worker.open()
+    await bus.drain()
+    assert worker.seen == [0, 1, 2, 3]
+
+
+async def test_rejected_events_are_not_counted_as_published(make_bus: Buses) -> None:
+    bus, worker = await make_bus(2, "reject")
+    await park(bus, worker)
+    await publish(bus, range(1, 3))
+
+    with pytest.raises(BackpressureError):
+        await bus.publish(Tick(n=3))
+    with pytest.raises(BackpressureError):
+        bus.publish_nowait(Tick(n=4))
+
+    stats = bus.stats()
+    assert stats.rejected == 2
+    assert stats.published == 3  # Tick 0, 1 and 2; the error said "not published"
+
+
+@pytest.mark.parametrize("strategy", ["block", "reject"])
+async def test_publish_nowait_into_a_full_queue_raises(
+    make_bus: Buses, strategy: BackpressureStrategy
+) -> None:
+    bus, worker = await make_bus(2, strategy)
+    await park(bus, worker)
+    bus.publish_nowait(Tick(n=1))
+    bus.publish_nowait(Tick(n=2))
+
+    with pytest.raises(BackpressureError, match="queue is full") as info:
+        bus.publish_nowait(Tick(n=3))
+
+    if strategy == "block":
+        assert "publish_nowait cannot wait; use `await bus.publish(event)`" in str(info.value)
+    assert bus.stats().queue_depth == 2
+    worker.open()
+    await bus.drain()
+    assert worker.seen == [0, 1, 2]
+
+
+# -- block ------------------------------------------------------------------------------
+
+
+async def test_block_holds_the_publisher_until_the_low_watermark(make_bus: Buses) -> None:
+    bus, worker = await make_bus(4, "block", high=3, low=1)
+    await park(bus, worker)
+    await publish(bus, range(1, 5))  # full: depth 4
+    publisher = asyncio.create_task(bus.publish(Tick(n=5)))
+
+    await settle()
+    assert not publisher.done()
+    assert bus.stats().blocked_publishes == 1
+
+    for depth in (3, 2):  # above the low watermark: still blocked
+        worker.let_through()
+        await settle()
+        assert bus.stats().queue_depth == depth
+        assert not publisher.done()
+
+    worker.let_through()  # depth falls to 1, the low watermark
+    await settle()
+    assert publisher.done()
+    await publisher
+    assert bus.stats().queue_depth == 2  # Tick 4 and Tick 5
+    assert bus.stats().blocked_publishes == 1
+    worker.open()
+    await bus.drain()
+    assert worker.seen == [0, 1, 2, 3, 4, 5]
+
+
+async def test_block_delivers_every_event_exactly_once_in_order(make_bus: Buses) -> None:
+    bus, worker = await make_bus(4, "block")
+    await park(bus, worker)
+    publishers = [
+        asyncio.create_task(publish(bus, range(start, start + 30))) for start in (1, 101, 201)
+    ]
+    await settle()
+    assert not any(p.done() for p in publishers)
+    assert bus.stats().queue_depth == 4
+
+    worker.open()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*publishers)
+        await bus.drain()
+
+    expected = [0, *range(1, 31), *range(101, 131), *range(201, 231)]
+    assert sorted(worker.seen) == expected  # exactly once
+    for start in (1, 101, 201):  # each publisher's events in its order
+        assert [n for n in worker.seen if start <= n < start + 30] == list(range(start, start + 30))
+    stats = bus.stats()
+    assert stats.blocked_publishes >= 3
+    assert stats.dropped == stats.rejected == 0
+    assert stats.published == len(expected)
+
+
+@pytest.mark.parametrize("wait", [False, True])
+async def test_a_handler_publishing_into_a_full_block_queue_does_not_deadlock(
+    make_bus: Buses, wait: bool
+) -> None:
+    bus, worker = await make_bus(2, "block")
+    log: list[str] = []
+    go, done = asyncio.Event(), asyncio.Event()
+    deliveries: list[Delivery] = []
+
+    async def outer(event: Outer) -> None:
+        await go.wait()
+        if wait:
+            deliveries.append(await bus.publish(Inner(), wait=True))
+        else:
+            await bus.publish(Inner())
+        log.append("outer done")
+        done.set()
+
+    def inner(event: Inner) -> None:
+        log.append(f"inner at depth {bus.stats().queue_depth}")
+
+    bus.on_event(Outer, outer)
+    bus.on_event(Inner, inner)
+    await bus.publish(Outer())
+    await settle()
+    await publish(bus, range(1, 3))  # the queue is now full behind Outer's handler
+    assert bus.stats().queue_depth == 2
+
+    go.set()
+    async with asyncio.timeout(10):  # a deadlock fails here, not at the suite timeout
+        await done.wait()
+
+    assert log == ["inner at depth 2", "outer done"]  # delivered inline, before Tick 1
+    if wait:
+        assert deliveries[0].handled == 1
+        assert deliveries[0].ok
+    worker.open()
+    await bus.drain()
+    assert worker.seen == [1, 2]
+
+
+# -- watermarks -------------------------------------------------------------------------
+
+
+async def test_under_pressure_once_depth_reaches_the_high_watermark(make_bus: Buses) -> None:
+    bus, worker = await make_bus(10, "block", high=6, low=2)
+    await park(bus, worker)
+
+    await publish(bus, range(1, 6))
+    assert bus.stats().queue_depth == 5
+    assert not bus.stats().under_pressure
+    assert bus.stats().high_watermark_hits == 0
+
+    await bus.publish(Tick(n=6))
+
+    stats = bus.stats()
+    assert stats.queue_depth == 6
+    assert stats.under_pressure
+    assert stats.high_watermark_hits == 1
+
+
+async def test_pressure_ends_at_the_low_watermark_and_episodes_are_counted(
+    make_bus: Buses,
+) -> None:
+    bus, worker = await make_bus(10, "drop_oldest", high=6, low=2)
+    await park(bus, worker)
+    await publish(bus, range(1, 10))  # depth 9: well past the high watermark
+    assert bus.stats().under_pressure
+    assert bus.stats().high_watermark_hits == 1
+
+    for depth in range(8, 1, -1):
+        worker.let_through()
+        await settle()
+        stats = bus.stats()
+        assert stats.queue_depth == depth
+        assert stats.under_pressure == (depth > 2), depth
+    assert bus.stats().high_watermark_hits == 1
+
+    await publish(bus, range(10, 20))
+    assert bus.stats().under_pressure
+    assert bus.stats().high_watermark_hits == 2
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"queue_capacity": 0}, "queue capacity must be at least 1, got 0"),
+        ({"queue_capacity": -5}, "queue capacity must be at least 1"),
+        ({"backpressure": "drop_newest"}, "must be 'block', 'drop_oldest' or 'reject'"),
+        ({"queue_capacity": 10, "high_watermark": 11}, "0 <= low < high <= capacity"),
+        ({"queue_capacity": 10, "high_watermark": 5, "low_watermark": 5}, "low=5, high=5"),
+        ({"queue_capacity": 10, "high_watermark": 5, "low_watermark": 7}, "low < high"),
+        ({"queue_capacity": 10, "low_watermark": -1}, "0 <= low"),
+        ({"workers": 0}, "workers must be at least 1"),
+    ],
+)
+def test_invalid_queue_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MessageBus(**kwargs)
+
+
+async def test_drain_inside_a_handler_raises_bus_error(bus: MessageBus) -> None:
+    errors: list[BaseException] = []
+
+    async def handler(event: Tick) -> None:
+        try:
+            await bus.drain()
+        except BusError as exc:
+            errors.append(exc)
+
+    bus.on_event(Tick, handler)
+    await bus.publish(Tick(n=1))
+    async with asyncio.timeout(10):
+        await bus.drain()
+
+    assert len(errors) == 1
+    assert "inside an event handler" in str(errors[0])
+    assert "wait=True" in str(errors[0])
+
+
+class CountingDeque(deque[Event]):
+    """A queue that counts how often anyone looks at its length (a polling worker would)."""
+
+    looks = 0
+
+    def __len__(self) -> int:
+        self.looks += 1
+        return super().__len__()
+
+
+async def test_an_idle_worker_waits_on_a_future_instead_of_polling() -> None:
+    probe = CountingDeque()
+    assert not probe
+    assert probe.looks == 1  # a truth test (the worker's `if not queue`) is a look
+    transport = LocalTransport(100)
+    queue = CountingDeque()
+    transport._queue = queue
+    bus = MessageBus(transport=transport)
+    seen: list[int] = []
+    bus.on_event(Tick, lambda e: seen.append(e.n))
+    async with bus:
+        await bus.publish(Tick(n=1))
+        await bus.drain()
+        await settle()
+        workers = [t for t in asyncio.all_tasks() if t.get_name().startswith("llmgine-bus-worker")]
+        assert len(workers) == 1
+        stats = bus.stats()
+        tasks = len(asyncio.all_tasks())
+        looks = queue.looks
+
+        await settle(50)
+
+        assert queue.looks == looks  # nobody checked the queue while it was idle
+        assert len(asyncio.all_tasks()) == tasks
+        assert bus.stats() == stats
+        frames = workers[0].get_stack()
+        assert [f.f_code.co_name for f in frames] == ["_work"]  # not inside asyncio.sleep
+        assert not workers[0].done()
+
+        await bus.publish(Tick(n=2))  # and it wakes up for the next event
+        await bus.drain()
+        assert seen == [1, 2]
