@@ -306,7 +306,8 @@ class MessageBus:
         if wait:
             self._published += 1
             return await self._dispatch(event)
-        await self._transport.send(event)  # may raise BackpressureError: not published
+        if not self._transport.try_send(event):
+            await self._transport.send(event)  # may raise BackpressureError: not published
         self._published += 1
         return None
 
@@ -320,12 +321,19 @@ class MessageBus:
         self._transport.send_nowait(event)
         self._published += 1
 
-    async def _dispatch(self, event: Event) -> Delivery:
+    def _dispatch(self, event: Event) -> Awaitable[Delivery]:
+        # A plain function returning the coroutine to await: one frame less per event.
         if self._filters:
-            for flt in self._filters:
-                if not flt.fn(event):
-                    self._filtered += 1
-                    return _FILTERED
+            return self._filter_then_dispatch(event)
+        if self._event_chain is not None:
+            return self._event_chain(event)
+        return self._call_handlers(event)
+
+    async def _filter_then_dispatch(self, event: Event) -> Delivery:
+        for flt in self._filters:
+            if not flt.fn(event):
+                self._filtered += 1
+                return _FILTERED
         if self._event_chain is not None:
             return await self._event_chain(event)
         return await self._call_handlers(event)
@@ -411,7 +419,7 @@ class MessageBus:
         elapsed = perf_counter_ns() - started
         self._command_latency.record(elapsed)
         self._succeeded += 1
-        return CommandResult.model_construct(
+        return CommandResult(
             command_id=command.id,
             command_type=message_type_name(type(command)),
             success=True,
@@ -519,7 +527,7 @@ class MessageBus:
         self._failed += 1
         error = ErrorInfo.from_exception(exc)
         type_name = message_type_name(type(command))
-        result: CommandResult[R] = CommandResult.model_construct(
+        result: CommandResult[R] = CommandResult(
             command_id=command.id,
             command_type=type_name,
             success=False,

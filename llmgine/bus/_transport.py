@@ -58,6 +58,10 @@ class Transport(Protocol):
     def bind(self, deliver: Deliver) -> None:
         """Set the coroutine function that dispatches one event to its handlers."""
 
+    def try_send(self, event: Event) -> bool:
+        """Queue an event if that needs no waiting and no backpressure decision; returns
+        whether it did (if not, the caller awaits `send`)."""
+
     async def send(self, event: Event) -> None:
         """Queue an event for delivery, applying backpressure."""
 
@@ -167,6 +171,22 @@ class LocalTransport:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- sending -----------------------------------------------------------------------
+
+    def try_send(self, event: Event) -> bool:
+        # The common case without a coroutine: on our loop, workers running, below the
+        # high watermark. Everything else goes through send(). Called from async code only.
+        queue = self._queue
+        if (
+            self._stopped
+            or len(queue) + 1 >= self.high
+            or not self._tasks
+            or asyncio.get_running_loop() is not self._loop
+        ):
+            return False
+        queue.append(event)
+        if self._worker_waiters:
+            self._wake_worker()
+        return True
 
     async def send(self, event: Event) -> None:
         if self._stopped:
@@ -322,25 +342,40 @@ class LocalTransport:
             await waiter
 
     async def flush_session(self, session_id: str) -> None:
-        queue = self._queue
-        if any(e.session_id == session_id for e in queue):
-            # Deliver them here rather than wait behind unrelated events (and, from inside
-            # a handler, rather than wait on our own worker).
-            mine = [e for e in queue if e.session_id == session_id]
-            others = [e for e in queue if e.session_id != session_id]
-            queue.clear()
-            queue.extend(others)
-            if self._space_waiters:
-                self._released()
-            for event in mine:
-                await self._deliver_now(event)
-        if _worker_of.get() is self:
-            return  # an in-flight event of this session may be our own caller
+        # Loop: delivering the session's events may queue more of them (a handler answering
+        # in its session), and an in-flight one may finish by queueing another.
         loop = asyncio.get_running_loop()
-        while any(e is not None and e.session_id == session_id for e in self._current):
+        in_worker = _worker_of.get() is self
+        while True:
+            mine = self._take_session(session_id)
+            if mine:
+                for event in mine:
+                    await self._deliver_now(event)
+                continue
+            if in_worker:
+                return  # an in-flight event of this session may be our own caller
+            if not any(e is not None and e.session_id == session_id for e in self._current):
+                return
             waiter = loop.create_future()
             self._done_waiters.append(waiter)
             await waiter
+
+    def _take_session(self, session_id: str) -> list[Event]:
+        """Remove and return the queued events of one session, in order.
+
+        They are delivered by the caller rather than waiting behind unrelated events (and,
+        from inside a handler, rather than waiting on our own worker).
+        """
+        queue = self._queue
+        if not any(e.session_id == session_id for e in queue):
+            return []
+        mine = [e for e in queue if e.session_id == session_id]
+        others = [e for e in queue if e.session_id != session_id]
+        queue.clear()
+        queue.extend(others)
+        if self._space_waiters or self.under_pressure:
+            self._released()
+        return mine
 
     def stats(self) -> QueueStats:
         return QueueStats(
