@@ -8,13 +8,16 @@ type name so that a message serialised to JSON comes back as the same class (see
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
 import traceback
+import typing
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from llmgine.errors import CommandFailedError, MessageSerializationError, UnknownMessageTypeError
@@ -27,6 +30,7 @@ __all__ = [
     "Event",
     "EventHandlerFailed",
     "Message",
+    "Payload",
     "SessionEnded",
     "SessionStarted",
     "from_json",
@@ -73,21 +77,35 @@ def message_type_name(cls: type[Message]) -> str:
     return cls.__dict__.get("__message_type__") or f"{cls.__module__}.{cls.__qualname__}"
 
 
+# bytes as base64 and NaN/inf as JSON constants, so every value survives a round trip.
+_LOSSLESS_JSON = ConfigDict(
+    ser_json_bytes="base64",
+    val_json_bytes="base64",
+    ser_json_inf_nan="constants",
+)
+
+
+class Payload(BaseModel):
+    """Base for models nested inside messages: the same lossless JSON as messages.
+
+    A nested model with a ``bytes`` field must read JSON bytes as base64, as this class
+    does; `to_json` refuses one that would read them back as UTF-8 text. Other nested
+    models (any pydantic model) work as they are.
+    """
+
+    model_config = ConfigDict(extra="forbid", **_LOSSLESS_JSON)
+
+
 class Message(BaseModel):
     """Base of every message on the bus.
 
     Subclasses are registered by their module and qualified name (or by a class attribute
     ``__message_type__ = "name"``); a class defined again under the same name, as when a
-    notebook cell runs twice, replaces the earlier one.
+    notebook cell runs twice, replaces the earlier one. Nested models may be any pydantic
+    model; one that carries ``bytes`` should subclass `Payload`.
     """
 
-    # bytes as base64 and NaN/inf as JSON constants, so every value survives a round trip.
-    model_config = ConfigDict(
-        extra="forbid",
-        ser_json_bytes="base64",
-        val_json_bytes="base64",
-        ser_json_inf_nan="constants",
-    )
+    model_config = ConfigDict(extra="forbid", **_LOSSLESS_JSON)
 
     id: str = Field(default_factory=_Ids.next)
     timestamp: datetime = Field(default_factory=_now)
@@ -203,16 +221,61 @@ class EventHandlerFailed(Event):
 _ENVELOPE_KEYS = {"type", "data"}
 
 
+def _model_types(annotation: Any) -> typing.Iterator[type[BaseModel]]:
+    """The pydantic model classes an annotation mentions (``list[X]``, ``X | None``, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    for arg in typing.get_args(annotation):
+        yield from _model_types(arg)
+
+
+def _mentions_bytes(annotation: Any) -> bool:
+    if isinstance(annotation, type):
+        return issubclass(annotation, bytes | bytearray)
+    return any(_mentions_bytes(arg) for arg in typing.get_args(annotation))
+
+
+@functools.cache
+def _utf8_bytes_field(cls: type[BaseModel]) -> str | None:
+    """``"Model.field"`` of the first bytes field, here or nested, that JSON reads as UTF-8.
+
+    Such a field serialises as base64 (as every message does) but would read back as the
+    base64 text itself, so the round trip would not be lossless.
+    """
+    base64 = cls.model_config.get("val_json_bytes") == "base64"
+    for name, info in cls.model_fields.items():
+        if not base64 and _mentions_bytes(info.annotation):
+            return f"{cls.__qualname__}.{name}"
+        for nested in _model_types(info.annotation):
+            if nested is not cls and (found := _utf8_bytes_field(nested)):
+                return found
+    return None
+
+
 def to_json(message: Message) -> str:
     """Serialise a message with its concrete type, so `from_json` rebuilds the same class."""
+    cls = type(message)
+    if (field := _utf8_bytes_field(cls)) is not None:
+        raise MessageSerializationError(
+            f"cannot serialise {cls.__name__} losslessly: {field} is bytes in a model that "
+            "reads JSON bytes as UTF-8. Make that model subclass llmgine.bus.Payload (or set "
+            "val_json_bytes='base64' and ser_json_bytes='base64' in its model_config)."
+        )
     try:
-        data = message.model_dump_json()
+        # Dumped as Python values and encoded in one place, so the bytes and NaN/inf rules
+        # hold inside nested models too, whatever their own model_config says.
+        data = pydantic_core.to_json(
+            message.model_dump(mode="python", round_trip=True),
+            bytes_mode="base64",
+            inf_nan_mode="constants",
+        ).decode()
     except Exception as exc:  # pydantic raises several kinds for unserialisable values
         raise MessageSerializationError(
-            f"cannot serialise {type(message).__name__} to JSON: {exc}. Give its fields "
+            f"cannot serialise {cls.__name__} to JSON: {exc}. Give its fields "
             "JSON-compatible types (or pydantic field serializers)."
         ) from exc
-    return f'{{"type": {json.dumps(message_type_name(type(message)))}, "data": {data}}}'
+    return f'{{"type": {json.dumps(message_type_name(cls))}, "data": {data}}}'
 
 
 def from_json(text: str | bytes) -> Message:
@@ -227,7 +290,7 @@ def from_json(text: str | bytes) -> Message:
             f"{str(envelope)[:80]!r}"
         )
     name = envelope["type"]
-    cls = _REGISTRY.get(name)
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
         raise UnknownMessageTypeError(
             f"no message class is registered as {name!r}; import the module that defines it "

@@ -13,6 +13,7 @@ from llmgine.bus import (
     CommandResult,
     ErrorInfo,
     Event,
+    Payload,
     SessionEnded,
     from_json,
     message_type_name,
@@ -167,3 +168,41 @@ def test_ids_are_reseeded_in_a_forked_child() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert child_id[:16] != parent_id[:16]
+
+
+class _Utf8Blob(BaseModel):
+    data: bytes
+
+
+class _Blob(Payload):
+    data: bytes
+    scale: float = 1.0
+
+
+class _Carrier(Event):
+    blobs: list[_Blob] = Field(default_factory=list)
+    point: Point | None = None  # a plain model without bytes needs nothing special
+
+
+class _Utf8Carrier(Event):
+    utf8: dict[str, _Utf8Blob] | None = None
+
+
+def test_nested_payload_bytes_and_infinities_round_trip() -> None:
+    event = _Carrier(
+        blobs=[_Blob(data=b"\xff\x00", scale=float("inf"))], point=Point(x=float("-inf"), y=0)
+    )
+    back = from_json(to_json(event))
+    assert back == event
+
+
+def test_nested_model_reading_bytes_as_utf8_is_refused_with_the_fix() -> None:
+    # Refused by class, not by value: the same message type always serialises or never.
+    event = _Utf8Carrier(utf8=None)
+    with pytest.raises(MessageSerializationError, match=r"_Utf8Blob\.data .*Payload"):
+        to_json(event)
+
+
+def test_a_type_name_that_is_not_a_string_is_an_unknown_type() -> None:
+    with pytest.raises(UnknownMessageTypeError):
+        from_json('{"type": [], "data": {}}')
