@@ -3,18 +3,19 @@
 Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catch them all.
 
     LLMgineError
-    └── BusError                      the message bus refused or could not do something
-        ├── BusStoppedError           publish/execute on a bus that was stopped
-        ├── EventLoopMismatchError    one bus used from two running event loops
-        ├── HandlerRegistrationError  a second handler for one command type in one scope, ...
-        ├── NoHandlerError            a command with no handler to run it
-        ├── CommandFailedError        unwrap() of a failed result whose exception is not at hand
-        ├── CommandTimeoutError       a command's handler ran past its timeout
-        ├── CircuitOpenError          a command type's circuit breaker is open: failing fast
-        ├── BackpressureError         the event queue is full and the strategy is "reject"
-        ├── SessionClosedError        using a session after its `async with` block ended
-        └── MessageSerializationError a message could not be turned into or read from JSON
-            └── UnknownMessageTypeError   JSON names a message type no class is registered for
+    ├── BusError                      the message bus refused or could not do something
+    │   ├── BusStoppedError           publish/execute on a bus that was stopped
+    │   ├── EventLoopMismatchError    one bus used from two running event loops
+    │   ├── HandlerRegistrationError  a second handler for one command type in one scope, ...
+    │   ├── NoHandlerError            a command with no handler to run it
+    │   ├── CommandFailedError        unwrap() of a failed result whose exception is not at hand
+    │   ├── CommandTimeoutError       a command's handler ran past its timeout
+    │   ├── CircuitOpenError          a command type's circuit breaker is open: failing fast
+    │   ├── BackpressureError         the event queue is full and the strategy is "reject"
+    │   ├── SessionClosedError        using a session after its `async with` block ended
+    │   └── MessageSerializationError a message could not be turned into or read from JSON
+    │       └── UnknownMessageTypeError  JSON names a message type no class is registered for
+    └── ObservabilityError            observability is misconfigured or was switched off
 
 Messages say what happened and what to do next.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "LLMgineError",
     "MessageSerializationError",
     "NoHandlerError",
+    "ObservabilityError",
     "SessionClosedError",
     "UnknownMessageTypeError",
 ]
@@ -96,3 +98,7 @@ class MessageSerializationError(BusError):
 
 class UnknownMessageTypeError(MessageSerializationError):
     """The JSON names a message type that no imported class registered."""
+
+
+class ObservabilityError(LLMgineError):
+    """Observability cannot do what was asked (misconfigured, or disabled meanwhile)."""

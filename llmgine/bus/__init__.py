@@ -41,6 +41,7 @@ from llmgine.bus._messages import (
     message_type_name,
     to_json,
 )
+from llmgine.bus._observer import BusObserver
 from llmgine.bus._registry import CommandHandler, EventHandler, Subscription
 from llmgine.bus._resilience import (
     BreakerPolicy,
@@ -66,6 +67,7 @@ __all__ = [
     "BackpressureStrategy",
     "BreakerPolicy",
     "BreakerState",
+    "BusObserver",
     "BusStats",
     "CircuitBreaker",
     "Command",

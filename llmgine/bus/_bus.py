@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from llmgine._redact import redacting_logger
 from llmgine.bus._messages import (
     Command,
     CommandFailed,
@@ -25,6 +25,7 @@ from llmgine.bus._messages import (
     Message,
     message_type_name,
 )
+from llmgine.bus._observer import BusObserver
 from llmgine.bus._registry import CommandHandler, EventHandler, HandlerRegistry, Subscription
 from llmgine.bus._resilience import CircuitBreaker, CommandPolicy, DeadLetter, DeadLetterQueue
 from llmgine.bus._scheduler import ScheduledEvent, Scheduler
@@ -44,7 +45,7 @@ __all__ = [
     "MessageFilter",
 ]
 
-log = logging.getLogger("llmgine.bus")
+log = redacting_logger("llmgine.bus")
 
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command[Any])
@@ -132,6 +133,8 @@ class MessageBus:
         self._sessions: dict[str, Session] = {}
         self._filters: list[Subscription] = []
         self._event_mw: list[Subscription] = []
+        self._observers: tuple[BusObserver, ...] = ()
+        self._observer_failures = 0
         self._command_mw: list[Subscription] = []
         self._event_chain: EventNext | None = None
         self._policies: dict[type[Message], CommandPolicy] = {}
@@ -222,6 +225,25 @@ class MessageBus:
         """Wrap every command execution (retries included): ``await middleware(cmd, next)``
         returns the handler's value or raises."""
         return self._add_to(self._command_mw, middleware)
+
+    def add_observer(self, observer: BusObserver) -> Subscription:
+        """Let ``observer`` watch every event and command (see `BusObserver`); observers
+        are not handlers and are not counted as deliveries."""
+        if not isinstance(observer, BusObserver):
+            raise TypeError(
+                f"add_observer() takes a BusObserver, got {type(observer).__name__}; "
+                "subclass llmgine.bus.BusObserver"
+            )
+
+        def remove(sub: Subscription) -> None:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+        self._observers = (*self._observers, observer)
+        return Subscription(type(observer), on_remove=remove)
+
+    def _observer_failed(self, observer: BusObserver, what: str, exc: Exception) -> None:
+        self._observer_failures += 1
+        log.error("bus observer %r failed in %s", observer, what, exc_info=exc)
 
     def _add_to(self, items: list[Subscription], fn: Callable[..., Any]) -> Subscription:
         if not callable(fn):
@@ -323,6 +345,12 @@ class MessageBus:
 
     def _dispatch(self, event: Event) -> Awaitable[Delivery]:
         # A plain function returning the coroutine to await: one frame less per event.
+        if self._observers:
+            for observer in self._observers:
+                try:
+                    observer.on_event(event)
+                except Exception as exc:
+                    self._observer_failed(observer, "on_event", exc)
         if self._filters:
             return self._filter_then_dispatch(event)
         if self._event_chain is not None:
@@ -407,6 +435,29 @@ class MessageBus:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout}")
         self._executed += 1
+        observers = self._observers
+        if not observers:
+            return await self._execute(command, timeout)
+        tokens: list[tuple[BusObserver, object]] = []
+        for observer in observers:
+            try:
+                tokens.append((observer, observer.on_command_start(command)))
+            except Exception as exc:
+                self._observer_failed(observer, "on_command_start", exc)
+        result: CommandResult[R] | None = None
+        try:
+            result = await self._execute(command, timeout)
+            return result
+        finally:
+            # Also when cancelled: an observer may hold a span open and a context attached.
+            ended = result if result is not None else _cancelled_result(command)
+            for observer, token in reversed(tokens):
+                try:
+                    observer.on_command_end(command, ended, token)
+                except Exception as exc:
+                    self._observer_failed(observer, "on_command_end", exc)
+
+    async def _execute(self, command: Command[R], timeout: float | None) -> CommandResult[R]:
         started = perf_counter_ns()
         attempts = [0]
         try:
@@ -601,6 +652,7 @@ class MessageBus:
             scheduled_pending=self._scheduler.pending,
             active_sessions=len(self._sessions),
             dropped_by_type=t.dropped_by_type,
+            observer_failures=self._observer_failures,
         )
 
 
@@ -621,6 +673,16 @@ async def _invoke(sub: Subscription, message: Message) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def _cancelled_result(command: Command[Any]) -> CommandResult[Any]:
+    return CommandResult(
+        command_id=command.id,
+        command_type=message_type_name(type(command)),
+        success=False,
+        error=ErrorInfo(type="asyncio.CancelledError", message="the command was cancelled"),
+        session_id=command.session_id,
+    )
 
 
 def _not_an_event(obj: object) -> str:

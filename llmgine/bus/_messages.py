@@ -14,12 +14,14 @@ import json
 import os
 import traceback
 import typing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from llmgine._redact import redact_text
 from llmgine.errors import CommandFailedError, MessageSerializationError, UnknownMessageTypeError
 
 __all__ = [
@@ -148,10 +150,13 @@ class ErrorInfo(BaseModel):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe ``exc``, with secrets (API keys, tokens) redacted from the message and
+        traceback: this is what events, logs and results carry. The exception itself is
+        kept apart (e.g. `CommandResult.exception`)."""
         return cls(
             type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
+            message=redact_text(str(exc)),
+            traceback=redact_text("".join(traceback.format_exception(exc))),
         )
 
 
@@ -230,52 +235,81 @@ def _model_types(annotation: Any) -> typing.Iterator[type[BaseModel]]:
         yield from _model_types(arg)
 
 
-def _mentions_bytes(annotation: Any) -> bool:
+def _mentions(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    if annotation is Any:
+        return True
     if isinstance(annotation, type):
-        return issubclass(annotation, bytes | bytearray)
-    return any(_mentions_bytes(arg) for arg in typing.get_args(annotation))
+        return issubclass(annotation, kinds)
+    return any(_mentions(arg, kinds) for arg in typing.get_args(annotation))
+
+
+def _is_lossless(cls: type[BaseModel]) -> bool:
+    return all(cls.model_config.get(k) == v for k, v in _LOSSLESS_JSON.items())
+
+
+@dataclass(frozen=True, slots=True)
+class _JsonPlan:
+    """How `to_json` serialises one message class, worked out once per class."""
+
+    utf8_bytes_field: str | None  # "Model.field": bytes that JSON would read back as text
+    python_dump: bool  # a nested model's own config would lose NaN/inf or bytes
+    head: str = ""  # the envelope up to the data: '{"type": "name", "data": '
+
+
+def _walk(cls: type[BaseModel], seen: set[type[BaseModel]]) -> _JsonPlan:
+    lossless = _is_lossless(cls)
+    utf8: str | None = None
+    python_dump = False
+    seen.add(cls)
+    for name, info in cls.model_fields.items():
+        if not lossless:
+            reads_utf8 = cls.model_config.get("val_json_bytes") != "base64"
+            if utf8 is None and reads_utf8 and _mentions(info.annotation, (bytes, bytearray)):
+                utf8 = f"{cls.__qualname__}.{name}"
+            python_dump = python_dump or _mentions(info.annotation, (float, bytes, bytearray))
+        for nested in _model_types(info.annotation):
+            if nested not in seen:
+                plan = _walk(nested, seen)
+                utf8 = utf8 or plan.utf8_bytes_field
+                python_dump = python_dump or plan.python_dump
+    return _JsonPlan(utf8, python_dump)
 
 
 @functools.cache
-def _utf8_bytes_field(cls: type[BaseModel]) -> str | None:
-    """``"Model.field"`` of the first bytes field, here or nested, that JSON reads as UTF-8.
-
-    Such a field serialises as base64 (as every message does) but would read back as the
-    base64 text itself, so the round trip would not be lossless.
-    """
-    base64 = cls.model_config.get("val_json_bytes") == "base64"
-    for name, info in cls.model_fields.items():
-        if not base64 and _mentions_bytes(info.annotation):
-            return f"{cls.__qualname__}.{name}"
-        for nested in _model_types(info.annotation):
-            if nested is not cls and (found := _utf8_bytes_field(nested)):
-                return found
-    return None
+def _json_plan(cls: type[Message]) -> _JsonPlan:
+    plan = _walk(cls, set())
+    head = f'{{"type": {json.dumps(message_type_name(cls))}, "data": '
+    return _JsonPlan(plan.utf8_bytes_field, plan.python_dump, head)
 
 
 def to_json(message: Message) -> str:
     """Serialise a message with its concrete type, so `from_json` rebuilds the same class."""
     cls = type(message)
-    if (field := _utf8_bytes_field(cls)) is not None:
+    plan = _json_plan(cls)
+    if plan.utf8_bytes_field is not None:
         raise MessageSerializationError(
-            f"cannot serialise {cls.__name__} losslessly: {field} is bytes in a model that "
-            "reads JSON bytes as UTF-8. Make that model subclass llmgine.bus.Payload (or set "
-            "val_json_bytes='base64' and ser_json_bytes='base64' in its model_config)."
+            f"cannot serialise {cls.__name__} losslessly: {plan.utf8_bytes_field} is bytes in "
+            "a model that reads JSON bytes as UTF-8. Make that model subclass "
+            "llmgine.bus.Payload (or set val_json_bytes='base64' and ser_json_bytes='base64' "
+            "in its model_config)."
         )
     try:
-        # Dumped as Python values and encoded in one place, so the bytes and NaN/inf rules
-        # hold inside nested models too, whatever their own model_config says.
-        data = pydantic_core.to_json(
-            message.model_dump(mode="python", round_trip=True),
-            bytes_mode="base64",
-            inf_nan_mode="constants",
-        ).decode()
+        if plan.python_dump:
+            # Dumped as Python values and encoded in one place, so the bytes and NaN/inf
+            # rules hold inside nested models too, whatever their own model_config says.
+            data = pydantic_core.to_json(
+                message.model_dump(mode="python", round_trip=True),
+                bytes_mode="base64",
+                inf_nan_mode="constants",
+            )
+        else:
+            data = cls.__pydantic_serializer__.to_json(message)
     except Exception as exc:  # pydantic raises several kinds for unserialisable values
         raise MessageSerializationError(
             f"cannot serialise {cls.__name__} to JSON: {exc}. Give its fields "
             "JSON-compatible types (or pydantic field serializers)."
         ) from exc
-    return f'{{"type": {json.dumps(message_type_name(cls))}, "data": {data}}}'
+    return f"{plan.head}{data.decode()}}}"
 
 
 def from_json(text: str | bytes) -> Message:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from llmgine._redact import redacting_logger
 from llmgine.errors import CircuitOpenError, HandlerRegistrationError, NoHandlerError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ __all__ = [
     "RetryPolicy",
 ]
 
-log = logging.getLogger("llmgine.bus")
+log = redacting_logger("llmgine.bus")
 
 BreakerState = Literal["closed", "open", "half_open"]
 

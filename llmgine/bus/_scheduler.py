@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
+from llmgine._redact import redacting_logger
 from llmgine.bus._messages import Event
 
 __all__ = ["ScheduledEvent", "Scheduler"]
 
-log = logging.getLogger("llmgine.bus")
+log = redacting_logger("llmgine.bus")
 
 
 class ScheduledEvent:

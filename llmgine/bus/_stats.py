@@ -125,3 +125,4 @@ class BusStats:
     scheduled_pending: int = 0
     active_sessions: int = 0
     dropped_by_type: dict[str, int] = field(default_factory=dict)
+    observer_failures: int = 0

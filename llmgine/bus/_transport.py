@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from llmgine._redact import redacting_logger
 from llmgine.bus._messages import Event, message_type_name
 from llmgine.errors import BackpressureError, BusError, BusStoppedError, EventLoopMismatchError
 
 __all__ = ["BackpressureStrategy", "Deliver", "LocalTransport", "QueueStats", "Transport"]
 
-log = logging.getLogger("llmgine.bus")
+log = redacting_logger("llmgine.bus")
 
 BackpressureStrategy = Literal["block", "drop_oldest", "reject"]
 Deliver = Callable[[Event], Awaitable[object]]

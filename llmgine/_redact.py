@@ -1,0 +1,175 @@
+"""Redaction: API keys and other secrets never reach a span, an event row, a log or export.
+
+Two nets, applied to text: the exact values of secrets llmgine knows (environment variables
+whose names look like credentials, and anything passed to `add_secret`), and patterns that
+match the shapes of common keys (OpenAI/Anthropic ``sk-...``, Google ``AIza...``, bearer
+tokens, ``api_key=...`` and ``"x-api-key": "..."`` pairs). Mappings are redacted by key too:
+the value under a key such as ``authorization`` or ``api_key`` is replaced whatever it is.
+
+A cheap substring pre-check skips the regular expressions for text that cannot match, so
+redacting ordinary text costs a few C-level scans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "Redactor",
+    "add_secret",
+    "default_redactor",
+    "redact",
+    "redact_text",
+    "redacting_logger",
+]
+
+REDACTED = "[REDACTED]"
+
+_SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?)$", re.IGNORECASE)
+_SENSITIVE_KEY = re.compile(
+    r"^(x-)?(api[-_]?key|authorization|proxy-authorization|x-goog-api-key|password|passwd|"
+    r"secret|client[-_]secret|access[-_]token|refresh[-_]token|token|cookie|set-cookie)$",
+    re.IGNORECASE,
+)
+_PATTERNS = re.compile(
+    "|".join(
+        [
+            r"sk-[A-Za-z0-9_\-]{16,}",  # OpenAI, Anthropic (sk-ant-...), many compatibles
+            r"AIza[0-9A-Za-z_\-]{30,}",  # Google API keys
+            r"(?:gsk|xai|hf|ghp|gho|github_pat|glpat)[_-][A-Za-z0-9_\-]{16,}",
+            # key=value, "key": "value" and "Authorization: Bearer x" forms: the key stays.
+            r"(?P<key>(?i:(?<![A-Za-z])(?:x-)?(?:api[-_]?key|x-goog-api-key|authorization"
+            r"|access[-_]token|client[-_]secret|password|secret|token)[\"']?\s*[:=]\s*[\"']?"
+            r"(?:bearer\s+)?))(?!\[REDACTED\])[^\s\"',;&}]{6,}",
+            r"(?P<bearer>(?i:bearer)\s+)[A-Za-z0-9._~+/=\-]{8,}",
+        ]
+    )
+)
+# Every pattern above contains one of these (case-insensitively): if none is in the text,
+# no pattern can match and the regular expression is skipped.
+_TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "glpat")
+_TRIGGERS += ("bearer", "key", "auth", "token", "secret", "password")
+
+
+def _replace(match: re.Match[str]) -> str:
+    kept = match.group("key") or match.group("bearer") or ""
+    return kept + REDACTED
+
+
+class Redactor:
+    """Replaces secrets in text and in nested values with ``[REDACTED]``; thread-safe."""
+
+    def __init__(self, secrets: Iterable[str] = (), *, from_env: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+        if from_env:
+            self.add_env_secrets()
+        for secret in secrets:
+            self.add_secret(secret)
+
+    def add_secret(self, value: str) -> None:
+        """Redact this exact value from now on (values under 8 characters are refused:
+        they would redact ordinary words)."""
+        if not isinstance(value, str) or len(value) < 8:
+            raise ValueError(
+                "a secret to redact must be a string of at least 8 characters; shorter ones "
+                "would blank out ordinary text"
+            )
+        with self._lock:
+            if value not in self._secrets:
+                # Longest first, so a secret that contains another is removed whole.
+                self._secrets = tuple(sorted({*self._secrets, value}, key=len, reverse=True))
+
+    def add_env_secrets(self, environ: Mapping[str, str] | None = None) -> None:
+        """Redact the values of environment variables named like credentials
+        (``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``)."""
+        for name, value in (os.environ if environ is None else environ).items():
+            if _SECRET_ENV.search(name) and len(value) >= 8:
+                self.add_secret(value)
+
+    def text(self, text: str) -> str:
+        """``text`` with every secret replaced."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        lowered = text.lower()
+        if any(t in lowered for t in _TRIGGERS):
+            text = _PATTERNS.sub(_replace, text)
+        return text
+
+    def value(self, value: Any) -> Any:
+        """A copy of ``value`` (str, mapping, list, tuple; others as they are) with secrets
+        replaced, including every value stored under a sensitive key."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {
+                k: REDACTED
+                if isinstance(k, str) and _SENSITIVE_KEY.match(k) and v
+                else self.value(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return type(value)(self.value(v) for v in value)
+        return value
+
+
+default_redactor = Redactor()
+
+
+def redact(value: Any) -> Any:
+    """Redact with the default redactor (see `Redactor.value`)."""
+    return default_redactor.value(value)
+
+
+def redact_text(text: str) -> str:
+    """Redact one string with the default redactor."""
+    return default_redactor.text(text)
+
+
+def add_secret(value: str) -> None:
+    """Teach the default redactor one more exact secret (e.g. a key passed in code)."""
+    default_redactor.add_secret(value)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts a record's message, arguments and traceback text.
+
+    Attached to llmgine's own loggers, so an exception message carrying a key is logged
+    with the key replaced, whatever handler the application configured.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = self._redactor or default_redactor
+        record.msg = redactor.text(str(record.msg))
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(
+                a if isinstance(a, int | float | bool | type(None)) else redactor.text(str(a))
+                for a in args
+            )
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redactor.text(_FORMATTER.formatException(record.exc_info))
+        return True
+
+
+_FORMATTER = logging.Formatter()
+
+
+def redacting_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with a `RedactingFilter` attached (once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger
