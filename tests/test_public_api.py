@@ -10,7 +10,7 @@ import pytest
 import llmgine
 from llmgine import errors
 
-PUBLIC_MODULES = ["llmgine", "llmgine.bus", "llmgine.errors"]
+PUBLIC_MODULES = ["llmgine", "llmgine.bus", "llmgine.errors", "llmgine.observability"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

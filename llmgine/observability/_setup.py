@@ -1,0 +1,353 @@
+"""`enable()` / `disable()` and the `Observability` they manage.
+
+llmgine never installs a global OpenTelemetry provider: it uses a tracer provider of its
+own (or adds one switchable processor to a provider you pass in), so `disable()` leaves
+the process exactly as it found it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, Tracer
+
+from llmgine._redact import Redactor, default_redactor, redacting_logger
+from llmgine.bus import MessageBus, Subscription
+from llmgine.errors import ObservabilityError
+from llmgine.observability import _semconv as sc
+from llmgine.observability import _state
+from llmgine.observability._buffer import DEFAULT_SPAN_CAPACITY, RedactingFanout, SpanBuffer
+from llmgine.observability._events import DEFAULT_EVENT_CAPACITY, EventLog
+from llmgine.observability._frames import Time, events_frame, spans_frame
+from llmgine.observability._handlers import ConsoleHandler, JsonlHandler
+from llmgine.observability._metrics import Metrics
+from llmgine.observability._observer import TracingObserver
+
+__all__ = ["Observability", "Settings", "current", "disable", "enable"]
+
+log = redacting_logger("llmgine.observability")
+
+_TRUE = {"1", "true", "yes", "on"}
+_bus_names = itertools.count(1)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def _otlp_configured() -> bool:
+    return any(
+        os.environ.get(v)
+        for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What `enable()` was asked for; two calls with equal settings share one setup."""
+
+    console: bool | IO[str] = False
+    console_events: bool = True
+    jsonl: str | None = None
+    jsonl_events: bool = True
+    otlp: bool = False
+    capture_content: bool = False
+    span_capacity: int = DEFAULT_SPAN_CAPACITY
+    event_capacity: int = DEFAULT_EVENT_CAPACITY
+    service_name: str | None = None
+    tracer_provider: TracerProvider | None = field(default=None, compare=False)
+    tracer_provider_id: int | None = None
+
+
+class Observability:
+    """Traces, events and metrics for the buses it observes. Made by `enable()`.
+
+    Attributes:
+        buffer: the in-memory `SpanBuffer` (running and finished spans).
+        events: the in-memory `EventLog` of delivered bus events.
+        tracer: the tracer llmgine's spans come from (yours may use it too).
+        redactor: what keeps secrets out of everything recorded.
+    """
+
+    def __init__(self, settings: Settings, redactor: Redactor = default_redactor) -> None:
+        self.settings = settings
+        self.redactor = redactor
+        self.capture_content = settings.capture_content
+        self.buffer = SpanBuffer(settings.span_capacity)
+        self.events = EventLog(settings.event_capacity)
+        self.jsonl: JsonlHandler | None = None
+        self.console: ConsoleHandler | None = None
+        consumers: list[SpanProcessor] = [self.buffer]
+        sinks = [self.events.append]
+        if settings.jsonl is not None:
+            self.jsonl = JsonlHandler(
+                settings.jsonl, events=settings.jsonl_events, redactor=redactor
+            )
+            consumers.append(self.jsonl)
+            if settings.jsonl_events:
+                sinks.append(self.jsonl.on_event)
+        if settings.console is not False:
+            stream = None if settings.console is True else settings.console
+            self.console = ConsoleHandler(stream, events=settings.console_events, redactor=redactor)
+            consumers.append(self.console)
+            if settings.console_events:
+                sinks.append(self.console.on_event)
+        metric_readers: list[MetricReader] = []
+        if settings.otlp:
+            span_exporter, metric_reader = _otlp_exporters()
+            consumers.append(BatchSpanProcessor(span_exporter))
+            metric_readers.append(metric_reader)
+        resource = _resource(settings.service_name)
+        self._fanout = RedactingFanout(redactor, consumers)
+        self._own_provider = settings.tracer_provider is None
+        self.provider = settings.tracer_provider or TracerProvider(resource=resource)
+        self.provider.add_span_processor(self._fanout)
+        self.tracer: Tracer = self.provider.get_tracer("llmgine")
+        self.metrics = Metrics(resource, metric_readers)
+        self._sinks = sinks
+        self._sessions: dict[str, Span] = {}
+        self._lock = threading.Lock()
+        self._observed: weakref.WeakKeyDictionary[MessageBus, Subscription] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.closed = False
+
+    # -- buses -------------------------------------------------------------------------
+
+    def observe(self, bus: MessageBus, *, name: str | None = None) -> None:
+        """Trace ``bus``'s sessions and commands and record its events (idempotent)."""
+        if self.closed:
+            raise ObservabilityError(
+                "this Observability was disabled; call llmgine.observability.enable() again"
+            )
+        if bus in self._observed:
+            return
+        observer = TracingObserver(
+            self.tracer, self.redactor, self._sinks, self._sessions, self._lock
+        )
+        self._observed[bus] = bus.add_observer(observer)
+        self.metrics.observe_bus(bus, name or f"bus-{next(_bus_names)}")
+
+    def unobserve(self, bus: MessageBus) -> None:
+        """Stop observing ``bus`` (what was recorded stays)."""
+        subscription = self._observed.pop(bus, None)
+        if subscription is not None:
+            subscription.remove()
+        self.metrics.forget_bus(bus)
+
+    @property
+    def buses(self) -> list[MessageBus]:
+        return list(self._observed)
+
+    def session_span(self, session_id: str) -> Span | None:
+        """The span of an open session, for parenting spans started outside a command."""
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    # -- reading back ------------------------------------------------------------------
+
+    def spans_df(
+        self,
+        *,
+        session: str | None = None,
+        since: Time = None,
+        until: Time = None,
+        name: str | None = None,
+        include_running: bool = True,
+    ) -> pd.DataFrame:
+        """One row per span: ``trace_id, span_id, parent_id, name, kind, start_time,
+        end_time, duration_ms, status, status_message, session_id`` and one
+        ``attributes.<name>`` column per attribute.
+
+        Args:
+            session: only spans of this session id.
+            since / until: only spans that started in this window (aware datetimes).
+            name: an exact span name, or a glob such as ``"chat *"``.
+            include_running: running spans too (``end_time`` NaT, ``duration_ms`` NaN).
+        """
+        spans = self.buffer.spans(include_running=include_running)
+        return spans_frame(
+            spans, self.redactor, session=session, since=since, until=until, name=name
+        )
+
+    def events_df(
+        self,
+        *,
+        session: str | None = None,
+        since: Time = None,
+        until: Time = None,
+        name: str | None = None,
+    ) -> pd.DataFrame:
+        """One row per delivered event: ``type, id, session_id, timestamp`` and the payload
+        flattened as ``data.<field>`` (nested models as ``data.<field>.<inner>``).
+
+        ``name`` matches the event's type name (``module.Class`` or ``Class``, or a glob).
+        """
+        return events_frame(
+            self.events.events(),
+            self.redactor,
+            session=session,
+            since=since,
+            until=until,
+            name=name,
+        )
+
+    def metrics_df(self) -> pd.DataFrame:
+        """Every metric point now (bus counters and gauges, GenAI histograms)."""
+        return self.metrics.frame()
+
+    def clear(self) -> None:
+        """Forget recorded spans and events (running spans and open sessions stay)."""
+        self.buffer.clear()
+        self.events.clear()
+
+    def flush(self) -> None:
+        """Write and export everything recorded so far (blocks; call from a thread in
+        latency-sensitive code)."""
+        self._fanout.force_flush()
+
+    def close(self) -> None:
+        """Stop observing, end open session spans, flush and shut everything down."""
+        if self.closed:
+            return
+        self.closed = True
+        self.metrics.shutdown()  # first: its final export still reads the buses' stats
+        for bus in list(self._observed):
+            self.unobserve(bus)
+        with self._lock:
+            open_sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for span in open_sessions:
+            span.set_attribute("llmgine.session.unfinished", True)
+            span.end()
+        self._fanout.close()
+        if self._own_provider:
+            self.provider.shutdown()
+
+
+def _resource(service_name: str | None) -> Resource:
+    """The resource for spans and metrics: ``OTEL_SERVICE_NAME`` and
+    ``OTEL_RESOURCE_ATTRIBUTES`` apply as usual; the service is "llmgine" unless named."""
+    named_by_env = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    if service_name is None and named_by_env:
+        return Resource.create()
+    return Resource.create({sc.SERVICE_NAME: service_name or "llmgine"})
+
+
+def _otlp_exporters() -> tuple[Any, MetricReader]:
+    """OTLP span exporter and metric reader, configured by the OTEL_EXPORTER_OTLP_* vars."""
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+    if protocol != "http/protobuf":
+        raise ObservabilityError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; llmgine exports "
+            "OTLP over HTTP ('http/protobuf'). Unset the variable or set it to http/protobuf "
+            "(every collector, Jaeger, Phoenix and Langfuse accept it)."
+        )
+    try:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    except ImportError as exc:
+        raise ObservabilityError(
+            "OTLP export needs opentelemetry-exporter-otlp-proto-http: "
+            'pip install "llmgine[observability]"'
+        ) from exc
+    return OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter())
+
+
+def current() -> Observability | None:
+    """The enabled `Observability`, or ``None`` when observability is off."""
+    return _state.current
+
+
+def enable(
+    bus: MessageBus | None = None,
+    *,
+    console: bool | IO[str] = False,
+    console_events: bool = True,
+    jsonl: str | os.PathLike[str] | None = None,
+    jsonl_events: bool = True,
+    otlp: bool | None = None,
+    capture_content: bool | None = None,
+    span_capacity: int = DEFAULT_SPAN_CAPACITY,
+    event_capacity: int = DEFAULT_EVENT_CAPACITY,
+    service_name: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Observability:
+    """Switch observability on (in memory always; console, JSONL and OTLP as asked) and
+    observe ``bus``. Idempotent: the same settings again return the same `Observability`
+    (observing ``bus`` too); different settings replace it, keeping the buses observed.
+
+    Args:
+        bus: a bus to observe now (more with ``.observe(bus)``).
+        console: print spans and events (True for stdout, or a stream).
+        jsonl: a file path for the rotating JSONL log of spans and (``jsonl_events``) events.
+        otlp: export spans and metrics over OTLP/HTTP, configured by the standard
+            ``OTEL_EXPORTER_OTLP_*`` variables; by default on when an endpoint is set.
+        capture_content: record prompts, completions and tool arguments (redacted); by
+            default from ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        span_capacity / event_capacity: how many finished spans and events stay in memory.
+        service_name: the ``service.name`` resource attribute; by default
+            ``OTEL_SERVICE_NAME`` if set, else "llmgine".
+        tracer_provider: an SDK tracer provider of yours to add llmgine's processor to.
+
+    Example:
+        obs = llmgine.observability.enable(bus, jsonl="trace.jsonl")
+        ...
+        obs.spans_df(session=session.id)
+    """
+    settings = Settings(
+        console=console,
+        console_events=console_events,
+        jsonl=None if jsonl is None else str(Path(jsonl).resolve()),
+        jsonl_events=jsonl_events,
+        otlp=_otlp_configured() if otlp is None else otlp,
+        capture_content=(
+            _env_flag(sc.CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+        ),
+        span_capacity=span_capacity,
+        event_capacity=event_capacity,
+        service_name=service_name,
+        tracer_provider=tracer_provider,
+        tracer_provider_id=None if tracer_provider is None else id(tracer_provider),
+    )
+    obs = _state.current
+    if obs is not None and obs.settings != settings:
+        buses = obs.buses
+        disable()
+        obs = None
+    else:
+        buses = []
+    if obs is None:
+        obs = Observability(settings)
+        _state.current = obs
+    for known in buses:
+        obs.observe(known)
+    if bus is not None:
+        obs.observe(bus)
+    return obs
+
+
+def disable() -> None:
+    """Switch observability off: stop observing, flush and shut down what `enable()` set
+    up. Nothing global stays behind. Calling it when off does nothing."""
+    obs, _state.current = _state.current, None
+    if obs is not None:
+        obs.close()

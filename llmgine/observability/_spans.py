@@ -1,0 +1,295 @@
+"""Span helpers for LLM calls and tool executions, named by the GenAI conventions.
+
+The LLM layer and the tool loop call these around each call; with observability off they
+cost a function call and record nothing. Content (prompts, completions, tool arguments and
+results) is recorded only when capture is on, and then redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llmgine.observability import _semconv as sc
+from llmgine.observability import _state
+
+__all__ = ["LLMCall", "ToolCall", "error_type", "llm_span", "tool_span"]
+
+
+def error_type(exc: BaseException) -> str:
+    """The ``error.type`` of an exception: its qualified class name."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _content(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=_jsonable, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _jsonable(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    return repr(value)
+
+
+class _Call:
+    """What `LLMCall` and `ToolCall` share: a span (or none), content capture, failure."""
+
+    def __init__(self, span: Span | None, capture: bool) -> None:
+        self.span = span
+        self.capture = capture and span is not None
+
+    def _set(self, key: str, value: Any) -> None:
+        if self.span is not None and value is not None:
+            self.span.set_attribute(key, value)
+
+    def _set_content(self, key: str, value: Any) -> None:
+        obs = _state.current
+        if self.capture and value is not None and obs is not None:
+            self._set(key, obs.redactor.text(_content(value)))
+
+    def _fail(self, exc: BaseException) -> str:
+        kind = error_type(exc)
+        obs = _state.current
+        if self.span is not None and obs is not None:
+            message = obs.redactor.text(str(exc))
+            self.span.set_attribute(sc.ERROR_TYPE, kind)
+            self.span.set_status(Status(StatusCode.ERROR, message))
+            self.span.add_event(
+                "exception",
+                {
+                    "exception.type": kind,
+                    "exception.message": message,
+                    "exception.stacktrace": obs.redactor.text(
+                        "".join(traceback.format_exception(exc))
+                    ),
+                },
+            )
+        return kind
+
+
+class LLMCall(_Call):
+    """One model call's span: record the request content, the first token, the response."""
+
+    def __init__(
+        self, span: Span | None, capture: bool, metric_attrs: dict[str, Any], started: float
+    ) -> None:
+        super().__init__(span, capture)
+        self._metric_attrs = metric_attrs
+        self._started = started
+        self.time_to_first_token_ms: float | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+
+    def input(self, messages: Any, *, system: Any = None) -> None:
+        """The conversation sent (recorded only when content capture is on)."""
+        self._set_content(sc.SYSTEM_INSTRUCTIONS, system)
+        self._set_content(sc.INPUT_MESSAGES, messages)
+
+    def first_token(self) -> None:
+        """Mark the arrival of the first streamed token (the first call counts)."""
+        if self.time_to_first_token_ms is None:
+            self.time_to_first_token_ms = (time.perf_counter() - self._started) * 1000
+            self._set(sc.TIME_TO_FIRST_TOKEN_MS, self.time_to_first_token_ms)
+
+    def response(
+        self,
+        *,
+        model: str | None = None,
+        response_id: str | None = None,
+        finish_reasons: Sequence[str] = (),
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        cost_usd: float | None = None,
+        output: Any = None,
+    ) -> None:
+        """What came back. Counts that are unknown stay unset (never a made-up zero)."""
+        self._set(sc.RESPONSE_MODEL, model)
+        if model is not None:
+            self._metric_attrs[sc.RESPONSE_MODEL] = model
+        self._set(sc.RESPONSE_ID, response_id)
+        if finish_reasons:
+            self._set(sc.RESPONSE_FINISH_REASONS, list(finish_reasons))
+        self._set(sc.USAGE_INPUT_TOKENS, input_tokens)
+        self._set(sc.USAGE_OUTPUT_TOKENS, output_tokens)
+        self._set(sc.USAGE_CACHE_READ_INPUT_TOKENS, cache_read_tokens)
+        self._set(sc.USAGE_CACHE_CREATION_INPUT_TOKENS, cache_write_tokens)
+        self._set(sc.USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens)
+        self._set(sc.COST_USD, cost_usd)
+        self._set_content(sc.OUTPUT_MESSAGES, output)
+        self.input_tokens, self.output_tokens = input_tokens, output_tokens
+
+
+class ToolCall(_Call):
+    """One tool execution's span: record its result."""
+
+    def result(self, value: Any) -> None:
+        """The tool's result (recorded only when content capture is on)."""
+        self._set_content(sc.TOOL_CALL_RESULT, value)
+
+
+def _parent(session_id: str | None) -> Context | None:
+    """The current span if there is one (a command's), else the session's span, else root."""
+    current = trace.get_current_span()
+    if current.get_span_context().is_valid:
+        return None  # start_span uses the current context
+    obs = _state.current
+    if session_id is not None and obs is not None:
+        session_span = obs.session_span(session_id)
+        if session_span is not None:
+            return trace.set_span_in_context(session_span)
+    return None
+
+
+def _session_of(session_id: str | None) -> str | None:
+    if session_id is not None:
+        return session_id
+    attrs = getattr(trace.get_current_span(), "attributes", None) or {}
+    value = attrs.get(sc.SESSION_ID)
+    return value if isinstance(value, str) else None
+
+
+@contextmanager
+def llm_span(
+    *,
+    provider: str,
+    model: str,
+    operation: str = sc.OP_CHAT,
+    session_id: str | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: Sequence[str] | None = None,
+    output_type: str | None = None,
+) -> Iterator[LLMCall]:
+    """A CLIENT span named ``"{operation} {model}"`` around one model call.
+
+    Example:
+        with llm_span(provider="openai", model="gpt-4o-mini", session_id=sid) as call:
+            call.input(messages)
+            reply = await client.chat(...)
+            call.response(model=reply.model, response_id=reply.id, input_tokens=12, ...)
+
+    An exception leaving the block sets ``error.type`` and an error status (its message
+    redacted) and is re-raised. Duration and token usage also go to the GenAI metrics.
+    """
+    obs = _state.current
+    started = time.perf_counter()
+    if obs is None:
+        yield LLMCall(None, False, {}, started)
+        return
+    session = _session_of(session_id)
+    attrs: dict[str, Any] = {
+        sc.OPERATION_NAME: operation,
+        sc.PROVIDER_NAME: provider,
+        sc.REQUEST_MODEL: model,
+        sc.SPAN_KIND: "llm",
+    }
+    metric_attrs = dict(attrs)
+    del metric_attrs[sc.SPAN_KIND]
+    optional = {
+        sc.CONVERSATION_ID: session,
+        sc.SESSION_ID: session,
+        sc.SERVER_ADDRESS: server_address,
+        sc.SERVER_PORT: server_port,
+        sc.REQUEST_TEMPERATURE: temperature,
+        sc.REQUEST_MAX_TOKENS: max_tokens,
+        sc.REQUEST_TOP_P: top_p,
+        sc.REQUEST_SEED: seed,
+        sc.REQUEST_STOP_SEQUENCES: list(stop) if stop else None,
+        sc.OUTPUT_TYPE: output_type,
+    }
+    attrs.update({k: v for k, v in optional.items() if v is not None})
+    if server_address is not None:
+        metric_attrs[sc.SERVER_ADDRESS] = server_address
+    span = obs.tracer.start_span(
+        f"{operation} {model}", context=_parent(session), kind=SpanKind.CLIENT, attributes=attrs
+    )
+    call = LLMCall(span, obs.capture_content, metric_attrs, started)
+    try:
+        with trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
+            yield call
+    except BaseException as exc:
+        metric_attrs[sc.ERROR_TYPE] = call._fail(exc)
+        raise
+    else:
+        span.set_status(Status(StatusCode.OK))
+    finally:
+        span.end()
+        obs.metrics.record_llm_call(
+            metric_attrs, time.perf_counter() - started, call.input_tokens, call.output_tokens
+        )
+
+
+@contextmanager
+def tool_span(
+    name: str,
+    *,
+    call_id: str | None = None,
+    arguments: Any = None,
+    description: str | None = None,
+    session_id: str | None = None,
+) -> Iterator[ToolCall]:
+    """A span named ``"execute_tool {name}"`` around one tool execution.
+
+    ``arguments`` are recorded (redacted) only when content capture is on; so is the value
+    given to ``call.result(...)``. An exception sets ``error.type`` and is re-raised.
+    """
+    obs = _state.current
+    if obs is None:
+        yield ToolCall(None, False)
+        return
+    session = _session_of(session_id)
+    attrs: dict[str, Any] = {
+        sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
+        sc.TOOL_NAME: name,
+        sc.TOOL_TYPE: "function",
+        sc.SPAN_KIND: "tool",
+    }
+    optional = {
+        sc.TOOL_CALL_ID: call_id,
+        sc.TOOL_DESCRIPTION: description,
+        sc.CONVERSATION_ID: session,
+        sc.SESSION_ID: session,
+    }
+    attrs.update({k: v for k, v in optional.items() if v is not None})
+    span = obs.tracer.start_span(
+        f"{sc.OP_EXECUTE_TOOL} {name}", context=_parent(session), attributes=attrs
+    )
+    call = ToolCall(span, obs.capture_content)
+    call._set_content(sc.TOOL_CALL_ARGUMENTS, arguments)
+    try:
+        with trace.use_span(
+            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
+            yield call
+    except BaseException as exc:
+        call._fail(exc)
+        raise
+    else:
+        span.set_status(Status(StatusCode.OK))
+    finally:
+        span.end()
