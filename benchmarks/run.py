@@ -1,7 +1,7 @@
-"""Run every benchmark: ``python benchmarks/run.py [--quick] [--json PATH]``.
+"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only bus|observability]``.
 
-Today there is one, the bus benchmark (`bench_bus`). Results are measurements, not tests:
-this exits 0 even when a bar fails, and says so plainly in its output.
+Results are measurements, not tests: this exits 0 even when a bar fails, and says so
+plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import bench_bus  # run.py is run as a script, so its own folder is on sys.path
+import bench_observability
+
+BENCHMARKS = {"bus": bench_bus.run, "observability": bench_observability.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,15 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a short smoke run (fewer events and rounds)"
     )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=bench_bus.DEFAULT_JSON,
-        help=f"where to write the bus results (default: {bench_bus.DEFAULT_JSON})",
-    )
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run just this one")
     args = parser.parse_args(argv)
-    print(f"== bus benchmark (python {sys.version.split()[0]}) ==", flush=True)
-    bench_bus.run(quick=args.quick, json_path=args.json)
+    for name, run in BENCHMARKS.items():
+        if args.only and name != args.only:
+            continue
+        print(f"== {name} benchmark (python {sys.version.split()[0]}) ==", flush=True)
+        run(quick=args.quick)
     return 0
 
 

@@ -134,7 +134,11 @@ class MessageBus:
         self._filters: list[Subscription] = []
         self._event_mw: list[Subscription] = []
         self._observers: tuple[BusObserver, ...] = ()
+        # What the hot path calls per event when observed: the one observer's on_event
+        # itself (looked up once), or a function calling each of several.
+        self._event_tap: Callable[[Event], None] | None = None
         self._observer_failures = 0
+        self._observed = 0
         self._command_mw: list[Subscription] = []
         self._event_chain: EventNext | None = None
         self._policies: dict[type[Message], CommandPolicy] = {}
@@ -236,10 +240,33 @@ class MessageBus:
             )
 
         def remove(sub: Subscription) -> None:
-            self._observers = tuple(o for o in self._observers if o is not observer)
+            self._set_observers(tuple(o for o in self._observers if o is not observer))
 
-        self._observers = (*self._observers, observer)
+        self._set_observers((*self._observers, observer))
         return Subscription(type(observer), on_remove=remove)
+
+    def _set_observers(self, observers: tuple[BusObserver, ...]) -> None:
+        self._observers = observers
+        if len(observers) == 1:
+            self._event_tap = observers[0].on_event
+            return
+        taps = tuple((o, o.on_event) for o in observers)
+
+        def tap_all(event: Event) -> None:
+            for observer, on_event in taps:
+                try:
+                    on_event(event)
+                except Exception as exc:
+                    self._observer_failed(observer, "on_event", exc)
+
+        self._event_tap = tap_all if taps else None
+
+    def _notify_observers(self, what: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, what)(*args)
+            except Exception as exc:
+                self._observer_failed(observer, what, exc)
 
     def _observer_failed(self, observer: BusObserver, what: str, exc: Exception) -> None:
         self._observer_failures += 1
@@ -345,12 +372,13 @@ class MessageBus:
 
     def _dispatch(self, event: Event) -> Awaitable[Delivery]:
         # A plain function returning the coroutine to await: one frame less per event.
-        if self._observers:
-            for observer in self._observers:
-                try:
-                    observer.on_event(event)
-                except Exception as exc:
-                    self._observer_failed(observer, "on_event", exc)
+        tap = self._event_tap
+        if tap is not None:
+            self._observed += 1
+            try:
+                tap(event)
+            except Exception as exc:  # only a single observer's own error reaches here
+                self._observer_failed(self._observers[0], "on_event", exc)
         if self._filters:
             return self._filter_then_dispatch(event)
         if self._event_chain is not None:
@@ -653,6 +681,7 @@ class MessageBus:
             active_sessions=len(self._sessions),
             dropped_by_type=t.dropped_by_type,
             observer_failures=self._observer_failures,
+            observed=self._observed,
         )
 
 

@@ -3,8 +3,10 @@
 An observer is not an event handler: it is not counted in a `Delivery` or in
 ``stats().delivered``, it cannot be filtered away, and it sees every event that reaches
 delivery (``wait=True`` ones at publish). Its methods run synchronously on the hot path, so
-they must be cheap and must not block: hand anything slow to another thread. An observer
-that raises is logged and counted (``stats().observer_failures``); delivery goes on.
+they must be cheap and must not block: hand anything slow to another thread. ``on_event``
+is looked up once, when the observer is added, so it may be any callable (a deque's
+``append`` costs no Python frame at all). An observer that raises is logged and counted
+(``stats().observer_failures``); delivery goes on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from llmgine.bus._messages import Command, CommandResult, Event
+    from llmgine.bus._session import Session
 
 __all__ = ["BusObserver"]
 
@@ -31,6 +34,13 @@ class BusObserver:
 
     def on_event(self, event: Event) -> None:
         """An event is about to be delivered (after it left the queue, before filters)."""
+
+    def on_session_start(self, session: Session) -> None:
+        """A session opened (before its `SessionStarted` event is delivered)."""
+
+    def on_session_end(self, session: Session, error: BaseException | None) -> None:
+        """A session closed (after its `SessionEnded` was delivered and its handlers were
+        removed); ``error`` is what its block raised, if anything."""
 
     def on_command_start(self, command: Command[Any]) -> object:
         """A command's execution begins, in the caller's task; the value returned is passed

@@ -57,6 +57,7 @@ class Session:
             raise BusError(f"session {self.name!r} was already entered; open a new session")
         self.bus._session_opened(self)
         self.state = "open"
+        self.bus._notify_observers("on_session_start", self)
         await self.bus.publish(SessionStarted(name=self.name, session_id=self.id), wait=True)
         return self
 
@@ -76,6 +77,7 @@ class Session:
         finally:
             self.state = "closed"
             self.bus._session_closed(self)
+            self.bus._notify_observers("on_session_end", self, exc)
 
     def _check_usable(self) -> None:
         if self.state == "closed":

@@ -126,3 +126,4 @@ class BusStats:
     active_sessions: int = 0
     dropped_by_type: dict[str, int] = field(default_factory=dict)
     observer_failures: int = 0
+    observed: int = 0  # events handed to observers (see BusObserver)

@@ -20,10 +20,10 @@ import pandas as _pd
 
 from llmgine._redact import REDACTED, Redactor, add_secret, redact
 from llmgine.observability import _semconv as semconv
-from llmgine.observability._buffer import SpanBuffer, SpanListener
+from llmgine.observability._buffer import SpanBuffer, SpanListener, SpanRecord, span_record
 from llmgine.observability._events import EventLog
 from llmgine.observability._frames import SPAN_COLUMNS, Time
-from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_record
+from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_json
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
 from llmgine.observability._setup import Observability, Settings, current, disable, enable
@@ -69,6 +69,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "Settings",
     "SpanBuffer",
     "SpanListener",
+    "SpanRecord",
     "Time",
     "ToolCall",
     "TracingObserver",
@@ -82,6 +83,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "metrics_df",
     "redact",
     "semconv",
+    "span_json",
     "span_record",
     "spans_df",
     "tool_span",

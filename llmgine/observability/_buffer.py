@@ -5,23 +5,84 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import Status
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmgine._redact import Redactor, redacting_logger
+from llmgine.observability._semconv import CONVERSATION_ID, SESSION_ID
 
-__all__ = ["RedactingFanout", "SpanBuffer", "SpanListener", "redacted_copy"]
+__all__ = [
+    "RedactingFanout",
+    "SpanBuffer",
+    "SpanListener",
+    "SpanRecord",
+    "redacted_copy",
+    "span_record",
+]
 
 log = redacting_logger("llmgine.observability")
 
-SpanListener = Callable[[Literal["start", "end"], ReadableSpan], None]
 
-# About 1.5 KB per finished span with a dozen attributes (see benchmarks/), so the default
-# holds a long notebook session in well under 200 MB.
+class SpanRecord(NamedTuple):
+    """A span as the buffer keeps it: plain values, about a kilobyte, and invisible to the
+    garbage collector (a tuple of atoms), so a full buffer costs the process nothing."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    kind: str  # "internal", "client", "server", "producer", "consumer"
+    start_time: int  # nanoseconds since the epoch
+    end_time: int | None  # None while the span runs
+    status: str  # "unset", "ok", "error"
+    status_message: str | None
+    attributes: dict[str, Any]
+    events: tuple[tuple[str, int, dict[str, Any]], ...]  # (name, time in ns, attributes)
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.end_time is None else (self.end_time - self.start_time) / 1e6
+
+    @property
+    def session_id(self) -> str | None:
+        value = self.attributes.get(SESSION_ID) or self.attributes.get(CONVERSATION_ID)
+        return value if isinstance(value, str) else None
+
+
+_KINDS = {k: k.name.lower() for k in SpanKind}
+_STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def span_record(span: ReadableSpan) -> SpanRecord:
+    """The `SpanRecord` of an SDK span (running or finished)."""
+    context, parent, status = span.context, span.parent, span.status
+    return SpanRecord(
+        span.name,
+        context.trace_id if context else 0,
+        context.span_id if context else 0,
+        parent.span_id if parent else None,
+        _KINDS[span.kind],
+        span.start_time or 0,
+        span.end_time,
+        _STATUS[status.status_code],
+        status.description or None,
+        {k: _plain(v) for k, v in (span.attributes or {}).items()},
+        tuple((e.name, e.timestamp, dict(e.attributes or {})) for e in span.events),
+    )
+
+
+SpanListener = Callable[[Literal["start", "end"], SpanRecord], None]
+
+# About 1.2 KB per buffered LLM-call span (measured in benchmarks/), so the default holds
+# a long notebook session in well under 200 MB.
 DEFAULT_SPAN_CAPACITY = 50_000
 
 
@@ -29,7 +90,8 @@ class SpanBuffer(SpanProcessor):
     """A bounded ring of finished spans plus the spans still running; thread-safe.
 
     When full, the oldest finished span makes room (counted in ``evicted``). Listeners hear
-    of every span as it starts and as it ends, on the thread that started or ended it.
+    of every span as it starts and as it ends (as a `SpanRecord`), on the thread that
+    started or ended it.
     """
 
     def __init__(self, capacity: int = DEFAULT_SPAN_CAPACITY) -> None:
@@ -37,7 +99,7 @@ class SpanBuffer(SpanProcessor):
             raise ValueError(f"span buffer capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.evicted = 0
-        self._finished: deque[ReadableSpan] = deque(maxlen=capacity)
+        self._finished: deque[SpanRecord] = deque(maxlen=capacity)
         self._running: dict[int, ReadableSpan] = {}
         self._listeners: tuple[SpanListener, ...] = ()
         self._lock = threading.Lock()
@@ -45,27 +107,29 @@ class SpanBuffer(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         with self._lock:
             self._running[span.context.span_id] = span
-        self._notify("start", span)
+        if self._listeners:
+            self._notify("start", span_record(span))
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
+        record = span_record(span)
         with self._lock:
-            if context is not None:
-                self._running.pop(context.span_id, None)
+            self._running.pop(record.span_id, None)
             if len(self._finished) == self.capacity:
                 self.evicted += 1
-            self._finished.append(span)
-        self._notify("end", span)
+            self._finished.append(record)
+        if self._listeners:
+            self._notify("end", record)
 
-    def _notify(self, what: Literal["start", "end"], span: ReadableSpan) -> None:
+    def _notify(self, what: Literal["start", "end"], record: SpanRecord) -> None:
         for listener in self._listeners:
             try:
-                listener(what, span)
+                listener(what, record)
             except Exception:
                 log.exception("span buffer listener %r failed", listener)
 
     def subscribe(self, listener: SpanListener) -> Callable[[], None]:
-        """Call ``listener("start" | "end", span)`` for every span; returns an unsubscribe."""
+        """Call ``listener("start" | "end", record)`` for every span; returns an
+        unsubscribe function."""
         with self._lock:
             self._listeners = (*self._listeners, listener)
 
@@ -75,22 +139,23 @@ class SpanBuffer(SpanProcessor):
 
         return unsubscribe
 
-    def finished(self) -> list[ReadableSpan]:
+    def finished(self) -> list[SpanRecord]:
         """The finished spans kept, oldest first."""
         with self._lock:
             return list(self._finished)
 
     def running(self) -> list[ReadableSpan]:
-        """The spans started and not yet ended (live, so read them soon)."""
+        """The SDK spans started and not yet ended (live objects, not yet redacted)."""
         with self._lock:
             return list(self._running.values())
 
-    def spans(self, *, include_running: bool = True) -> list[ReadableSpan]:
+    def records(self, redactor: Redactor, *, include_running: bool = True) -> list[SpanRecord]:
+        """Finished spans, then (redacted) running ones, as records."""
         with self._lock:
-            spans = list(self._finished)
-            if include_running:
-                spans.extend(self._running.values())
-        return spans
+            records = list(self._finished)
+            running = list(self._running.values()) if include_running else []
+        records.extend(span_record(redacted_copy(redactor, span)) for span in running)
+        return records
 
     def clear(self) -> None:
         """Forget the finished spans (running ones stay: they will still end)."""

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
 
 from llmgine._redact import Redactor
 from llmgine.bus import Event, message_type_name
-from llmgine.observability import _semconv as sc
-from llmgine.observability._buffer import redacted_copy
+from llmgine.observability._buffer import SpanRecord
+from llmgine.observability._semconv import CONVERSATION_ID, SESSION_ID
 
 __all__ = ["SPAN_COLUMNS", "events_frame", "spans_frame"]
 
@@ -34,8 +32,6 @@ SPAN_COLUMNS = (
 )
 EVENT_COLUMNS = ("type", "id", "session_id", "timestamp")
 
-_KINDS = {k: k.name.lower() for k in SpanKind}
-_STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
 _BASE = frozenset({"id", "timestamp", "session_id"})
 
 Time = datetime | pd.Timestamp | str | None
@@ -61,15 +57,49 @@ def _name_matcher(name: str | None) -> Any:
     return lambda n: n == name
 
 
-def _timestamps(ns: Sequence[int]) -> pd.Series:
-    array = np.asarray(ns, dtype="int64")
-    stamps = pd.to_datetime(array, unit="ns", utc=True)
-    return pd.Series(stamps).where(array >= 0)
+def _timestamps(ns: np.ndarray[Any, np.dtype[np.int64]]) -> pd.Series:
+    stamps = pd.to_datetime(ns, unit="ns", utc=True)
+    return pd.Series(stamps).where(ns >= 0)
+
+
+def _attribute_columns(attrs: list[dict[str, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+    """One object column per attribute key; rows without the key hold None.
+
+    Spans of one kind share their key set, so rows are grouped by it and each group is
+    transposed in C (``zip(*rows)``) instead of visiting every cell from Python.
+    """
+    n = len(attrs)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, a in enumerate(attrs):
+        keys = tuple(a)
+        group = groups.get(keys)
+        if group is None:
+            groups[keys] = [i]
+        else:
+            group.append(i)
+    columns: dict[str, np.ndarray[Any, Any]] = {}
+    for keys, index in groups.items():
+        if not keys:
+            continue
+        values = zip(*(tuple(attrs[i].values()) for i in index), strict=True)
+        for key, column_values in zip(keys, values, strict=True):
+            column = columns.get(key)
+            if column is None:
+                column = columns[key] = np.full(n, None, dtype=object)
+            if len(index) == n:
+                column[:] = _object_array(column_values)
+            else:
+                column[index] = _object_array(column_values)
+    return columns
+
+
+def _object_array(values: tuple[Any, ...]) -> np.ndarray[Any, Any]:
+    # Not np.array(values): it would turn a tuple of lists into a 2-D array.
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def spans_frame(
-    spans: Iterable[ReadableSpan],
-    redactor: Redactor,
+    records: Iterable[SpanRecord],
     *,
     session: str | None = None,
     since: Time = None,
@@ -78,69 +108,38 @@ def spans_frame(
 ) -> pd.DataFrame:
     """One row per span; see `Observability.spans_df` for the columns and filters."""
     lo, hi, match = _ns(since), _ns(until), _name_matcher(name)
-    trace_ids: list[str] = []
-    span_ids: list[str] = []
-    parent_ids: list[str | None] = []
-    names: list[str] = []
-    kinds: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    statuses: list[str] = []
-    messages: list[str | None] = []
-    sessions: list[str | None] = []
-    columns: dict[str, dict[int, Any]] = {}
-    row = 0
-    for span in spans:
-        start = span.start_time or 0
-        if (lo is not None and start < lo) or (hi is not None and start > hi):
-            continue
-        if match is not None and not match(span.name):
-            continue
-        attrs: Mapping[str, Any] = span.attributes or {}
-        sid = attrs.get(sc.SESSION_ID) or attrs.get(sc.CONVERSATION_ID)
-        if session is not None and sid != session:
-            continue
-        if span.end_time is None:  # still running: not redacted at its end yet
-            span = redacted_copy(redactor, span)
-            attrs = span.attributes or {}
-        context, parent = span.context, span.parent
-        trace_ids.append(f"{context.trace_id:032x}" if context else "")
-        span_ids.append(f"{context.span_id:016x}" if context else "")
-        parent_ids.append(f"{parent.span_id:016x}" if parent else None)
-        names.append(span.name)
-        kinds.append(_KINDS[span.kind])
-        starts.append(start)
-        ends.append(span.end_time if span.end_time is not None else -1)
-        statuses.append(_STATUS[span.status.status_code])
-        messages.append(span.status.description or None)
-        sessions.append(sid)
-        for key, value in attrs.items():
-            column = columns.get(key)
-            if column is None:
-                column = columns[key] = {}
-            column[row] = list(value) if isinstance(value, tuple) else value
-        row += 1
-    start_s, end_s = _timestamps(starts), _timestamps(ends)
-    end_arr = np.asarray(ends, dtype="int64")
-    duration = np.where(end_arr >= 0, (end_arr - np.asarray(starts, dtype="int64")) / 1e6, np.nan)
+    rows = records if isinstance(records, list) else list(records)
+    if lo is not None or hi is not None or match is not None or session is not None:
+        rows = [
+            r
+            for r in rows
+            if (lo is None or r.start_time >= lo)
+            and (hi is None or r.start_time <= hi)
+            and (match is None or match(r.name))
+            and (session is None or r.session_id == session)
+        ]
+    n = len(rows)
+    attrs = [r.attributes for r in rows]
+    starts = np.fromiter((r.start_time for r in rows), dtype="int64", count=n)
+    ends = np.fromiter(
+        (-1 if r.end_time is None else r.end_time for r in rows), dtype="int64", count=n
+    )
     data: dict[str, Any] = {
-        "trace_id": trace_ids,
-        "span_id": span_ids,
-        "parent_id": parent_ids,
-        "name": names,
-        "kind": kinds,
-        "start_time": start_s,
-        "end_time": end_s,
-        "duration_ms": duration,
-        "status": statuses,
-        "status_message": messages,
-        "session_id": sessions,
+        "trace_id": [f"{r.trace_id:032x}" for r in rows],
+        "span_id": [f"{r.span_id:016x}" for r in rows],
+        "parent_id": [None if r.parent_id is None else f"{r.parent_id:016x}" for r in rows],
+        "name": [r.name for r in rows],
+        "kind": [r.kind for r in rows],
+        "start_time": _timestamps(starts),
+        "end_time": _timestamps(ends),
+        "duration_ms": np.where(ends >= 0, (ends - starts) / 1e6, np.nan),
+        "status": [r.status for r in rows],
+        "status_message": [r.status_message for r in rows],
+        "session_id": [a.get(SESSION_ID) or a.get(CONVERSATION_ID) for a in attrs],
     }
+    columns = _attribute_columns(attrs)
     for key in sorted(columns):
-        values = columns[key]
-        data[f"attributes.{key}"] = (
-            [values.get(i) for i in range(row)] if len(values) < row else list(values.values())
-        )
+        data[f"attributes.{key}"] = columns[key]
     return pd.DataFrame(data)
 
 

@@ -20,19 +20,17 @@ from typing import IO, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from llmgine._redact import Redactor, default_redactor, redacting_logger
 from llmgine.bus import Event, message_type_name, to_json
 from llmgine.errors import LLMgineError
 from llmgine.observability import _semconv as sc
+from llmgine.observability._buffer import SpanRecord, span_record
 
-__all__ = ["ConsoleHandler", "JsonlHandler", "span_record"]
+__all__ = ["ConsoleHandler", "JsonlHandler", "span_json"]
 
 log = redacting_logger("llmgine.observability")
-
-_KINDS = {k: k.name.lower() for k in SpanKind}
-_STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
 
 
 def _iso(ns: int | None) -> str | None:
@@ -41,36 +39,30 @@ def _iso(ns: int | None) -> str | None:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _attributes(attrs: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in (attrs or {}).items()}
-
-
-def span_record(span: ReadableSpan) -> dict[str, Any]:
-    """A finished span as a JSON-ready dict (the shape of a JSONL ``"span"`` line)."""
-    context, parent = span.context, span.parent
-    start, end = span.start_time, span.end_time
+def span_json(record: SpanRecord) -> dict[str, Any]:
+    """A span as a JSON-ready dict: the shape of a JSONL ``"span"`` line."""
     return {
         "kind": "span",
-        "name": span.name,
-        "trace_id": f"{context.trace_id:032x}" if context else None,
-        "span_id": f"{context.span_id:016x}" if context else None,
-        "parent_id": f"{parent.span_id:016x}" if parent else None,
-        "span_kind": _KINDS[span.kind],
-        "start_time": _iso(start),
-        "end_time": _iso(end),
-        "duration_ms": (end - start) / 1e6 if start is not None and end is not None else None,
-        "status": _STATUS[span.status.status_code],
-        "status_message": span.status.description or None,
-        "attributes": _attributes(span.attributes),
+        "name": record.name,
+        "trace_id": f"{record.trace_id:032x}",
+        "span_id": f"{record.span_id:016x}",
+        "parent_id": None if record.parent_id is None else f"{record.parent_id:016x}",
+        "span_kind": record.kind,
+        "start_time": _iso(record.start_time),
+        "end_time": _iso(record.end_time),
+        "duration_ms": record.duration_ms,
+        "status": record.status,
+        "status_message": record.status_message,
+        "attributes": record.attributes,
         "events": [
-            {"name": e.name, "time": _iso(e.timestamp), "attributes": dict(e.attributes or {})}
-            for e in span.events
+            {"name": name, "time": _iso(ns), "attributes": attrs}
+            for name, ns, attrs in record.events
         ],
     }
 
 
 class JsonlHandler(SpanProcessor):
-    """Writes every finished span, and (with ``events=True``) every bus event, as one JSON
+    """Writes every finished span, and with ``events=True`` every bus event, as one JSON
     line each to ``path``, off the event loop; rotates at ``max_bytes`` keeping ``backups``
     older files (``path.1`` is the newest of them).
 
@@ -83,7 +75,7 @@ class JsonlHandler(SpanProcessor):
         self,
         path: str | os.PathLike[str],
         *,
-        events: bool = True,
+        events: bool = False,
         max_bytes: int = 50_000_000,
         backups: int = 5,
         flush_interval: float = 0.25,
@@ -168,7 +160,7 @@ class JsonlHandler(SpanProcessor):
                 return json.dumps(
                     {"kind": "event", "type": message_type_name(type(item)), "error": str(exc)}
                 )
-        return json.dumps(span_record(item), default=repr)
+        return json.dumps(span_json(span_record(item)), default=repr)
 
     def _write_pending(self) -> None:
         while self._pending:

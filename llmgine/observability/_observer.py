@@ -1,10 +1,9 @@
 """`TracingObserver`: turns what a bus does into spans and recorded events.
 
-A session is a root span, opened when its `SessionStarted` is delivered (which happens
-inline, before the session's body runs) and ended by its `SessionEnded`. Each command is a
-child span of the span current in the caller (a command inside a handler nests), else of
-its session's span. Every event goes to the event log and to the event sinks (files,
-console); that is a deque append each, so observing stays off the publisher's path.
+A session is a root span, opened as the session opens and ended as it closes. Each command
+is a child span of the span current in the caller (a command inside a handler nests), else
+of its session's span. Every event goes to the event sinks: the event log (a deque append)
+and, when asked, the JSONL file and the console.
 """
 
 from __future__ import annotations
@@ -21,16 +20,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from llmgine._redact import Redactor
-from llmgine.bus import (
-    BusObserver,
-    Command,
-    CommandResult,
-    Event,
-    SessionEnded,
-    SessionStarted,
-    message_type_name,
-)
+from llmgine.bus import BusObserver, Command, CommandResult, Event, Session, message_type_name
 from llmgine.observability import _semconv as sc
+from llmgine.observability._spans import error_type
 
 __all__ = ["EventSink", "TracingObserver"]
 
@@ -38,7 +30,11 @@ EventSink = Callable[[Event], None]
 
 
 class TracingObserver(BusObserver):
-    """Watches one bus for an `Observability`; shares its tracer and session spans."""
+    """Watches one bus for an `Observability`; shares its tracer and session spans.
+
+    ``on_event`` is the one sink itself when there is one (the event log's deque append:
+    no Python frame per event), else a function calling each sink.
+    """
 
     def __init__(
         self,
@@ -50,42 +46,41 @@ class TracingObserver(BusObserver):
     ) -> None:
         self._tracer = tracer
         self._redactor = redactor
-        self._sinks = tuple(sinks)
         self._sessions = session_spans
         self._lock = lock
+        if len(sinks) == 1:
+            self.on_event = sinks[0]  # type: ignore[method-assign,assignment]
+        else:
+            chain = tuple(sinks)
 
-    def on_event(self, event: Event) -> None:
-        cls = type(event)
-        if cls is SessionStarted:
-            self._session_started(event)  # type: ignore[arg-type]
-        elif cls is SessionEnded:
-            self._session_ended(event)  # type: ignore[arg-type]
-        for sink in self._sinks:
-            sink(event)
+            def on_event(event: Event) -> None:
+                for sink in chain:
+                    sink(event)
 
-    def _session_started(self, event: SessionStarted) -> None:
-        sid = event.session_id or ""
+            self.on_event = on_event  # type: ignore[method-assign]
+
+    def on_session_start(self, session: Session) -> None:
         span = self._tracer.start_span(
-            f"session {event.name}",
+            f"session {session.name}",
             context=otel_context.Context(),  # a session is a root span
             attributes={
-                sc.SESSION_ID: sid,
-                sc.SESSION_NAME: event.name,
-                sc.CONVERSATION_ID: sid,
+                sc.SESSION_ID: session.id,
+                sc.SESSION_NAME: session.name,
+                sc.CONVERSATION_ID: session.id,
                 sc.SPAN_KIND: "session",
             },
         )
         with self._lock:
-            self._sessions[sid] = span
+            self._sessions[session.id] = span
 
-    def _session_ended(self, event: SessionEnded) -> None:
+    def on_session_end(self, session: Session, error: BaseException | None) -> None:
         with self._lock:
-            span = self._sessions.pop(event.session_id or "", None)
+            span = self._sessions.pop(session.id, None)
         if span is None:
             return  # the session opened before observing began
-        if event.error is not None:
-            span.set_attribute(sc.ERROR_TYPE, event.error.type)
-            span.set_status(Status(StatusCode.ERROR, self._redactor.text(event.error.message)))
+        if error is not None:
+            span.set_attribute(sc.ERROR_TYPE, error_type(error))
+            span.set_status(Status(StatusCode.ERROR, self._redactor.text(str(error))))
         else:
             span.set_status(Status(StatusCode.OK))
         span.end()

@@ -11,6 +11,7 @@ import itertools
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Tracer
 
 from llmgine._redact import Redactor, default_redactor, redacting_logger
-from llmgine.bus import MessageBus, Subscription
+from llmgine.bus import Event, MessageBus, Subscription
 from llmgine.errors import ObservabilityError
 from llmgine.observability import _semconv as sc
 from llmgine.observability import _state
@@ -60,7 +61,7 @@ class Settings:
     console: bool | IO[str] = False
     console_events: bool = True
     jsonl: str | None = None
-    jsonl_events: bool = True
+    jsonl_events: bool = False
     otlp: bool = False
     capture_content: bool = False
     span_capacity: int = DEFAULT_SPAN_CAPACITY
@@ -89,7 +90,7 @@ class Observability:
         self.jsonl: JsonlHandler | None = None
         self.console: ConsoleHandler | None = None
         consumers: list[SpanProcessor] = [self.buffer]
-        sinks = [self.events.append]
+        sinks: list[Callable[[Event], None]] = [self.events.append]
         if settings.jsonl is not None:
             self.jsonl = JsonlHandler(
                 settings.jsonl, events=settings.jsonl_events, redactor=redactor
@@ -121,6 +122,10 @@ class Observability:
         self._observed: weakref.WeakKeyDictionary[MessageBus, Subscription] = (
             weakref.WeakKeyDictionary()
         )
+        # Events seen, from the buses' own counters: (bus -> count when observing began),
+        # plus what buses no longer observed had shown; minus what clear() forgot.
+        self._seen_from: weakref.WeakKeyDictionary[MessageBus, int] = weakref.WeakKeyDictionary()
+        self._seen_before = 0
         self.closed = False
 
     # -- buses -------------------------------------------------------------------------
@@ -137,18 +142,31 @@ class Observability:
             self.tracer, self.redactor, self._sinks, self._sessions, self._lock
         )
         self._observed[bus] = bus.add_observer(observer)
+        self._seen_from[bus] = bus.stats().observed
         self.metrics.observe_bus(bus, name or f"bus-{next(_bus_names)}")
 
     def unobserve(self, bus: MessageBus) -> None:
         """Stop observing ``bus`` (what was recorded stays)."""
         subscription = self._observed.pop(bus, None)
         if subscription is not None:
+            self._seen_before += bus.stats().observed - self._seen_from.pop(bus, 0)
             subscription.remove()
         self.metrics.forget_bus(bus)
 
     @property
     def buses(self) -> list[MessageBus]:
         return list(self._observed)
+
+    @property
+    def events_seen(self) -> int:
+        """Events recorded since observing began (or since `clear()`)."""
+        now = sum(bus.stats().observed - start for bus, start in list(self._seen_from.items()))
+        return self._seen_before + now
+
+    @property
+    def events_evicted(self) -> int:
+        """Events that fell out of the event log's window (``event_capacity``)."""
+        return max(0, self.events_seen - len(self.events))
 
     def session_span(self, session_id: str) -> Span | None:
         """The span of an open session, for parenting spans started outside a command."""
@@ -176,10 +194,8 @@ class Observability:
             name: an exact span name, or a glob such as ``"chat *"``.
             include_running: running spans too (``end_time`` NaT, ``duration_ms`` NaN).
         """
-        spans = self.buffer.spans(include_running=include_running)
-        return spans_frame(
-            spans, self.redactor, session=session, since=since, until=until, name=name
-        )
+        records = self.buffer.records(self.redactor, include_running=include_running)
+        return spans_frame(records, session=session, since=since, until=until, name=name)
 
     def events_df(
         self,
@@ -211,6 +227,9 @@ class Observability:
         """Forget recorded spans and events (running spans and open sessions stay)."""
         self.buffer.clear()
         self.events.clear()
+        self._seen_before = -sum(
+            bus.stats().observed - start for bus, start in list(self._seen_from.items())
+        )
 
     def flush(self) -> None:
         """Write and export everything recorded so far (blocks; call from a thread in
@@ -283,7 +302,7 @@ def enable(
     console: bool | IO[str] = False,
     console_events: bool = True,
     jsonl: str | os.PathLike[str] | None = None,
-    jsonl_events: bool = True,
+    jsonl_events: bool = False,
     otlp: bool | None = None,
     capture_content: bool | None = None,
     span_capacity: int = DEFAULT_SPAN_CAPACITY,
@@ -298,7 +317,8 @@ def enable(
     Args:
         bus: a bus to observe now (more with ``.observe(bus)``).
         console: print spans and events (True for stdout, or a stream).
-        jsonl: a file path for the rotating JSONL log of spans and (``jsonl_events``) events.
+        jsonl: a file path for the rotating JSONL log of spans; ``jsonl_events=True`` adds
+            every bus event (costly at very high event rates: see the README).
         otlp: export spans and metrics over OTLP/HTTP, configured by the standard
             ``OTEL_EXPORTER_OTLP_*`` variables; by default on when an endpoint is set.
         capture_content: record prompts, completions and tool arguments (redacted); by

@@ -25,10 +25,10 @@ __all__ = ["LLMCall", "ToolCall", "error_type", "llm_span", "tool_span"]
 
 
 def error_type(exc: BaseException) -> str:
-    """The ``error.type`` of an exception: its qualified class name."""
+    """The ``error.type`` of an exception: its fully qualified class name, as in
+    `llmgine.bus.ErrorInfo` (``builtins.ValueError``, ``openai.RateLimitError``)."""
     cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _content(value: Any) -> str:

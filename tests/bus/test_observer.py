@@ -15,6 +15,7 @@ from llmgine.bus import (
     CommandResult,
     Event,
     MessageBus,
+    Session,
     SessionEnded,
     SessionStarted,
 )
@@ -141,3 +142,45 @@ async def test_removing_an_observer_stops_it_and_only_it(bus: MessageBus) -> Non
 def test_add_observer_refuses_what_is_not_an_observer() -> None:
     with pytest.raises(TypeError, match=r"subclass llmgine\.bus\.BusObserver"):
         MessageBus().add_observer(lambda e: None)  # type: ignore[arg-type]
+
+
+async def test_one_failing_observer_of_several_does_not_starve_the_others(
+    bus: MessageBus,
+) -> None:
+    class Broken(BusObserver):
+        def on_event(self, event: Event) -> None:
+            raise RuntimeError("observer bug")
+
+    healthy = Recorder()
+    bus.add_observer(Broken())
+    bus.add_observer(healthy)
+    await bus.publish(Note(text="a"), wait=True)
+    await bus.publish(Note(text="b"), wait=True)
+    assert [e.text for e in healthy.events if isinstance(e, Note)] == ["a", "b"]
+    assert bus.stats().observer_failures == 2
+    assert bus.stats().observed == 2
+
+
+async def test_session_hooks_bracket_the_session(bus: MessageBus) -> None:
+    calls: list[tuple[str, str, object]] = []
+
+    class Sessions(BusObserver):
+        def on_session_start(self, session: Session) -> None:
+            calls.append(("start", session.name, session.state))
+
+        def on_session_end(self, session: Session, error: BaseException | None) -> None:
+            calls.append(("end", session.name, error))
+
+    bus.add_observer(Sessions())
+    async with bus.session("ok"):
+        pass
+    boom = ValueError("boom")
+    with pytest.raises(ValueError, match="boom"):
+        async with bus.session("bad"):
+            raise boom
+    assert calls == [
+        ("start", "ok", "open"),
+        ("end", "ok", None),
+        ("start", "bad", "open"),
+        ("end", "bad", boom),
+    ]

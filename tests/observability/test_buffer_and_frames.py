@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 
 from llmgine import observability
+from llmgine._redact import Redactor
 from llmgine.bus import Event, MessageBus, Payload
-from llmgine.observability import SpanBuffer
+from llmgine.observability import SpanBuffer, SpanRecord
 
 
 def provider_with(buffer: SpanBuffer) -> TracerProvider:
@@ -50,7 +51,7 @@ def test_buffer_sees_running_spans_and_tells_listeners() -> None:
 def test_a_failing_listener_does_not_lose_the_span(caplog: pytest.LogCaptureFixture) -> None:
     buffer = SpanBuffer()
 
-    def broken(what: str, span: ReadableSpan) -> None:
+    def broken(what: str, span: SpanRecord) -> None:
         raise RuntimeError("listener bug")
 
     buffer.subscribe(broken)
@@ -69,7 +70,7 @@ def test_buffer_is_thread_safe() -> None:
         for i in range(2_000):
             tracer.start_span(f"t{n}-{i}").end()
             if i % 100 == 0:
-                buffer.spans()  # readers interleave with writers
+                buffer.records(Redactor())  # readers interleave with writers
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
@@ -168,4 +169,7 @@ async def test_event_log_is_bounded_and_counts_evictions(bus: MessageBus) -> Non
     for i in range(5):
         await bus.publish(Logged(text=str(i)), wait=True)
     assert list(obs.events_df()["data.text"]) == ["3", "4"]
-    assert obs.events.evicted == 3
+    assert obs.events_evicted == 3
+    assert obs.events_seen == 5
+    obs.clear()
+    assert obs.events_seen == 0

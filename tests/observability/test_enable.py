@@ -73,7 +73,7 @@ async def test_open_sessions_are_ended_when_observability_is_disabled(bus: Messa
         observability.disable()
     assert obs.buffer.running() == []
     [span] = obs.buffer.finished()
-    assert (span.attributes or {})["llmgine.session.unfinished"] is True
+    assert span.attributes["llmgine.session.unfinished"] is True
 
 
 def test_module_level_frames_need_observability_on() -> None:

@@ -29,7 +29,7 @@ def read_lines(path: Path) -> list[dict[str, object]]:
 
 async def test_jsonl_has_spans_and_events_that_read_back(bus: MessageBus, tmp_path: Path) -> None:
     path = tmp_path / "trace.jsonl"
-    obs = observability.enable(bus, jsonl=path)
+    obs = observability.enable(bus, jsonl=path, jsonl_events=True)
     bus.on_command(Ask, lambda c: "ok")
     async with bus.session("chat") as session:
         await session.execute(Ask())
@@ -50,7 +50,7 @@ async def test_jsonl_has_spans_and_events_that_read_back(bus: MessageBus, tmp_pa
 
 
 async def test_jsonl_writes_on_its_own_thread(bus: MessageBus, tmp_path: Path) -> None:
-    handler = JsonlHandler(tmp_path / "t.jsonl")
+    handler = JsonlHandler(tmp_path / "t.jsonl", events=True)
     writers: set[int] = set()
     original = handler._write
 
@@ -71,7 +71,7 @@ async def test_jsonl_writes_on_its_own_thread(bus: MessageBus, tmp_path: Path) -
 
 def test_jsonl_rotates_and_keeps_a_bounded_number_of_backups(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
-    handler = JsonlHandler(path, max_bytes=2_000, backups=2)
+    handler = JsonlHandler(path, events=True, max_bytes=2_000, backups=2)
     for round_ in range(6):
         for i in range(20):
             handler.on_event(Said(text=f"{round_}-{i}-" + "x" * 40))
@@ -86,7 +86,7 @@ def test_jsonl_rotates_and_keeps_a_bounded_number_of_backups(tmp_path: Path) -> 
 
 
 def test_jsonl_counts_what_it_drops_when_the_writer_falls_behind(tmp_path: Path) -> None:
-    handler = JsonlHandler(tmp_path / "t.jsonl", max_pending=10)
+    handler = JsonlHandler(tmp_path / "t.jsonl", events=True, max_pending=10)
     entered, gate = threading.Event(), threading.Event()
     original = handler._write
 
@@ -140,3 +140,15 @@ def test_console_colours_a_terminal() -> None:
     provider.add_span_processor(ConsoleHandler(out))
     provider.get_tracer("t").start_span("x", attributes={"llmgine.span.kind": "llm"}).end()
     assert "\x1b[" in out.getvalue()
+
+
+async def test_jsonl_writes_spans_only_unless_events_are_asked_for(
+    bus: MessageBus, tmp_path: Path
+) -> None:
+    path = tmp_path / "spans.jsonl"
+    obs = observability.enable(bus, jsonl=path)
+    async with bus.session("chat") as session:
+        await session.publish(Said(text="not in the file"), wait=True)
+    obs.flush()
+    assert [line["kind"] for line in read_lines(path)] == ["span"]
+    assert len(obs.events_df()) == 3  # still recorded in memory

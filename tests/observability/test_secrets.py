@@ -60,7 +60,9 @@ async def test_keys_never_reach_any_record(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     console = io.StringIO()
     jsonl = tmp_path / "trace.jsonl"
-    obs = observability.enable(bus, jsonl=jsonl, console=console, capture_content=True)
+    obs = observability.enable(
+        bus, jsonl=jsonl, jsonl_events=True, console=console, capture_content=True
+    )
 
     async def call_model(cmd: CallModel) -> str:
         await bus.publish(

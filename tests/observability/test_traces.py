@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import pytest
-from opentelemetry.trace import SpanKind, StatusCode
 
 from llmgine import observability
 from llmgine.bus import Command, MessageBus
@@ -21,7 +18,7 @@ class Outer(Command[str]):
     pass
 
 
-def by_name(obs: observability.Observability) -> dict[str, Any]:
+def by_name(obs: observability.Observability) -> dict[str, observability.SpanRecord]:
     return {s.name: s for s in obs.buffer.finished()}
 
 
@@ -57,21 +54,21 @@ async def test_session_command_llm_and_tool_spans_nest(bus: MessageBus) -> None:
     command = spans["command Ask"]
     llm = spans["chat gpt-4o-mini"]
     tool = spans["execute_tool lookup"]
-    assert root.parent is None
-    assert command.parent.span_id == root.context.span_id
-    assert llm.parent.span_id == command.context.span_id
-    assert tool.parent.span_id == command.context.span_id
-    assert {s.context.trace_id for s in spans.values()} == {root.context.trace_id}
+    assert root.parent_id is None
+    assert command.parent_id == root.span_id
+    assert llm.parent_id == command.span_id
+    assert tool.parent_id == command.span_id
+    assert {s.trace_id for s in spans.values()} == {root.trace_id}
 
-    assert llm.kind is SpanKind.CLIENT
-    assert llm.status.status_code is StatusCode.OK
+    assert llm.kind == "client"
+    assert llm.status == "ok"
     attrs = llm.attributes
     assert attrs[semconv.OPERATION_NAME] == "chat"
     assert attrs[semconv.PROVIDER_NAME] == "openai"
     assert attrs[semconv.REQUEST_MODEL] == "gpt-4o-mini"
     assert attrs[semconv.RESPONSE_MODEL] == "gpt-4o-mini-2024-07-18"
     assert attrs[semconv.RESPONSE_ID] == "chatcmpl-1"
-    assert attrs[semconv.RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs[semconv.RESPONSE_FINISH_REASONS] == ["stop"]
     assert attrs[semconv.USAGE_INPUT_TOKENS] == 12
     assert attrs[semconv.USAGE_OUTPUT_TOKENS] == 3
     assert attrs[semconv.USAGE_CACHE_READ_INPUT_TOKENS] == 4
@@ -90,8 +87,8 @@ async def test_session_command_llm_and_tool_spans_nest(bus: MessageBus) -> None:
     assert tool.attributes[semconv.TOOL_NAME] == "lookup"
     assert tool.attributes[semconv.TOOL_CALL_ID] == "call_1"
     assert command.attributes[semconv.COMMAND_SUCCESS] is True
-    assert command.status.status_code is StatusCode.OK
-    assert root.status.status_code is StatusCode.OK
+    assert command.status == "ok"
+    assert root.status == "ok"
 
 
 async def test_a_failed_command_is_an_error_span(bus: MessageBus) -> None:
@@ -105,11 +102,11 @@ async def test_a_failed_command_is_an_error_span(bus: MessageBus) -> None:
         result = await session.execute(Ask(question="?"))
     assert not result.success
     span = by_name(obs)["command Ask"]
-    assert span.status.status_code is StatusCode.ERROR
-    assert span.status.description == "the model refused"
+    assert span.status == "error"
+    assert span.status_message == "the model refused"
     assert span.attributes[semconv.ERROR_TYPE] == "builtins.ValueError"
     assert span.attributes[semconv.COMMAND_SUCCESS] is False
-    assert [e.name for e in span.events] == ["exception"]
+    assert [e[0] for e in span.events] == ["exception"]
 
 
 async def test_a_session_that_raises_ends_with_an_error_span(bus: MessageBus) -> None:
@@ -118,7 +115,7 @@ async def test_a_session_that_raises_ends_with_an_error_span(bus: MessageBus) ->
         async with bus.session("doomed"):
             raise KeyError("gone")
     span = by_name(obs)["session doomed"]
-    assert span.status.status_code is StatusCode.ERROR
+    assert span.status == "error"
     assert span.attributes[semconv.ERROR_TYPE] == "builtins.KeyError"
 
 
@@ -132,8 +129,8 @@ async def test_a_command_run_by_a_handler_nests_under_it(bus: MessageBus) -> Non
     bus.on_command(Outer, outer)
     await bus.execute(Outer())
     spans = by_name(obs)
-    assert spans["command Ask"].parent.span_id == spans["command Outer"].context.span_id
-    assert spans["command Outer"].parent is None  # no session: a root of its own
+    assert spans["command Ask"].parent_id == spans["command Outer"].span_id
+    assert spans["command Outer"].parent_id is None  # no session: a root of its own
 
 
 async def test_llm_call_outside_a_command_parents_to_its_session(bus: MessageBus) -> None:
@@ -142,7 +139,7 @@ async def test_llm_call_outside_a_command_parents_to_its_session(bus: MessageBus
         with llm_span(provider="anthropic", model="claude-x", session_id=session.id):
             pass
     spans = by_name(obs)
-    assert spans["chat claude-x"].parent.span_id == spans["session chat"].context.span_id
+    assert spans["chat claude-x"].parent_id == spans["session chat"].span_id
 
 
 async def test_a_failed_llm_call_records_error_type_and_reraises() -> None:
@@ -157,7 +154,7 @@ async def test_a_failed_llm_call_records_error_type_and_reraises() -> None:
     ):
         raise RateLimited("slow down")
     span = by_name(obs)["generate_content gemini-2.5-flash"]
-    assert span.status.status_code is StatusCode.ERROR
+    assert span.status == "error"
     assert span.attributes[semconv.ERROR_TYPE].endswith("RateLimited")
     durations = obs.metrics_df().query("name == @semconv.METRIC_OPERATION_DURATION")
     assert durations["attributes.error.type"].str.endswith("RateLimited").all()
