@@ -152,13 +152,9 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         redactor = self._redactor or default_redactor
-        record.msg = redactor.text(str(record.msg))
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(
-                a if isinstance(a, int | float | bool | type(None)) else redactor.text(str(a))
-                for a in args
-            )
+        # Format first, then redact the text: an argument's str() is where a key shows up.
+        record.msg = redactor.text(record.getMessage())
+        record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = redactor.text(_FORMATTER.formatException(record.exc_info))
         return True

@@ -179,7 +179,11 @@ def events_frame(
             "session_id": event.session_id,
             "timestamp": event.timestamp,
         }
-        payload = redactor.value(event.model_dump(mode="json", exclude=set(_BASE)))
+        try:
+            dumped = event.model_dump(mode="json", exclude=set(_BASE))
+        except Exception:  # a field pydantic cannot make JSON: show the Python values
+            dumped = event.model_dump(exclude=set(_BASE))
+        payload = redactor.value(dumped)
         for key, value in payload.items():
             _flatten(f"data.{key}", value, row)
         rows.append(row)

@@ -348,6 +348,8 @@ def enable(
         tracer_provider=tracer_provider,
         tracer_provider_id=None if tracer_provider is None else id(tracer_provider),
     )
+    # Keys exported since llmgine was imported (a notebook cell setting os.environ) too.
+    default_redactor.add_env_secrets()
     obs = _state.current
     if obs is not None and obs.settings != settings:
         buses = obs.buses

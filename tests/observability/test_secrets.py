@@ -51,11 +51,7 @@ async def test_keys_never_reach_any_record(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("ACME_API_KEY", ENV_ONLY)
-    monkeypatch.setattr(
-        "llmgine._redact.default_redactor._secrets",
-        Redactor(from_env=True)._secrets,  # the variable was set after import
-    )
+    monkeypatch.setenv("ACME_API_KEY", ENV_ONLY)  # set after import: enable() rescans
     receiver = Receiver()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     console = io.StringIO()
