@@ -15,17 +15,17 @@ Example:
     await bus.publish(Greeted(text=result.value), wait=True)
 """
 
-from llmgine.bus._bus import (
+from llmgine.bus._bus import MessageBus
+from llmgine.bus._default import default_bus, set_default_bus
+from llmgine.bus._delivery import (
     CommandMiddleware,
     CommandNext,
     Delivery,
     EventMiddleware,
     EventNext,
     HandlerFailure,
-    MessageBus,
     MessageFilter,
 )
-from llmgine.bus._default import default_bus, set_default_bus
 from llmgine.bus._messages import (
     Command,
     CommandFailed,

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter_ns
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
 from llmgine._redact import redacting_logger
+from llmgine.bus._delivery import (
+    _CLEAN,
+    _FILTERED,
+    CommandMiddleware,
+    CommandNext,
+    Delivery,
+    EventMiddleware,
+    EventNext,
+    HandlerFailure,
+    MessageFilter,
+    cancelled_result,
+    invoke,
+    link,
+    not_an_event,
+)
+from llmgine.bus._execution import run_with_policy
 from llmgine.bus._messages import (
     Command,
     CommandFailed,
@@ -32,56 +44,15 @@ from llmgine.bus._scheduler import ScheduledEvent, Scheduler
 from llmgine.bus._session import Session
 from llmgine.bus._stats import BusStats, LatencyHistogram
 from llmgine.bus._transport import BackpressureStrategy, LocalTransport, Transport
-from llmgine.errors import BusError, BusStoppedError, CommandTimeoutError, NoHandlerError
+from llmgine.errors import BusError, BusStoppedError, NoHandlerError
 
-__all__ = [
-    "CommandMiddleware",
-    "CommandNext",
-    "Delivery",
-    "EventMiddleware",
-    "EventNext",
-    "HandlerFailure",
-    "MessageBus",
-    "MessageFilter",
-]
+__all__ = ["MessageBus"]
 
 log = redacting_logger("llmgine.bus")
 
 E = TypeVar("E", bound=Event)
 C = TypeVar("C", bound=Command[Any])
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerFailure:
-    """One event handler that raised."""
-
-    handler: str
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What happened to one event: how many handlers ran, which failed, or that a filter
-    stopped it."""
-
-    handled: int
-    failures: tuple[HandlerFailure, ...] = ()
-    filtered: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and not self.filtered
-
-
-_CLEAN = tuple(Delivery(n) for n in range(32))  # shared results: no allocation per event
-_FILTERED = Delivery(0, filtered=True)
-
-EventNext = Callable[[Event], Awaitable[Delivery]]
-EventMiddleware = Callable[[Event, EventNext], Awaitable[Delivery]]
-CommandNext = Callable[[Command[Any]], Awaitable[Any]]
-CommandMiddleware = Callable[[Command[Any], CommandNext], Awaitable[Any]]
-MessageFilter = Callable[[Event], bool]
 
 
 class MessageBus:
@@ -291,7 +262,7 @@ class MessageBus:
         if self._event_mw:
             chain = self._call_handlers
             for mw in reversed(self._event_mw):
-                chain = _link(mw.fn, chain)
+                chain = link(mw.fn, chain)
         self._event_chain = chain
 
     def set_policy(self, command_type: type[Command[Any]], policy: CommandPolicy | None) -> None:
@@ -349,7 +320,7 @@ class MessageBus:
         """Queue ``event`` for its handlers; with ``wait=True``, deliver it now and return
         once its handlers have finished (queued, unrelated events do not hold it up)."""
         if not isinstance(event, Event):
-            raise TypeError(_not_an_event(event))
+            raise TypeError(not_an_event(event))
         if self._stopped:
             self._refuse_if_stopped()
         if wait:
@@ -365,7 +336,7 @@ class MessageBus:
         drops as usual, and ``reject`` and ``block`` raise `BackpressureError` (it cannot
         wait)."""
         if not isinstance(event, Event):
-            raise TypeError(_not_an_event(event))
+            raise TypeError(not_an_event(event))
         self._refuse_if_stopped()
         self._transport.send_nowait(event)
         self._published += 1
@@ -478,7 +449,7 @@ class MessageBus:
             return result
         finally:
             # Also when cancelled: an observer may hold a span open and a context attached.
-            ended = result if result is not None else _cancelled_result(command)
+            ended = result if result is not None else cancelled_result(command)
             for observer, token in reversed(tokens):
                 try:
                     observer.on_command_end(command, ended, token)
@@ -515,7 +486,7 @@ class MessageBus:
 
         chain: CommandNext = run
         for mw in reversed(self._command_mw):
-            chain = _link(mw.fn, chain)
+            chain = link(mw.fn, chain)
         return chain
 
     async def _run_command(
@@ -531,72 +502,10 @@ class MessageBus:
         policy = self._policy_cache.get(cls, _MISSING)
         if policy is _MISSING:
             policy = self._policy_for(cls)
-        if policy is None:
-            attempts[0] = 1
-            return await self._attempt(sub, command, timeout, None)
-        if timeout is None:
-            timeout = policy.timeout
         breaker = self._breaker_for(cls, policy)
-        retry = policy.retry
-        if retry is None:
-            attempts[0] = 1
-            return await self._attempt(sub, command, timeout, breaker)
-
-        def count(state: Any) -> None:
-            attempts[0] = state.attempt_number
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(retry.attempts),
-            wait=lambda state: retry.delay(state.attempt_number),
-            retry=retry_if_exception(retry.should_retry),
-            sleep=retry.sleep,
-            before=count,
-            before_sleep=lambda state: log.warning(
-                "%s attempt %d failed (%s); retrying",
-                cls.__name__,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else "?",
-            ),
-            reraise=True,
+        return await run_with_policy(
+            lambda: invoke(sub, command), cls.__name__, policy, timeout, breaker, attempts
         )
-        return await retrying(self._attempt, sub, command, timeout, breaker)
-
-    async def _attempt(
-        self,
-        sub: Subscription,
-        command: Command[Any],
-        timeout: float | None,
-        breaker: CircuitBreaker | None,
-    ) -> Any:
-        if breaker is not None:
-            breaker.before_call()
-        try:
-            if timeout is None:
-                value = await _invoke(sub, command)
-            else:
-                deadline = asyncio.timeout(timeout)
-                try:
-                    async with deadline:
-                        value = await _invoke(sub, command)
-                except TimeoutError as exc:
-                    if not deadline.expired():
-                        raise  # the handler's own TimeoutError, not our deadline
-                    raise CommandTimeoutError(
-                        f"{type(command).__name__} did not finish within {timeout}s; raise "
-                        "its timeout (execute(..., timeout=) or its CommandPolicy) or make "
-                        "the handler faster"
-                    ) from exc
-        except asyncio.CancelledError:
-            if breaker is not None:
-                breaker.on_cancel()
-            raise
-        except Exception:
-            if breaker is not None:
-                breaker.on_failure()
-            raise
-        if breaker is not None:
-            breaker.on_success()
-        return value
 
     async def _command_failed(
         self, command: Command[R], exc: Exception, attempts: int, started: int
@@ -686,35 +595,3 @@ class MessageBus:
 
 
 _MISSING: Any = object()
-
-
-def _link(mw: Callable[[Any, Any], Awaitable[Any]], nxt: Any) -> Any:
-    async def step(message: Any) -> Any:
-        return await mw(message, nxt)
-
-    return step
-
-
-async def _invoke(sub: Subscription, message: Message) -> Any:
-    if sub.is_async:
-        return await sub.fn(message)
-    value = sub.fn(message)
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-def _cancelled_result(command: Command[Any]) -> CommandResult[Any]:
-    return CommandResult(
-        command_id=command.id,
-        command_type=message_type_name(type(command)),
-        success=False,
-        error=ErrorInfo(type="asyncio.CancelledError", message="the command was cancelled"),
-        session_id=command.session_id,
-    )
-
-
-def _not_an_event(obj: object) -> str:
-    if isinstance(obj, Command):
-        return f"{type(obj).__name__} is a Command: run it with `await bus.execute(command)`"
-    return f"publish() takes an Event, got {type(obj).__name__}"
