@@ -20,7 +20,8 @@ from llmgine.bus._registry import CommandHandler, EventHandler, Subscription
 from llmgine.errors import BusError, SessionClosedError
 
 if TYPE_CHECKING:
-    from llmgine.bus._bus import Delivery, MessageBus
+    from llmgine.bus._bus import MessageBus
+    from llmgine.bus._delivery import Delivery
     from llmgine.bus._scheduler import ScheduledEvent
 
 __all__ = ["Session"]
