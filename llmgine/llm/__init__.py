@@ -1,0 +1,73 @@
+"""The unified LLM interface: one request/response contract for every provider."""
+
+from llmgine.llm._parts import (
+    ChatMessage,
+    Conversation,
+    FilePart,
+    ImagePart,
+    Part,
+    ReasoningPart,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
+from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._request import (
+    LLMRequest,
+    ProviderOptions,
+    Reasoning,
+    ResponseFormat,
+    ToolChoice,
+    ToolName,
+    ToolSpec,
+)
+from llmgine.llm._response import FinishReason, LLMResponse, Usage
+from llmgine.llm._stream import (
+    Finish,
+    ReasoningDelta,
+    ResponseMeta,
+    ResponseStream,
+    StreamAssembler,
+    StreamItem,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+    items_from_parts,
+)
+
+__all__ = [
+    "ChatMessage",
+    "Conversation",
+    "FilePart",
+    "Finish",
+    "FinishReason",
+    "ImagePart",
+    "LLMRequest",
+    "LLMResponse",
+    "Part",
+    "Provider",
+    "ProviderOptions",
+    "Reasoning",
+    "ReasoningDelta",
+    "ReasoningPart",
+    "ResponseFormat",
+    "ResponseMeta",
+    "ResponseStream",
+    "Role",
+    "StreamAssembler",
+    "StreamItem",
+    "TextDelta",
+    "TextPart",
+    "ToolCallDelta",
+    "ToolCallPart",
+    "ToolChoice",
+    "ToolName",
+    "ToolResultPart",
+    "ToolSpec",
+    "Usage",
+    "UsageUpdate",
+    "import_sdk",
+    "items_from_parts",
+    "resolve_api_key",
+]

@@ -1,0 +1,111 @@
+"""`Provider`: the one shape every adapter has, and the one place SDK errors are translated.
+
+An adapter (``providers/openai.py`` and its siblings) implements three methods:
+
+* ``_generate(request, model)``: map the request out to the SDK, call it, map the response
+  back (through `StreamAssembler` and `items_from_parts`, like a stream);
+* ``_stream(request, model)``: the same call streamed, as `StreamItem`s;
+* ``_translate(exc, model)``: an SDK exception as an `llmgine.errors.LLMError`.
+
+`Provider.generate` and `Provider.stream` wrap those so that every SDK exception leaves as
+an `LLMError` with the original as ``__cause__``, and no SDK type leaves the adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+from llmgine.errors import LLMError, MissingCredentialsError, ProviderNotInstalledError
+from llmgine.llm._request import LLMRequest
+from llmgine.llm._response import LLMResponse
+from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
+
+__all__ = ["Provider", "import_sdk", "resolve_api_key"]
+
+
+def import_sdk(module: str, extra: str) -> Any:
+    """Import a provider SDK lazily, with an error naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ProviderNotInstalledError(
+            f'this provider needs the {module!r} package: pip install "llmgine[{extra}]"'
+        ) from exc
+
+
+def resolve_api_key(provider: str, api_key: str | None, variables: Sequence[str]) -> str:
+    """``api_key`` if given, else the first of ``variables`` that is set; else a clear error."""
+    if api_key:
+        return api_key
+    for name in variables:
+        value = os.environ.get(name)
+        if value:
+            return value
+    names = " or ".join(variables)
+    raise MissingCredentialsError(
+        f"no API key for {provider}: set {names} (e.g. export {variables[0]}=...) or pass "
+        f"api_key= to get_model(); or use the offline 'demo:' provider, which needs none",
+        provider=provider,
+    )
+
+
+class Provider(ABC):
+    """Base of every provider adapter. Subclasses set ``name`` and implement the three
+    underscored methods; users reach providers through `llmgine.llm.get_model`."""
+
+    name: ClassVar[str]
+    offline: ClassVar[bool] = False  # needs no key and no network (test, demo)
+
+    async def generate(self, request: LLMRequest, model: str) -> LLMResponse:
+        """One call without streaming; SDK errors leave as `LLMError`s."""
+        started = time.perf_counter()
+        try:
+            response = await self._generate(request, model)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._translated(exc, model) from exc
+        if response.latency_ms is None:
+            response.latency_ms = (time.perf_counter() - started) * 1000
+        return response
+
+    def stream(self, request: LLMRequest, model: str) -> ResponseStream:
+        """One streamed call: iterate it for items; ``.response`` when done."""
+        return ResponseStream(self._guarded(request, model), StreamAssembler(self.name, model))
+
+    async def _guarded(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+        try:
+            async for item in self._stream(request, model):
+                yield item
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._translated(exc, model) from exc
+
+    def _translated(self, exc: Exception, model: str) -> Exception:
+        mapped = self._translate(exc, model)
+        if mapped is None:
+            return exc  # not an SDK error: a bug worth seeing as it is
+        mapped.provider = mapped.provider or self.name
+        mapped.model = mapped.model or model
+        return mapped
+
+    # -- what an adapter implements ------------------------------------------------------
+
+    @abstractmethod
+    async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
+        """Map ``request`` out, call the SDK, map its response back."""
+
+    @abstractmethod
+    def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+        """Map ``request`` out, call the SDK streaming, yield its events as items."""
+
+    @abstractmethod
+    def _translate(self, exc: Exception, model: str) -> LLMError | None:
+        """An SDK exception as an `LLMError` (status first), or None if it is not one."""

@@ -1,0 +1,93 @@
+"""`LLMResponse` and `Usage`: what comes back, the same shape from every provider."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from llmgine.bus import Payload
+from llmgine.llm._parts import ChatMessage, Part, ReasoningPart, TextPart, ToolCallPart
+
+__all__ = ["FinishReason", "LLMResponse", "Usage"]
+
+# Normalised; the provider's own value is kept in `LLMResponse.raw_finish_reason`.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "other"]
+
+
+class Usage(Payload):
+    """Token counts, the same whether the call streamed or not.
+
+    ``input_tokens`` counts every prompt token, cached ones included (so it compares
+    across providers); ``cache_read_tokens`` and ``cache_write_tokens`` say how many of
+    them were read from or written to the provider's prompt cache. ``reasoning_tokens``
+    are part of ``output_tokens``. A count the provider did not report is ``None``.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=add(self.cache_read_tokens, other.cache_read_tokens),
+            cache_write_tokens=add(self.cache_write_tokens, other.cache_write_tokens),
+            reasoning_tokens=add(self.reasoning_tokens, other.reasoning_tokens),
+        )
+
+
+class LLMResponse(Payload):
+    """One model answer: its parts, why it stopped, usage, cost and timings.
+
+    ``raw`` keeps the provider's response as plain JSON data for debugging; it is not
+    serialised and not compared.
+    """
+
+    parts: list[Part] = Field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    raw_finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = None
+    provider: str = ""
+    model: str = ""
+    response_id: str | None = None
+    latency_ms: float | None = None
+    time_to_first_token_ms: float | None = None
+    demo: bool = False  # produced by the offline demo provider, not a real model
+    raw: Any = Field(default=None, exclude=True, repr=False)
+    parsed: Any = Field(default=None, exclude=True, repr=False)  # structured output
+
+    @property
+    def text(self) -> str:
+        """The answer's text parts joined (reasoning excluded)."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def tool_calls(self) -> list[ToolCallPart]:
+        return [p for p in self.parts if isinstance(p, ToolCallPart)]
+
+    @property
+    def reasoning(self) -> list[ReasoningPart]:
+        return [p for p in self.parts if isinstance(p, ReasoningPart)]
+
+    @property
+    def message(self) -> ChatMessage:
+        """The answer as an assistant message, to append to the conversation."""
+        return ChatMessage(role="assistant", parts=list(self.parts))
+
+    def same_content(self, other: LLMResponse) -> bool:
+        """Equal apart from timings and debugging data: what a streamed call and the same
+        call without streaming must agree on."""
+        skip = {"latency_ms", "time_to_first_token_ms"}
+        return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
