@@ -1,4 +1,4 @@
-"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only bus|observability]``.
+"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only bus|observability|llm]``.
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -11,9 +11,14 @@ import sys
 from collections.abc import Sequence
 
 import bench_bus  # run.py is run as a script, so its own folder is on sys.path
+import bench_llm
 import bench_observability
 
-BENCHMARKS = {"bus": bench_bus.run, "observability": bench_observability.run}
+BENCHMARKS = {
+    "bus": bench_bus.run,
+    "observability": bench_observability.run,
+    "llm": bench_llm.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

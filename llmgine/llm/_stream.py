@@ -9,6 +9,7 @@ the same call without streaming assemble to equal responses by construction.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ class ResponseMeta(Payload):
 
 StreamItem = TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Finish | ResponseMeta
 ContentDelta = TextDelta | ReasoningDelta | ToolCallDelta
+Finisher = Callable[[LLMResponse], "Awaitable[LLMResponse | None] | LLMResponse | None"]
 
 
 @dataclass
@@ -234,19 +236,30 @@ class ResponseStream:
         print(stream.response.usage)
     """
 
-    def __init__(
-        self,
-        items: AsyncIterator[StreamItem],
-        assembler: StreamAssembler,
-        *,
-        on_finish: Callable[[LLMResponse], Awaitable[LLMResponse] | LLMResponse] | None = None,
-    ) -> None:
+    def __init__(self, items: AsyncIterator[StreamItem], assembler: StreamAssembler) -> None:
         self._items = items
         self._assembler = assembler
-        self._on_finish = on_finish
+        self._finishers: list[Finisher] = []
+        self._on_error: list[Callable[[BaseException], None]] = []
+        self._closed = False
         self._started = time.perf_counter()
         self._first: float | None = None
         self.response: LLMResponse | None = None
+
+    @property
+    def provider(self) -> str:
+        return self._assembler.provider
+
+    def then(self, finisher: Finisher) -> ResponseStream:
+        """Run ``finisher(response)`` on the assembled response (it may return a new one):
+        how wrappers add cost, spans and events to a stream."""
+        self._finishers.append(finisher)
+        return self
+
+    def on_error(self, handler: Callable[[BaseException], None]) -> ResponseStream:
+        """Call ``handler(exc)`` if the stream fails (it is re-raised to the reader)."""
+        self._on_error.append(handler)
+        return self
 
     def __aiter__(self) -> ResponseStream:
         return self
@@ -259,6 +272,11 @@ class ResponseStream:
         except StopAsyncIteration:
             await self._finish()
             raise
+        except BaseException as exc:
+            self._closed = True
+            for handler in self._on_error:
+                handler(exc)
+            raise
         if self._first is None and isinstance(item, ContentDelta):
             self._first = time.perf_counter()
         self._assembler.add(item)
@@ -270,9 +288,11 @@ class ResponseStream:
         response.latency_ms = (now - self._started) * 1000
         if self._first is not None:
             response.time_to_first_token_ms = (self._first - self._started) * 1000
-        if self._on_finish is not None:
-            finished = self._on_finish(response)
-            response = finished if isinstance(finished, LLMResponse) else await finished
+        for finisher in self._finishers:
+            finished = finisher(response)
+            if not isinstance(finished, LLMResponse) and finished is not None:
+                finished = await finished
+            response = finished or response
         self.response = response
 
     async def get_response(self) -> LLMResponse:
@@ -283,9 +303,16 @@ class ResponseStream:
         return self.response
 
     async def aclose(self) -> None:
+        """Stop reading (the HTTP stream is closed); a stream closed before it finished
+        tells its error handlers so spans and events end too."""
         close = getattr(self._items, "aclose", None)
         if close is not None:
             await close()
+        if self.response is None and not self._closed:
+            self._closed = True
+            closed = asyncio.CancelledError("the stream was closed before it finished")
+            for handler in self._on_error:
+                handler(closed)
 
     async def __aenter__(self) -> ResponseStream:
         return self

@@ -27,7 +27,14 @@ from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_j
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
 from llmgine.observability._setup import Observability, Settings, current, disable, enable
-from llmgine.observability._spans import LLMCall, ToolCall, error_type, llm_span, tool_span
+from llmgine.observability._spans import (
+    LLMCall,
+    ToolCall,
+    error_type,
+    llm_span,
+    start_llm_call,
+    tool_span,
+)
 
 
 def _enabled() -> Observability:
@@ -86,5 +93,6 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "span_json",
     "span_record",
     "spans_df",
+    "start_llm_call",
     "tool_span",
 ]

@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llmgine.observability import _semconv as sc
 from llmgine.observability import _state
 
-__all__ = ["LLMCall", "ToolCall", "error_type", "llm_span", "tool_span"]
+__all__ = ["LLMCall", "ToolCall", "error_type", "llm_span", "start_llm_call", "tool_span"]
 
 
 def error_type(exc: BaseException) -> str:
@@ -101,10 +101,12 @@ class LLMCall(_Call):
         self._set_content(sc.SYSTEM_INSTRUCTIONS, system)
         self._set_content(sc.INPUT_MESSAGES, messages)
 
-    def first_token(self) -> None:
-        """Mark the arrival of the first streamed token (the first call counts)."""
+    def first_token(self, ms: float | None = None) -> None:
+        """Mark the arrival of the first streamed token now, or ``ms`` after the call
+        started (the first mark counts)."""
         if self.time_to_first_token_ms is None:
-            self.time_to_first_token_ms = (time.perf_counter() - self._started) * 1000
+            now = (time.perf_counter() - self._started) * 1000
+            self.time_to_first_token_ms = now if ms is None else ms
             self._set(sc.TIME_TO_FIRST_TOKEN_MS, self.time_to_first_token_ms)
 
     def response(
@@ -137,6 +139,28 @@ class LLMCall(_Call):
         self._set_content(sc.OUTPUT_MESSAGES, output)
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
 
+    def end(self, error: BaseException | None = None) -> None:
+        """End the span (an error status and ``error.type`` if ``error``) and record the
+        GenAI metrics. Only the first call counts."""
+        span, self.span = self.span, None
+        if span is None:
+            return
+        if error is not None:
+            self.span = span  # _fail writes to it
+            self._metric_attrs[sc.ERROR_TYPE] = self._fail(error)
+            self.span = None
+        else:
+            span.set_status(Status(StatusCode.OK))
+        span.end()
+        obs = _state.current
+        if obs is not None:
+            obs.metrics.record_llm_call(
+                self._metric_attrs,
+                time.perf_counter() - self._started,
+                self.input_tokens,
+                self.output_tokens,
+            )
+
 
 class ToolCall(_Call):
     """One tool execution's span: record its result."""
@@ -167,8 +191,7 @@ def _session_of(session_id: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@contextmanager
-def llm_span(
+def start_llm_call(
     *,
     provider: str,
     model: str,
@@ -182,23 +205,16 @@ def llm_span(
     seed: int | None = None,
     stop: Sequence[str] | None = None,
     output_type: str | None = None,
-) -> Iterator[LLMCall]:
-    """A CLIENT span named ``"{operation} {model}"`` around one model call.
+) -> LLMCall:
+    """Start an LLM call's span without making it current; ``call.end(error)`` ends it.
 
-    Example:
-        with llm_span(provider="openai", model="gpt-4o-mini", session_id=sid) as call:
-            call.input(messages)
-            reply = await client.chat(...)
-            call.response(model=reply.model, response_id=reply.id, input_tokens=12, ...)
-
-    An exception leaving the block sets ``error.type`` and an error status (its message
-    redacted) and is re-raised. Duration and token usage also go to the GenAI metrics.
+    For calls that outlive one block, such as a stream read item by item. `llm_span` is
+    the same as a context manager that also makes the span current.
     """
     obs = _state.current
     started = time.perf_counter()
     if obs is None:
-        yield LLMCall(None, False, {}, started)
-        return
+        return LLMCall(None, False, {}, started)
     session = _session_of(session_id)
     attrs: dict[str, Any] = {
         sc.OPERATION_NAME: operation,
@@ -226,22 +242,63 @@ def llm_span(
     span = obs.tracer.start_span(
         f"{operation} {model}", context=_parent(session), kind=SpanKind.CLIENT, attributes=attrs
     )
-    call = LLMCall(span, obs.capture_content, metric_attrs, started)
+    return LLMCall(span, obs.capture_content, metric_attrs, started)
+
+
+@contextmanager
+def llm_span(
+    *,
+    provider: str,
+    model: str,
+    operation: str = sc.OP_CHAT,
+    session_id: str | None = None,
+    server_address: str | None = None,
+    server_port: int | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: Sequence[str] | None = None,
+    output_type: str | None = None,
+) -> Iterator[LLMCall]:
+    """A CLIENT span named ``"{operation} {model}"`` around one model call.
+
+    Example:
+        with llm_span(provider="openai", model="gpt-4o-mini", session_id=sid) as call:
+            call.input(messages)
+            reply = await client.chat(...)
+            call.response(model=reply.model, response_id=reply.id, input_tokens=12, ...)
+
+    An exception leaving the block sets ``error.type`` and an error status (its message
+    redacted) and is re-raised. Duration and token usage also go to the GenAI metrics.
+    """
+    call = start_llm_call(
+        provider=provider,
+        model=model,
+        operation=operation,
+        session_id=session_id,
+        server_address=server_address,
+        server_port=server_port,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        top_p=top_p,
+        seed=seed,
+        stop=stop,
+        output_type=output_type,
+    )
+    if call.span is None:
+        yield call
+        return
     try:
         with trace.use_span(
-            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
         ):
             yield call
     except BaseException as exc:
-        metric_attrs[sc.ERROR_TYPE] = call._fail(exc)
+        call.end(exc)
         raise
     else:
-        span.set_status(Status(StatusCode.OK))
-    finally:
-        span.end()
-        obs.metrics.record_llm_call(
-            metric_attrs, time.perf_counter() - started, call.input_tokens, call.output_tokens
-        )
+        call.end()
 
 
 @contextmanager

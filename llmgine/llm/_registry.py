@@ -1,0 +1,200 @@
+"""Which providers exist, and `get_model("provider:model")`, the one way in.
+
+Built-in providers register lazily (their SDKs import only when first used). Third-party
+providers register with `register_provider`. The model may also come from configuration:
+``get_model()`` reads ``LLMGINE_MODEL`` (e.g. ``LLMGINE_MODEL=anthropic:claude-sonnet-4-5``),
+so switching provider needs no code change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llmgine.errors import LLMConfigurationError, UnknownProviderError
+from llmgine.llm._model import REQUEST_FIELDS, LanguageModel, Model, ProviderModel
+from llmgine.llm._provider import Provider
+from llmgine.llm._wrappers import LLMRetryPolicy, Retrying, Traced
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_VARIABLE",
+    "ProviderInfo",
+    "get_model",
+    "provider_info",
+    "providers",
+    "register_provider",
+]
+
+MODEL_VARIABLE = "LLMGINE_MODEL"
+DEFAULT_MODEL = "demo:llmgine-demo"
+
+ProviderFactory = Callable[..., Provider]
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """A registered provider: how to make it, and what it needs."""
+
+    name: str
+    factory: ProviderFactory
+    key_variables: tuple[str, ...] = ()
+    extra: str | None = None  # the pip extra that installs its SDK
+    offline: bool = False  # needs no key and no network
+    server_address: str | None = None
+    description: str = ""
+
+    @property
+    def has_key(self) -> bool:
+        """Whether a key is available from the environment (always, for offline ones)."""
+        return (
+            self.offline
+            or not self.key_variables
+            or any(os.environ.get(v) for v in self.key_variables)
+        )
+
+
+_PROVIDERS: dict[str, ProviderInfo] = {}
+
+
+def register_provider(
+    name: str,
+    factory: ProviderFactory,
+    *,
+    key_variables: tuple[str, ...] = (),
+    extra: str | None = None,
+    offline: bool = False,
+    server_address: str | None = None,
+    description: str = "",
+    replace: bool = False,
+) -> ProviderInfo:
+    """Make ``"name:model"`` work in `get_model`. ``factory(**options)`` builds the provider.
+
+    Registering a name again is an error unless ``replace=True``.
+    """
+    if ":" in name or not name:
+        raise ValueError(f"a provider name is a non-empty word without ':', got {name!r}")
+    if name in _PROVIDERS and not replace:
+        raise ValueError(
+            f"a provider named {name!r} is already registered; pass replace=True to replace it"
+        )
+    info = ProviderInfo(name, factory, key_variables, extra, offline, server_address, description)
+    _PROVIDERS[name] = info
+    return info
+
+
+def providers() -> list[ProviderInfo]:
+    """Every registered provider, in registration order."""
+    return list(_PROVIDERS.values())
+
+
+def provider_info(name: str) -> ProviderInfo:
+    info = _PROVIDERS.get(name)
+    if info is None:
+        known = ", ".join(sorted(_PROVIDERS))
+        raise UnknownProviderError(
+            f"no provider named {name!r}; known providers: {known}. Third-party providers "
+            "register with llmgine.llm.register_provider(...)",
+            provider=name,
+        )
+    return info
+
+
+def _parse(spec: str | None) -> tuple[str, str]:
+    spec = spec or os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL
+    provider, sep, model = spec.partition(":")
+    if not sep or not provider or not model:
+        raise LLMConfigurationError(
+            f"a model is named 'provider:model' (e.g. 'openai:gpt-4o-mini', "
+            f"'anthropic:claude-sonnet-4-5', 'gemini:gemini-2.5-flash', 'demo:any'); got {spec!r}"
+        )
+    return provider, model
+
+
+def get_model(
+    spec: str | None = None,
+    *,
+    retry: LLMRetryPolicy | bool = True,
+    trace: bool = True,
+    **options: Any,
+) -> Model:
+    """The model ``spec`` names (``"provider:model"``; by default ``$LLMGINE_MODEL``, else
+    the offline demo).
+
+    ``options`` that are request fields (temperature, max_tokens, tools, options, ...)
+    become the model's defaults; the rest go to the provider (api_key, base_url, timeout,
+    http_client, ...). Each call is traced (a GenAI span when observability is on) and
+    transient failures are retried with backoff (``retry=False`` to turn that off, or an
+    `LLMRetryPolicy`).
+
+    Example:
+        model = get_model("anthropic:claude-sonnet-4-5", temperature=0.2)
+        reply = await model.generate("Hello!")
+    """
+    provider_name, model_name = _parse(spec)
+    info = provider_info(provider_name)
+    defaults = {k: v for k, v in options.items() if k in REQUEST_FIELDS}
+    provider_options = {k: v for k, v in options.items() if k not in REQUEST_FIELDS}
+    try:
+        adapter = info.factory(**provider_options)
+    except TypeError as exc:
+        raise LLMConfigurationError(
+            f"{provider_name} does not take these options: {exc}", provider=provider_name
+        ) from exc
+    model: LanguageModel = ProviderModel(adapter, model_name)
+    if trace:
+        model = Traced(model, server_address=info.server_address)
+    if retry is not False:
+        model = Retrying(model, retry if isinstance(retry, LLMRetryPolicy) else None)
+    return Model(model, defaults=defaults)
+
+
+def _lazy(module: str, attribute: str, **fixed: Any) -> ProviderFactory:
+    def factory(**options: Any) -> Provider:
+        cls = getattr(importlib.import_module(module), attribute)
+        provider: Provider = cls(**{**fixed, **options})
+        return provider
+
+    return factory
+
+
+def _register_builtins() -> None:
+    register_provider(
+        "openai",
+        _lazy("llmgine.llm.providers.openai", "OpenAIProvider"),
+        key_variables=("OPENAI_API_KEY",),
+        extra="openai",
+        server_address="api.openai.com",
+        description="OpenAI (Chat Completions and the Responses API)",
+    )
+    register_provider(
+        "anthropic",
+        _lazy("llmgine.llm.providers.anthropic", "AnthropicProvider"),
+        key_variables=("ANTHROPIC_API_KEY",),
+        extra="anthropic",
+        server_address="api.anthropic.com",
+        description="Anthropic (Messages API)",
+    )
+    register_provider(
+        "gemini",
+        _lazy("llmgine.llm.providers.gemini", "GeminiProvider"),
+        key_variables=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        extra="gemini",
+        server_address="generativelanguage.googleapis.com",
+        description="Google Gemini (Developer API)",
+    )
+    from llmgine.llm._demo import DemoProvider
+    from llmgine.llm._testing import ScriptedProvider
+
+    register_provider(
+        "demo", DemoProvider, offline=True, description="offline demo: plausible answers"
+    )
+    register_provider(
+        "test", ScriptedProvider, offline=True, description="offline scripted model for tests"
+    )
+
+
+_register_builtins()

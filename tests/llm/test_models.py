@@ -1,0 +1,217 @@
+"""Models and their wrappers: defaults, structured output, retry, fallback, the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from llmgine.errors import (
+    AuthenticationError,
+    LLMConfigurationError,
+    RateLimitedError,
+    ServerUnavailableError,
+    StructuredOutputError,
+    UnknownProviderError,
+)
+from llmgine.llm import (
+    ChatMessage,
+    Fallback,
+    LLMRequest,
+    LLMResponse,
+    LLMRetryPolicy,
+    Model,
+    ProviderModel,
+    Retrying,
+    ScriptedProvider,
+    TextDelta,
+    TextPart,
+    Usage,
+    get_model,
+    provider_info,
+    providers,
+    register_provider,
+)
+
+
+class Sleeps:
+    """A fake sleep that records what it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def scripted(*responses: Any, name: str = "m") -> tuple[ProviderModel, ScriptedProvider]:
+    provider = ScriptedProvider(responses)
+    return ProviderModel(provider, name), provider
+
+
+async def test_model_accepts_a_string_messages_or_a_request_and_applies_defaults() -> None:
+    inner, provider = scripted("a", "b", "c")
+    model = Model(inner, defaults={"temperature": 0.2, "max_tokens": 50})
+    await model.generate("hi")
+    await model.generate([ChatMessage.system("s"), ChatMessage.user("u")], temperature=0.9)
+    await model.generate(LLMRequest(messages=[ChatMessage.user("x")], max_tokens=7))
+    first, second, third = provider.requests
+    assert (first.temperature, first.max_tokens, first.model) == (0.2, 50, "m")
+    assert [m.role for m in second.messages] == ["system", "user"]
+    assert second.temperature == 0.9
+    assert (third.max_tokens, third.temperature) == (7, 0.2)  # the request's own field wins
+    with pytest.raises(TypeError, match="unknown request fields"):
+        model.request("x", temprature=1)
+    with pytest.raises(TypeError, match="unknown request defaults"):
+        Model(inner, defaults={"colour": "red"})
+
+
+async def test_cost_is_added_from_the_price_table_and_unknown_models_cost_none() -> None:
+    usage = Usage(input_tokens=1000, output_tokens=500)
+    known, _ = scripted(LLMResponse(parts=[TextPart(text="x")], usage=usage), name="gpt-4o-mini")
+    known._provider.name = "openai"  # type: ignore[misc]  # priced as OpenAI's model
+    reply = await known.generate(LLMRequest(messages=[ChatMessage.user("q")]))
+    assert reply.cost_usd == pytest.approx(0.00045)  # 1000 x $0.15/M + 500 x $0.60/M
+    unknown, _ = scripted("x", name="no-such-model")
+    assert (await unknown.generate(LLMRequest(messages=[]))).cost_usd is None
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+async def test_structured_output_validates_and_asks_again_with_the_errors() -> None:
+    inner, provider = scripted('{"name": "Paris"}', '{"name": "Paris", "population": 2100000}')
+    model = Model(inner)
+    reply = await model.generate_structured("Biggest French city?", City)
+    assert reply.parsed == City(name="Paris", population=2100000)
+    first, second = provider.requests
+    assert first.response_format is not None
+    assert first.response_format.name == "City"
+    assert first.response_format.json_schema["required"] == ["name", "population"]
+    assert [m.role for m in second.messages] == ["user", "assistant", "user"]
+    assert "population" in second.messages[-1].text
+    assert "Field required" in second.messages[-1].text
+
+
+async def test_structured_output_gives_up_with_a_clear_error() -> None:
+    inner, _ = scripted("not json", "still not")
+    with pytest.raises(StructuredOutputError, match=r"in 2 attempt\(s\)"):
+        await Model(inner).generate_structured("?", City, max_attempts=2)
+
+
+async def test_retry_waits_backoff_or_retry_after_whichever_is_longer() -> None:
+    sleeps = Sleeps()
+    inner, provider = scripted(
+        RateLimitedError("slow down", retry_after=7.0),
+        ServerUnavailableError("overloaded"),
+        "ok",
+    )
+    policy = LLMRetryPolicy(attempts=3, initial=0.5, jitter=0.0, sleep=sleeps)
+    reply = await Retrying(inner, policy).generate(LLMRequest(messages=[]))
+    assert reply.text == "ok"
+    assert sleeps.waits == [7.0, 1.0]  # retry_after, then 0.5 * 2**1
+    assert len(provider.requests) == 3
+
+
+async def test_retry_stops_at_the_limit_and_never_retries_permanent_errors() -> None:
+    sleeps = Sleeps()
+    inner, provider = scripted(*(ServerUnavailableError("down") for _ in range(3)))
+    policy = LLMRetryPolicy(attempts=3, jitter=0.0, sleep=sleeps)
+    with pytest.raises(ServerUnavailableError):
+        await Retrying(inner, policy).generate(LLMRequest(messages=[]))
+    assert len(provider.requests) == 3
+    inner, provider = scripted(AuthenticationError("bad key"))
+    with pytest.raises(AuthenticationError):
+        await Retrying(inner, policy).generate(LLMRequest(messages=[]))
+    assert len(provider.requests) == 1
+    inner, provider = scripted(RateLimitedError("come back tomorrow", retry_after=86400))
+    with pytest.raises(RateLimitedError):  # far longer than max_retry_after: not waited for
+        await Retrying(inner, policy).generate(LLMRequest(messages=[]))
+    assert len(provider.requests) == 1
+
+
+async def test_a_stream_is_retried_only_before_its_first_item() -> None:
+    sleeps = Sleeps()
+    inner, provider = scripted(ServerUnavailableError("down"), "hello world")
+    policy = LLMRetryPolicy(attempts=2, jitter=0.0, sleep=sleeps)
+    stream = Retrying(inner, policy).stream(LLMRequest(messages=[]))
+    texts = [item.text async for item in stream if isinstance(item, TextDelta)]
+    assert "".join(texts) == "hello world"
+    assert len(texts) > 1
+    assert stream.response is not None
+    assert stream.response.text == "hello world"
+    assert len(provider.requests) == 2
+
+
+async def test_fallback_moves_to_the_next_model_on_chosen_errors_only() -> None:
+    first, _ = scripted(RateLimitedError("busy"), name="big")
+    second, _ = scripted("from the second", name="small")
+    fallback = Fallback([first, second])
+    assert fallback.name == "big"
+    assert (await fallback.generate(LLMRequest(messages=[]))).text == "from the second"
+    first, _ = scripted(AuthenticationError("bad key"))
+    second, p2 = scripted("unused")
+    with pytest.raises(AuthenticationError):
+        await Fallback([first, second]).generate(LLMRequest(messages=[]))
+    assert p2.requests == []
+    first, _ = scripted(ServerUnavailableError("down"))
+    second, _ = scripted("streamed fallback")
+    stream = Fallback([first, second]).stream(LLMRequest(messages=[]))
+    assert (await stream.get_response()).text == "streamed fallback"
+    with pytest.raises(ValueError, match="at least one"):
+        Fallback([])
+
+
+async def test_get_model_parses_specs_and_splits_defaults_from_provider_options() -> None:
+    model = get_model("test:m1", responses=["hi"], temperature=0.1)
+    assert model.spec == "test:m1"
+    assert model.defaults == {"temperature": 0.1}
+    assert (await model.generate("x")).text == "hi"
+    for bad in ("no-colon", ":model", "openai:"):
+        with pytest.raises(LLMConfigurationError, match="provider:model"):
+            get_model(bad)
+    with pytest.raises(UnknownProviderError, match=r"known providers: .*openai"):
+        get_model("nope:x")
+    with pytest.raises(LLMConfigurationError, match="does not take these options"):
+        get_model("demo:x", colour="red")
+
+
+def test_the_model_comes_from_configuration_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMGINE_MODEL", "test:configured")
+    assert get_model().spec == "test:configured"
+    monkeypatch.delenv("LLMGINE_MODEL")
+    assert get_model().spec == "demo:llmgine-demo"
+
+
+def test_providers_are_listed_with_what_they_need(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [p.name for p in providers()]
+    assert {"openai", "anthropic", "gemini", "demo", "test"} <= set(names)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert not provider_info("anthropic").has_key
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
+    assert provider_info("anthropic").has_key
+    assert provider_info("demo").offline
+    assert provider_info("demo").has_key
+
+
+async def test_third_party_providers_register_and_refuse_duplicates() -> None:
+    register_provider("echo", lambda **o: ScriptedProvider([lambda r: r.messages[-1].text]))
+    try:
+        assert (await get_model("echo:any").generate("parrot")).text == "parrot"
+        with pytest.raises(ValueError, match="already registered"):
+            register_provider("echo", ScriptedProvider)
+        with pytest.raises(ValueError, match="without ':'"):
+            register_provider("a:b", ScriptedProvider)
+    finally:
+        from llmgine.llm import _registry
+
+        _registry._PROVIDERS.pop("echo")
+
+
+async def test_an_exhausted_script_says_how_to_add_more() -> None:
+    model = get_model("test:x")
+    with pytest.raises(LLMConfigurationError, match="no scripted answer left"):
+        await model.generate("?")
