@@ -10,7 +10,13 @@ import pytest
 import llmgine
 from llmgine import errors
 
-PUBLIC_MODULES = ["llmgine", "llmgine.bus", "llmgine.errors", "llmgine.observability"]
+PUBLIC_MODULES = [
+    "llmgine",
+    "llmgine.bus",
+    "llmgine.errors",
+    "llmgine.llm",
+    "llmgine.observability",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

@@ -29,8 +29,8 @@ from llmgine.llm._registry import (
     MODEL_VARIABLE,
     ProviderInfo,
     get_model,
+    list_providers,
     provider_info,
-    providers,
     register_provider,
 )
 from llmgine.llm._request import (
@@ -120,8 +120,8 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "get_model",
     "import_sdk",
     "items_from_parts",
+    "list_providers",
     "provider_info",
-    "providers",
     "register_provider",
     "resolve_api_key",
 ]

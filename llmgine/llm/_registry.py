@@ -24,8 +24,8 @@ __all__ = [
     "MODEL_VARIABLE",
     "ProviderInfo",
     "get_model",
+    "list_providers",
     "provider_info",
-    "providers",
     "register_provider",
 ]
 
@@ -86,7 +86,7 @@ def register_provider(
     return info
 
 
-def providers() -> list[ProviderInfo]:
+def list_providers() -> list[ProviderInfo]:
     """Every registered provider, in registration order."""
     return list(_PROVIDERS.values())
 
@@ -186,6 +186,20 @@ def _register_builtins() -> None:
         server_address="generativelanguage.googleapis.com",
         description="Google Gemini (Developer API)",
     )
+    # OpenAI-compatible local servers, each its own provider ("ollama:llama3.2"); their
+    # default addresses live with the adapter (COMPATIBLE_SERVERS).
+    for server, description in (
+        ("ollama", "Ollama's OpenAI-compatible server (local, no key)"),
+        ("vllm", "vLLM's OpenAI-compatible server (local)"),
+        ("llamacpp", "llama.cpp's server (local)"),
+    ):
+        register_provider(
+            server,
+            _lazy("llmgine.llm.providers.openai", "OpenAICompatibleProvider", name=server),
+            extra="openai",
+            server_address="localhost",
+            description=description,
+        )
     from llmgine.llm._demo import DemoProvider
     from llmgine.llm._testing import ScriptedProvider
 

@@ -29,8 +29,8 @@ from llmgine.llm import (
     TextPart,
     Usage,
     get_model,
+    list_providers,
     provider_info,
-    providers,
     register_provider,
 )
 
@@ -187,7 +187,7 @@ def test_the_model_comes_from_configuration_alone(monkeypatch: pytest.MonkeyPatc
 
 
 def test_providers_are_listed_with_what_they_need(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = [p.name for p in providers()]
+    names = [p.name for p in list_providers()]
     assert {"openai", "anthropic", "gemini", "demo", "test"} <= set(names)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     assert not provider_info("anthropic").has_key
@@ -215,3 +215,13 @@ async def test_an_exhausted_script_says_how_to_add_more() -> None:
     model = get_model("test:x")
     with pytest.raises(LLMConfigurationError, match="no scripted answer left"):
         await model.generate("?")
+
+
+def test_openai_compatible_servers_are_providers_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+    model = get_model("ollama:llama3.2")  # a local server: no key needed
+    assert model.spec == "ollama:llama3.2"
+    assert provider_info("ollama").extra == "openai"
+    assert {"vllm", "llamacpp"} <= {p.name for p in list_providers()}

@@ -1,0 +1,722 @@
+"""The Anthropic adapter: `LLMRequest` to the Messages API and back, streamed or not.
+
+Requests map out to ``client.messages.create`` (system messages become the top-level
+``system``, tool results a ``user`` turn of ``tool_result`` blocks, consecutive same-role
+turns are merged because the API requires alternation). Responses come back through the
+shared `StreamAssembler`: a non-streamed message is turned into the items a stream of it
+would have carried, so both assemble to equal `LLMResponse`s. No SDK type leaves this file.
+
+Choices worth knowing:
+
+* ``seed`` does not exist on Anthropic. Raising would break switching providers by
+  configuration (the point of a neutral request) and dropping it silently would hide it, so
+  it is ignored with one logged warning per provider.
+* ``Reasoning(effort=...)`` without a budget becomes a thinking budget of 1024 (minimal,
+  low), 4096 (medium) or 16384 (high) tokens. When ``max_tokens`` is not set and the budget
+  does not fit under ``default_max_tokens``, ``max_tokens`` is the budget plus that default,
+  since the API counts thinking inside ``max_tokens``.
+* ``Reasoning.include_thoughts`` is not sent: Anthropic returns the (summarised) thinking
+  whenever thinking is on, and it must be sent back with tool results anyway.
+* The SDK (2.x) has no ``temperature``/``top_p``/``top_k`` arguments and speaks ``httpx2``:
+  sampling parameters go in the JSON body (``extra_body``), and a plain
+  ``httpx.AsyncClient`` passed as ``http_client`` is bridged to ``httpx2``.
+* The SDK refuses a non-streamed call whose ``max_tokens`` may take over 10 minutes unless
+  a timeout is given; `generate` then streams and assembles (the same response, no ``raw``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from pydantic import Field
+
+from llmgine._redact import redacting_logger
+from llmgine.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextTooLongError,
+    LLMConfigurationError,
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitedError,
+    ServerUnavailableError,
+)
+from llmgine.llm._parts import (
+    ChatMessage,
+    FilePart,
+    ImagePart,
+    Part,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
+from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
+from llmgine.llm._response import FinishReason, LLMResponse, Usage
+from llmgine.llm._stream import (
+    Finish,
+    ReasoningDelta,
+    ResponseMeta,
+    StreamAssembler,
+    StreamItem,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+    items_from_parts,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    import httpx2
+
+__all__ = ["AnthropicOptions", "AnthropicProvider", "anthropic_json_schema"]
+
+_log = redacting_logger("llmgine.llm")
+
+# Thinking budget for a `Reasoning(effort=...)` that names no budget (the API minimum is 1024).
+_EFFORT_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+
+# The largest max_tokens the SDK sends without streaming (it expects 128k tokens to take an
+# hour and refuses calls expected to pass 10 minutes unless given a timeout).
+_NONSTREAMING_MAX_TOKENS = 128_000 * 10 // 60
+
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "other",
+}
+
+
+class AnthropicOptions(ProviderOptions):
+    """Anthropic-only settings; put one in ``LLMRequest.options``.
+
+    ``cache_control`` turns on automatic prompt caching (the API marks the longest cacheable
+    prefix): ``True`` for the default 5-minute cache, or a TTL ``"5m"``/``"1h"``.
+    ``cache_system`` marks the system prompt itself as a cache breakpoint. ``effort`` is the
+    API's ``output_config.effort`` (``"low"`` ... ``"max"``, model dependent).
+    ``thinking_budget_tokens`` turns on extended thinking with that budget (it wins over
+    ``LLMRequest.reasoning``). ``betas`` go out as the ``anthropic-beta`` header.
+    """
+
+    provider: str = "anthropic"
+    top_k: int | None = None
+    thinking_budget_tokens: int | None = None
+    effort: str | None = None
+    cache_control: bool | Literal["5m", "1h"] = False
+    cache_system: bool = False
+    metadata_user_id: str | None = None
+    service_tier: Literal["auto", "standard_only"] | None = None
+    betas: list[str] = Field(default_factory=list)
+
+
+# -- structured output schemas --------------------------------------------------------------
+
+# What Anthropic's structured outputs accept as they are; other keywords (numeric and length
+# bounds, ...) are folded into the description so the model may still follow them.
+_SCHEMA_KEEP = frozenset(
+    {"$ref", "type", "enum", "const", "title", "description", "required", "default", "pattern"}
+)
+_STRING_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
+)
+
+
+def anthropic_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` rewritten for Anthropic's structured outputs: every object gets
+    ``additionalProperties: false`` (required), ``oneOf`` becomes ``anyOf``, and keywords the
+    API rejects (``minimum``, ``maxLength``, ``minItems`` above 1, unknown ``format`` ...) move
+    into the ``description`` as ``{key: value}`` hints. The input is not modified."""
+    out = _strict_schema(schema)
+    assert isinstance(out, dict)
+    return out
+
+
+def _strict_schema(node: Any) -> Any:
+    if not isinstance(node, Mapping):
+        return node  # a boolean schema or a malformed value: the API will say
+    rest = dict(node)
+    out: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        if isinstance(rest.get(key), Mapping):
+            out[key] = {name: _strict_schema(sub) for name, sub in rest.pop(key).items()}
+    for key in _SCHEMA_KEEP & rest.keys():
+        out[key] = rest.pop(key)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(rest.get(key), list):
+            variants = [_strict_schema(sub) for sub in rest.pop(key)]
+            target = "allOf" if key == "allOf" else "anyOf"
+            out[target] = out.get(target, []) + variants
+    if "items" in rest:
+        out["items"] = _strict_schema(rest.pop("items"))
+    if rest.get("minItems") in (0, 1):
+        out["minItems"] = rest.pop("minItems")
+    if rest.get("format") in _STRING_FORMATS:
+        out["format"] = rest.pop("format")
+    types = out.get("type")
+    if types == "object" or (isinstance(types, list) and "object" in types) or "properties" in rest:
+        props = rest.pop("properties", {})
+        out["properties"] = {name: _strict_schema(sub) for name, sub in props.items()}
+        rest.pop("additionalProperties", None)
+        out["additionalProperties"] = False
+    if rest:
+        hints = "{" + ", ".join(f"{key}: {value}" for key, value in rest.items()) + "}"
+        described = out.get("description")
+        out["description"] = f"{described}\n\n{hints}" if described else hints
+    return out
+
+
+# -- httpx bridge ---------------------------------------------------------------------------
+
+
+def _bridge_httpx(client: httpx.AsyncClient) -> httpx2.AsyncClient:
+    """An ``httpx2`` client that sends through ``client`` (an ``httpx.AsyncClient``): the SDK
+    only takes ``httpx2`` clients, but users (and test transports) often hold ``httpx`` ones.
+    Bodies come back decoded by httpx, so the encoding headers are dropped; httpx timeouts
+    are raised as httpx2's so the SDK reports them as timeouts."""
+    import httpx
+    import httpx2
+
+    def as_httpx2(exc: httpx.TransportError) -> httpx2.TransportError:
+        kind = httpx2.ReadTimeout if isinstance(exc, httpx.TimeoutException) else httpx2.ReadError
+        return kind(str(exc) or type(exc).__name__)
+
+    class Body(httpx2.AsyncByteStream):
+        def __init__(self, response: httpx.Response) -> None:
+            self._response = response
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._response.aiter_bytes():
+                    yield chunk
+            except httpx.TransportError as exc:
+                raise as_httpx2(exc) from exc
+
+        async def aclose(self) -> None:
+            await self._response.aclose()
+
+    class Bridge(httpx2.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            timeout = request.extensions.get("timeout")  # the SDK's per-request timeout
+            sent = client.build_request(
+                request.method,
+                str(request.url),
+                headers=list(request.headers.multi_items()),
+                content=await request.aread(),
+                timeout=httpx.Timeout(**timeout)
+                if isinstance(timeout, dict)
+                else httpx.USE_CLIENT_DEFAULT,
+            )
+            try:
+                response = await client.send(sent, stream=True)
+            except httpx.TransportError as exc:
+                raise as_httpx2(exc) from exc
+            skip = {"content-encoding", "content-length"}
+            headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
+            return httpx2.Response(
+                response.status_code, headers=headers, stream=Body(response), request=request
+            )
+
+    return httpx2.AsyncClient(
+        transport=Bridge(), timeout=httpx2.Timeout(**client.timeout.as_dict())
+    )
+
+
+# -- the provider ---------------------------------------------------------------------------
+
+
+class AnthropicProvider(Provider):
+    """Claude through the official ``anthropic`` SDK (Messages API).
+
+    ``api_key`` defaults to ``ANTHROPIC_API_KEY``; ``http_client`` may be an
+    ``httpx.AsyncClient`` or an ``httpx2.AsyncClient``; ``default_max_tokens`` is sent when a
+    request sets no ``max_tokens`` (the API requires one). The SDK never retries
+    (``max_retries=0``): llmgine's retry wrapper does, so retries do not stack.
+
+    Example:
+        provider = AnthropicProvider()  # reads ANTHROPIC_API_KEY
+        response = await provider.generate(LLMRequest(messages=[...]), "claude-sonnet-4-5")
+    """
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+        default_max_tokens: int = 4096,
+    ) -> None:
+        self._sdk = import_sdk("anthropic", "anthropic")
+        key = resolve_api_key(self.name, api_key, ("ANTHROPIC_API_KEY",))
+        kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}  # llmgine retries
+        if base_url is not None:
+            kwargs["base_url"] = base_url
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if http_client is not None:
+            # Told apart by module name, so that httpx need not be installed to use httpx2.
+            if type(http_client).__module__.partition(".")[0] == "httpx":
+                http_client = _bridge_httpx(cast("httpx.AsyncClient", http_client))
+            kwargs["http_client"] = http_client
+        self._client: Any = self._sdk.AsyncAnthropic(**kwargs)
+        self.default_max_tokens = default_max_tokens
+        self._warned_seed = False
+
+    # -- request out ------------------------------------------------------------------------
+
+    def _params(self, request: LLMRequest, model: str) -> dict[str, Any]:
+        options: AnthropicOptions = request.options_for(self.name, AnthropicOptions)
+        params: dict[str, Any] = {"model": model, "messages": _messages(request.messages)}
+        body: dict[str, Any] = {}  # JSON fields the SDK has no argument for
+        cache_ttl = options.cache_control if isinstance(options.cache_control, str) else None
+        cache: dict[str, Any] = {"type": "ephemeral"} | ({"ttl": cache_ttl} if cache_ttl else {})
+
+        system = request.system_text
+        if system is not None:
+            params["system"] = (
+                [{"type": "text", "text": system, "cache_control": cache}]
+                if options.cache_system
+                else system
+            )
+        if options.cache_control:
+            params["cache_control"] = cache
+
+        budget = options.thinking_budget_tokens
+        if budget is None and request.reasoning is not None:
+            reasoning = request.reasoning
+            budget = reasoning.budget_tokens or _EFFORT_BUDGETS.get(reasoning.effort or "", 4096)
+        max_tokens = request.max_tokens
+        if max_tokens is None:
+            max_tokens = self.default_max_tokens
+            if budget is not None and budget >= max_tokens:
+                max_tokens = budget + self.default_max_tokens
+        params["max_tokens"] = max_tokens
+        if budget is not None:
+            params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+        if request.tools:
+            params["tools"] = [_tool(spec) for spec in request.tools]
+            choice = _tool_choice(request)
+            if choice is not None:
+                params["tool_choice"] = choice
+
+        output_config: dict[str, Any] = {}
+        if request.response_format is not None:
+            schema = anthropic_json_schema(request.response_format.json_schema)
+            output_config["format"] = {"type": "json_schema", "schema": schema}
+        if options.effort is not None:
+            output_config["effort"] = options.effort
+        if output_config:
+            params["output_config"] = output_config
+
+        for field, value in (
+            ("temperature", request.temperature),
+            ("top_p", request.top_p),
+            ("top_k", options.top_k),
+        ):
+            if value is not None:
+                body[field] = value
+        if request.stop:
+            params["stop_sequences"] = list(request.stop)
+        if request.seed is not None and not self._warned_seed:
+            self._warned_seed = True
+            _log.warning("Anthropic has no seed parameter: seed=%s is ignored", request.seed)
+        if options.metadata_user_id is not None:
+            params["metadata"] = {"user_id": options.metadata_user_id}
+        if options.service_tier is not None:
+            params["service_tier"] = options.service_tier
+        if options.betas:
+            params["extra_headers"] = {"anthropic-beta": ",".join(options.betas)}
+        body.update(options.extra_body)  # verbatim, and last: the caller's word wins
+        if body:
+            params["extra_body"] = body
+        if request.timeout is not None:
+            params["timeout"] = request.timeout
+        return params
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
+        params = self._params(request, model)
+        assembler = StreamAssembler(self.name, model)
+        if "timeout" not in params and params["max_tokens"] > _NONSTREAMING_MAX_TOKENS:
+            # The SDK refuses a non-streamed call that may outlast 10 minutes (networks drop
+            # idle connections): stream it instead, which assembles to the same response.
+            async for item in self._events(params):
+                assembler.add(item)
+            return assembler.response()
+        message = await self._client.messages.create(**params, stream=False)
+        for item in _message_items(message):
+            assembler.add(item)
+        return assembler.response(raw=message.model_dump(mode="json"))
+
+    def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+        return self._events(self._params(request, model))
+
+    async def _events(self, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        stream = await self._client.messages.create(**params, stream=True)
+        events = _StreamEvents()
+        try:
+            async for event in stream:
+                for item in events.items(event):
+                    yield item
+        finally:
+            await stream.close()  # also when the reader stops early: frees the connection
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _translate(self, exc: Exception, model: str) -> LLMError | None:
+        sdk = self._sdk
+        where: dict[str, Any] = {"provider": self.name, "model": model}
+        if isinstance(exc, sdk.APIStatusError):
+            return _status_error(exc, model)
+        if isinstance(exc, sdk.APITimeoutError):
+            return LLMTimeoutError(
+                "Anthropic did not answer within the timeout: try again, or raise the timeout "
+                "(LLMRequest.timeout or AnthropicProvider(timeout=...))",
+                **where,
+            )
+        if isinstance(exc, sdk.APIConnectionError):
+            return LLMConnectionError(
+                f"could not reach Anthropic at {self._client.base_url} ({exc.__cause__ or exc}): "
+                "check the network, proxy settings and base_url",
+                **where,
+            )
+        import httpx2  # present with the SDK; raised by a stream that breaks mid-way
+
+        if isinstance(exc, httpx2.TimeoutException):
+            return LLMTimeoutError(
+                f"the Anthropic stream stalled ({exc}): try again, or raise the timeout", **where
+            )
+        if isinstance(exc, httpx2.TransportError):
+            return LLMConnectionError(
+                f"the connection to Anthropic broke mid-stream ({exc}): try again", **where
+            )
+        if isinstance(exc, sdk.AnthropicError):
+            return ProviderError(f"the Anthropic SDK failed: {exc}", **where)
+        return None
+
+
+# -- request mapping ------------------------------------------------------------------------
+
+
+def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Chat messages as Messages API turns: system dropped (it is top-level), tool results in
+    user turns, empty turns skipped, and consecutive same-role turns merged."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = [block for part in message.parts if (block := _block(part)) is not None]
+        if not blocks:
+            continue  # e.g. only another provider's reasoning: the API rejects empty turns
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    for turn in out:
+        if turn["role"] == "user":
+            # The API wants a turn's tool_result blocks before anything else in it.
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return out
+
+
+def _block(part: Part) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        # The API rejects empty text blocks.
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
+    if isinstance(part, ToolResultPart):
+        return {
+            "type": "tool_result",
+            "tool_use_id": part.call_id,
+            "content": part.text,
+            "is_error": part.is_error,
+        }
+    if isinstance(part, ReasoningPart):
+        return _thinking(part)
+    if isinstance(part, ImagePart):
+        return {"type": "image", "source": _source(part)}
+    return _document(part)
+
+
+def _thinking(part: ReasoningPart) -> dict[str, Any] | None:
+    # Only Anthropic's own signed thinking can go back; other providers' reasoning is dropped.
+    if part.provider != AnthropicProvider.name:
+        return None
+    if part.redacted:
+        data = (part.provider_data or {}).get("data")
+        return {"type": "redacted_thinking", "data": data} if data else None
+    if not part.signature:
+        return None
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def _source(part: ImagePart | FilePart) -> dict[str, Any]:
+    if part.url is not None:
+        return {"type": "url", "url": part.url}
+    return {"type": "base64", "media_type": part.media_type, "data": part.base64()}
+
+
+def _document(part: FilePart) -> dict[str, Any]:
+    media = part.media_type or ""
+    if media == "application/pdf" or (part.url is not None and not media):
+        block: dict[str, Any] = {"type": "document", "source": _source(part)}
+    elif media == "text/plain" and part.data is not None:
+        text = part.data.decode("utf-8", errors="replace")
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+        block = {"type": "document", "source": source}
+    else:
+        raise LLMConfigurationError(
+            f"Anthropic takes PDF (application/pdf) and plain-text (text/plain) files, not "
+            f"{media or 'this file'}: convert it, or send it as an ImagePart if it is an image",
+            provider=AnthropicProvider.name,
+        )
+    if part.name:
+        block["title"] = part.name
+    return block
+
+
+def _tool(spec: ToolSpec) -> dict[str, Any]:
+    tool: dict[str, Any] = {
+        "name": spec.name,
+        "description": spec.description,
+        "input_schema": anthropic_json_schema(spec.parameters) if spec.strict else spec.parameters,
+    }
+    if spec.strict:
+        tool["strict"] = True
+    return tool
+
+
+def _tool_choice(request: LLMRequest) -> dict[str, Any] | None:
+    choice = request.tool_choice
+    if choice == "none":
+        return {"type": "none"}
+    if isinstance(choice, ToolName):
+        out: dict[str, Any] = {"type": "tool", "name": choice.name}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif choice == "auto" or request.parallel_tool_calls is False:
+        out = {"type": "auto"}
+    else:
+        return None
+    if request.parallel_tool_calls is False:
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+# -- response mapping -----------------------------------------------------------------------
+
+
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+def _usage(usage: Any, counts: dict[str, int | None] | None = None) -> Usage:
+    """Anthropic's ``input_tokens`` excludes cached tokens; llmgine's counts every prompt
+    token, so the cache reads and writes are added back. ``counts`` (streaming) collects the
+    latest non-null value of each field across events."""
+    counts = {} if counts is None else counts
+    for field in _USAGE_FIELDS:
+        value = getattr(usage, field, None)
+        if value is not None:
+            counts[field] = value
+    read = counts.get("cache_read_input_tokens")
+    write = counts.get("cache_creation_input_tokens")
+    return Usage(
+        input_tokens=(counts.get("input_tokens") or 0) + (read or 0) + (write or 0),
+        output_tokens=counts.get("output_tokens") or 0,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+def _finish(stop_reason: str) -> Finish:
+    return Finish(reason=_FINISH.get(stop_reason, "other"), raw=stop_reason)
+
+
+def _message_parts(message: Any) -> list[Part]:
+    parts: list[Part] = []
+    for block in message.content:
+        kind = block.type
+        if kind == "text" and block.text:
+            parts.append(TextPart(text=block.text))
+        elif kind == "thinking":
+            parts.append(ReasoningPart(text=block.thinking, signature=block.signature or None))
+        elif kind == "redacted_thinking":
+            parts.append(ReasoningPart(redacted=True, provider_data={"data": block.data}))
+        elif kind == "tool_use":
+            parts.append(ToolCallPart(id=block.id, name=block.name, arguments=dict(block.input)))
+        # Server-side tool blocks (web search, code execution, ...) stay in `raw` only.
+    return parts
+
+
+def _message_items(message: Any) -> Iterator[StreamItem]:
+    """A whole message as the items its stream would have carried."""
+    yield ResponseMeta(model=message.model, response_id=message.id)
+    yield from items_from_parts(_message_parts(message))
+    yield UsageUpdate(usage=_usage(message.usage))
+    if message.stop_reason:
+        yield _finish(message.stop_reason)
+
+
+class _StreamEvents:
+    """Turns the SDK's raw stream events into items, block index as the part key."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int | None] = {}
+        # A tool_use block whose start already carried its input (no deltas will follow).
+        self._pending: dict[int, dict[str, Any]] = {}
+
+    def items(self, event: Any) -> Iterator[StreamItem]:
+        kind = event.type
+        if kind == "message_start":
+            message = event.message
+            yield ResponseMeta(model=message.model, response_id=message.id)
+            yield UsageUpdate(usage=_usage(message.usage, self._counts))
+        elif kind == "content_block_start":
+            yield from self._start(event.index, event.content_block)
+        elif kind == "content_block_delta":
+            yield from self._delta(event.index, event.delta)
+        elif kind == "content_block_stop":
+            pending = self._pending.pop(event.index, None)
+            if pending is not None:
+                yield ToolCallDelta(key=event.index, arguments=json.dumps(pending))
+        elif kind == "message_delta":
+            yield UsageUpdate(usage=_usage(event.usage, self._counts))
+            if event.delta.stop_reason:
+                yield _finish(event.delta.stop_reason)
+        # message_stop and ping carry nothing more.
+
+    def _start(self, index: int, block: Any) -> Iterator[StreamItem]:
+        kind = block.type
+        if kind == "text" and block.text:
+            yield TextDelta(key=index, text=block.text)
+        elif kind == "thinking":
+            yield ReasoningDelta(key=index, text=block.thinking, signature=block.signature or None)
+        elif kind == "redacted_thinking":
+            yield ReasoningDelta(key=index, redacted=True, provider_data={"data": block.data})
+        elif kind == "tool_use":
+            yield ToolCallDelta(key=index, id=block.id, name=block.name)
+            if block.input:
+                self._pending[index] = dict(block.input)
+
+    def _delta(self, index: int, delta: Any) -> Iterator[StreamItem]:
+        kind = delta.type
+        if kind == "text_delta":
+            yield TextDelta(key=index, text=delta.text)
+        elif kind == "thinking_delta":
+            yield ReasoningDelta(key=index, text=delta.thinking)
+        elif kind == "signature_delta":
+            yield ReasoningDelta(key=index, signature=delta.signature)
+        elif kind == "input_json_delta":
+            if delta.partial_json:
+                self._pending.pop(index, None)  # the arguments arrive as deltas after all
+            yield ToolCallDelta(key=index, arguments=delta.partial_json)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait, from ``retry-after-ms``, or ``retry-after`` (seconds or HTTP date)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(float(value) / scale, 0.0)
+            except ValueError:
+                pass
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+# How Anthropic words "too long" (e.g. "prompt is too long: 210000 tokens > 200000 maximum",
+# "input length and `max_tokens` exceed context limit: ...").
+_CONTEXT_HINTS = ("prompt is too long", "context limit", "context window", "context length")
+
+
+def _status_error(exc: Any, model: str) -> LLMError:
+    status: int = exc.status_code
+    kind: str | None = exc.type
+    said: str = exc.api_message or exc.message
+    what = f"{status} {kind}: {said}" if kind else f"{status}: {said}"
+    where: dict[str, Any] = {
+        "provider": AnthropicProvider.name,
+        "model": model,
+        "status_code": status,
+        "body": exc.body,
+    }
+    if kind == "overloaded_error" or status >= 500:
+        return ServerUnavailableError(
+            f"Anthropic is overloaded or unavailable ({what}): try again in a little while, "
+            "or fall back to another model",
+            **where,
+        )
+    if status == 401:
+        return AuthenticationError(
+            f"Anthropic rejected the API key ({what}): check ANTHROPIC_API_KEY or api_key=",
+            **where,
+        )
+    if status == 403:
+        return PermissionDeniedError(
+            f"this Anthropic key may not do this ({what}): check the key's workspace and "
+            "the model's availability in the Anthropic console",
+            **where,
+        )
+    if status == 404:
+        return ModelNotFoundError(
+            f"Anthropic has no model {model!r} for this key ({what}): check the name "
+            "(e.g. 'claude-sonnet-4-5') against the models list",
+            **where,
+        )
+    if status == 408:
+        return LLMTimeoutError(
+            f"Anthropic timed out waiting for the request ({what}): try again", **where
+        )
+    if status == 429:
+        retry_after = _retry_after(exc.response.headers)
+        wait = f"wait {round(retry_after, 1):g}s" if retry_after is not None else "wait"
+        return RateLimitedError(
+            f"Anthropic rate limit reached ({what}): {wait} and retry, or send fewer requests "
+            "or tokens",
+            retry_after=retry_after,
+            **where,
+        )
+    if status in (400, 413, 422):
+        if any(hint in said.lower() for hint in _CONTEXT_HINTS):
+            return ContextTooLongError(
+                f"the prompt does not fit {model}'s context window ({what}): shorten the "
+                "conversation or lower max_tokens",
+                **where,
+            )
+        return BadRequestError(
+            f"Anthropic rejected the request ({what}): fix the request; retrying the same one "
+            "will fail again",
+            **where,
+        )
+    return ProviderError(f"Anthropic answered with an error ({what})", **where)

@@ -1,0 +1,715 @@
+"""The OpenAI adapter: Chat Completions and the Responses API, and OpenAI-compatible servers.
+
+`OpenAIProvider` maps an `LLMRequest` to the official ``openai`` SDK and its answer back to
+an `LLMResponse`, streamed or not; both go through the shared `StreamAssembler`, so a
+streamed call and the same call without streaming give equal responses. Which endpoint a
+call uses:
+
+* ``OpenAIOptions(api="chat" | "responses")`` on the request decides for that call;
+* else the provider's ``api=`` (``"chat"``, ``"responses"``), if it is not ``"auto"``;
+* else (``"auto"``) the **Responses API** when the model is served only there (``*-pro``,
+  ``*deep-research*``, ``*codex*``, ``computer-use*``), when the conversation carries
+  OpenAI reasoning items from an earlier Responses call (so they can go back), or when a
+  reasoning model (o-series, gpt-5) is asked for reasoning (``request.reasoning``) and no
+  Chat-only parameter (``stop``, ``seed``, penalties) is set: only Responses returns
+  reasoning summaries and the encrypted reasoning that keeps a tool loop's thinking.
+  Otherwise **Chat Completions**, which every model and every compatible server speaks.
+
+`OpenAICompatibleProvider` talks to servers with an OpenAI-style API (Ollama, vLLM, the
+llama.cpp server; `COMPATIBLE_SERVERS` has their usual addresses) under their own name.
+
+The SDK retries nothing here (``max_retries=0``): llmgine's retry wrapper does, and two
+layers of retries would multiply. SDK errors become `llmgine.errors` errors in `_translate`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from llmgine.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    ContextTooLongError,
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitedError,
+    ServerUnavailableError,
+)
+from llmgine.llm._parts import (
+    ChatMessage,
+    FilePart,
+    ImagePart,
+    Part,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
+from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
+from llmgine.llm._response import FinishReason, LLMResponse, Usage
+from llmgine.llm._stream import (
+    Finish,
+    ReasoningDelta,
+    ResponseMeta,
+    StreamAssembler,
+    StreamItem,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+    items_from_parts,
+)
+from llmgine.llm.providers._openai_responses import (
+    config_error,
+    data_url,
+    effort_for,
+    is_reasoning_model,
+    responses_items,
+    responses_only_model,
+    responses_params,
+    responses_stream_items,
+    strict_json_schema,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    import httpx2
+    from openai import APIStatusError, AsyncOpenAI, AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    from openai.types.completion_usage import CompletionUsage
+    from openai.types.responses import Response, ResponseStreamEvent
+
+__all__ = [
+    "COMPATIBLE_SERVERS",
+    "OpenAICompatibleProvider",
+    "OpenAIOptions",
+    "OpenAIProvider",
+    "strict_json_schema",
+]
+
+COMPATIBLE_SERVERS: dict[str, str] = {
+    "ollama": "http://localhost:11434/v1",
+    "vllm": "http://localhost:8000/v1",
+    "llamacpp": "http://localhost:8080/v1",
+}
+"""Where OpenAI-compatible servers listen by default: name -> base URL."""
+
+Api = Literal["chat", "responses"]
+
+
+class OpenAIOptions(ProviderOptions):
+    """OpenAI-only settings for one request (``LLMRequest(options=[OpenAIOptions(...)])``).
+
+    ``api`` picks the endpoint for this call (see the module docstring for the default).
+    Fields left ``None`` are not sent. Some exist on one endpoint only: ``frequency_penalty``
+    and ``presence_penalty`` on Chat; ``reasoning_summary``, ``previous_response_id``,
+    ``include`` and ``truncation`` on Responses; setting one on the other is an error.
+    ``extra_body`` is merged into the request body verbatim (for fields the SDK lacks).
+    """
+
+    provider: str = "openai"
+    api: Api | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_summary: Literal["auto", "concise", "detailed"] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    store: bool | None = None
+    user: str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    metadata: dict[str, str] | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    system_role: Literal["system", "developer"] | None = None
+    previous_response_id: str | None = None
+    include: list[str] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
+# Reasoning text that some compatible servers (vLLM, Ollama, DeepSeek) add to Chat messages.
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def _finish(raw: str | None, refused: bool) -> Finish:
+    if refused and raw in (None, "stop"):
+        return Finish(reason="content_filter", raw=raw)  # the model declined: say so
+    if raw is None:
+        return Finish(reason="stop")
+    return Finish(reason=_FINISH.get(raw, "other"), raw=raw)
+
+
+def _chat_usage(usage: CompletionUsage | None) -> Usage:
+    if usage is None:
+        return Usage()
+    prompt, completion = usage.prompt_tokens_details, usage.completion_tokens_details
+    return Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cache_read_tokens=prompt.cached_tokens if prompt is not None else None,
+        cache_write_tokens=prompt.cache_write_tokens if prompt is not None else None,
+        reasoning_tokens=completion.reasoning_tokens if completion is not None else None,
+    )
+
+
+def _extra_text(obj: object) -> str | None:
+    for name in _REASONING_FIELDS:
+        value = getattr(obj, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms``, or ``retry-after`` (seconds or HTTP date)."""
+    try:
+        return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except (KeyError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class OpenAIProvider(Provider):
+    """OpenAI through the official SDK: Chat Completions and the Responses API.
+
+    Example:
+        provider = OpenAIProvider()  # the key from OPENAI_API_KEY
+        response = await provider.generate(LLMRequest(messages=[...]), "gpt-4o-mini")
+    """
+
+    name = "openai"
+    _max_tokens_param = "max_completion_tokens"  # what OpenAI wants; "max_tokens" is legacy
+    _own_options_only = False  # compatible servers ignore the api= of OpenAI's options
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        timeout: float | None = None,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+        api: Literal["chat", "responses", "auto"] = "auto",
+        name: str | None = None,
+        key_variables: Sequence[str] = ("OPENAI_API_KEY",),
+    ) -> None:
+        if name is not None:
+            # `name` is a ClassVar on Provider; an instance may still answer to its own name.
+            self.__dict__["name"] = name
+        sdk = import_sdk("openai", "openai")
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        self.api = api
+        self._client: AsyncOpenAI = sdk.AsyncOpenAI(
+            api_key=resolve_api_key(self.name, api_key, key_variables),
+            base_url=base_url,
+            organization=organization,
+            max_retries=0,
+            # The SDK takes an httpx2 client and, at run time, a plain httpx one too.
+            http_client=cast("httpx2.AsyncClient | None", http_client),
+            **extra,
+        )
+
+    @property
+    def _label(self) -> str:
+        return "OpenAI" if self.name == "openai" else self.name
+
+    # -- choosing the endpoint ---------------------------------------------------------
+
+    def _options(self, request: LLMRequest) -> tuple[OpenAIOptions, bool]:
+        """This provider's options, falling back to OpenAI's; and whether they are its own."""
+        if any(item.provider == self.name for item in request.options):
+            return request.options_for(self.name, OpenAIOptions), True
+        return request.options_for("openai", OpenAIOptions), self.name == "openai"
+
+    def _api_for(self, request: LLMRequest, model: str, options: OpenAIOptions, own: bool) -> Api:
+        if options.api is not None and (own or not self._own_options_only):
+            return options.api
+        if self.api != "auto":
+            return self.api
+        if responses_only_model(model) or any(
+            isinstance(part, ReasoningPart)
+            and part.provider == self.name
+            and (part.provider_data or {}).get("item_id")
+            for message in request.messages
+            for part in message.parts
+        ):
+            return "responses"
+        chat_only = (
+            request.stop,
+            request.seed,
+            options.frequency_penalty,
+            options.presence_penalty,
+        )
+        wants_reasoning = request.reasoning is not None and is_reasoning_model(model)
+        if wants_reasoning and all(value is None for value in chat_only):
+            return "responses"
+        return "chat"
+
+    def _call_args(self, request: LLMRequest, options: OpenAIOptions) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if options.extra_body:
+            args["extra_body"] = options.extra_body
+        if request.timeout is not None:
+            args["timeout"] = request.timeout
+        return args
+
+    # -- the calls ---------------------------------------------------------------------
+
+    async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
+        options, own = self._options(request)
+        assembler = StreamAssembler(self.name, model)
+        args = self._call_args(request, options)
+        if self._api_for(request, model, options, own) == "responses":
+            params = responses_params(request, model, options, provider=self.name, stream=False)
+            # **params makes the overloads unresolvable (Any): name the type they return.
+            response: Response = await self._client.responses.create(**params, **args)
+            items = responses_items(response, provider=self.name, model=model)
+            raw = response.model_dump(mode="json")
+        else:
+            params = self._chat_params(request, model, options, stream=False)
+            completion: ChatCompletion = await self._client.chat.completions.create(
+                **params, **args
+            )
+            items = self._chat_items(completion)
+            raw = completion.model_dump(mode="json")
+        for item in items:
+            assembler.add(item)
+        return assembler.response(raw=raw)
+
+    async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+        options, own = self._options(request)
+        args = self._call_args(request, options)
+        if self._api_for(request, model, options, own) == "responses":
+            params = responses_params(request, model, options, provider=self.name, stream=True)
+            events: AsyncStream[ResponseStreamEvent] = await self._client.responses.create(
+                **params, **args
+            )
+            try:
+                async for item in responses_stream_items(events, provider=self.name, model=model):
+                    yield item
+            finally:
+                await events.close()  # release the connection even if the caller stops early
+            return
+        params = self._chat_params(request, model, options, stream=True)
+        chunks: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+            **params, **args
+        )
+        try:
+            async for item in self._chat_stream_items(chunks):
+                yield item
+        finally:
+            await chunks.close()
+
+    # -- Chat Completions: the request out -----------------------------------------------
+
+    def _chat_params(
+        self, request: LLMRequest, model: str, options: OpenAIOptions, *, stream: bool
+    ) -> dict[str, Any]:
+        responses_only = {
+            "reasoning_summary": options.reasoning_summary,
+            "previous_response_id": options.previous_response_id,
+            "include": options.include,
+            "truncation": options.truncation,
+        }
+        given = [key for key, value in responses_only.items() if value is not None]
+        if given:
+            raise config_error(
+                f"Chat Completions has no {', '.join(given)}; leave them unset, or send this "
+                f"request with OpenAIOptions(api='responses')",
+                self.name,
+                model,
+            )
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": self._chat_messages(request, model, options.system_role or "system"),
+            "stream": stream,
+        }
+        if stream:
+            params["stream_options"] = {"include_usage": True}  # else no usage when streaming
+        if request.tools:
+            params["tools"] = [self._chat_tool(spec) for spec in request.tools]
+            choice = request.tool_choice
+            if isinstance(choice, ToolName):
+                params["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+            elif choice is not None:
+                params["tool_choice"] = choice
+            if request.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = request.parallel_tool_calls
+        if (fmt := request.response_format) is not None:
+            schema: dict[str, Any] = {
+                "name": fmt.name,
+                "schema": strict_json_schema(fmt.json_schema) if fmt.strict else fmt.json_schema,
+                "strict": fmt.strict,
+            }
+            if fmt.description:
+                schema["description"] = fmt.description
+            params["response_format"] = {"type": "json_schema", "json_schema": schema}
+        plain = {
+            "temperature": request.temperature,
+            self._max_tokens_param: request.max_tokens,
+            "top_p": request.top_p,
+            "stop": request.stop,
+            "seed": request.seed,
+            "reasoning_effort": options.reasoning_effort or effort_for(request),
+            "service_tier": options.service_tier,
+            "store": options.store,
+            "user": options.user,
+            "logprobs": options.logprobs,
+            "top_logprobs": options.top_logprobs,
+            "frequency_penalty": options.frequency_penalty,
+            "presence_penalty": options.presence_penalty,
+            "metadata": options.metadata,
+            "prompt_cache_key": options.prompt_cache_key,
+            "safety_identifier": options.safety_identifier,
+            "verbosity": options.verbosity,
+        }
+        params.update({key: value for key, value in plain.items() if value is not None})
+        return params
+
+    @staticmethod
+    def _chat_tool(spec: ToolSpec) -> dict[str, Any]:
+        function: dict[str, Any] = {
+            "name": spec.name,
+            "description": spec.description,
+            "parameters": strict_json_schema(spec.parameters) if spec.strict else spec.parameters,
+        }
+        if spec.strict is not None:
+            function["strict"] = spec.strict
+        return {"type": "function", "function": function}
+
+    def _chat_messages(
+        self, request: LLMRequest, model: str, system_role: str
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for message in request.messages:
+            if message.role == "system":
+                out.append({"role": system_role, "content": message.text})
+                continue
+            # Tool results may sit in a tool message or (Anthropic style) a user message.
+            for part in message.parts:
+                if isinstance(part, ToolResultPart):
+                    out.append({"role": "tool", "tool_call_id": part.call_id, "content": part.text})
+            if message.role == "assistant":
+                if (assistant := self._chat_assistant(message)) is not None:
+                    out.append(assistant)
+                continue
+            others = [p for p in message.parts if not isinstance(p, ToolResultPart)]
+            if others:
+                out.append({"role": "user", "content": self._chat_user(others, model)})
+        return out
+
+    @staticmethod
+    def _chat_assistant(message: ChatMessage) -> dict[str, Any] | None:
+        # Chat Completions takes no reasoning back: reasoning parts are left out, by design.
+        text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
+        calls = [
+            {
+                "type": "function",
+                "id": call.id,
+                "function": {"name": call.name, "arguments": call.arguments_json},
+            }
+            for call in message.tool_calls
+        ]
+        if not text and not calls:
+            return None
+        out: dict[str, Any] = {"role": "assistant"}
+        if text:
+            out["content"] = text
+        if calls:
+            out["tool_calls"] = calls
+        return out
+
+    def _chat_user(self, parts: Sequence[Part], model: str) -> str | list[dict[str, Any]]:
+        content: list[dict[str, Any]] = []
+        for part in parts:
+            if isinstance(part, TextPart):
+                content.append({"type": "text", "text": part.text})
+            elif isinstance(part, ImagePart):
+                content.append({"type": "image_url", "image_url": {"url": data_url(part)}})
+            elif isinstance(part, FilePart):
+                content.append(self._chat_file(part, model))
+            elif isinstance(part, ToolCallPart):
+                raise config_error(
+                    "a user message cannot hold a ToolCallPart; put tool calls in the "
+                    "assistant message that made them",
+                    self.name,
+                    model,
+                )
+        if len(content) == 1 and content[0]["type"] == "text":
+            return str(content[0]["text"])  # plain text, as every compatible server takes it
+        return content
+
+    def _chat_file(self, part: FilePart, model: str) -> dict[str, Any]:
+        if part.data is None:
+            raise config_error(
+                "Chat Completions takes files as bytes only, not by URL: pass "
+                "FilePart(data=..., media_type=...), or use OpenAIOptions(api='responses'), "
+                "which takes file URLs",
+                self.name,
+                model,
+            )
+        audio = _AUDIO_FORMATS.get(part.media_type or "")
+        if audio is not None:
+            return {"type": "input_audio", "input_audio": {"data": part.base64(), "format": audio}}
+        return {
+            "type": "file",
+            "file": {"filename": part.name or "file", "file_data": data_url(part)},
+        }
+
+    # -- Chat Completions: the response back ---------------------------------------------
+
+    def _chat_items(self, completion: ChatCompletion) -> list[StreamItem]:
+        parts: list[Part] = []
+        raw_finish: str | None = None
+        refused = False
+        if completion.choices:
+            choice = completion.choices[0]
+            message, raw_finish = choice.message, choice.finish_reason
+            if (reasoning := _extra_text(message)) is not None:
+                parts.append(ReasoningPart(text=reasoning))
+            if message.content:
+                parts.append(TextPart(text=message.content))
+            if message.refusal:
+                refused = True
+                parts.append(TextPart(text=message.refusal))
+            for call in message.tool_calls or []:
+                if call.type == "function":
+                    parts.append(
+                        ToolCallPart.from_json_arguments(
+                            call.id, call.function.name, call.function.arguments
+                        )
+                    )
+        return [
+            *items_from_parts(parts),
+            UsageUpdate(usage=_chat_usage(completion.usage)),
+            _finish(raw_finish, refused),
+            ResponseMeta(model=completion.model, response_id=completion.id),
+        ]
+
+    async def _chat_stream_items(
+        self, chunks: AsyncIterator[ChatCompletionChunk]
+    ) -> AsyncIterator[StreamItem]:
+        raw_finish: str | None = None
+        refused = False
+        meta = False
+        async for chunk in chunks:
+            if not meta:
+                meta = True
+                yield ResponseMeta(model=chunk.model, response_id=chunk.id)
+            if chunk.usage is not None:  # the last chunk, with choices: []
+                yield UsageUpdate(usage=_chat_usage(chunk.usage))
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            raw_finish = choice.finish_reason or raw_finish
+            # Keys match the part order of a non-streamed answer: reasoning, text, refusal.
+            if (reasoning := _extra_text(delta)) is not None:
+                yield ReasoningDelta(key="reasoning", text=reasoning)
+            if delta.content:
+                yield TextDelta(key="text", text=delta.content)
+            if delta.refusal:
+                refused = True
+                yield TextDelta(key="refusal", text=delta.refusal)
+            for call in delta.tool_calls or []:
+                function = call.function
+                yield ToolCallDelta(
+                    key=call.index,
+                    id=call.id,
+                    name=function.name if function is not None else None,
+                    arguments=(function.arguments or "") if function is not None else "",
+                )
+        yield _finish(raw_finish, refused)
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _translate(self, exc: Exception, model: str) -> LLMError | None:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError, its base
+            return LLMTimeoutError(
+                f"{self._label} did not answer within the timeout (model {model!r}). Try "
+                f"again, or allow longer with timeout= on the request or the provider.",
+                provider=self.name,
+                model=model,
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return LLMConnectionError(
+                f"could not reach {self._label} at {self._client.base_url}: {cause}. Check "
+                f"the network and base_url"
+                + ("." if self.name == "openai" else f"; is the {self.name} server running?"),
+                provider=self.name,
+                model=model,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc, model)
+        if isinstance(exc, openai.APIError):  # an error event inside a stream, bad JSON, ...
+            return ProviderError(
+                f"{self._label} answered with an error: {exc.message}. Try again; if it "
+                f"persists, check the request.",
+                body=exc.body,
+                provider=self.name,
+                model=model,
+            )
+        return None
+
+    def _status_error(self, exc: APIStatusError, model: str) -> ProviderError:
+        status = exc.status_code
+        body = exc.body
+        said = body.get("message") if isinstance(body, dict) else None
+        said = str(said or exc.message)
+        code = str(exc.code or "")
+        label = f"{self._label} ({status}{f' {code}' if code else ''})"
+        where: dict[str, Any] = {
+            "provider": self.name,
+            "model": model,
+            "status_code": status,
+            "body": body,
+        }
+        if status == 401:
+            return AuthenticationError(
+                f"{label} rejected the API key: {said} Check the key you set (OPENAI_API_KEY "
+                f"or api_key=) is valid and not revoked.",
+                **where,
+            )
+        if status == 403:
+            return PermissionDeniedError(
+                f"{label} refused access: {said} The key's project may not use {model!r} or "
+                f"this feature; check its permissions and model access.",
+                **where,
+            )
+        if status == 404:
+            return ModelNotFoundError(
+                f"{label}: model {model!r} was not found: {said} Check the model name and "
+                f"that your key has access to it.",
+                **where,
+            )
+        if status in (400, 413, 422):
+            lowered = said.lower()
+            if code == "context_length_exceeded" or "maximum context length" in lowered:
+                return ContextTooLongError(
+                    f"{label}: the prompt is too long for {model!r}: {said} Shorten the "
+                    f"conversation, or lower max_tokens.",
+                    **where,
+                )
+            if code in ("content_filter", "content_policy_violation"):
+                return ContentFilteredError(
+                    f"{label}: the content filter refused the request: {said} Rephrase it.",
+                    **where,
+                )
+            param = getattr(exc, "param", None)
+            return BadRequestError(
+                f"{label} rejected the request as invalid"
+                + (f" (parameter {param!r})" if param else "")
+                + f": {said} Fix the request; retrying it unchanged will fail again.",
+                **where,
+            )
+        if status == 429:
+            wait = _retry_after(exc.response.headers)
+            error = RateLimitedError(
+                f"{label} rate limit: {said} "
+                + (
+                    "The account is out of quota: add credit or raise its limits."
+                    if code == "insufficient_quota"
+                    else f"Wait {f'{wait:g} s' if wait is not None else 'a moment'} and retry, "
+                    f"or send fewer requests or tokens per minute."
+                ),
+                retry_after=wait,
+                **where,
+            )
+            if code == "insufficient_quota":
+                error.retryable = False  # waiting does not add credit
+            return error
+        if status >= 500:
+            return ServerUnavailableError(
+                f"{label}: the server could not answer: {said} This is on the provider's "
+                f"side; try again shortly.",
+                retry_after=_retry_after(exc.response.headers),
+                **where,
+            )
+        return ProviderError(f"{label} answered with an error: {said}", **where)
+
+
+class OpenAICompatibleProvider(OpenAIProvider):
+    """A server with an OpenAI-style Chat Completions API (Ollama, vLLM, llama.cpp, ...),
+    under its own provider ``name``.
+
+    ``base_url`` defaults to ``COMPATIBLE_SERVERS[name]``. The key comes from ``api_key``, or
+    the first set variable of ``key_variables`` (default ``<NAME>_API_KEY``); local servers
+    need none, so a placeholder is sent unless ``key_required=True``. Options are read from
+    ``OpenAIOptions(provider=name)``, else from ``OpenAIOptions()`` (whose ``api`` is then
+    ignored: it was meant for OpenAI).
+
+    Example:
+        ollama = OpenAICompatibleProvider("ollama")
+        response = await ollama.generate(request, "llama3.2")
+    """
+
+    _max_tokens_param = "max_tokens"  # the one field every compatible server knows
+    _own_options_only = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        key_variables: Sequence[str] | None = None,
+        key_required: bool = False,
+        timeout: float | None = None,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
+        api: Literal["chat", "responses", "auto"] = "chat",
+    ) -> None:
+        url = base_url or COMPATIBLE_SERVERS.get(name)
+        if url is None:
+            known = ", ".join(sorted(COMPATIBLE_SERVERS))
+            raise config_error(
+                f"no base_url for the OpenAI-compatible server {name!r}: pass base_url= "
+                f"(e.g. 'http://localhost:8000/v1'); known without one: {known}",
+                name,
+                "",
+            )
+        variables = tuple(key_variables or (f"{name.upper()}_API_KEY",))
+        if not key_required:
+            try:
+                api_key = resolve_api_key(name, api_key, variables)
+            except LLMError:
+                api_key = "not-needed"  # local servers ignore it, but the SDK wants one
+        super().__init__(
+            api_key=api_key,
+            base_url=url,
+            timeout=timeout,
+            http_client=http_client,
+            api=api,
+            name=name,
+            key_variables=variables,
+        )
