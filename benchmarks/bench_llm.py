@@ -73,6 +73,7 @@ def raw_call(provider: str, url: str) -> tuple[Callable[[], Awaitable[str]], Any
 async def measure(provider: str, side: str, url: str, calls: int) -> dict[str, float]:
     closer: Any = None
     bus: MessageBus | None = None
+    model: Any = None
     if side == "raw":
         call, closer = raw_call(provider, url)
     else:
@@ -108,6 +109,7 @@ async def measure(provider: str, side: str, url: str, calls: int) -> dict[str, f
             raise RuntimeError("observability did not record the calls")
         await bus.stop()
         observability.disable()
+        await model.aclose()
     if closer is not None:
         await closer.close()
     samples.sort()

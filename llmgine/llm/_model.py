@@ -127,6 +127,18 @@ class Model:
     def __repr__(self) -> str:
         return f"<Model {self.spec}>"
 
+    @property
+    def adapter(self) -> Provider:
+        """The provider adapter under the wrappers (e.g. to script a test model)."""
+        inner: Any = self.inner
+        while not isinstance(inner, ProviderModel):
+            inner = inner.inner
+        return inner.adapter
+
+    async def aclose(self) -> None:
+        """Close the provider's connections (when the event loop is about to end)."""
+        await self.adapter.aclose()
+
     def request(self, prompt: Prompt, **params: Any) -> LLMRequest:
         """The `LLMRequest` a call with these arguments sends (defaults applied)."""
         unknown = set(params) - REQUEST_FIELDS

@@ -96,6 +96,17 @@ class Provider(ABC):
         mapped.model = mapped.model or model
         return mapped
 
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (adapters keep it as ``_client``)."""
+        client = getattr(self, "_client", None)
+        for name in ("aclose", "close"):
+            close = getattr(client, name, None)
+            if close is not None:
+                result = close()
+                if hasattr(result, "__await__"):
+                    await result
+                return
+
     # -- what an adapter implements ------------------------------------------------------
 
     @abstractmethod

@@ -124,18 +124,21 @@ class LLMCall(_Call):
         output: Any = None,
     ) -> None:
         """What came back. Counts that are unknown stay unset (never a made-up zero)."""
-        self._set(sc.RESPONSE_MODEL, model)
         if model is not None:
             self._metric_attrs[sc.RESPONSE_MODEL] = model
-        self._set(sc.RESPONSE_ID, response_id)
-        if finish_reasons:
-            self._set(sc.RESPONSE_FINISH_REASONS, list(finish_reasons))
-        self._set(sc.USAGE_INPUT_TOKENS, input_tokens)
-        self._set(sc.USAGE_OUTPUT_TOKENS, output_tokens)
-        self._set(sc.USAGE_CACHE_READ_INPUT_TOKENS, cache_read_tokens)
-        self._set(sc.USAGE_CACHE_CREATION_INPUT_TOKENS, cache_write_tokens)
-        self._set(sc.USAGE_REASONING_OUTPUT_TOKENS, reasoning_tokens)
-        self._set(sc.COST_USD, cost_usd)
+        values = {
+            sc.RESPONSE_MODEL: model,
+            sc.RESPONSE_ID: response_id,
+            sc.RESPONSE_FINISH_REASONS: list(finish_reasons) if finish_reasons else None,
+            sc.USAGE_INPUT_TOKENS: input_tokens,
+            sc.USAGE_OUTPUT_TOKENS: output_tokens,
+            sc.USAGE_CACHE_READ_INPUT_TOKENS: cache_read_tokens,
+            sc.USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write_tokens,
+            sc.USAGE_REASONING_OUTPUT_TOKENS: reasoning_tokens,
+            sc.COST_USD: cost_usd,
+        }
+        if self.span is not None:  # one call: the SDK takes its lock once, not per value
+            self.span.set_attributes({k: v for k, v in values.items() if v is not None})
         self._set_content(sc.OUTPUT_MESSAGES, output)
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
 

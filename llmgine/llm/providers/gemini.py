@@ -32,7 +32,6 @@ import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import Field
 
 from llmgine.errors import (
@@ -75,6 +74,8 @@ from llmgine.llm._stream import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+    import httpx2
     from google.genai import Client
     from google.genai import errors as genai_errors
     from google.genai import types as gt
@@ -195,6 +196,23 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))  # HttpOptions.timeout is in milliseconds
 
 
+def _http_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """Timeout and transport error classes of httpx2 (the SDK's) and httpx (if present:
+    a client passed in may be either)."""
+    import httpx2
+
+    timeouts: list[type[Exception]] = [httpx2.TimeoutException]
+    transport: list[type[Exception]] = [httpx2.TransportError]
+    try:
+        import httpx
+    except ImportError:
+        pass
+    else:
+        timeouts.append(httpx.TimeoutException)
+        transport.append(httpx.TransportError)
+    return tuple(timeouts), tuple(transport)
+
+
 class GeminiProvider(Provider):
     """Gemini models through ``google-genai``; reach it as ``get_model("gemini:...")``.
 
@@ -210,7 +228,7 @@ class GeminiProvider(Provider):
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
     ) -> None:
         import_sdk("google.genai", "gemini")  # fail now, naming the extra, if missing
         self._api_key = resolve_api_key(self.name, api_key, ("GEMINI_API_KEY", "GOOGLE_API_KEY"))
@@ -225,7 +243,10 @@ class GeminiProvider(Provider):
             from google import genai
             from google.genai import types
 
-            http = self._http_client or httpx.AsyncClient(timeout=self._timeout)
+            # The SDK's own HTTP library (httpx2) unless the caller brought a client.
+            import httpx2
+
+            http = self._http_client or httpx2.AsyncClient(timeout=self._timeout)
             self._sdk = genai.Client(
                 vertexai=False,
                 api_key=self._api_key,
@@ -340,14 +361,15 @@ class GeminiProvider(Provider):
 
         if isinstance(exc, errors.APIError):
             return _api_error(exc, model)
-        if isinstance(exc, httpx.TimeoutException):
+        timeouts, transport_errors = _http_errors()
+        if isinstance(exc, timeouts):
             return LLMTimeoutError(
                 f"Gemini did not answer in time ({type(exc).__name__}); try again, or raise "
                 f"the timeout (request timeout= or GeminiProvider(timeout=...))",
                 provider=self.name,
                 model=model,
             )
-        if isinstance(exc, httpx.TransportError):
+        if isinstance(exc, transport_errors):
             return LLMConnectionError(
                 f"could not reach Gemini ({type(exc).__name__}: {exc}); check the network "
                 f"and base_url, then try again",
