@@ -240,11 +240,10 @@ class GeminiProvider(Provider):
     def _client(self) -> Client:
         # Built on first use: constructing the SDK client loads TLS settings.
         if self._sdk is None:
-            from google import genai
-            from google.genai import types
-
             # The SDK's own HTTP library (httpx2) unless the caller brought a client.
             import httpx2
+            from google import genai
+            from google.genai import types
 
             http = self._http_client or httpx2.AsyncClient(timeout=self._timeout)
             self._sdk = genai.Client(
