@@ -76,3 +76,17 @@ def test_unknown_token_counts_are_not_recorded_as_zero() -> None:
         call.response(model="m")
     df = obs.metrics_df()
     assert df[df["name"] == semconv.METRIC_TOKEN_USAGE].empty
+
+
+def test_llm_figures_wait_for_collection_but_never_pile_up() -> None:
+    obs = observability.enable()
+    for _ in range(5):
+        with llm_span(provider="openai", model="m") as call:
+            call.response(model="m", input_tokens=1, output_tokens=1)
+    assert len(obs.metrics._pending) == 5  # off the call's path until collected
+    usage = obs.metrics_df().query("name == @semconv.METRIC_TOKEN_USAGE")
+    assert usage["count"].sum() == 10  # 5 calls, input and output each
+    assert len(obs.metrics._pending) == 0
+    for _ in range(1_000):
+        obs.metrics.record_llm_call({"gen_ai.provider.name": "x"}, 0.1, 1, 1)
+    assert len(obs.metrics._pending) == 0  # flushed in a batch at 1,000
