@@ -24,7 +24,26 @@ from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
-__all__ = ["Provider", "import_sdk", "resolve_api_key"]
+__all__ = ["Provider", "import_sdk", "resolve_api_key", "retry_after_seconds"]
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds a provider asked us to wait: ``retry-after-ms``, or ``retry-after`` as
+    seconds or an HTTP date; None when it did not say (or said something unreadable)."""
+    from email.utils import parsedate_to_datetime
+
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(float(value) / scale, 0.0)
+            except ValueError:
+                pass
+    try:
+        when = parsedate_to_datetime(headers.get("retry-after") or "")
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def import_sdk(module: str, extra: str) -> Any:

@@ -143,6 +143,8 @@ class LLMRetryPolicy:
         """Seconds to wait before retry number ``retry`` (1-based), or None: do not."""
         if retry >= self.attempts or not isinstance(exc, self.retry_on):
             return None
+        if not exc.retryable:  # e.g. a 429 for an exhausted quota: waiting will not help
+            return None
         backoff = min(
             self.initial * 2.0 ** (retry - 1) + random.uniform(0, self.jitter), self.max_delay
         )

@@ -225,3 +225,27 @@ def test_openai_compatible_servers_are_providers_of_their_own(
     assert model.spec == "ollama:llama3.2"
     assert provider_info("ollama").extra == "openai"
     assert {"vllm", "llamacpp"} <= {p.name for p in list_providers()}
+
+
+async def test_a_rate_limit_that_says_waiting_will_not_help_is_not_retried() -> None:
+    quota = RateLimitedError("out of quota", retry_after=1.0)
+    quota.retryable = False  # how an adapter marks an exhausted quota
+    inner, provider = scripted(quota, "unused")
+    policy = LLMRetryPolicy(attempts=3, jitter=0.0, sleep=Sleeps())
+    with pytest.raises(RateLimitedError):
+        await Retrying(inner, policy).generate(LLMRequest(messages=[]))
+    assert len(provider.requests) == 1
+
+
+def test_retry_after_headers_in_every_form() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from llmgine.llm._provider import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after-ms": "1500"}) == 1.5
+    assert retry_after_seconds({"retry-after": "7"}) == 7.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < (retry_after_seconds({"retry-after": later}) or 0) <= 30
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None

@@ -26,9 +26,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -59,7 +57,7 @@ from llmgine.llm._parts import (
     ToolCallPart,
     ToolResultPart,
 )
-from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._provider import Provider, import_sdk, resolve_api_key, retry_after_seconds
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
@@ -639,20 +637,7 @@ class _StreamEvents:
 # -- errors ---------------------------------------------------------------------------------
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds to wait, from ``retry-after-ms``, or ``retry-after`` (seconds or HTTP date)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(float(value) / scale, 0.0)
-            except ValueError:
-                pass
-    try:
-        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+_retry_after = retry_after_seconds
 
 
 # How Anthropic words "too long" (e.g. "prompt is too long: 210000 tokens > 200000 maximum",

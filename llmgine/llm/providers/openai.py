@@ -24,9 +24,7 @@ layers of retries would multiply. SDK errors become `llmgine.errors` errors in `
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from llmgine.errors import (
@@ -53,7 +51,7 @@ from llmgine.llm._parts import (
     ToolCallPart,
     ToolResultPart,
 )
-from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._provider import Provider, import_sdk, resolve_api_key, retry_after_seconds
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
@@ -177,24 +175,7 @@ def _extra_text(obj: object) -> str | None:
     return None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms``, or ``retry-after`` (seconds or HTTP date)."""
-    try:
-        return max(0.0, float(headers["retry-after-ms"]) / 1000)
-    except (KeyError, ValueError):
-        pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+_retry_after = retry_after_seconds
 
 
 class OpenAIProvider(Provider):
