@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from llmgine.bus import (
     Command,
     CommandFailed,
@@ -83,4 +85,30 @@ async def run_demo(out: list[str] | None = None) -> list[str]:
             f"commands={stats.commands_executed} failed={stats.commands_failed} "
             f"dead letters={stats.dead_letters} event p99={stats.event_latency.p99_ms:.3f} ms"
         )
+        await _llm_tour(bus, say)
     return lines
+
+
+async def _llm_tour(bus: MessageBus, say: Callable[[str], None]) -> None:
+    """An LLM call on the bus, on the offline demo model, traced, shown as a DataFrame."""
+    say("6. An LLM call on the bus (the offline demo model: no key), traced:")
+    try:
+        from llmgine import observability
+    except ImportError:  # pandas or the OpenTelemetry SDK is missing
+        say('  (pip install "llmgine[observability]" to see this part)')
+        return
+    from llmgine.llm import ChatMessage, Generate, LLMRequest, LLMService
+
+    obs = observability.enable(bus)
+    try:
+        LLMService(bus, "demo:llmgine-demo", latency=0).install()
+        async with bus.session("tour") as session:
+            request = LLMRequest(messages=[ChatMessage.user("What is a message bus?")])
+            reply = (await session.execute(Generate(request=request, stream=True))).unwrap()
+        first_line = reply.text.splitlines()[0]
+        say(f"  [demo] {first_line} ({reply.usage.output_tokens} tokens)")
+        spans = obs.spans_df(session=session.id)[["name", "kind", "duration_ms"]]
+        for row in spans.itertuples(index=False):
+            say(f"  span {row.name!r} ({row.kind}) {row.duration_ms:.2f} ms")
+    finally:
+        observability.disable()

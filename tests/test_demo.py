@@ -21,6 +21,9 @@ async def test_the_demo_tours_the_bus(capsys: pytest.CaptureFixture[str]) -> Non
     assert "attempts=3" in text
     assert "success=False" in text
     assert "dead letters=1" in text
+    assert "[demo]" in text
+    assert "span 'chat llmgine-demo' (client)" in text
+    assert "span 'session tour' (internal)" in text
     assert capsys.readouterr().out.count("\n") == len(lines)
 
 
