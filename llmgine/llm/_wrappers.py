@@ -39,8 +39,8 @@ TRANSIENT: tuple[type[LLMError], ...] = (
 )
 
 
-def _operation(request: LLMRequest) -> str:
-    return sc.OP_CHAT
+# The GenAI conventions name Gemini's operation after its API method; the others are chat.
+_OPERATIONS = {"gemini": sc.OP_GENERATE_CONTENT}
 
 
 class Traced:
@@ -62,7 +62,7 @@ class Traced:
         call = start_llm_call(
             provider=self.provider,
             model=self.name,
-            operation=_operation(request),
+            operation=_OPERATIONS.get(self.provider, sc.OP_CHAT),
             server_address=self.server_address,
             temperature=request.temperature,
             max_tokens=request.max_tokens,

@@ -176,3 +176,20 @@ async def test_offline_models_need_no_key(spec: str, monkeypatch: pytest.MonkeyP
         monkeypatch.delenv(name, raising=False)
     model = get_model(spec, responses=["fine"]) if spec.startswith("test") else get_model(spec)
     assert model.provider in {"test", "demo"}
+
+
+async def test_span_operation_follows_the_provider() -> None:
+    from llmgine.llm import ProviderModel, ScriptedProvider, Traced
+
+    class FakeGemini(ScriptedProvider):
+        name = "gemini"
+
+    obs = observability.enable()
+    try:
+        traced = Traced(ProviderModel(FakeGemini(["hi"]), "gemini-2.5-flash"))
+        await traced.generate(LLMRequest(messages=[ChatMessage.user("x")]))
+        [span] = obs.buffer.finished()
+        assert span.name == "generate_content gemini-2.5-flash"
+        assert span.attributes["gen_ai.operation.name"] == "generate_content"
+    finally:
+        observability.disable()
