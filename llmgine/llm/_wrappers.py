@@ -160,10 +160,12 @@ async def _restartable(
     current: list[ResponseStream],
 ) -> AsyncIterator[StreamItem]:
     """Items of ``open_stream(0)``; a failure before the first item opens the next one
-    when ``delay_for`` says so."""
+    when ``delay_for`` says so. ``current`` holds the stream being read, whose response
+    (with what its own wrappers added) becomes the outer one."""
     attempt = 0
     while True:
-        stream = current[0] = open_stream(attempt)
+        stream = open_stream(attempt)
+        current[:] = [stream]
         started = False
         try:
             async for item in stream:
@@ -231,13 +233,8 @@ class Retrying:
 
     def stream(self, request: LLMRequest) -> ResponseStream:
         current: list[ResponseStream] = []
-        current.append(self.inner.stream(request))
-        first = [True]
 
         def open_stream(attempt: int) -> ResponseStream:
-            if first[0]:
-                first[0] = False
-                return current[0]
             return self.inner.stream(request)
 
         return _relay(self, _restartable(open_stream, self._wait, current), current)
@@ -288,9 +285,9 @@ class Fallback:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def stream(self, request: LLMRequest) -> ResponseStream:
-        current: list[ResponseStream] = [self.models[0].stream(request)]
+        current: list[ResponseStream] = []
 
         def open_stream(attempt: int) -> ResponseStream:
-            return current[0] if attempt == 0 else self.models[attempt].stream(request)
+            return self.models[attempt].stream(request)
 
         return _relay(self, _restartable(open_stream, self._next, current), current)
