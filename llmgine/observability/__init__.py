@@ -29,6 +29,7 @@ from llmgine.observability._observer import TracingObserver
 from llmgine.observability._setup import Observability, Settings, current, disable, enable
 from llmgine.observability._spans import (
     LLMCall,
+    LLMCallArgs,
     ToolCall,
     error_type,
     llm_span,
@@ -68,6 +69,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "EventLog",
     "JsonlHandler",
     "LLMCall",
+    "LLMCallArgs",
     "Metrics",
     "Observability",
     "REDACTED",

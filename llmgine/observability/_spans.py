@@ -12,16 +12,25 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from typing_extensions import Unpack
 
 from llmgine.observability import _semconv as sc
 from llmgine.observability import _state
 
-__all__ = ["LLMCall", "ToolCall", "error_type", "llm_span", "start_llm_call", "tool_span"]
+__all__ = [
+    "LLMCall",
+    "LLMCallArgs",
+    "ToolCall",
+    "error_type",
+    "llm_span",
+    "start_llm_call",
+    "tool_span",
+]
 
 
 def error_type(exc: BaseException) -> str:
@@ -194,6 +203,23 @@ def _session_of(session_id: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
+class LLMCallArgs(TypedDict, total=False):
+    """What `start_llm_call` and `llm_span` take (``provider`` and ``model`` required)."""
+
+    provider: Required[str]
+    model: Required[str]
+    operation: str
+    session_id: str | None
+    server_address: str | None
+    server_port: int | None
+    temperature: float | None
+    max_tokens: int | None
+    top_p: float | None
+    seed: int | None
+    stop: Sequence[str] | None
+    output_type: str | None
+
+
 def start_llm_call(
     *,
     provider: str,
@@ -249,21 +275,7 @@ def start_llm_call(
 
 
 @contextmanager
-def llm_span(
-    *,
-    provider: str,
-    model: str,
-    operation: str = sc.OP_CHAT,
-    session_id: str | None = None,
-    server_address: str | None = None,
-    server_port: int | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: Sequence[str] | None = None,
-    output_type: str | None = None,
-) -> Iterator[LLMCall]:
+def llm_span(**call: Unpack[LLMCallArgs]) -> Iterator[LLMCall]:
     """A CLIENT span named ``"{operation} {model}"`` around one model call.
 
     Example:
@@ -272,36 +284,24 @@ def llm_span(
             reply = await client.chat(...)
             call.response(model=reply.model, response_id=reply.id, input_tokens=12, ...)
 
-    An exception leaving the block sets ``error.type`` and an error status (its message
-    redacted) and is re-raised. Duration and token usage also go to the GenAI metrics.
+    Takes the arguments of `start_llm_call`. An exception leaving the block sets
+    ``error.type`` and an error status (its message redacted) and is re-raised. Duration
+    and token usage also go to the GenAI metrics.
     """
-    call = start_llm_call(
-        provider=provider,
-        model=model,
-        operation=operation,
-        session_id=session_id,
-        server_address=server_address,
-        server_port=server_port,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        top_p=top_p,
-        seed=seed,
-        stop=stop,
-        output_type=output_type,
-    )
-    if call.span is None:
-        yield call
+    started = start_llm_call(**call)
+    if started.span is None:
+        yield started
         return
     try:
         with trace.use_span(
-            call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            started.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
         ):
-            yield call
+            yield started
     except BaseException as exc:
-        call.end(exc)
+        started.end(exc)
         raise
     else:
-        call.end()
+        started.end()
 
 
 @contextmanager
