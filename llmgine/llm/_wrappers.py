@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from llmgine import _semconv as sc
 from llmgine._redact import redacting_logger
 from llmgine.errors import (
     LLMConnectionError,
@@ -23,9 +26,6 @@ from llmgine.llm._model import LanguageModel
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
-from llmgine.observability import semconv as sc
-from llmgine.observability import start_llm_call
-from llmgine.observability._spans import LLMCall
 
 __all__ = ["Fallback", "LLMRetryPolicy", "Retrying", "Traced"]
 
@@ -37,6 +37,34 @@ TRANSIENT: tuple[type[LLMError], ...] = (
     LLMTimeoutError,
     LLMConnectionError,
 )
+
+
+if TYPE_CHECKING:
+    from llmgine.observability import LLMCall
+
+
+class _Untraced:
+    """What `Traced` holds when observability was never imported (so cannot be on)."""
+
+    capture = False
+
+    def input(self, messages: Any, *, system: Any = None) -> None: ...
+    def first_token(self, ms: float | None = None) -> None: ...
+    def response(self, **figures: Any) -> None: ...
+    def end(self, error: BaseException | None = None) -> None: ...
+
+
+_UNTRACED = _Untraced()
+
+
+def _start_llm_call(**args: Any) -> LLMCall | _Untraced:
+    # Looked up, not imported: the LLM layer must not need (or load at import) pandas and
+    # the OpenTelemetry SDK. Observability can only be on once its module was imported.
+    spans = sys.modules.get("llmgine.observability._spans")
+    if spans is None:
+        return _UNTRACED
+    call: LLMCall = spans.start_llm_call(**args)
+    return call
 
 
 # The GenAI conventions name Gemini's operation after its API method; the others are chat.
@@ -58,8 +86,8 @@ class Traced:
     def name(self) -> str:
         return self.inner.name
 
-    def _start(self, request: LLMRequest) -> LLMCall:
-        call = start_llm_call(
+    def _start(self, request: LLMRequest) -> LLMCall | _Untraced:
+        call = _start_llm_call(
             provider=self.provider,
             model=self.name,
             operation=_OPERATIONS.get(self.provider, sc.OP_CHAT),
@@ -78,7 +106,7 @@ class Traced:
         return call
 
     @staticmethod
-    def _finish(call: LLMCall, response: LLMResponse) -> None:
+    def _finish(call: LLMCall | _Untraced, response: LLMResponse) -> None:
         usage = response.usage
         if response.time_to_first_token_ms is not None:
             call.first_token(response.time_to_first_token_ms)

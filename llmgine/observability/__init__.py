@@ -18,8 +18,8 @@ Example:
 
 import pandas as _pd
 
+from llmgine import _semconv as semconv
 from llmgine._redact import REDACTED, Redactor, add_secret, redact
-from llmgine.observability import _semconv as semconv
 from llmgine.observability._buffer import SpanBuffer, SpanListener, SpanRecord, span_record
 from llmgine.observability._events import EventLog
 from llmgine.observability._frames import SPAN_COLUMNS, Time

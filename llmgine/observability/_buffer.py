@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmgine._redact import Redactor, redacting_logger
-from llmgine.observability._semconv import CONVERSATION_ID, SESSION_ID
+from llmgine._semconv import CONVERSATION_ID, SESSION_ID
 
 __all__ = [
     "RedactingFanout",

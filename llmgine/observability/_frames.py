@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from llmgine._redact import Redactor
+from llmgine._semconv import CONVERSATION_ID, SESSION_ID
 from llmgine.bus import Event, message_type_name
 from llmgine.observability._buffer import SpanRecord
-from llmgine.observability._semconv import CONVERSATION_ID, SESSION_ID
 
 __all__ = ["SPAN_COLUMNS", "events_frame", "spans_frame"]
 

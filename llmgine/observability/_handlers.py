@@ -22,10 +22,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
+from llmgine import _semconv as sc
 from llmgine._redact import Redactor, default_redactor, redacting_logger
 from llmgine.bus import Event, message_type_name, to_json
 from llmgine.errors import LLMgineError
-from llmgine.observability import _semconv as sc
 from llmgine.observability._buffer import SpanRecord, span_record
 
 __all__ = ["ConsoleHandler", "JsonlHandler", "span_json"]

@@ -26,8 +26,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
+from llmgine import _semconv as sc
 from llmgine.bus import BusStats, MessageBus
-from llmgine.observability import _semconv as sc
 
 __all__ = ["Metrics"]
 

@@ -19,9 +19,9 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
+from llmgine import _semconv as sc
 from llmgine._redact import Redactor
 from llmgine.bus import BusObserver, Command, CommandResult, Event, Session, message_type_name
-from llmgine.observability import _semconv as sc
 from llmgine.observability._spans import error_type
 
 __all__ = ["EventSink", "TracingObserver"]

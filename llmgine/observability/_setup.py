@@ -23,10 +23,10 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Tracer
 
+from llmgine import _semconv as sc
 from llmgine._redact import Redactor, default_redactor, redacting_logger
 from llmgine.bus import Event, MessageBus, Subscription
 from llmgine.errors import ObservabilityError
-from llmgine.observability import _semconv as sc
 from llmgine.observability import _state
 from llmgine.observability._buffer import DEFAULT_SPAN_CAPACITY, RedactingFanout, SpanBuffer
 from llmgine.observability._events import DEFAULT_EVENT_CAPACITY, EventLog

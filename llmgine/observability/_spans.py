@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from typing_extensions import Unpack
 
-from llmgine.observability import _semconv as sc
+from llmgine import _semconv as sc
 from llmgine.observability import _state
 
 __all__ = [

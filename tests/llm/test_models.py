@@ -249,3 +249,21 @@ def test_retry_after_headers_in_every_form() -> None:
     assert 25 < (retry_after_seconds({"retry-after": later}) or 0) <= 30
     assert retry_after_seconds({"retry-after": "soon"}) is None
     assert retry_after_seconds({}) is None
+
+
+def test_the_llm_layer_needs_neither_pandas_nor_opentelemetry() -> None:
+    """`pip install "llmgine[openai]"` has no observability extra: nothing may need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from llmgine.llm import get_model\n"
+        "reply = asyncio.run(get_model('demo:x', latency=0).generate('hi'))\n"
+        "assert reply.text\n"
+        "heavy = [m for m in ('pandas', 'opentelemetry') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
