@@ -71,6 +71,8 @@ class ProviderModel:
         return response
 
     async def generate(self, request: LLMRequest) -> LLMResponse:
+        if request.stream:  # asked for streaming: stream, and answer with the assembly
+            return await self.stream(request).get_response()
         request = request.model_copy(update={"model": self._name})
         return self._costed(await self._provider.generate(request, self._name))
 

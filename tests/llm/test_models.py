@@ -267,3 +267,11 @@ def test_the_llm_layer_needs_neither_pandas_nor_opentelemetry() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_a_request_that_asks_to_stream_is_streamed_even_through_generate() -> None:
+    inner, provider = scripted("streamed answer")
+    reply = await Model(inner).generate("x", stream=True)
+    assert reply.text == "streamed answer"
+    assert reply.time_to_first_token_ms is not None  # only a stream measures it
+    assert provider.requests[0].stream
