@@ -58,6 +58,10 @@ _TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "
 _TRIGGERS += ("bearer", "key", "auth", "token", "secret", "password")
 
 
+_CLEAN_CACHE_SIZE = 4096
+_CLEAN_CACHE_MAX_LENGTH = 256  # long texts (message content) rarely repeat: not worth keeping
+
+
 def _replace(match: re.Match[str]) -> str:
     kept = match.group("key") or match.group("bearer") or ""
     return kept + REDACTED
@@ -69,6 +73,10 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), *, from_env: bool = True) -> None:
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
+        # Strings already found to hold no secret. Span attributes repeat (model names,
+        # operations, span names), so most checks become one set lookup. Cleared whenever
+        # a secret is added, and when it grows past its bound.
+        self._clean: set[str] = set()
         if from_env:
             self.add_env_secrets()
         for secret in secrets:
@@ -86,6 +94,7 @@ class Redactor:
             if value not in self._secrets:
                 # Longest first, so a secret that contains another is removed whole.
                 self._secrets = tuple(sorted({*self._secrets, value}, key=len, reverse=True))
+                self._clean = set()
 
     def add_env_secrets(self, environ: Mapping[str, str] | None = None) -> None:
         """Redact the values of environment variables named like credentials
@@ -103,6 +112,21 @@ class Redactor:
         if any(t in lowered for t in _TRIGGERS):
             text = _PATTERNS.sub(_replace, text)
         return text
+
+    def is_clean(self, *texts: str) -> bool:
+        """True when none of ``texts`` holds anything to redact. Strings found clean are
+        remembered, so repeated ones (span names, models) cost one set lookup."""
+        clean = self._clean
+        for text in texts:
+            if text in clean:
+                continue
+            if self.text(text) != text:
+                return False
+            if len(clean) >= _CLEAN_CACHE_SIZE:
+                clean.clear()
+            if len(text) <= _CLEAN_CACHE_MAX_LENGTH:
+                clean.add(text)
+        return True
 
     def value(self, value: Any) -> Any:
         """A copy of ``value`` (str, mapping, list, tuple; others as they are) with secrets

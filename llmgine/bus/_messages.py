@@ -16,7 +16,7 @@ import traceback
 import typing
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -137,6 +137,10 @@ class Command(Message, Generic[R]):
         bus.on_command(Add, lambda cmd: cmd.a + cmd.b)
         result = await bus.execute(Add(a=1, b=2))   # CommandResult[int], result.value == 3
     """
+
+    # True when the handler opens the span that traces the command itself (as `Generate`'s
+    # does: its GenAI span carries the command's id), so tracing opens no second one.
+    traced_by_handler: ClassVar[bool] = False
 
 
 class ErrorInfo(BaseModel):

@@ -3,21 +3,32 @@
 `LLMService(bus).install()` makes the bus answer `Generate` (on the bus or, with
 ``session=``, in one session). Each call publishes `LLMCallStarted`, then, when streamed,
 `LLMStreamDelta`s batched by time and size (a fast stream does not flood the bus), then
-`LLMCallCompleted` or `LLMCallFailed`. The command's span, from observability, is the
-parent of the call's GenAI span.
+`LLMCallCompleted` or `LLMCallFailed`. With observability on, the command is traced by
+its call's GenAI span (one span per attempt, carrying the command's id and session),
+instead of a command span with the GenAI span inside.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
-from llmgine.bus import Command, ErrorInfo, Event, MessageBus, Session, Subscription
+from llmgine import _semconv as sc
+from llmgine.bus import (
+    Command,
+    ErrorInfo,
+    Event,
+    MessageBus,
+    Session,
+    Subscription,
+    message_type_name,
+)
 from llmgine.llm._model import Model
 from llmgine.llm._registry import get_model
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import ReasoningDelta, TextDelta, ToolCallDelta
+from llmgine.llm._wrappers import CallScope, call_scope
 
 __all__ = [
     "Generate",
@@ -32,6 +43,8 @@ __all__ = [
 class Generate(Command[LLMResponse]):
     """Ask a model for one answer. ``model`` is a "provider:model" spec (the service's
     default when None); ``stream`` publishes the answer as it arrives."""
+
+    traced_by_handler: ClassVar[bool] = True  # its GenAI span is its span
 
     request: LLMRequest
     model: str | None = None
@@ -75,6 +88,9 @@ class LLMCallFailed(Event):
     model: str
     error: ErrorInfo
     error_type: str  # the llmgine error class, e.g. "RateLimitedError"
+
+
+_GENERATE_TYPE = message_type_name(Generate)
 
 
 class LLMService:
@@ -144,6 +160,9 @@ class LLMService:
             ),
             sid,
         )
+        scope = call_scope.set(
+            CallScope(sid, {sc.COMMAND_TYPE: _GENERATE_TYPE, sc.COMMAND_ID: call_id})
+        )
         try:
             if command.stream:
                 response = await self._streamed(model, command.request, call_id, sid)
@@ -161,6 +180,8 @@ class LLMService:
                 sid,
             )
             raise
+        finally:
+            call_scope.reset(scope)
         await self._publish(
             LLMCallCompleted(
                 call_id=call_id,

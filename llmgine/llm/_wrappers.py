@@ -10,6 +10,7 @@ import asyncio
 import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
-__all__ = ["Fallback", "LLMRetryPolicy", "Retrying", "Traced"]
+__all__ = ["Fallback", "LLMRetryPolicy", "Retrying", "Traced", "call_scope"]
 
 log = redacting_logger("llmgine.llm")
 
@@ -67,6 +68,20 @@ def _start_llm_call(**args: Any) -> LLMCall | _Untraced:
     return call
 
 
+@dataclass(frozen=True)
+class CallScope:
+    """What a call's span takes from whoever asked for the call: its session, and
+    attributes such as the id of the `Generate` command it answers."""
+
+    session_id: str | None
+    attributes: dict[str, Any]
+
+
+# Set by `LLMService` around the model call that answers a command (a contextvar, so it
+# follows the call through the wrappers in the same task and never leaks into others).
+call_scope: ContextVar[CallScope | None] = ContextVar("llmgine_llm_call_scope", default=None)
+
+
 # The GenAI conventions name Gemini's operation after its API method; the others are chat.
 _OPERATIONS = {"gemini": sc.OP_GENERATE_CONTENT}
 
@@ -87,6 +102,7 @@ class Traced:
         return self.inner.name
 
     def _start(self, request: LLMRequest) -> LLMCall | _Untraced:
+        scope = call_scope.get()
         call = _start_llm_call(
             provider=self.provider,
             model=self.name,
@@ -98,6 +114,8 @@ class Traced:
             seed=request.seed,
             stop=request.stop,
             output_type="json" if request.response_format else None,
+            session_id=scope.session_id if scope else None,
+            attributes=scope.attributes if scope else None,
         )
         if call.capture:
             system = request.system_text

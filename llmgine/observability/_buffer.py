@@ -57,13 +57,23 @@ _KINDS = {k: k.name.lower() for k in SpanKind}
 _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def plain_attributes(span: ReadableSpan) -> dict[str, Any]:
+    """A span's attributes as a plain dict (a copy)."""
+    # The SDK keeps them in a BoundedAttributes, a Python-level mapping that takes a lock
+    # per item: copying its inner dict is about 16 times faster than iterating it.
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner.copy()
+    return dict(span.attributes or {})
 
 
 def span_record(span: ReadableSpan) -> SpanRecord:
     """The `SpanRecord` of an SDK span (running or finished)."""
     context, parent, status = span.context, span.parent, span.status
+    attributes = plain_attributes(span)
+    for key, value in attributes.items():
+        if type(value) is tuple:
+            attributes[key] = list(value)
     return SpanRecord(
         span.name,
         context.trace_id if context else 0,
@@ -74,7 +84,7 @@ def span_record(span: ReadableSpan) -> SpanRecord:
         span.end_time,
         _STATUS[status.status_code],
         status.description or None,
-        {k: _plain(v) for k, v in (span.attributes or {}).items()},
+        attributes,
         tuple((e.name, e.timestamp, dict(e.attributes or {})) for e in span.events),
     )
 
@@ -182,16 +192,20 @@ def _strings(value: object, out: list[str]) -> None:
 
 
 def _needs_redaction(redactor: Redactor, span: ReadableSpan) -> bool:
-    # One pass over all the span's text at once: the redactor's cheap pre-check then runs
-    # once per span instead of once per attribute.
-    texts: list[str] = [span.name, span.status.description or ""]
-    for value in (span.attributes or {}).values():
-        _strings(value, texts)
+    # Most of a span's strings repeat from span to span (names, models, operations): the
+    # redactor remembers the clean ones, so a typical span costs a few set lookups.
+    attributes = plain_attributes(span).values()
+    texts = [v for v in attributes if isinstance(v, str)]
+    texts.append(span.name)
+    if span.status.description:
+        texts.append(span.status.description)
+    for value in attributes:
+        if type(value) is tuple:  # the SDK keeps sequences as tuples
+            _strings(value, texts)
     for event in span.events:
         for value in (event.attributes or {}).values():
             _strings(value, texts)
-    joined = "\x00".join(texts)
-    return redactor.text(joined) != joined
+    return not redactor.is_clean(*texts)
 
 
 def redacted_copy(redactor: Redactor, span: ReadableSpan) -> ReadableSpan:

@@ -29,7 +29,11 @@ from opentelemetry.sdk.resources import Resource
 from llmgine import _semconv as sc
 from llmgine.bus import BusStats, MessageBus
 
-__all__ = ["Metrics"]
+__all__ = ["PENDING_LIMIT", "Metrics"]
+
+# LLM calls waiting to be recorded, at most (about 500 bytes each): a periodic reader, such
+# as the OTLP exporter's, records them from its own thread long before this many wait.
+PENDING_LIMIT = 10_000
 
 
 class Metrics:
@@ -122,9 +126,10 @@ class Metrics:
         output_tokens: int | None,
     ) -> None:
         """Note one LLM call; it reaches the histograms at the next collection (or now,
-        in a batch, once 1,000 are waiting, so memory stays bounded without a reader)."""
+        in a batch, once `PENDING_LIMIT` are waiting, so memory stays bounded without a
+        reader)."""
         self._pending.append((attrs, seconds, input_tokens, output_tokens))
-        if len(self._pending) >= 1_000:
+        if len(self._pending) >= PENDING_LIMIT:
             self.flush()
 
     def _flush_callback(self, options: CallbackOptions) -> Iterable[Observation]:

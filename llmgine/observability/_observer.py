@@ -2,8 +2,10 @@
 
 A session is a root span, opened as the session opens and ended as it closes. Each command
 is a child span of the span current in the caller (a command inside a handler nests), else
-of its session's span. Every event goes to the event sinks: the event log (a deque append)
-and, when asked, the JSONL file and the console.
+of its session's span; a command whose handler traces it (``traced_by_handler``, as
+`Generate`: one GenAI span per call) gets no span of its own. Every event goes to the
+event sinks: the event log (a deque append) and, when asked, the JSONL file and the
+console.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class TracingObserver(BusObserver):
 
     def on_command_start(self, command: Command[Any]) -> object:
         cls = type(command)
+        if cls.traced_by_handler:
+            return None
         attrs: dict[str, Any] = {
             sc.COMMAND_TYPE: message_type_name(cls),
             sc.COMMAND_ID: command.id,
@@ -107,6 +111,8 @@ class TracingObserver(BusObserver):
     def on_command_end(
         self, command: Command[Any], result: CommandResult[Any], token: object
     ) -> None:
+        if token is None:
+            return  # traced by its handler
         span, context_token = typing.cast(tuple[Span, "Token[Context]"], token)
         otel_context.detach(context_token)
         span.set_attribute(sc.COMMAND_SUCCESS, result.success)

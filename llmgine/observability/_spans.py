@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Required, TypedDict
 
@@ -218,6 +218,7 @@ class LLMCallArgs(TypedDict, total=False):
     seed: int | None
     stop: Sequence[str] | None
     output_type: str | None
+    attributes: Mapping[str, Any] | None
 
 
 def start_llm_call(
@@ -234,11 +235,13 @@ def start_llm_call(
     seed: int | None = None,
     stop: Sequence[str] | None = None,
     output_type: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> LLMCall:
     """Start an LLM call's span without making it current; ``call.end(error)`` ends it.
 
     For calls that outlive one block, such as a stream read item by item. `llm_span` is
-    the same as a context manager that also makes the span current.
+    the same as a context manager that also makes the span current. ``attributes`` are
+    added to the span as they are (e.g. the id of the command the call answers).
     """
     obs = _state.current
     started = time.perf_counter()
@@ -266,6 +269,8 @@ def start_llm_call(
         sc.OUTPUT_TYPE: output_type,
     }
     attrs.update({k: v for k, v in optional.items() if v is not None})
+    if attributes:
+        attrs.update(attributes)
     if server_address is not None:
         metric_attrs[sc.SERVER_ADDRESS] = server_address
     span = obs.tracer.start_span(

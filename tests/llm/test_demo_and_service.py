@@ -106,7 +106,7 @@ def collect(bus: MessageBus) -> list[Event]:
     return seen
 
 
-async def test_generate_on_the_bus_publishes_its_life_and_nests_its_span(
+async def test_generate_on_the_bus_publishes_its_life_and_is_traced_by_one_genai_span(
     bus: MessageBus,
 ) -> None:
     obs = observability.enable(bus)
@@ -133,7 +133,10 @@ async def test_generate_on_the_bus_publishes_its_life_and_nests_its_span(
         assert {e.session_id for e in seen} == {session.id}
         spans = {s.name: s for s in obs.buffer.finished()}
         llm = spans["chat llmgine-demo"]
-        assert llm.parent_id == spans["command Generate"].span_id
+        assert "command Generate" not in spans  # the GenAI span is the command's span
+        assert llm.parent_id == spans["session chat"].span_id
+        assert llm.attributes["llmgine.command.id"] == result.command_id
+        assert llm.attributes["llmgine.command.type"].endswith("Generate")
         assert llm.kind == "client"
         assert llm.attributes["gen_ai.provider.name"] == "demo"
         assert llm.attributes["gen_ai.conversation.id"] == session.id
@@ -191,5 +194,22 @@ async def test_span_operation_follows_the_provider() -> None:
         [span] = obs.buffer.finished()
         assert span.name == "generate_content gemini-2.5-flash"
         assert span.attributes["gen_ai.operation.name"] == "generate_content"
+    finally:
+        observability.disable()
+
+
+async def test_the_command_scope_reaches_only_the_call_that_answers_the_command(
+    bus: MessageBus,
+) -> None:
+    obs = observability.enable(bus)
+    try:
+        model = get_model("demo:llmgine-demo", latency=0)
+        LLMService(bus, model).install()
+        result = await bus.execute(Generate(request=LLMRequest(messages=[ChatMessage.user("hi")])))
+        await model.generate("hi again")  # outside any command
+        first, second = [s for s in obs.buffer.finished() if s.name == "chat llmgine-demo"]
+        assert first.attributes["llmgine.command.id"] == result.command_id
+        assert "llmgine.command.id" not in second.attributes
+        assert not [s for s in obs.buffer.finished() if s.name.startswith("command ")]
     finally:
         observability.disable()

@@ -7,6 +7,7 @@ import pandas as pd
 from llmgine import observability
 from llmgine.bus import Command, Event, MessageBus
 from llmgine.observability import llm_span, semconv
+from llmgine.observability._metrics import PENDING_LIMIT
 
 
 class Tick(Event):
@@ -87,6 +88,8 @@ def test_llm_figures_wait_for_collection_but_never_pile_up() -> None:
     usage = obs.metrics_df().query("name == @semconv.METRIC_TOKEN_USAGE")
     assert usage["count"].sum() == 10  # 5 calls, input and output each
     assert len(obs.metrics._pending) == 0
-    for _ in range(1_000):
+    for _ in range(PENDING_LIMIT - 1):
         obs.metrics.record_llm_call({"gen_ai.provider.name": "x"}, 0.1, 1, 1)
-    assert len(obs.metrics._pending) == 0  # flushed in a batch at 1,000
+    assert len(obs.metrics._pending) == PENDING_LIMIT - 1
+    obs.metrics.record_llm_call({"gen_ai.provider.name": "x"}, 0.1, 1, 1)
+    assert len(obs.metrics._pending) == 0  # flushed in a batch at the limit
