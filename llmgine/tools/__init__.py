@@ -1,0 +1,78 @@
+"""Tools for models: ``@tool`` from Python functions, a `ToolManager`, and the tool loop.
+
+Example:
+    from llmgine.tools import ToolManager, tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        \"\"\"The current weather in a city.\"\"\"
+        return f"sunny in {city}"
+
+    result = await run_tool_loop("openai:gpt-4o-mini", "Weather in Paris?", [get_weather])
+    print(result.text)       # model -> get_weather -> model, every step on the bus and traced
+
+    manager = ToolManager([get_weather], bus=bus, timeout=10)
+    results = await manager.execute_all(response.tool_calls)   # concurrent, in call order
+"""
+
+from llmgine.tools._errors import (
+    DuplicateToolError,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolError,
+    ToolLoopLimitError,
+    ToolTimeoutError,
+    UnknownToolError,
+)
+from llmgine.tools._events import (
+    StopReason,
+    ToolCallFailed,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolErrorKind,
+    ToolLoopFinished,
+    ToolLoopRoundFinished,
+    ToolLoopRoundStarted,
+)
+from llmgine.tools._loop import (
+    RoundStart,
+    ToolLoopItem,
+    ToolLoopResult,
+    ToolLoopStream,
+    ToolResultItem,
+    run_tool_loop,
+    stream_tool_loop,
+)
+from llmgine.tools._manager import ExecuteTool, ToolManager
+from llmgine.tools._schema import clean_schema
+from llmgine.tools._tool import Tool, tool
+
+__all__ = [  # plainly sorted, as tests/test_public_api.py checks
+    "DuplicateToolError",
+    "ExecuteTool",
+    "RoundStart",
+    "StopReason",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCallFailed",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolErrorKind",
+    "ToolLoopFinished",
+    "ToolLoopItem",
+    "ToolLoopLimitError",
+    "ToolLoopResult",
+    "ToolLoopRoundFinished",
+    "ToolLoopRoundStarted",
+    "ToolLoopStream",
+    "ToolManager",
+    "ToolResultItem",
+    "ToolTimeoutError",
+    "UnknownToolError",
+    "clean_schema",
+    "run_tool_loop",
+    "stream_tool_loop",
+    "tool",
+]
