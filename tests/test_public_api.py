@@ -14,8 +14,10 @@ PUBLIC_MODULES = [
     "llmgine",
     "llmgine.bus",
     "llmgine.errors",
+    "llmgine.context",
     "llmgine.llm",
     "llmgine.observability",
+    "llmgine.tools",
 ]
 
 
