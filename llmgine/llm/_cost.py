@@ -19,6 +19,7 @@ __all__ = ["cost_usd", "reference_cost_usd"]
 # llmgine provider names that genai-prices knows under another id.
 _PRICE_PROVIDER = {"gemini": "google", "openai": "openai", "anthropic": "anthropic"}
 _MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 
 
 @functools.lru_cache(maxsize=512)
@@ -34,12 +35,29 @@ def _prices(provider: str, model: str) -> Any:
         return None
 
 
+Rates = tuple[Any, Any, Any, Any]  # input, cache read, cache write, output: Decimal or tiered
+
+
+@functools.lru_cache(maxsize=512)
+def _rates(provider: str, model: str) -> Rates | None:
+    # Read off the price model once: attribute access on genai-prices' models is not free.
+    prices = _prices(provider, model)
+    if prices is None:
+        return None
+    return (
+        prices.input_mtok,
+        getattr(prices, "cache_read_mtok", None) or prices.input_mtok,
+        getattr(prices, "cache_write_mtok", None) or prices.input_mtok,
+        prices.output_mtok,
+    )
+
+
 def _rate(price: Any, total_input: int) -> Decimal:
     """Dollars per million tokens; tiered prices apply by the prompt's total size."""
-    if price is None:
-        return Decimal(0)
     if isinstance(price, Decimal):
         return price
+    if price is None:
+        return _ZERO
     rate: Decimal = price.base
     for tier in price.tiers:
         if total_input > tier.start:
@@ -53,18 +71,20 @@ def cost_usd(provider: str, model: str, usage: Usage) -> float | None:
     As in `Usage`, ``input_tokens`` includes the cached ones, priced at the cache rates.
     """
     price_provider = _PRICE_PROVIDER.get(provider)
-    prices = _prices(price_provider, model) if price_provider and model else None
-    if prices is None:
+    rates = _rates(price_provider, model) if price_provider and model else None
+    if rates is None:
         return None
+    input_rate, read_rate, write_rate, output_rate = rates
     total = usage.input_tokens
     read, write = usage.cache_read_tokens or 0, usage.cache_write_tokens or 0
-    dollars = (
-        (total - read - write) * _rate(prices.input_mtok, total)
-        + read * _rate(getattr(prices, "cache_read_mtok", None) or prices.input_mtok, total)
-        + write * _rate(getattr(prices, "cache_write_mtok", None) or prices.input_mtok, total)
-        + usage.output_tokens * _rate(prices.output_mtok, total)
-    ) / _MILLION
-    return float(dollars)
+    dollars = usage.output_tokens * _rate(output_rate, total) + (total - read - write) * _rate(
+        input_rate, total
+    )
+    if read:
+        dollars += read * _rate(read_rate, total)
+    if write:
+        dollars += write * _rate(write_rate, total)
+    return float(dollars / _MILLION)
 
 
 def reference_cost_usd(provider: str, model: str, usage: Usage) -> float | None:

@@ -73,7 +73,8 @@ class ProviderModel:
     async def generate(self, request: LLMRequest) -> LLMResponse:
         if request.stream:  # asked for streaming: stream, and answer with the assembly
             return await self.stream(request).get_response()
-        request = request.model_copy(update={"model": self._name})
+        if request.model != self._name:
+            request = request.model_copy(update={"model": self._name})
         return self._costed(await self._provider.generate(request, self._name))
 
     def stream(self, request: LLMRequest) -> ResponseStream:
@@ -151,8 +152,12 @@ class Model:
             )
         if isinstance(prompt, LLMRequest):
             base = {k: v for k, v in self.defaults.items() if k not in prompt.model_fields_set}
+            if prompt.model is None:  # name it now: the provider's model then needs no copy
+                base["model"] = self.name
             return prompt.model_copy(update={**base, **params})
-        return LLMRequest(messages=_messages(prompt), **{**self.defaults, **params})
+        return LLMRequest(
+            messages=_messages(prompt), **{"model": self.name, **self.defaults, **params}
+        )
 
     async def generate(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """One answer, without streaming."""

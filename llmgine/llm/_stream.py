@@ -2,9 +2,11 @@
 
 A provider adapter turns its SDK's stream into `StreamItem`s: content deltas keyed by the
 part they belong to (`TextDelta`, `ReasoningDelta`, `ToolCallDelta`), then `UsageUpdate`,
-`Finish` and `ResponseMeta`. `StreamAssembler` builds the `LLMResponse` from them. Adapters
-map a non-streamed response to the same items (`items_from_parts`), so a streamed call and
-the same call without streaming assemble to equal responses by construction.
+`Finish` and `ResponseMeta`. Items are slotted dataclasses, not pydantic models: a stream
+makes one per chunk, so they must cost next to nothing. `StreamAssembler` builds the
+`LLMResponse` from them. Adapters map a non-streamed response to the same items
+(`items_from_parts`), so a streamed call and the same call without streaming assemble to
+equal responses by construction.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from llmgine.bus import Payload
 from llmgine.llm._parts import Part, ReasoningPart, TextPart, ToolCallPart
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 
@@ -34,14 +35,16 @@ __all__ = [
 ]
 
 
-class TextDelta(Payload):
+@dataclass(slots=True, kw_only=True)
+class TextDelta:
     """More text for the text part ``key``."""
 
     key: Any = 0
     text: str
 
 
-class ReasoningDelta(Payload):
+@dataclass(slots=True, kw_only=True)
+class ReasoningDelta:
     """More reasoning for part ``key``; ``signature`` (whole, when it arrives) replaces any
     earlier one."""
 
@@ -52,7 +55,8 @@ class ReasoningDelta(Payload):
     provider_data: dict[str, Any] | None = None
 
 
-class ToolCallDelta(Payload):
+@dataclass(slots=True, kw_only=True)
+class ToolCallDelta:
     """Part of a tool call: its id and name (usually in the first delta) and a fragment of
     its JSON arguments."""
 
@@ -64,20 +68,23 @@ class ToolCallDelta(Payload):
     provider_data: dict[str, Any] | None = None
 
 
-class UsageUpdate(Payload):
+@dataclass(slots=True, kw_only=True)
+class UsageUpdate:
     """The usage so far (each update replaces the previous one)."""
 
     usage: Usage
 
 
-class Finish(Payload):
+@dataclass(slots=True, kw_only=True)
+class Finish:
     """Why the model stopped: normalised, and the provider's own value."""
 
     reason: FinishReason
     raw: str | None = None
 
 
-class ResponseMeta(Payload):
+@dataclass(slots=True, kw_only=True)
+class ResponseMeta:
     """The model that answered and the response id (send whenever known)."""
 
     model: str | None = None

@@ -8,6 +8,7 @@ returning either.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import ClassVar
@@ -48,7 +49,7 @@ def response_items(response: LLMResponse, *, chunk: int = 0) -> list[StreamItem]
                 items.append(TextDelta(key=item.key, text=item.text[at : at + chunk]))
         elif chunk > 0 and isinstance(item, ToolCallDelta) and len(item.arguments) > chunk:
             text = item.arguments
-            items.append(item.model_copy(update={"arguments": text[:chunk]}))
+            items.append(dataclasses.replace(item, arguments=text[:chunk]))
             for at in range(chunk, len(text), chunk):
                 items.append(ToolCallDelta(key=item.key, arguments=text[at : at + chunk]))
         else:
