@@ -16,6 +16,23 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   └── MessageSerializationError a message could not be turned into or read from JSON
     │       └── UnknownMessageTypeError  JSON names a message type no class is registered for
     ├── ObservabilityError            observability is misconfigured or was switched off
+    ├── ToolError                     a tool could not be defined, found or run
+    │   ├── ToolDefinitionError       a function cannot become a tool (says why and the fix)
+    │   │   └── DuplicateToolError    a second tool under a name a manager already holds
+    │   ├── UnknownToolError          no tool of that name (lists the known ones)
+    │   ├── ToolArgumentsError        the arguments failed validation (``errors`` per field)
+    │   ├── ToolTimeoutError          a tool ran past its timeout
+    │   ├── ToolLoopLimitError        the model still called tools after ``max_rounds``
+    │   └── McpError                  an MCP server could not be used
+    │       ├── McpNotInstalledError  the ``mcp`` SDK (2.x) is missing: names the extra
+    │       ├── McpConnectionError    no connection, or it was lost: what to check
+    │       └── McpToolError          the server's tool answered isError: its text
+    ├── ContextError                  conversation history could not be kept or trimmed
+    │   ├── UnknownSessionError       a strict lookup of a session with no messages
+    │   ├── BudgetTooSmallError       the system instructions and the newest turn exceed it
+    │   └── ContextStoreError         a store cannot be opened or used
+    │       ├── CorruptMessageError   a stored row is not a valid ChatMessage
+    │       └── SchemaVersionError    the database was written by another schema version
     └── LLMError                      a model call could not be made or failed
         ├── LLMConfigurationError     before any call: what to change is on our side
         │   ├── MissingCredentialsError   no API key: names the variable to set
@@ -39,17 +56,27 @@ Messages say what happened and what to do next.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmgine.tools._loop import ToolLoopResult
+
 __all__ = [
     "AuthenticationError",
     "BackpressureError",
     "BadRequestError",
+    "BudgetTooSmallError",
     "BusError",
     "BusStoppedError",
     "CircuitOpenError",
     "CommandFailedError",
     "CommandTimeoutError",
     "ContentFilteredError",
+    "ContextError",
+    "ContextStoreError",
     "ContextTooLongError",
+    "CorruptMessageError",
+    "DuplicateToolError",
     "EventLoopMismatchError",
     "HandlerRegistrationError",
     "LLMConfigurationError",
@@ -57,6 +84,10 @@ __all__ = [
     "LLMError",
     "LLMTimeoutError",
     "LLMgineError",
+    "McpConnectionError",
+    "McpError",
+    "McpNotInstalledError",
+    "McpToolError",
     "MessageSerializationError",
     "MissingCredentialsError",
     "ModelNotFoundError",
@@ -66,11 +97,19 @@ __all__ = [
     "ProviderError",
     "ProviderNotInstalledError",
     "RateLimitedError",
+    "SchemaVersionError",
     "ServerUnavailableError",
     "SessionClosedError",
     "StructuredOutputError",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolLoopLimitError",
+    "ToolTimeoutError",
     "UnknownMessageTypeError",
     "UnknownProviderError",
+    "UnknownSessionError",
+    "UnknownToolError",
 ]
 
 
@@ -234,3 +273,132 @@ class LLMConnectionError(LLMError):
 
 class StructuredOutputError(LLMError):
     """The model's answer did not validate against the requested schema, after re-asking."""
+
+
+class ToolError(LLMgineError):
+    """A tool could not be defined, found or run."""
+
+
+class ToolDefinitionError(ToolError):
+    """A function (or schema) cannot become a tool; the message says why and what to do."""
+
+
+class DuplicateToolError(ToolDefinitionError):
+    """A tool manager already holds a tool of that name."""
+
+
+class UnknownToolError(ToolError, LookupError):
+    """No tool has that name; the message lists the tools there are."""
+
+
+class ToolArgumentsError(ToolError, ValueError):
+    """The arguments for a tool failed validation.
+
+    ``errors`` lists each problem as ``{"loc": [...], "msg": ..., "type": ...}``, with
+    locations in the tool's parameter names, so the model can correct itself.
+    """
+
+    def __init__(self, message: str, *, tool: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.errors = errors
+
+
+class ToolTimeoutError(ToolError, TimeoutError):
+    """A tool did not finish within its timeout."""
+
+    def __init__(self, message: str, *, tool: str, timeout: float) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.timeout = timeout
+
+
+class ToolLoopLimitError(ToolError):
+    """The model was still calling tools after the loop's ``max_rounds`` model calls.
+
+    ``result`` is the loop so far (its conversation is complete and valid: the last
+    round's tool calls were run, so the loop can be continued from ``result.messages``).
+    """
+
+    def __init__(self, message: str, *, result: ToolLoopResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class McpError(ToolError):
+    """An MCP server could not be used; ``server`` names it."""
+
+    def __init__(self, message: str, *, server: str | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+
+
+class McpNotInstalledError(McpError, ImportError):
+    """The ``mcp`` SDK (2.x) is not installed; the message names the extra to install."""
+
+
+class McpConnectionError(McpError):
+    """The MCP server could not be reached or started, or the connection was lost."""
+
+
+class McpToolError(McpError):
+    """An MCP tool failed: the server answered ``isError`` (or a protocol error).
+
+    The message is the server's own text, so the model reads what the server said;
+    ``server`` and ``tool`` say where it came from.
+    """
+
+    def __init__(self, message: str, *, server: str | None = None, tool: str) -> None:
+        super().__init__(message, server=server)
+        self.tool = tool
+
+
+class ContextError(LLMgineError):
+    """Conversation history could not be stored, read or trimmed as asked."""
+
+
+class UnknownSessionError(ContextError, KeyError):
+    """A strict lookup (`ContextStore.get`) found no messages for the session.
+
+    Also a ``KeyError``, so code that treats a store like a mapping can catch that.
+    """
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument (repr); this message is prose, so show it as is.
+        return str(self.args[0])
+
+
+class BudgetTooSmallError(ContextError):
+    """Even the system instructions plus the newest turn need more tokens than the budget."""
+
+    def __init__(self, message: str, *, budget: int, needed: int) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.needed = needed
+
+
+class ContextStoreError(ContextError):
+    """A context store cannot be opened or used (bad URL, closed, too much contention)."""
+
+
+class CorruptMessageError(ContextStoreError):
+    """A stored row does not hold a valid `ChatMessage`; the message names the session, the
+    row's position and the SQL that removes it. Other sessions are unaffected."""
+
+    def __init__(self, message: str, *, session_id: str, position: int) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.position = position
+
+
+class SchemaVersionError(ContextStoreError):
+    """The database holds a schema version this llmgine does not read; nothing was changed."""
+
+    def __init__(self, message: str, *, found: int | None, expected: int) -> None:
+        super().__init__(message)
+        self.found = found
+        self.expected = expected

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from llmgine.context import _open
 from llmgine.context._context import ConversationContext
-from llmgine.context._errors import (
+from llmgine.context._memory import MemoryContextStore
+from llmgine.context._open import open_store
+from llmgine.context._store import ContextStore, SessionRef
+from llmgine.context._tokens import TokenCounter, estimate_tokens
+from llmgine.context._trim import Overflow, trim_to_budget
+from llmgine.errors import (
     BudgetTooSmallError,
     ContextError,
     ContextStoreError,
@@ -27,11 +32,6 @@ from llmgine.context._errors import (
     SchemaVersionError,
     UnknownSessionError,
 )
-from llmgine.context._memory import MemoryContextStore
-from llmgine.context._open import open_store
-from llmgine.context._store import ContextStore, SessionRef
-from llmgine.context._tokens import TokenCounter, estimate_tokens
-from llmgine.context._trim import Overflow, trim_to_budget
 
 if TYPE_CHECKING:
     from llmgine.context._sql import SQLContextStore

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from llmgine.context._errors import ContextStoreError
 from llmgine.context._store import ContextStore, SessionRef, encode, session_key
+from llmgine.errors import ContextStoreError
 from llmgine.llm import ChatMessage
 
 __all__ = ["MemoryContextStore"]

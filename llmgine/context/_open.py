@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from llmgine.context._errors import ContextStoreError
 from llmgine.context._memory import MemoryContextStore
 from llmgine.context._store import ContextStore
+from llmgine.errors import ContextStoreError
 
 __all__ = ["MEMORY", "load_sql", "open_store"]
 

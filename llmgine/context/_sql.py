@@ -23,7 +23,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.schema import CreateTable
 
-from llmgine.context._errors import ContextStoreError, CorruptMessageError, SchemaVersionError
 from llmgine.context._store import (
     MAX_SESSION_ID_LENGTH,
     ContextStore,
@@ -31,6 +30,7 @@ from llmgine.context._store import (
     encode,
     session_key,
 )
+from llmgine.errors import ContextStoreError, CorruptMessageError, SchemaVersionError
 from llmgine.llm import ChatMessage
 
 __all__ = ["SCHEMA_VERSION", "SQLContextStore", "database_url"]

@@ -10,7 +10,7 @@ from typing import Self
 from pydantic_core import PydanticSerializationError
 
 from llmgine.bus import Session
-from llmgine.context._errors import ContextStoreError, UnknownSessionError
+from llmgine.errors import ContextStoreError, UnknownSessionError
 from llmgine.llm import ChatMessage
 
 __all__ = ["MAX_SESSION_ID_LENGTH", "ContextStore", "SessionRef", "encode", "session_key"]

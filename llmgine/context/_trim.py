@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from llmgine.context._errors import BudgetTooSmallError
 from llmgine.context._tokens import TokenCounter, estimate_tokens
+from llmgine.errors import BudgetTooSmallError
 from llmgine.llm import ChatMessage, ToolResultPart
 
 __all__ = ["Overflow", "trim_to_budget", "turn_groups"]

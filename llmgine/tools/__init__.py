@@ -13,10 +13,19 @@ Example:
 
     manager = ToolManager([get_weather], bus=bus, timeout=10)
     results = await manager.execute_all(response.tool_calls)   # concurrent, in call order
+
+    async with McpServer.stdio("uvx", ["mcp-server-fetch"]) as fetch:   # MCP tools
+        tools = await fetch.load_tools(prefix="fetch")
+
+MCP needs the ``mcp`` extra (the SDK is imported only when a connection opens).
 """
 
-from llmgine.tools._errors import (
+from llmgine.errors import (
     DuplicateToolError,
+    McpConnectionError,
+    McpError,
+    McpNotInstalledError,
+    McpToolError,
     ToolArgumentsError,
     ToolDefinitionError,
     ToolError,
@@ -44,12 +53,19 @@ from llmgine.tools._loop import (
     stream_tool_loop,
 )
 from llmgine.tools._manager import ExecuteTool, ToolManager
+from llmgine.tools._mcp import McpServer, import_mcp
+from llmgine.tools._mcp_server import mcp_http_app, mcp_server, serve_http, serve_stdio
 from llmgine.tools._schema import clean_schema
 from llmgine.tools._tool import Tool, tool
 
 __all__ = [  # plainly sorted, as tests/test_public_api.py checks
     "DuplicateToolError",
     "ExecuteTool",
+    "McpConnectionError",
+    "McpError",
+    "McpNotInstalledError",
+    "McpServer",
+    "McpToolError",
     "RoundStart",
     "StopReason",
     "Tool",
@@ -72,7 +88,12 @@ __all__ = [  # plainly sorted, as tests/test_public_api.py checks
     "ToolTimeoutError",
     "UnknownToolError",
     "clean_schema",
+    "import_mcp",
+    "mcp_http_app",
+    "mcp_server",
     "run_tool_loop",
+    "serve_http",
+    "serve_stdio",
     "stream_tool_loop",
     "tool",
 ]

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from llmgine.bus import Event, MessageBus, Payload, Session
+from llmgine.errors import ToolLoopLimitError
 from llmgine.llm import (
     ChatMessage,
     LLMResponse,
@@ -32,7 +33,6 @@ from llmgine.llm import (
     Usage,
     get_model,
 )
-from llmgine.tools._errors import ToolLoopLimitError
 from llmgine.tools._events import (
     StopReason,
     ToolLoopFinished,

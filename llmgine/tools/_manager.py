@@ -21,14 +21,14 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from llmgine._redact import redact_text
 from llmgine.bus import Command, ErrorInfo, Event, MessageBus, Session, Subscription
-from llmgine.llm import ToolCallPart, ToolResultPart, ToolSpec
-from llmgine.tools._errors import (
+from llmgine.errors import (
     DuplicateToolError,
     ToolArgumentsError,
     ToolError,
     ToolTimeoutError,
     UnknownToolError,
 )
+from llmgine.llm import ToolCallPart, ToolResultPart, ToolSpec
 from llmgine.tools._events import (
     ToolCallFailed,
     ToolCallFinished,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from llmgine.tools._errors import ToolArgumentsError, ToolDefinitionError
+from llmgine.errors import ToolArgumentsError, ToolDefinitionError
 
 __all__ = [
     "FunctionSignature",

@@ -13,8 +13,8 @@ from typing import Any, overload
 
 from pydantic import BaseModel
 
+from llmgine.errors import ToolArgumentsError, ToolDefinitionError
 from llmgine.llm import ToolSpec
-from llmgine.tools._errors import ToolArgumentsError, ToolDefinitionError
 from llmgine.tools._schema import FunctionSignature, function_signature
 
 __all__ = ["Tool", "tool"]

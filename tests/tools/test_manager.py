@@ -386,4 +386,4 @@ async def test_each_execution_is_a_tool_span(observed: observability.Observabili
     assert failed.status == "error"
     assert failed.attributes[semconv.ERROR_TYPE] == "builtins.ValueError"
     unknown = spans["execute_tool ghost"]
-    assert unknown.attributes[semconv.ERROR_TYPE] == "llmgine.tools._errors.UnknownToolError"
+    assert unknown.attributes[semconv.ERROR_TYPE] == "llmgine.errors.UnknownToolError"
