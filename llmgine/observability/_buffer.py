@@ -61,7 +61,10 @@ def plain_attributes(span: ReadableSpan) -> dict[str, Any]:
     """A span's attributes as a plain dict (a copy)."""
     # The SDK keeps them in a BoundedAttributes, a Python-level mapping that takes a lock
     # per item: copying its inner dict is about 16 times faster than iterating it.
-    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    kept = getattr(span, "_attributes", None)
+    if type(kept) is dict:  # llmgine's own LiteSpan
+        return kept.copy()
+    inner = getattr(kept, "_dict", None)
     if isinstance(inner, dict):
         return inner.copy()
     return dict(span.attributes or {})

@@ -34,6 +34,7 @@ from llmgine.observability._frames import Time, events_frame, spans_frame
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
+from llmgine.observability._tracer import LiteTracer
 
 __all__ = ["Observability", "Settings", "current", "disable", "enable"]
 
@@ -111,10 +112,15 @@ class Observability:
             metric_readers.append(metric_reader)
         resource = _resource(settings.service_name)
         self._fanout = RedactingFanout(redactor, consumers)
-        self._own_provider = settings.tracer_provider is None
-        self.provider = settings.tracer_provider or TracerProvider(resource=resource)
-        self.provider.add_span_processor(self._fanout)
-        self.tracer: Tracer = self.provider.get_tracer("llmgine")
+        # Your provider, with all its settings, when you pass one; else llmgine's own
+        # light tracer (see _tracer.py), whose spans go straight to the fan-out.
+        self.provider: TracerProvider | None = settings.tracer_provider
+        self.tracer: Tracer
+        if self.provider is not None:
+            self.provider.add_span_processor(self._fanout)
+            self.tracer = self.provider.get_tracer("llmgine")
+        else:
+            self.tracer = LiteTracer(self._fanout, resource)
         self.metrics = Metrics(resource, metric_readers)
         self._sinks = sinks
         self._sessions: dict[str, Span] = {}
@@ -251,8 +257,6 @@ class Observability:
             span.set_attribute("llmgine.session.unfinished", True)
             span.end()
         self._fanout.close()
-        if self._own_provider:
-            self.provider.shutdown()
 
 
 def _resource(service_name: str | None) -> Resource:
