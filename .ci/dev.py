@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -75,7 +76,27 @@ def job_start(python: Path, args: list[str]) -> int:
     return _run(python, "-m", "llmgine", "demo", *args, check=False)
 
 
+def ensure_chromium() -> None:
+    """The browser tests drive Debian's Chromium; install it when missing and we may.
+
+    Where it cannot be installed (not root, no apt-get, no network), those tests are
+    skipped with the reason printed.
+    """
+    if shutil.which("chromium") or os.environ.get("LLMGINE_NO_BROWSER_INSTALL"):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("dev.py: chromium is not installed (the browser tests will be skipped)")
+        return
+    print("Installing Debian's chromium for the browser tests ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        if subprocess.call(command, env=env, stdout=subprocess.DEVNULL) != 0:
+            print(f"dev.py: {' '.join(command)} failed (the browser tests will be skipped)")
+            return
+
+
 def job_test(python: Path, args: list[str]) -> int:
+    ensure_chromium()
     _run(python, "-m", "ruff", "check", "llmgine", "tests", "benchmarks", ".ci")
     _run(python, "-m", "ruff", "format", "--check", "llmgine", "tests", "benchmarks", ".ci")
     _run(python, "-m", "mypy", "llmgine", "tests", "benchmarks", ".ci/dev.py")

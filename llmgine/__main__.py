@@ -1,18 +1,68 @@
-"""Command line: ``python -m llmgine demo`` (or the ``llmgine`` script)."""
+"""Command line: ``python -m llmgine lab | dashboard | demo`` (or the ``llmgine`` script)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
+import os
+import subprocess
 import sys
+from pathlib import Path
+
+KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
+def lab_command(directory: Path, port: int, extra: list[str]) -> list[str]:
+    """The JupyterLab command line `llmgine lab` runs: localhost only, no browser opened."""
+    return [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--no-browser",
+        f"--ServerApp.root_dir={directory}",
+        *extra,
+    ]
+
+
+def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
+    if importlib.util.find_spec("jupyterlab") is None:
+        print('llmgine lab needs JupyterLab: pip install "llmgine[notebook]"', file=sys.stderr)
+        return 2
+    root = Path(directory) if directory else Path("notebooks")
+    if not root.is_dir():
+        root = Path.cwd() if directory is None else root
+    if not root.is_dir():
+        print(f"llmgine lab: no directory {root}", file=sys.stderr)
+        return 2
+    if not os.environ.get("LLMGINE_MODEL") and not any(os.environ.get(k) for k in KEY_VARIABLES):
+        print(
+            "llmgine: no API keys set, so notebooks use the offline demo model "
+            "(set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use real ones)",
+            flush=True,
+        )
+    print(f"llmgine: starting JupyterLab on {root.resolve()}; open the URL it prints", flush=True)
+    try:
+        return subprocess.call(lab_command(root.resolve(), port, extra))
+    except KeyboardInterrupt:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmgine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run a short, offline demo of the message bus")
-    args = parser.parse_args(argv)
+    lab = commands.add_parser("lab", help="JupyterLab on the notebooks (localhost only)")
+    lab.add_argument("directory", nargs="?", help="the notebooks' folder (default: notebooks/)")
+    lab.add_argument("--port", type=int, default=8888)
+    commands.add_parser("demo", help="run a short, offline demo of the bus and an LLM call")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "lab":
+        return run_lab(args.directory, args.port, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
         from llmgine._demo import run_demo
 

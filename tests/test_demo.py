@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from llmgine.__main__ import main
+from llmgine.__main__ import lab_command, main
 from llmgine._demo import run_demo
 
 
@@ -39,3 +41,30 @@ def test_the_cli_needs_a_command() -> None:
     with pytest.raises(SystemExit) as exited:
         main([])
     assert exited.value.code == 2
+
+
+def test_lab_starts_jupyterlab_on_localhost_on_the_notebooks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[list[str]] = []
+
+    def call(command: list[str], **_: Any) -> int:
+        started.append(command)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", call)
+    for name in ("LLMGINE_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    assert main(["lab", str(tmp_path), "--port", "9999", "--ServerApp.token=x"]) == 0
+    assert started == [lab_command(tmp_path.resolve(), 9999, ["--ServerApp.token=x"])]
+    assert "--ServerApp.ip=127.0.0.1" in started[0]
+    assert "--no-browser" in started[0]
+    assert "offline demo model" in capsys.readouterr().out
+
+
+def test_lab_refuses_a_folder_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", str(tmp_path / "missing")]) == 2
+    assert "no directory" in capsys.readouterr().err
