@@ -1,4 +1,6 @@
-"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only bus|observability|llm]``.
+"""Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
+
+NAME is one of bus, observability, llm, widgets.
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -13,11 +15,13 @@ from collections.abc import Sequence
 import bench_bus  # run.py is run as a script, so its own folder is on sys.path
 import bench_llm
 import bench_observability
+import bench_widgets
 
 BENCHMARKS = {
     "bus": bench_bus.run,
     "observability": bench_observability.run,
     "llm": bench_llm.run,
+    "widgets": bench_widgets.run,
 }
 
 

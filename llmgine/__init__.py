@@ -3,6 +3,9 @@
 The bus lives in `llmgine.bus`; the most used names are re-exported here.
 """
 
+import logging
+from typing import Any
+
 from llmgine.bus import (
     Command,
     CommandResult,
@@ -15,6 +18,28 @@ from llmgine.errors import LLMgineError
 
 __version__ = "0.1.0"
 
+# A library's loggers stay silent unless the application configures logging (otherwise
+# Python's last-resort handler prints llmgine's warnings, e.g. into notebook cells).
+_log = logging.getLogger("llmgine")
+if not any(isinstance(h, logging.NullHandler) for h in _log.handlers):  # once, even on reload
+    _log.addHandler(logging.NullHandler())
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext llmgine``: the ``%llmgine`` and ``%%llmgine`` magics (see
+    `llmgine.notebook`)."""
+    from llmgine.notebook._magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext llmgine``."""
+    from llmgine.notebook._magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 __all__ = [
     "Command",
     "CommandResult",
@@ -24,4 +49,6 @@ __all__ = [
     "Session",
     "__version__",
     "default_bus",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

@@ -52,11 +52,17 @@ def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["dashboard"]:  # its own options (--port, --models, ...) parse there
+        from llmgine.notebook._dashboard import main_dashboard
+
+        return main_dashboard(argv[1:])
     parser = argparse.ArgumentParser(prog="llmgine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     lab = commands.add_parser("lab", help="JupyterLab on the notebooks (localhost only)")
     lab.add_argument("directory", nargs="?", help="the notebooks' folder (default: notebooks/)")
     lab.add_argument("--port", type=int, default=8888)
+    commands.add_parser("dashboard", help="serve the live dashboard (events, trace, compare)")
     commands.add_parser("demo", help="run a short, offline demo of the bus and an LLM call")
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":

@@ -33,6 +33,9 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   └── ContextStoreError         a store cannot be opened or used
     │       ├── CorruptMessageError   a stored row is not a valid ChatMessage
     │       └── SchemaVersionError    the database was written by another schema version
+    ├── WorkbenchError                a notebook magic could not do what it was asked
+    │   ├── MagicUsageError           arguments the magic cannot use: says what works
+    │   └── CellFailedError           the cell's model call failed (the original on ``error``)
     └── LLMError                      a model call could not be made or failed
         ├── LLMConfigurationError     before any call: what to change is on our side
         │   ├── MissingCredentialsError   no API key: names the variable to set
@@ -68,6 +71,7 @@ __all__ = [
     "BudgetTooSmallError",
     "BusError",
     "BusStoppedError",
+    "CellFailedError",
     "CircuitOpenError",
     "CommandFailedError",
     "CommandTimeoutError",
@@ -84,6 +88,7 @@ __all__ = [
     "LLMError",
     "LLMTimeoutError",
     "LLMgineError",
+    "MagicUsageError",
     "McpConnectionError",
     "McpError",
     "McpNotInstalledError",
@@ -110,6 +115,7 @@ __all__ = [
     "UnknownProviderError",
     "UnknownSessionError",
     "UnknownToolError",
+    "WorkbenchError",
 ]
 
 
@@ -402,3 +408,29 @@ class SchemaVersionError(ContextStoreError):
         super().__init__(message)
         self.found = found
         self.expected = expected
+
+
+class WorkbenchError(LLMgineError):
+    """A magic could not do what it was asked; IPython shows the message, no traceback."""
+
+    def render(self) -> str:
+        return f"{type(self).__name__}: {self}"
+
+    def _render_traceback_(self) -> list[str]:
+        return self.render().splitlines()
+
+
+class MagicUsageError(WorkbenchError):
+    """The magic was given arguments it cannot use; the message says what works."""
+
+
+class CellFailedError(WorkbenchError):
+    """The cell's model call failed; ``error`` is the original exception (also the
+    ``__cause__``), the message its short, redacted description."""
+
+    def __init__(self, message: str, error: BaseException) -> None:
+        super().__init__(message)
+        self.error = error
+
+    def render(self) -> str:
+        return str(self)

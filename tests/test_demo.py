@@ -68,3 +68,17 @@ def test_lab_refuses_a_folder_that_does_not_exist(
 ) -> None:
     assert main(["lab", str(tmp_path / "missing")]) == 2
     assert "no directory" in capsys.readouterr().err
+
+
+def test_the_cli_hands_dashboard_options_to_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmgine.notebook import _dashboard
+
+    seen: list[list[str]] = []
+
+    def fake(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    monkeypatch.setattr(_dashboard, "main_dashboard", fake)
+    assert main(["dashboard", "--port", "5999"]) == 0
+    assert seen == [["--port", "5999"]]

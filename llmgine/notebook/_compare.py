@@ -1,0 +1,406 @@
+"""`CompareView`: one prompt to several models at once, their answers side by side.
+
+Each model's answer streams into its own column; below them a table of latency, time to
+first token, tokens and cost per model, and a plotly bar chart of the timings. The calls
+run concurrently (the slowest model sets the wall time); a model that fails shows its
+error in its column and the others carry on.
+
+Every call is a `Generate` command on a bus, in a session of its own: the view installs a
+session-scoped service for its models, so it works on any bus (the magics pass theirs)
+or, without one, on a private bus for the run.
+
+The run (`_run`) only *emits* updates; `_apply` and `_refresh` change the widgets. With
+``await view.run()`` they run on the awaiting loop's thread; the ``%%llmgine`` magic runs
+`_run` on its loop thread and applies the updates on the cell's thread (widgets are not
+thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import ipywidgets as widgets  # type: ignore[import-untyped]
+import plotly.graph_objects as go  # type: ignore[import-untyped]
+
+from llmgine.bus import MessageBus
+from llmgine.llm import (
+    ChatMessage,
+    Generate,
+    LLMRequest,
+    LLMResponse,
+    LLMStreamDelta,
+    Model,
+    Prompt,
+    get_model,
+)
+from llmgine.notebook._display import DEMO_NOTE, describe_error
+from llmgine.notebook._m_bus import WorkbenchService
+
+__all__ = ["ColumnUpdate", "CompareView"]
+
+Status = Literal["waiting", "streaming", "done", "failed"]
+_REQUEST_FIELDS = frozenset(LLMRequest.model_fields) - {"messages", "model", "stream"}
+
+
+@dataclass(frozen=True)
+class ColumnUpdate:
+    """What the run emits: column ``index`` started, got text, answered or failed
+    (``index`` -1 with ``kind="finished"``: the whole run ended after ``wall_ms``)."""
+
+    index: int
+    kind: Literal["started", "delta", "done", "failed", "finished"]
+    text: str = ""
+    response: LLMResponse | None = None
+    error: BaseException | None = None
+    wall_ms: float | None = None
+
+
+@dataclass
+class _Column:
+    label: str
+    entry: str | Model
+    status: Status = "waiting"
+    text: str = ""
+    response: LLMResponse | None = None
+    error: BaseException | None = None
+
+
+def _labels(entries: Sequence[str | Model]) -> list[str]:
+    labels: list[str] = []
+    for entry in entries:
+        base = entry if isinstance(entry, str) else entry.spec
+        label, n = base, 1
+        while label in labels:  # the same model twice (e.g. with other options)
+            n += 1
+            label = f"{base} ({n})"
+        labels.append(label)
+    return labels
+
+
+def _seconds(ms: float | None) -> str:
+    return "" if ms is None else f"{ms / 1000:.2f}"
+
+
+class CompareView(widgets.VBox):  # type: ignore[misc]
+    """One prompt, several models, side by side; each answer streams into its column.
+
+    Args:
+        models: ``"provider:model"`` specs and/or `Model` objects.
+        prompt: a string or messages, sent to every model.
+        bus: the bus to run the calls on (it must run on the loop that awaits `run`);
+            by default a private bus for the run.
+        refresh_interval: seconds between widget updates while answers stream.
+        request_params: request fields for every call (temperature, max_tokens, ...).
+
+    Example:
+        view = CompareView(["demo:a", "openai:gpt-4o-mini"], "Explain RAFT in 3 lines.")
+        display(view)
+        results = await view.run()      # {"demo:a": LLMResponse, ...}, errors as values
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str | Model],
+        prompt: Prompt,
+        *,
+        bus: MessageBus | None = None,
+        refresh_interval: float = 0.1,
+        **request_params: Any,
+    ) -> None:
+        if not models:
+            raise ValueError("CompareView needs at least one model, e.g. ['demo:a', 'demo:b']")
+        unknown = set(request_params) - _REQUEST_FIELDS
+        if unknown:
+            raise TypeError(
+                f"unknown request fields {sorted(unknown)}; valid ones are "
+                f"{', '.join(sorted(_REQUEST_FIELDS))}"
+            )
+        if refresh_interval < 0:
+            raise ValueError(f"refresh_interval cannot be negative, got {refresh_interval}")
+        self.prompt = prompt
+        self.bus = bus
+        self.request_params = request_params
+        self.refresh_interval = refresh_interval
+        self.columns = [_Column(label, e) for label, e in zip(_labels(models), models, strict=True)]
+        self.results: dict[str, LLMResponse | BaseException] = {}
+        self.wall_ms: float | None = None
+        self._started = False
+        self._header = widgets.HTML()
+        self._titles = [widgets.HTML() for _ in self.columns]
+        self._bodies = [widgets.HTML() for _ in self.columns]
+        grid = widgets.GridBox(
+            [widgets.VBox([t, b]) for t, b in zip(self._titles, self._bodies, strict=True)],
+            layout=widgets.Layout(
+                grid_template_columns=f"repeat({len(self.columns)}, minmax(0, 1fr))",
+                grid_gap="12px",
+            ),
+        )
+        self._table = widgets.HTML()
+        self._chart = go.FigureWidget(self.figure())
+        self._charted: tuple[Any, ...] = ()
+        super().__init__([self._header, grid, self._table, self._chart])
+        self._refresh()
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> dict[str, LLMResponse | BaseException]:
+        """Ask every model at once; returns each model's response, or its exception."""
+        last = 0.0
+
+        def emit(update: ColumnUpdate) -> None:
+            nonlocal last
+            self._apply(update)
+            now = time.monotonic()
+            if now - last >= self.refresh_interval:
+                self._refresh()
+                last = now
+
+        try:
+            return await self._run(emit)
+        finally:
+            self._refresh()
+
+    async def _run(
+        self, emit: Callable[[ColumnUpdate], None]
+    ) -> dict[str, LLMResponse | BaseException]:
+        if self._started:
+            raise RuntimeError("this CompareView has already run; make a new one to run again")
+        self._started = True
+        bus = self.bus if self.bus is not None else MessageBus()
+        made: list[Model] = []
+        started = time.perf_counter()
+        try:
+            if self.bus is None:
+                await bus.start()
+            async with bus.session("compare") as session:
+                service = WorkbenchService(
+                    bus, session=session, delta_interval=min(0.05, self.refresh_interval)
+                )
+                service.install()
+                calls: dict[str, int] = {}
+
+                def on_delta(event: LLMStreamDelta) -> None:
+                    index = calls.get(event.call_id)
+                    if index is not None and event.text:
+                        emit(ColumnUpdate(index, "delta", text=event.text))
+
+                session.on_event(LLMStreamDelta, on_delta)
+
+                async def ask(index: int, column: _Column) -> LLMResponse | BaseException:
+                    try:
+                        if isinstance(column.entry, Model):
+                            model = column.entry
+                        else:
+                            model = get_model(column.entry)
+                            made.append(model)
+                        request = model.request(self.prompt, **self.request_params)
+                        key = service.register(model)
+                        command = Generate(request=request, model=key, stream=True)
+                        calls[command.id] = index
+                        emit(ColumnUpdate(index, "started"))
+                        response = (await session.execute(command)).unwrap()
+                    except Exception as exc:  # shown in its column; the others carry on
+                        emit(ColumnUpdate(index, "failed", error=exc))
+                        return exc
+                    emit(ColumnUpdate(index, "done", response=response))
+                    return response
+
+                outcomes = await asyncio.gather(
+                    *(ask(i, column) for i, column in enumerate(self.columns))
+                )
+        finally:
+            for model in made:
+                await model.aclose()
+            if self.bus is None:
+                await bus.stop()
+        wall_ms = (time.perf_counter() - started) * 1000
+        emit(ColumnUpdate(-1, "finished", wall_ms=wall_ms))
+        return {c.label: o for c, o in zip(self.columns, outcomes, strict=True)}
+
+    def _apply(self, update: ColumnUpdate) -> None:
+        """Take one update into the view's state (shown at the next `_refresh`)."""
+        if update.kind == "finished":
+            self.wall_ms = update.wall_ms
+            return
+        column = self.columns[update.index]
+        if update.kind == "started":
+            column.status = "streaming"
+        elif update.kind == "delta":
+            if column.status == "streaming":  # late deltas of a finished column: ignored
+                column.text += update.text
+        elif update.kind == "done" and update.response is not None:
+            column.status, column.response = "done", update.response
+            column.text = update.response.text
+            self.results[column.label] = update.response
+        elif update.kind == "failed" and update.error is not None:
+            column.status, column.error = "failed", update.error
+            self.results[column.label] = update.error
+
+    # -- showing -----------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Show the current state in the widgets."""
+        self._header.value = self._header_html()
+        for column, title, body in zip(self.columns, self._titles, self._bodies, strict=True):
+            title.value = _title_html(column)
+            body.value = _body_html(column)
+        self._table.value = self._table_html()
+        charted = tuple((c.status, c.response and c.response.latency_ms) for c in self.columns)
+        if charted != self._charted:
+            self._charted = charted
+            latency, first = self._timings()
+            with self._chart.batch_update():
+                self._chart.data[0].y = latency
+                self._chart.data[1].y = first
+
+    def _timings(self) -> tuple[list[float | None], list[float | None]]:
+        def s(ms: float | None) -> float | None:
+            return None if ms is None else ms / 1000
+
+        responses = [c.response for c in self.columns]
+        return (
+            [s(r.latency_ms) if r else None for r in responses],
+            [s(r.time_to_first_token_ms) if r else None for r in responses],
+        )
+
+    def figure(self) -> Any:
+        """The timings as a plotly ``Figure``: latency and time to first token per model."""
+        labels = [c.label for c in self.columns]
+        latency, first = self._timings()
+        return go.Figure(
+            data=[
+                go.Bar(name="latency (s)", x=labels, y=latency),
+                go.Bar(name="time to first token (s)", x=labels, y=first),
+            ],
+            layout=go.Layout(
+                barmode="group",
+                height=260,
+                margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                title={"text": "Timings", "font": {"size": 13}},
+                yaxis={"title": {"text": "seconds"}},
+            ),
+        )
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for c in self.columns:
+            r = c.response
+            rows.append(
+                [
+                    c.label,
+                    c.status,
+                    _seconds(r.latency_ms) if r else "",
+                    _seconds(r.time_to_first_token_ms) if r else "",
+                    str(r.usage.input_tokens) if r else "",
+                    str(r.usage.output_tokens) if r else "",
+                    "" if r is None or r.cost_usd is None else f"${r.cost_usd:.4f}",
+                ]
+            )
+        return rows
+
+    _HEADINGS = ("model", "status", "latency (s)", "first token (s)", "in", "out", "cost")
+
+    def _summary(self) -> str:
+        done = sum(c.status in ("done", "failed") for c in self.columns)
+        state = f"{done}/{len(self.columns)} answered"
+        if self.wall_ms is not None:
+            state = f"done in {self.wall_ms / 1000:.2f} s"
+        return f"{len(self.columns)} models, {state}"
+
+    def _prompt_text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if isinstance(self.prompt, LLMRequest):
+            return " ".join(m.text for m in self.prompt.messages if m.role == "user")
+        messages = [self.prompt] if isinstance(self.prompt, ChatMessage) else self.prompt
+        return " ".join(m.text for m in messages if m.role == "user")
+
+    def _header_html(self) -> str:
+        prompt = html.escape(_clip(self._prompt_text(), 300))
+        return f"<b>Compare</b> · {html.escape(self._summary())}<br><i>{prompt}</i>"
+
+    def _table_html(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in self._HEADINGS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+            for row in self._rows()
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    # -- text representations, for saved notebooks (GitHub, nbval) ---------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # ipywidgets cuts text/plain to 110 characters; a saved notebook (and nbval) keeps
+        # the whole comparison as text, and the HTML and markdown next to the live view.
+        bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = repr(self)
+        bundle["text/html"] = self._repr_html_()
+        bundle["text/markdown"] = self._repr_markdown_()
+        return bundle
+
+    def __repr__(self) -> str:
+        lines = [f"CompareView: {self._summary()}", f"prompt: {_clip(self._prompt_text(), 200)}"]
+        for column in self.columns:
+            facts: list[str] = [column.status]
+            r = column.response
+            if r is not None:
+                facts.append(f"{_seconds(r.latency_ms)} s")
+                if r.time_to_first_token_ms is not None:
+                    facts.append(f"first token {_seconds(r.time_to_first_token_ms)} s")
+                facts.append(f"{r.usage.input_tokens} in / {r.usage.output_tokens} out tokens")
+                if r.cost_usd is not None:
+                    facts.append(f"${r.cost_usd:.4f}")
+                if r.demo:
+                    facts.append(DEMO_NOTE)
+            lines += ["", f"== {column.label} ({', '.join(facts)})", _column_text(column)]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        parts = [f"**Compare** · {self._summary()}", "", f"> {_clip(self._prompt_text(), 300)}"]
+        for column in self.columns:
+            note = " · *demo provider, offline*" if column.response and column.response.demo else ""
+            parts += ["", f"#### {column.label} · {column.status}{note}", "", _column_text(column)]
+        parts += ["", "| " + " | ".join(self._HEADINGS) + " |"]
+        parts.append("|" + "---|" * len(self._HEADINGS))
+        parts += ["| " + " | ".join(row) + " |" for row in self._rows()]
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f'<td style="vertical-align:top">{_title_html(c)}<br>{_body_html(c)}</td>'
+            for c in self.columns
+        )
+        return (
+            f"<div>{self._header_html()}<table><tr>{cells}</tr></table>{self._table_html()}</div>"
+        )
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _column_text(column: _Column) -> str:
+    if column.status == "failed" and column.error is not None:
+        return describe_error(column.error)
+    return column.text or ("(waiting)" if column.status == "waiting" else "")
+
+
+def _title_html(column: _Column) -> str:
+    badge = ""
+    if column.response is not None and column.response.demo:
+        badge = f' <span style="opacity:.7">({DEMO_NOTE})</span>'
+    return f"<b>{html.escape(column.label)}</b> · {column.status}{badge}"
+
+
+def _body_html(column: _Column) -> str:
+    if column.status == "failed" and column.error is not None:
+        message = html.escape(describe_error(column.error))
+        return f'<div style="color:#b00020;white-space:pre-wrap">{message}</div>'
+    text = html.escape(column.text) or "<i>…</i>"
+    return f'<div style="white-space:pre-wrap">{text}</div>'

@@ -1,0 +1,288 @@
+"""`Workbench`: what the magics of one IPython shell own, and how a cell is answered.
+
+One loop thread (see `_m_loop` for why), one started `MessageBus` on it with a
+`WorkbenchService` answering `Generate`, observability watching that bus, the named
+conversations (``--session``) on a `MemoryContextStore`, and the default model.
+
+The bus is the workbench's own, not `llmgine.bus.default_bus()`: a bus binds to the loop
+it first runs on, and the default bus belongs to the user's code on the kernel's loop
+(``await default_bus().execute(...)`` in a cell), which ours must not take away.
+
+Each cell runs in a bus session (a named conversation reuses its session id cell after
+cell), so its spans group under one root and `%llmgine trace` can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmgine import observability
+from llmgine.bus import MessageBus
+from llmgine.context import ConversationContext, MemoryContextStore
+from llmgine.errors import LLMConfigurationError
+from llmgine.llm import (
+    DEFAULT_MODEL,
+    MODEL_VARIABLE,
+    ChatMessage,
+    LLMResponse,
+    LLMStreamDelta,
+    Model,
+    get_model,
+    provider_info,
+)
+from llmgine.notebook._display import Chunk, Note
+from llmgine.notebook._m_bus import BusModel, WorkbenchService
+from llmgine.notebook._m_loop import LoopThread
+from llmgine.observability import Observability
+from llmgine.tools import Tool, ToolCallFailed, ToolCallFinished, ToolCallStarted, run_tool_loop
+
+__all__ = ["CellAnswer", "CellRequest", "NamedSession", "Workbench"]
+
+Emit = Callable[[Chunk | Note], None]
+_PACKAGE_LOG = logging.getLogger("llmgine")
+
+
+@dataclass
+class NamedSession:
+    """A conversation that successive cells continue (``--session NAME``)."""
+
+    name: str
+    session_id: str
+    context: ConversationContext
+    system: str | None = None
+    turns: int = 0
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """One cell's call, resolved on the cell's thread before it is submitted."""
+
+    model: Model
+    prompt: str
+    system: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    tools: list[Tool] = field(default_factory=list)
+    max_rounds: int = 8
+    session: NamedSession | None = None
+
+
+@dataclass(frozen=True)
+class CellAnswer:
+    response: LLMResponse
+    rounds: int
+    session_id: str
+
+
+def _spec_of(model: str | Model) -> str:
+    return model if isinstance(model, str) else model.spec
+
+
+class Workbench:
+    """The loop thread, bus, service, conversations and default model of one shell."""
+
+    def __init__(self) -> None:
+        self.loop = LoopThread()
+        self.bus = MessageBus()
+        self.service = WorkbenchService(self.bus)
+        self.store = MemoryContextStore()
+        self.sessions: dict[str, NamedSession] = {}
+        self.default: str | Model | None = None
+        self.last_session_id: str | None = None
+        self.update_interval = 0.1
+        self._made: dict[str, Model] = {}
+        self._owned_observability: Observability | None = None
+        self._quiet: logging.Handler | None = None
+
+    def __repr__(self) -> str:
+        return f"<Workbench default={self.default_label()!r} sessions={len(self.sessions)}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop thread and the bus on it; switch observability on for the bus
+        (or, when it is already on, add the bus to what it observes)."""
+        # Without a handler anywhere, logging's last resort prints the bus's warnings
+        # ("command Generate ... failed") into the cell above our short error. A
+        # NullHandler on the package logger is the library convention: configured
+        # handlers still get every record.
+        if not any(isinstance(h, logging.NullHandler) for h in _PACKAGE_LOG.handlers):
+            self._quiet = logging.NullHandler()
+            _PACKAGE_LOG.addHandler(self._quiet)
+        self.loop.start()
+        self.loop.run(self._start())
+        current = observability.current()
+        if current is None:
+            self._owned_observability = observability.enable(self.bus)
+        else:
+            current.observe(self.bus)
+
+    async def _start(self) -> None:
+        await self.bus.start()
+        self.service.install()
+
+    def close(self) -> None:
+        """Close the models made here, stop the bus and the loop thread, and switch
+        observability off if it was switched on here."""
+        if self.loop.running:
+            self.loop.run(self._close())
+        current = observability.current()
+        if current is not None:
+            current.unobserve(self.bus)
+            if current is self._owned_observability:
+                observability.disable()
+        self._owned_observability = None
+        self.loop.stop()
+        if self._quiet is not None:
+            _PACKAGE_LOG.removeHandler(self._quiet)
+            self._quiet = None
+
+    async def _close(self) -> None:
+        made, self._made = list(self._made.values()), {}
+        for model in made:
+            await model.aclose()
+        await self.store.aclose()
+        await self.bus.stop()
+
+    @property
+    def update_interval(self) -> float:
+        """Seconds between display updates while an answer streams (0: every delta)."""
+        return self._update_interval
+
+    @update_interval.setter
+    def update_interval(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"update_interval cannot be negative, got {seconds}")
+        self._update_interval = seconds
+        # The service batches deltas on the same clock: finer batches than the display
+        # shows would only cost events.
+        self.service.delta_interval = seconds
+
+    # -- models ------------------------------------------------------------------------
+
+    def default_label(self) -> str:
+        """The default model's spec: `use`'s, else ``$LLMGINE_MODEL``, else the demo."""
+        if self.default is not None:
+            return _spec_of(self.default)
+        return os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL
+
+    def resolve(self, token: str | None, namespace: Mapping[str, Any]) -> Model:
+        """The model ``token`` names: a `Model` (or spec string) in ``namespace``, or a
+        ``provider:model`` spec; None is the default model.
+
+        Raises:
+            LLMConfigurationError: ``token`` names neither; UnknownProviderError,
+                MissingCredentialsError as `get_model` raises them.
+        """
+        if token is None:
+            if isinstance(self.default, Model):
+                return self.default
+            return self._made_model(self.default_label())
+        if ":" not in token:
+            value = namespace.get(token)
+            if isinstance(value, Model):
+                return value
+            if isinstance(value, str) and ":" in value:
+                return self._made_model(value)
+            raise LLMConfigurationError(
+                f"{token!r} is neither a model spec ('provider:model', e.g. "
+                f"'demo:llmgine-demo') nor a llmgine Model in your namespace; "
+                "%llmgine models lists the providers"
+            )
+        return self._made_model(token)
+
+    def _made_model(self, spec: str) -> Model:
+        made = self._made.get(spec)
+        if made is None:
+            provider_info(spec.partition(":")[0])  # an unknown provider fails here, clearly
+            made = self._made[spec] = get_model(spec)
+        return made
+
+    # -- conversations -----------------------------------------------------------------
+
+    def session(self, name: str) -> NamedSession:
+        """The named conversation ``name`` (started on first use)."""
+        named = self.sessions.get(name)
+        if named is None:
+            session_id = f"llmgine-{name}-{uuid.uuid4().hex[:8]}"
+            context = ConversationContext(self.store, session_id)
+            named = self.sessions[name] = NamedSession(name, session_id, context)
+        return named
+
+    def reset(self) -> None:
+        """Forget the conversations, the default model and what observability recorded."""
+        named, self.sessions = list(self.sessions.values()), {}
+        if named:
+            self.loop.run(self._forget(named))
+        self.default = None
+        self.last_session_id = None
+        current = observability.current()
+        if current is not None:
+            current.clear()
+
+    async def _forget(self, named: list[NamedSession]) -> None:
+        for conversation in named:
+            await conversation.context.clear()
+
+    # -- answering ---------------------------------------------------------------------
+
+    async def answer(self, cell: CellRequest, emit: Emit) -> CellAnswer:
+        """Answer one cell on the loop: every model call a `Generate` on the bus, in the
+        cell's session; text and tool progress go to ``emit`` as they happen."""
+        named = cell.session
+        session_id = named.session_id if named is not None else uuid.uuid4().hex
+        name = f"llmgine {named.name}" if named is not None else "llmgine cell"
+        self.last_session_id = session_id
+
+        def on_delta(event: LLMStreamDelta) -> None:
+            if event.text:
+                emit(Chunk(event.text))
+
+        def on_tool_started(event: ToolCallStarted) -> None:
+            emit(Note(f"calling {event.tool_name}"))
+
+        def on_tool_failed(event: ToolCallFailed) -> None:
+            emit(Note(f"{event.tool_name} failed: {event.message}"))
+
+        def on_tool_finished(event: ToolCallFinished) -> None:
+            if event.ok:
+                emit(Note(f"{event.tool_name} answered in {event.duration_ms:.0f} ms"))
+
+        async with self.bus.session(name, session_id=session_id) as session:
+            session.on_event(LLMStreamDelta, on_delta)
+            session.on_event(ToolCallStarted, on_tool_started)
+            session.on_event(ToolCallFailed, on_tool_failed)
+            session.on_event(ToolCallFinished, on_tool_finished)
+            history = await named.context.history() if named is not None else []
+            system = cell.system
+            if system is None and named is not None:
+                system = named.system
+            user = ChatMessage.user(cell.prompt)
+            messages = [ChatMessage.system(system)] if system else []
+            messages += [*history, user]
+            model = Model(BusModel(session, self.service.register(cell.model), cell.model))
+            if cell.tools:
+                result = await run_tool_loop(
+                    model,
+                    messages,
+                    cell.tools,
+                    session=session,
+                    max_rounds=cell.max_rounds,
+                    **cell.params,
+                )
+                response, rounds = result.response, result.rounds
+                new = result.messages[len(messages) - 1 :]
+            else:
+                response = await model.generate(messages, **cell.params)
+                rounds, new = 1, [user, response.message]
+            if named is not None:
+                await named.context.add(*new)
+                named.turns += 1
+                named.system = system
+                named.model = cell.model.spec
+        return CellAnswer(response, rounds, session_id)

@@ -1,0 +1,498 @@
+"""The ``%%llmgine`` and ``%llmgine`` magics: ``%load_ext llmgine``.
+
+    %%llmgine demo:llmgine-demo -o answer
+    Tell me about {topic}.
+
+The cell's text is the prompt; the answer streams into the cell's output. Several models
+(``demo:a,openai:gpt-4o-mini``) open a `CompareView`. The line magic has commands:
+``%llmgine models``, ``use``, ``events``, ``trace``, ``spans``, ``events-df``,
+``compare``, ``sessions``, ``reset``, ``help``. How the synchronous magics drive the
+asynchronous calls is explained in `_m_loop`; what they own, in `_m_workbench`.
+
+Errors show as one short message (what went wrong, what to do next) and fail the cell:
+the exceptions here render without a traceback (IPython's ``_render_traceback_``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import shlex
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from llmgine import observability
+from llmgine.errors import CellFailedError, LLMgineError, MagicUsageError
+from llmgine.llm import ChatMessage, LLMResponse, Model, list_providers
+from llmgine.notebook._compare import CompareView
+from llmgine.notebook._display import (
+    AnswerDisplay,
+    answer_bundle,
+    describe_error,
+    footer_text,
+    provenance,
+    replace,
+    show,
+    uses_text_output,
+)
+from llmgine.notebook._m_prompt import FORMATS, Format, answer_code, answer_json, substitute
+from llmgine.notebook._m_workbench import CellAnswer, CellRequest, Workbench
+from llmgine.tools import Tool
+
+__all__ = [
+    "LLMgineMagics",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+COMMANDS = {
+    "models": "the providers: which have a key, which are offline",
+    "use MODEL": "the default model of later cells (a spec or a Model in your namespace)",
+    "events": "the bus's events, live (an EventStream)",
+    "trace [SESSION]": "a session's spans as a waterfall (default: the last cell's)",
+    "spans [SESSION]": "the recorded spans, as a DataFrame",
+    "events-df [SESSION]": "the recorded bus events, as a DataFrame",
+    'compare "PROMPT" MODEL MODEL...': "one prompt to several models, side by side",
+    "sessions": "the named conversations (--session) and their turns",
+    "reset": "forget conversations, the default model and recorded spans and events",
+    "help": "this list",
+}
+
+
+def _help_text() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["%llmgine commands:"]
+    lines += [f"  %llmgine {c.ljust(width)}  {what}" for c, what in COMMANDS.items()]
+    lines.append(
+        "%%llmgine [MODEL[,MODEL...]] [options] sends the cell as a prompt; %%llmgine? "
+        "lists the options."
+    )
+    return "\n".join(lines)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The cell magic's options, in the order ``%%llmgine?`` lists them.
+_CELL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (
+        ("models",),
+        {
+            "nargs": "?",
+            "default": None,
+            "help": "provider:model, or several joined by commas to compare them (the name "
+            "of a llmgine Model in your namespace works too); default: %%llmgine use's, "
+            "else $LLMGINE_MODEL, else the offline demo:llmgine-demo",
+        },
+    ),
+    (
+        ("-f", "--format"),
+        {
+            "choices": FORMATS,
+            "default": None,
+            "help": "how to show the answer (default markdown); code also offers it as the "
+            "next cell",
+        },
+    ),
+    (("-o", "--output"), {"metavar": "NAME", "help": "store the LLMResponse in NAME"}),
+    (("--system",), {"help": "a system prompt"}),
+    (("--temperature",), {"type": float, "help": "sampling temperature"}),
+    (("--max-tokens",), {"type": int, "help": "the most tokens to generate"}),
+    (
+        ("--tools",),
+        {
+            "metavar": "NAME,...",
+            "help": "functions or llmgine Tools from your namespace the model may call (run "
+            "by the tool loop)",
+        },
+    ),
+    (("--max-rounds",), {"type": int, "default": 8, "help": "with --tools: the most model calls"}),
+    (
+        ("--session",),
+        {
+            "metavar": "NAME",
+            "help": "a named conversation: later cells with the same NAME continue it",
+        },
+    ),
+]
+
+
+def _cell_arguments(fn: F) -> F:
+    """IPython's ``@magic_arguments()`` and one ``@argument`` per option (so the options
+    parse with argparse and ``%%llmgine?`` shows them); typed, as IPython's are not."""
+    for names, options in reversed(_CELL_OPTIONS):
+        fn = argument(*names, **options)(fn)  # type: ignore[no-untyped-call]
+    decorated: F = magic_arguments()(fn)  # type: ignore[no-untyped-call]
+    return decorated
+
+
+def _parse(magic: Callable[..., Any], line: str) -> Any:
+    """The cell magic's arguments, split as a POSIX shell does: IPython's own splitting
+    (``parse_argstring``) keeps the quotes, so ``--system "Be brief."`` would send them."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise MagicUsageError(f"cannot read the magic's line ({exc}); check its quotes") from exc
+    parser: Any = getattr(magic, "parser")  # noqa: B009 - set by @magic_arguments()
+    try:
+        return parser.parse_args(words)
+    except UsageError as exc:  # argparse's message, with our class (no traceback either)
+        raise MagicUsageError(f"{exc}; %%llmgine? lists the options") from exc
+
+
+@magics_class
+class LLMgineMagics(Magics):
+    """The magics of one shell, over that shell's `Workbench`."""
+
+    def __init__(self, shell: Any, workbench: Workbench) -> None:
+        super().__init__(shell)
+        self.workbench = workbench
+
+    @property
+    def ipython(self) -> InteractiveShell:
+        if self.shell is None:  # pragma: no cover - IPython always sets it
+            raise RuntimeError("the llmgine magics are not attached to a shell")
+        return self.shell
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        user_ns: dict[str, Any] = self.ipython.user_ns
+        return user_ns
+
+    @_cell_arguments
+    @line_cell_magic
+    def llmgine(self, line: str, cell: str | None = None) -> Any:
+        """Ask a model. The cell is the prompt: {name}, {obj.attr}, {In[3]}, {Out[2]} are
+        replaced from your namespace (unknown names stay as written; {{name}} keeps the
+        braces). The answer streams into the output. %llmgine help lists the line
+        commands (models, use, events, trace, spans, events-df, compare, sessions,
+        reset)."""
+        if cell is None:
+            return self._command(line)
+        self._cell(_parse(LLMgineMagics.llmgine, line), cell)
+        return None
+
+    # -- the cell magic ----------------------------------------------------------------
+
+    def _model(self, token: str | None) -> Model:
+        try:
+            return self.workbench.resolve(token, self.namespace)
+        except LLMgineError as exc:
+            raise CellFailedError(describe_error(exc), exc) from exc
+
+    def _tools(self, names: str | None) -> list[Tool]:
+        tools: list[Tool] = []
+        for name in (n.strip() for n in (names or "").split(",")):
+            if not name:
+                continue
+            value = self.namespace.get(name)
+            if isinstance(value, Tool):
+                tools.append(value)
+            elif callable(value):
+                tools.append(Tool.from_function(value, name=name))
+            else:
+                found = "nothing" if value is None else f"a {type(value).__name__}"
+                raise MagicUsageError(
+                    f"--tools {name}: {name!r} is {found} in your namespace; define a function "
+                    "(or a llmgine.tools.Tool) by that name first"
+                )
+        return tools
+
+    def _cell(self, args: Any, cell: str) -> None:
+        fmt: Format = args.format or "markdown"
+        tokens = [t.strip() for t in (args.models or "").split(",") if t.strip()] or [None]
+        models = [self._model(t) for t in tokens]
+        prompt = substitute(cell, self.namespace).strip()
+        if not prompt:
+            raise MagicUsageError("the cell is empty: write the prompt below the %%llmgine line")
+        params = {
+            k: v
+            for k, v in {"temperature": args.temperature, "max_tokens": args.max_tokens}.items()
+            if v is not None
+        }
+        tools = self._tools(args.tools)
+        if len(models) > 1:
+            unsupported = [
+                flag
+                for flag, given in (
+                    ("--tools", bool(tools)),
+                    ("--session", args.session is not None),
+                    ("-f", fmt not in ("markdown", "text")),
+                )
+                if given
+            ]
+            if unsupported:
+                raise MagicUsageError(
+                    f"{', '.join(unsupported)} cannot be used when comparing several models; "
+                    "name one model to use them"
+                )
+            self._compare(models, prompt, system=args.system, output=args.output, **params)
+            return
+        request = CellRequest(
+            model=models[0],
+            prompt=prompt,
+            system=args.system,
+            params=params,
+            tools=tools,
+            max_rounds=args.max_rounds,
+            session=self.workbench.session(args.session) if args.session else None,
+        )
+        shown = AnswerDisplay(models[0].spec, fmt, text_mode=uses_text_output(self.ipython))
+        shown.start()
+        answer = self._stream(request, shown)
+        if args.output:
+            self.namespace[args.output] = answer.response
+        self._finish(answer, shown, fmt, session=args.session)
+
+    def _stream(self, request: CellRequest, shown: AnswerDisplay) -> CellAnswer:
+        workbench = self.workbench
+        try:
+            return workbench.loop.stream(
+                lambda emit: workbench.answer(request, emit),
+                shown.add,
+                shown.refresh,
+                interval=workbench.update_interval,
+            )
+        except Exception as exc:
+            shown.fail()
+            raise CellFailedError(describe_error(exc), exc) from exc
+        except KeyboardInterrupt:
+            shown.fail()
+            raise
+
+    def _finish(
+        self, answer: CellAnswer, shown: AnswerDisplay, fmt: Format, *, session: str | None
+    ) -> None:
+        response: LLMResponse = answer.response
+        metadata = provenance(
+            response,
+            format=fmt,
+            rounds=answer.rounds,
+            session=session,
+            session_id=answer.session_id,
+        )
+        footer = footer_text(response, rounds=answer.rounds)
+        data: Any = None
+        if fmt == "json":
+            try:
+                data = answer_json(response.text)
+            except ValueError as exc:
+                shown.finish(answer_bundle(response.text, "text"), metadata, footer)
+                raise CellFailedError(describe_error(exc), exc) from exc
+        shown.finish(answer_bundle(response.text, fmt, data), metadata, footer)
+        if fmt == "code":
+            self.ipython.set_next_input(answer_code(response.text)[0], replace=False)
+
+    def _compare(
+        self,
+        models: list[Model],
+        prompt: str,
+        *,
+        system: str | None,
+        output: str | None,
+        **params: Any,
+    ) -> None:
+        workbench = self.workbench
+        messages: str | list[ChatMessage] = prompt
+        if system:
+            messages = [ChatMessage.system(system), ChatMessage.user(prompt)]
+        view = CompareView(
+            models,
+            messages,
+            bus=workbench.bus,
+            refresh_interval=workbench.update_interval,
+            **params,
+        )
+        text_mode = uses_text_output(self.ipython)
+        handle = None if text_mode else show(view, update=True)
+        results = workbench.loop.stream(
+            view._run, view._apply, view._refresh, interval=workbench.update_interval
+        )
+        metadata = {
+            "llmgine": {
+                "compare": {
+                    label: provenance(r)
+                    if isinstance(r, LLMResponse)
+                    else {"error": type(r).__name__}
+                    for label, r in results.items()
+                },
+                "wall_ms": view.wall_ms,
+            }
+        }
+        if handle is not None:  # the saved output's text and HTML show the final answers
+            replace(handle, view, metadata=metadata)
+        else:
+            print(repr(view))
+        if output:
+            self.namespace[output] = results
+        failed = {label: r for label, r in results.items() if isinstance(r, BaseException)}
+        if failed:
+            first = next(iter(failed.values()))
+            lines = [f"{len(failed)} of {len(results)} models failed (their columns say why):"]
+            lines += [
+                f"  {label}: {describe_error(exc).splitlines()[0]}" for label, exc in failed.items()
+            ]
+            raise CellFailedError("\n".join(lines), first) from first
+
+    # -- the line commands -------------------------------------------------------------
+
+    def _command(self, line: str) -> Any:
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise MagicUsageError(
+                f"cannot read the command line ({exc}); check its quotes"
+            ) from exc
+        command, rest = (words[0], words[1:]) if words else ("help", [])
+        handler = {
+            "models": self._models,
+            "use": self._use,
+            "events": self._events,
+            "trace": self._trace,
+            "spans": self._spans,
+            "events-df": self._events_df,
+            "compare": self._compare_command,
+            "sessions": self._sessions,
+            "reset": self._reset,
+            "help": self._help,
+        }.get(command)
+        if handler is None:
+            names = ", ".join(c.split()[0] for c in COMMANDS)
+            raise MagicUsageError(
+                f"unknown command {command!r}; the commands are {names}. To send a prompt, "
+                "use the cell magic %%llmgine."
+            )
+        return handler(rest)
+
+    def _at_most(self, command: str, rest: list[str], count: int) -> None:
+        if len(rest) > count:
+            usage = next(c for c in COMMANDS if c.split()[0] == command)
+            raise MagicUsageError(f"too many arguments for {command}; usage: %llmgine {usage}")
+
+    def _help(self, rest: list[str]) -> None:
+        print(_help_text())
+
+    def _models(self, rest: list[str]) -> pd.DataFrame:
+        self._at_most("models", rest, 0)
+        default = self.workbench.default_label().partition(":")[0]
+        return pd.DataFrame(
+            [
+                {
+                    "provider": info.name,
+                    "description": info.description,
+                    "has_key": info.has_key,
+                    "offline": info.offline,
+                    "key_variables": ", ".join(info.key_variables),
+                    "extra": info.extra or "",
+                    "default": info.name == default,
+                }
+                for info in list_providers()
+            ]
+        )
+
+    def _use(self, rest: list[str]) -> None:
+        self._at_most("use", rest, 1)
+        if rest:
+            model = self._model(rest[0])
+            self.workbench.default = model if ":" not in rest[0] else rest[0]
+        label = self.workbench.default_label()
+        offline = label.partition(":")[0] in {i.name for i in list_providers() if i.offline}
+        print(f"llmgine: cells use {label}" + (" (offline)" if offline else ""))
+
+    def _session_id(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        named = self.workbench.sessions.get(name)
+        return named.session_id if named is not None else name
+
+    def _observability(self) -> observability.Observability:
+        current = observability.current()
+        if current is None:
+            raise MagicUsageError(
+                "observability is off (llmgine.observability.disable() was called); "
+                "%reload_ext llmgine switches it on again"
+            )
+        return current
+
+    def _spans(self, rest: list[str]) -> pd.DataFrame:
+        self._at_most("spans", rest, 1)
+        return self._observability().spans_df(session=self._session_id(next(iter(rest), None)))
+
+    def _events_df(self, rest: list[str]) -> pd.DataFrame:
+        self._at_most("events-df", rest, 1)
+        return self._observability().events_df(session=self._session_id(next(iter(rest), None)))
+
+    def _events(self, rest: list[str]) -> Any:
+        self._at_most("events", rest, 0)
+        from llmgine.notebook import EventStream  # the widget modules load on first use
+
+        return EventStream(self.workbench.bus)
+
+    def _trace(self, rest: list[str]) -> Any:
+        self._at_most("trace", rest, 1)
+        from llmgine.notebook import TraceView
+
+        session = self._session_id(rest[0]) if rest else self.workbench.last_session_id
+        return TraceView(session=session, bus=self.workbench.bus)
+
+    def _compare_command(self, rest: list[str]) -> None:
+        if len(rest) < 3:
+            raise MagicUsageError(
+                'usage: %llmgine compare "PROMPT" MODEL MODEL... (at least two models), e.g. '
+                '%llmgine compare "Name three primes." demo:a demo:b'
+            )
+        prompt, tokens = substitute(rest[0], self.namespace), rest[1:]
+        self._compare([self._model(t) for t in tokens], prompt, system=None, output=None)
+
+    def _sessions(self, rest: list[str]) -> pd.DataFrame:
+        self._at_most("sessions", rest, 0)
+        rows = [
+            {
+                "session": s.name,
+                "turns": s.turns,
+                "model": s.model,
+                "system": s.system or "",
+                "session_id": s.session_id,
+            }
+            for s in self.workbench.sessions.values()
+        ]
+        return pd.DataFrame(rows, columns=["session", "turns", "model", "system", "session_id"])
+
+    def _reset(self, rest: list[str]) -> None:
+        self._at_most("reset", rest, 0)
+        self.workbench.reset()
+        print(f"llmgine: reset; cells use {self.workbench.default_label()}")
+
+
+def _loaded(ipython: Any) -> LLMgineMagics | None:
+    magics = ipython.magics_manager.registry.get(LLMgineMagics.__name__)
+    return magics if isinstance(magics, LLMgineMagics) else None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext llmgine``: start the workbench (loop thread, bus, observability) and
+    register the magics. Loading again does nothing."""
+    if _loaded(ipython) is not None:
+        return
+    workbench = Workbench()
+    workbench.start()
+    atexit.register(workbench.close)  # a kernel shutting down stops the thread cleanly
+    ipython.register_magics(LLMgineMagics(ipython, workbench))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext llmgine``: stop the workbench and remove the magics."""
+    magics = _loaded(ipython)
+    if magics is None:
+        return
+    manager = ipython.magics_manager
+    manager.registry.pop(LLMgineMagics.__name__, None)
+    for kind in ("line", "cell"):
+        manager.magics[kind].pop("llmgine", None)
+    atexit.unregister(magics.workbench.close)
+    magics.workbench.close()

@@ -1,0 +1,139 @@
+"""CompareView: one prompt, several models, concurrently, side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from IPython.core.formatters import DisplayFormatter
+from IPython.core.interactiveshell import InteractiveShell
+
+from llmgine.bus import MessageBus
+from llmgine.errors import LLMConfigurationError, RateLimitedError, UnknownProviderError
+from llmgine.llm import ChatMessage, LLMRequest, LLMResponse, get_model
+from llmgine.notebook import CompareView
+from llmgine.notebook._compare import ColumnUpdate
+from tests.notebook.magics_helpers import gated_model, make_shell
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shell() -> Iterator[InteractiveShell]:
+    """Displays need a shell (its formatters make the text and HTML of a saved output)."""
+    ip, made = make_shell()
+    yield ip
+    if made:
+        InteractiveShell.clear_instance()
+
+
+async def test_a_slow_model_does_not_hold_up_the_others(bus: MessageBus) -> None:
+    gate = asyncio.Event()
+    fast = get_model("test:fast", responses=["quick answer"], retry=False)
+    view = CompareView([gated_model(gate), fast], "Hi", bus=bus)
+    fast_done = asyncio.Event()
+
+    def emit(update: ColumnUpdate) -> None:
+        view._apply(update)
+        if update.kind == "done" and update.index == 1:
+            fast_done.set()
+
+    run = asyncio.create_task(view._run(emit))
+    await fast_done.wait()  # the fast model answered while the slow one waits at its gate
+    assert not run.done()
+    assert view.columns[0].status == "streaming"
+    assert "gated:slow" not in view.results
+    assert view.columns[1].text == "quick answer"
+    gate.set()
+    results = await run
+    assert isinstance(results["gated:slow"], LLMResponse)
+    assert results["gated:slow"].text == "slow answer"
+    assert view.wall_ms is not None
+    view._refresh()
+    assert "done in" in view._header.value
+
+
+async def test_a_failed_model_shows_its_error_and_the_others_answer() -> None:
+    good = get_model("demo:good", latency=0)
+    bad = get_model(
+        "test:bad", responses=[RateLimitedError("slow down", retry_after=2)], retry=False
+    )
+    view = CompareView([good, bad, "nope:model", "test:empty"], "Tell me about tides")
+    results = await view.run()  # a private bus for the run
+    assert results is not view.results
+    assert results == view.results
+    assert isinstance(results["demo:good"], LLMResponse)
+    assert isinstance(results["test:bad"], RateLimitedError)
+    assert isinstance(results["nope:model"], UnknownProviderError)
+    assert isinstance(results["test:empty"], LLMConfigurationError)  # nothing scripted
+    assert [c.status for c in view.columns] == ["done", "failed", "failed", "failed"]
+    assert "tides" in view._bodies[0].value
+    assert "RateLimitedError" in view._bodies[1].value
+    assert "wait 2 s" in view._bodies[1].value
+    assert "demo provider, offline" in view._titles[0].value
+    latency = view._chart.data[0].y
+    assert latency[0] is not None
+    assert latency[0] >= 0
+    assert latency[1] is None
+
+
+async def test_the_text_representations_show_answers_and_figures() -> None:
+    view = CompareView(
+        [get_model("demo:a", latency=0), get_model("demo:b", latency=0)],
+        [ChatMessage.system("Be brief."), ChatMessage.user("Explain RAFT")],
+    )
+    assert "0/2 answered" in repr(view)
+    results = await view.run()
+    text, markdown, page = repr(view), view._repr_markdown_(), view._repr_html_()
+    for label, response in results.items():
+        assert isinstance(response, LLMResponse)
+        assert f"== {label} (done," in text
+        assert f"#### {label} · done" in markdown
+        assert response.text.splitlines()[0] in page
+    assert "prompt: Explain RAFT" in text
+    assert "| model | status | latency (s) |" in markdown
+    assert "<th>first token (s)</th>" in page
+    assert "demo provider, offline" in text
+    formatter = DisplayFormatter()
+    bundle, _ = formatter.format(view)  # type: ignore[no-untyped-call]  # what is saved
+    assert bundle["text/plain"] == text  # whole, not cut to ipywidgets' 110 characters
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/html"] == page
+
+
+async def test_the_same_model_twice_gets_two_columns() -> None:
+    model = get_model("demo:same", latency=0)
+    view = CompareView([model, model], LLMRequest(messages=[ChatMessage.user("Hi")]))
+    results = await view.run()
+    assert list(results) == ["demo:same", "demo:same (2)"]
+    assert "Hi" in view._header.value
+
+
+async def test_request_params_reach_every_model() -> None:
+    first = get_model("test:one", responses=["1"], retry=False)
+    second = get_model("test:two", responses=["2"], retry=False)
+    await CompareView([first, second], "Hi", temperature=0.3, max_tokens=20).run()
+    for model in (first, second):
+        request = model.adapter.requests[0]  # type: ignore[attr-defined]
+        assert (request.temperature, request.max_tokens) == (0.3, 20)
+
+
+async def test_a_view_runs_once() -> None:
+    view = CompareView([get_model("demo:once", latency=0)], "Hi")
+    await view.run()
+    with pytest.raises(RuntimeError, match="already run"):
+        await view.run()
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one model"):
+        CompareView([], "Hi")
+    with pytest.raises(TypeError, match="unknown request fields \\['temprature'\\]"):
+        CompareView(["demo:a"], "Hi", temprature=0.2)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        CompareView(["demo:a"], "Hi", refresh_interval=-1)
+
+
+def test_the_figure_is_a_plotly_bar_chart() -> None:
+    figure = CompareView(["demo:a", "demo:b"], "Hi").figure()
+    assert [trace.type for trace in figure.data] == ["bar", "bar"]
+    assert list(figure.data[0].x) == ["demo:a", "demo:b"]
