@@ -24,8 +24,14 @@ def lab_command(directory: Path, port: int, extra: list[str]) -> list[str]:
         f"--ServerApp.port={port}",
         "--no-browser",
         f"--ServerApp.root_dir={directory}",
+        # Containers (Binder, CI) often run as root, where Jupyter refuses without this.
+        *(["--allow-root"] if _is_root() and "--allow-root" not in extra else []),
         *extra,
     ]
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def run_lab(directory: str | None, port: int, extra: list[str]) -> int:

@@ -133,8 +133,11 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         self._header = widgets.HTML()
         self._titles = [widgets.HTML() for _ in self.columns]
         self._bodies = [widgets.HTML() for _ in self.columns]
+        columns = [widgets.VBox([t, b]) for t, b in zip(self._titles, self._bodies, strict=True)]
+        for column in columns:  # stable names for styling and browser tests
+            column.add_class("llmgine-compare-column")
         grid = widgets.GridBox(
-            [widgets.VBox([t, b]) for t, b in zip(self._titles, self._bodies, strict=True)],
+            columns,
             layout=widgets.Layout(
                 grid_template_columns=f"repeat({len(self.columns)}, minmax(0, 1fr))",
                 grid_gap="12px",
@@ -144,6 +147,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         self._chart = go.FigureWidget(self.figure())
         self._charted: tuple[Any, ...] = ()
         super().__init__([self._header, grid, self._table, self._chart])
+        self.add_class("llmgine-compare")
         self._refresh()
 
     # -- running -----------------------------------------------------------------------

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import signal
 import socket
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -392,6 +394,10 @@ def serve_dashboard(
         return board
 
     port = port or _free_port(address)
+    # pn.serve() installs its own SIGINT handler even with start=False, and that handler
+    # stops the running loop (so Ctrl-C would skip our cleanup): keep the caller's.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if on_main_thread else None
     server: Server = pn.serve(  # type: ignore[no-untyped-call]
         {"/": page},
         port=port,
@@ -402,8 +408,10 @@ def serve_dashboard(
         # Pages opened at the address served must be let back in over the websocket
         # (Bokeh allows only localhost:port by default).
         websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
-        print_url=False,
+        verbose=False,
     )
+    if sigint is not None:  # None: not set from Python, nothing to put back
+        signal.signal(signal.SIGINT, sigint)
     server.start()
     return DashboardServer(server, made)
 

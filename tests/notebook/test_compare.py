@@ -137,3 +137,11 @@ def test_the_figure_is_a_plotly_bar_chart() -> None:
     figure = CompareView(["demo:a", "demo:b"], "Hi").figure()
     assert [trace.type for trace in figure.data] == ["bar", "bar"]
     assert list(figure.data[0].x) == ["demo:a", "demo:b"]
+
+
+def test_the_view_and_its_columns_have_stable_class_names() -> None:
+    view = CompareView(["demo:a", "demo:b"], "hi")
+    assert "llmgine-compare" in view._dom_classes
+    grid = view.children[1]
+    assert [("llmgine-compare-column" in c._dom_classes) for c in grid.children] == [True, True]
+    view.close()

@@ -1,0 +1,158 @@
+"""What the browser tests share: Debian's chromium driven by Playwright, servers started
+in their own process group and stopped with it, readiness polled with a deadline, and
+pages that may reach 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).with_name("artifacts")
+TIMEOUT_MS = 60_000  # every Playwright wait: generous, as the machine may be busy
+_LOCAL = re.compile(r"^(?:https?|wss?)://(?:127\.0\.0\.1|localhost)(?::\d+)?/")
+
+
+def require_chromium() -> Path:
+    """Debian's chromium, or skip saying how to install it (never `playwright install`:
+    the tests drive the distribution's browser)."""
+    if not CHROMIUM.is_file():
+        reason = (
+            f"the browser tests need Debian's chromium at {CHROMIUM}: apt-get install "
+            "chromium (python3 .ci/dev.py test installs it when run as root)"
+        )
+        print(reason)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Headless chromium, closed on exit."""
+    executable = require_chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(executable), args=["--no-sandbox"], headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class LocalOnly:
+    """Lets a page load from 127.0.0.1 only; anything else is aborted and remembered
+    (the widgets ship their JavaScript: nothing may come from a CDN)."""
+
+    def __init__(self, page: Page) -> None:
+        self.blocked: list[str] = []
+        page.route("**/*", self._route)
+
+    def _route(self, route: Route) -> None:
+        url = route.request.url
+        if _LOCAL.match(url) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+
+def new_page(browser: Browser) -> tuple[Page, LocalOnly]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    return page, LocalOnly(page)
+
+
+def artifacts_dir(name: str) -> Path:
+    """Where a test keeps its screenshots (``tests/browser/artifacts/``, ignored by git)."""
+    ignore = ARTIFACTS / ".gitignore"
+    if not ignore.exists():  # a checkout without it: still keep the screenshots out of git
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        ignore.write_text("*\n!.gitignore\n")
+    folder = ARTIFACTS / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class Server:
+    """A server process in its own process group (so its children, such as kernels, stop
+    with it), its output in a log file."""
+
+    def __init__(self, command: list[str], *, env: dict[str, str], cwd: Path, log: Path):
+        self.log = log
+        self._log: IO[str] = log.open("w")
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log.read_text("utf-8", errors="replace")
+
+    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+        """Poll ``ready`` until it is true, failing if the process exits or the deadline
+        passes."""
+        deadline = time.monotonic() + timeout
+        while not ready():
+            status = self.process.poll()
+            if status is not None:
+                pytest.fail(f"the server exited ({status}) before {what}:\n{self.output()[-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within {timeout:.0f} s:\n{self.output()[-4000:]}")
+            time.sleep(0.1)  # a polling interval, not a wait for something to happen
+
+    def stop(self, first: signal.Signals = signal.SIGINT, timeout: float = 15.0) -> None:
+        """Signal the process group (SIGINT: a clean shutdown), then kill what is left."""
+        try:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, first)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout)
+            # Children (kernels) may outlive their parent: the group goes too.
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        finally:
+            self._log.close()
+
+
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,188 @@
+"""The Binder configuration (``binder/``, for repo2docker): its ``start`` switches the
+notebooks to the demo model when there is no key, and what ``requirements.txt`` and
+``postBuild`` install is enough to run the quickstart.
+
+The second test builds that environment for real: a fresh virtual environment, ``pip
+install -r binder/requirements.txt``, then ``binder/postBuild`` run from a copy of the
+repository (as repo2docker runs it), then ``binder/start jupyter nbconvert --execute`` on
+the quickstart with a kernel of that environment. It needs the package index that the
+test command's own installation uses, and takes about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.notebook.nb_support import (
+    NOTEBOOKS,
+    ROOT,
+    code_cells,
+    isolated_dirs,
+    offline_env,
+    outputs,
+    read_notebook,
+    write_notebook,
+)
+
+BINDER = ROOT / "binder"
+QUICKSTART = "01-quickstart.ipynb"
+DEMO = "demo:llmgine-demo"
+# Not copied into the repository repo2docker would see: caches, environments, history.
+_NOT_COPIED = shutil.ignore_patterns(
+    ".venv", ".git", ".*_cache", ".hypothesis", ".coverage*", "__pycache__", "*.pyc", "artifacts"
+)
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(BINDER / "start"), *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, DEMO),
+        ({"LLMGINE_MODEL": "anthropic:claude-sonnet-4-5"}, "anthropic:claude-sonnet-4-5"),
+        ({"OPENAI_API_KEY": "sk-test"}, ""),
+        ({"ANTHROPIC_API_KEY": "sk-ant-test"}, ""),
+        ({"GEMINI_API_KEY": "AIza-test"}, ""),
+        ({"GOOGLE_API_KEY": "AIza-test"}, ""),
+    ],
+    ids=["no-key", "model-chosen", "openai", "anthropic", "gemini", "google"],
+)
+def test_start_picks_the_demo_model_only_without_keys(given: dict[str, str], expected: str) -> None:
+    ran = _start(
+        [sys.executable, "-c", "import os; print(os.environ.get('LLMGINE_MODEL', ''))"],
+        offline_env(given),
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == expected
+
+
+def test_start_runs_the_command_it_is_given_and_passes_its_status_on() -> None:
+    ran = _start(["sh", "-c", "echo started; exit 3"], offline_env())
+    assert (ran.returncode, ran.stdout) == (3, "started\n")
+
+
+def test_binder_files_are_executable_where_repo2docker_runs_them() -> None:
+    for name in ("postBuild", "start"):
+        assert os.access(BINDER / name, os.X_OK), f"chmod +x binder/{name}"
+    assert (BINDER / "requirements.txt").is_file()
+
+
+def _run(command: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> str:
+    ran = subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, f"{' '.join(command)} failed ({ran.returncode}):\n{output[-6000:]}"
+    return output
+
+
+def _probe_notebook(path: Path) -> None:
+    """A notebook that says which Python runs its kernel and which llmgine it imports."""
+    source = (
+        "import json, os, sys\nimport llmgine\n"
+        "print(json.dumps({'prefix': sys.prefix, 'llmgine': llmgine.__file__, "
+        "'model': os.environ.get('LLMGINE_MODEL')}))"
+    )
+    cell: dict[str, object] = {"cell_type": "code", "execution_count": None, "metadata": {}}
+    write_notebook(
+        path,
+        {
+            "cells": [{**cell, "id": "probe", "outputs": [], "source": source}],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+    )
+
+
+@pytest.mark.timeout(900)
+def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
+    repo, venv, out = tmp_path / "repo", tmp_path / "venv", tmp_path / "out"
+    shutil.copytree(ROOT, repo, ignore=_NOT_COPIED)
+    bin_dir = venv / "bin"
+    started = time.perf_counter()
+    # The base interpreter, as Binder's image has it: not this virtual environment's.
+    _run([sys.executable, "-m", "venv", str(venv)], env=offline_env(), cwd=tmp_path, timeout=120)
+    env = offline_env(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(venv),
+            "PIP_QUIET": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+    )
+    for name in ("PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH"):
+        env.pop(name, None)
+    requirements = str(repo / "binder" / "requirements.txt")
+    _run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "-r", requirements],
+        env=env,
+        cwd=repo,
+        timeout=600,
+    )
+    _run(["bash", "binder/postBuild"], env=env, cwd=repo, timeout=600)
+    installed = time.perf_counter()
+
+    # The notebooks run as on Binder: no settings, kernels or history of this machine's.
+    (tmp_path / "home").mkdir()
+    env |= {**isolated_dirs(tmp_path / "state"), "HOME": str(tmp_path / "home")}
+    probe = tmp_path / "probe.ipynb"
+    _probe_notebook(probe)
+    quickstart = repo / "notebooks" / QUICKSTART
+    assert quickstart.is_file(), f"{NOTEBOOKS / QUICKSTART} is missing"
+    _run(
+        [
+            "bash",
+            "binder/start",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.store_widget_state=False",
+            "--ExecutePreprocessor.timeout=120",
+            f"--output-dir={out}",
+            str(probe),
+            str(quickstart),
+        ],
+        env=env,
+        cwd=repo,
+        timeout=300,
+    )
+    ran = time.perf_counter()
+    print(
+        f"binder environment installed in {installed - started:.0f} s; "
+        f"quickstart executed in {ran - installed:.0f} s"
+    )
+
+    stream = next(o for o in outputs(read_notebook(out / "probe.ipynb")) if o.get("name"))
+    facts = json.loads("".join(stream["text"]))
+    assert Path(facts["prefix"]) == venv  # the kernel is the Binder environment's Python
+    assert Path(facts["llmgine"]).is_relative_to(repo)  # llmgine installed from the copy
+    assert facts["model"] == DEMO  # binder/start switched the demo model on
+
+    executed = read_notebook(out / QUICKSTART)
+    cells = code_cells(executed)
+    assert all(cell["execution_count"] is not None for cell in cells)
+    kinds = [o["output_type"] for o in outputs(executed)]
+    assert "error" not in kinds
+    text = json.dumps(executed)
+    assert "demo provider, offline" in text  # the answers came from the demo model
+    assert "CompareView: 2 models, done" in text

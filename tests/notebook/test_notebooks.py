@@ -1,0 +1,108 @@
+"""The notebooks in ``notebooks/``: committed run and clean, and run again by nbval.
+
+nbval runs in a child pytest (``pytest --nbval-lax``), because the suite's own run
+collects ``tests/`` only: each notebook runs top to bottom in a fresh kernel of this
+virtual environment (``--nbval-current-env``), offline (no provider keys, no
+``LLMGINE_MODEL``: the demo model), and the cells marked ``# NBVAL_CHECK_OUTPUT`` must
+give their committed output again, after `nbval_sanitize.cfg` has masked ids, times and
+costs. To refresh the committed outputs: ``python -m tests.notebook.nb_refresh``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.notebook.nb_support import (
+    EXPECTED,
+    NOTEBOOKS,
+    ROOT,
+    SANITIZE,
+    code_cells,
+    isolated_dirs,
+    notebook_paths,
+    offline_env,
+    problems,
+    read_notebook,
+)
+
+PATHS = [NOTEBOOKS / f"{name}.ipynb" for name in EXPECTED]
+IDS = list(EXPECTED)
+REFRESH = "python -m tests.notebook.nb_refresh"
+CHECK = "# NBVAL_CHECK_OUTPUT"  # nbval's marker, alone on its line
+MAX_BYTES = 250_000  # a notebook that grows past this saved something it should not
+
+
+def test_the_notebooks_are_the_documented_five() -> None:
+    assert [p.stem for p in notebook_paths()] == list(EXPECTED)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_committed_notebook_ran_top_to_bottom_and_is_clean(path: Path) -> None:
+    notebook = read_notebook(path)
+    cells = code_cells(notebook)
+    counts = [cell["execution_count"] for cell in cells]
+    assert counts == list(range(1, len(cells) + 1)), (
+        f"{path.name} was not run top to bottom in one kernel before it was saved; "
+        f"run {REFRESH} {path.stem}"
+    )
+    first_lines = ["".join(cell["source"]).split("\n", 1)[0] for cell in cells]
+    unanswered = [
+        line
+        for line, cell in zip(first_lines, cells, strict=True)
+        if line.startswith(("%llmgine", "%%llmgine"))
+        if not cell["outputs"]
+    ]
+    assert not unanswered, f"magic cells saved without their output: {unanswered}"
+    assert problems(notebook) == [], f"run {REFRESH} {path.stem}"
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    checked = [cell for cell in cells if CHECK in "".join(cell["source"]).splitlines()]
+    assert checked, f"no cell of {path.name} is marked {CHECK!r}: nbval would check nothing"
+    assert path.stat().st_size < MAX_BYTES
+
+
+def _summary(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_notebook_runs_offline_under_nbval(path: Path, tmp_path: Path) -> None:
+    expected = sum(1 for cell in code_cells(read_notebook(path)) if "".join(cell["source"]))
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(SANITIZE),
+        "--nbval-cell-timeout=120",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:pytest_cov",  # the suite's --cov must not measure the child (nor its kernels)
+        "-q",
+        str(path.relative_to(ROOT)),
+    ]
+    ran = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=offline_env(isolated_dirs(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    output = ran.stdout + ran.stderr
+    summary = _summary(ran.stdout)
+    assert ran.returncode == 0, f"nbval failed on {path.name}:\n{output}"
+    # Every code cell was collected and passed: none skipped, none failed, no warnings.
+    assert re.fullmatch(rf"=*\s*{expected} passed in [\d.]+s( \(.*\))?\s*=*", summary), (
+        f"expected {expected} cells to pass, got: {summary}\n{output}"
+    )
