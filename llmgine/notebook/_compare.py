@@ -18,6 +18,7 @@ thread-safe).
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import time
 from collections.abc import Callable, Sequence
@@ -395,6 +396,13 @@ def _column_text(column: _Column) -> str:
     return column.text or ("(waiting)" if column.status == "waiting" else "")
 
 
+@functools.cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
 def _title_html(column: _Column) -> str:
     badge = ""
     if column.response is not None and column.response.demo:
@@ -406,5 +414,7 @@ def _body_html(column: _Column) -> str:
     if column.status == "failed" and column.error is not None:
         message = html.escape(describe_error(column.error))
         return f'<div style="color:#b00020;white-space:pre-wrap">{message}</div>'
-    text = html.escape(column.text) or "<i>…</i>"
-    return f'<div style="white-space:pre-wrap">{text}</div>'
+    if not column.text:
+        return "<div><i>…</i></div>"
+    # Answers are markdown, as %%llmgine renders them; raw HTML in them stays escaped.
+    return f'<div class="llmgine-compare-answer">{_markdown().render(column.text)}</div>'

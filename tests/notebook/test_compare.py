@@ -145,3 +145,14 @@ def test_the_view_and_its_columns_have_stable_class_names() -> None:
     grid = view.children[1]
     assert [("llmgine-compare-column" in c._dom_classes) for c in grid.children] == [True, True]
     view.close()
+
+
+def test_answers_render_as_markdown_with_raw_html_escaped() -> None:
+    from llmgine.notebook._compare import _body_html, _Column
+
+    column = _Column("m", "demo:m")
+    column.text = "**bold** and <script>alert(1)</script>"
+    body = _body_html(column)
+    assert "<strong>bold</strong>" in body
+    assert "<script>" not in body
+    assert "&lt;script&gt;" in body
