@@ -38,9 +38,10 @@ def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
     if importlib.util.find_spec("jupyterlab") is None:
         print('llmgine lab needs JupyterLab: pip install "llmgine[notebook]"', file=sys.stderr)
         return 2
-    root = Path(directory) if directory else Path("notebooks")
-    if not root.is_dir():
-        root = Path.cwd() if directory is None else root
+    if directory is not None:
+        root = Path(directory)
+    else:  # the repository's notebooks when run from a checkout, else here
+        root = Path("notebooks") if Path("notebooks").is_dir() else Path.cwd()
     if not root.is_dir():
         print(f"llmgine lab: no directory {root}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
-__all__ = ["Fallback", "LLMRetryPolicy", "Retrying", "Traced", "call_scope"]
+__all__ = ["CallScope", "Fallback", "LLMRetryPolicy", "Retrying", "Traced", "call_scope"]
 
 log = redacting_logger("llmgine.llm")
 

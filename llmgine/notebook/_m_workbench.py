@@ -14,7 +14,6 @@ cell), so its spans group under one root and `%llmgine trace` can show it.
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -44,7 +43,6 @@ from llmgine.tools import Tool, ToolCallFailed, ToolCallFinished, ToolCallStarte
 __all__ = ["CellAnswer", "CellRequest", "NamedSession", "Workbench"]
 
 Emit = Callable[[Chunk | Note], None]
-_PACKAGE_LOG = logging.getLogger("llmgine")
 
 
 @dataclass
@@ -97,7 +95,6 @@ class Workbench:
         self.update_interval = 0.1
         self._made: dict[str, Model] = {}
         self._owned_observability: Observability | None = None
-        self._quiet: logging.Handler | None = None
 
     def __repr__(self) -> str:
         return f"<Workbench default={self.default_label()!r} sessions={len(self.sessions)}>"
@@ -107,13 +104,6 @@ class Workbench:
     def start(self) -> None:
         """Start the loop thread and the bus on it; switch observability on for the bus
         (or, when it is already on, add the bus to what it observes)."""
-        # Without a handler anywhere, logging's last resort prints the bus's warnings
-        # ("command Generate ... failed") into the cell above our short error. A
-        # NullHandler on the package logger is the library convention: configured
-        # handlers still get every record.
-        if not any(isinstance(h, logging.NullHandler) for h in _PACKAGE_LOG.handlers):
-            self._quiet = logging.NullHandler()
-            _PACKAGE_LOG.addHandler(self._quiet)
         self.loop.start()
         self.loop.run(self._start())
         current = observability.current()
@@ -138,9 +128,6 @@ class Workbench:
                 observability.disable()
         self._owned_observability = None
         self.loop.stop()
-        if self._quiet is not None:
-            _PACKAGE_LOG.removeHandler(self._quiet)
-            self._quiet = None
 
     async def _close(self) -> None:
         made, self._made = list(self._made.values()), {}
