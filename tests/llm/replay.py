@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from llmgine.llm import LLMRequest, LLMResponse, Provider, StreamItem
+
 CASSETTES = Path(__file__).resolve().parent / "cassettes"
 
 
@@ -134,3 +136,15 @@ class CassetteTransport(httpx.AsyncBaseTransport):
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=self)
+
+
+async def collect(
+    provider: Provider, request: LLMRequest, model: str
+) -> tuple[list[StreamItem], LLMResponse]:
+    """Stream one call to the end: its items, and the response they assembled into."""
+    items: list[StreamItem] = []
+    async with provider.stream(request, model) as stream:
+        async for item in stream:
+            items.append(item)
+    assert stream.response is not None
+    return items, stream.response

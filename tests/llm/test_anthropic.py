@@ -44,7 +44,6 @@ from llmgine.llm import (
     FilePart,
     ImagePart,
     LLMRequest,
-    LLMResponse,
     Reasoning,
     ReasoningDelta,
     ReasoningPart,
@@ -65,7 +64,7 @@ from llmgine.llm.providers.anthropic import (
     AnthropicProvider,
     anthropic_json_schema,
 )
-from tests.llm.replay import CASSETTES, CassetteTransport
+from tests.llm.replay import CASSETTES, CassetteTransport, collect
 
 MODEL_SONNET = "claude-sonnet-4-5"
 
@@ -95,17 +94,6 @@ def tools_of(body: dict[str, Any]) -> list[ToolSpec]:
         ToolSpec(name=t["name"], description=t["description"], parameters=t["input_schema"])
         for t in body["tools"]
     ]
-
-
-async def collect(
-    provider: AnthropicProvider, request: LLMRequest, model: str
-) -> tuple[list[StreamItem], LLMResponse]:
-    items: list[StreamItem] = []
-    async with provider.stream(request, model) as stream:
-        async for item in stream:
-            items.append(item)
-    assert stream.response is not None
-    return items, stream.response
 
 
 def count(items: list[StreamItem], kind: type[Any]) -> int:

@@ -41,11 +41,9 @@ from llmgine.llm import (
     FilePart,
     ImagePart,
     LLMRequest,
-    LLMResponse,
     Reasoning,
     ReasoningPart,
     ResponseFormat,
-    StreamItem,
     TextDelta,
     TextPart,
     ToolCallDelta,
@@ -61,7 +59,7 @@ from llmgine.llm.providers.openai import (
     OpenAIProvider,
     strict_json_schema,
 )
-from tests.llm.replay import CassetteTransport
+from tests.llm.replay import CassetteTransport, collect
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -96,15 +94,6 @@ def strict_tool(name: str, prop: str, description: str = "") -> ToolSpec:
         },
         strict=True,
     )
-
-
-async def collect(
-    provider: OpenAIProvider, request: LLMRequest, model: str
-) -> tuple[list[StreamItem], LLMResponse]:
-    stream = provider.stream(request, model)
-    items = [item async for item in stream]
-    assert stream.response is not None
-    return items, stream.response
 
 
 # -- the recordings ------------------------------------------------------------------------

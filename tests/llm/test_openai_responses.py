@@ -27,12 +27,10 @@ from llmgine.llm import (
     FilePart,
     ImagePart,
     LLMRequest,
-    LLMResponse,
     Reasoning,
     ReasoningDelta,
     ReasoningPart,
     ResponseFormat,
-    StreamItem,
     TextDelta,
     TextPart,
     ToolCallDelta,
@@ -42,7 +40,7 @@ from llmgine.llm import (
     ToolSpec,
 )
 from llmgine.llm.providers.openai import OpenAIOptions, OpenAIProvider
-from tests.llm.replay import CassetteTransport
+from tests.llm.replay import CassetteTransport, collect
 
 RESPONSES = OpenAIOptions(api="responses")
 
@@ -89,15 +87,6 @@ def capital_tool(description: str = "") -> ToolSpec:
 def recorded_events(transport: CassetteTransport, index: int) -> list[dict[str, Any]]:
     body = transport.interactions[index].body.decode()
     return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
-
-
-async def collect(
-    provider: OpenAIProvider, request: LLMRequest, model: str
-) -> tuple[list[StreamItem], LLMResponse]:
-    stream = provider.stream(request, model)
-    items = [item async for item in stream]
-    assert stream.response is not None
-    return items, stream.response
 
 
 # -- the recordings ------------------------------------------------------------------------
