@@ -13,18 +13,24 @@ an `LLMError` with the original as ``__cause__``, and no SDK type leaves the ada
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
-from llmgine.errors import LLMError, MissingCredentialsError, ProviderNotInstalledError
+from llmgine.errors import (
+    LLMError,
+    MissingCredentialsError,
+    ProviderError,
+    ProviderNotInstalledError,
+)
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
-__all__ = ["Provider", "import_sdk", "resolve_api_key", "retry_after_seconds"]
+__all__ = ["Provider", "import_sdk", "json_body", "resolve_api_key", "retry_after_seconds"]
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -44,6 +50,30 @@ def retry_after_seconds(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
+    """The JSON object of a successful answer (an ``httpx`` response the SDK already read).
+
+    Adapters read a non-streamed answer's body themselves (the SDK still builds, sends and
+    checks the request, and raises its errors): the SDKs' response models cost more per call
+    than all of llmgine's own work, and the JSON is exactly what the provider sent, which is
+    what ``LLMResponse.raw`` keeps for debugging.
+    """
+    try:
+        body = json.loads(http.content)
+    except ValueError as exc:
+        body = exc
+    if isinstance(body, dict):
+        return body
+    snippet = bytes(http.content[:200]).decode("utf-8", "replace")
+    raise ProviderError(
+        f"{provider} answered HTTP {http.status_code} with a body that is not a JSON object "
+        f"({snippet!r}): check that base_url points at the API itself, not a web page or proxy",
+        provider=provider,
+        model=model,
+        status_code=http.status_code,
+    ) from (body if isinstance(body, Exception) else None)
 
 
 def import_sdk(module: str, extra: str) -> Any:

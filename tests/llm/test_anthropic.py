@@ -36,6 +36,7 @@ from llmgine.errors import (
     MissingCredentialsError,
     ModelNotFoundError,
     PermissionDeniedError,
+    ProviderError,
     RateLimitedError,
     ServerUnavailableError,
 )
@@ -1153,3 +1154,11 @@ async def test_stream_broken_mid_way_is_a_connection_error() -> None:
         await read()
     assert isinstance(caught.value.__cause__, httpx2.ReadError)
     assert count(items, ReasoningDelta) >= 2  # what arrived before the break was delivered
+
+
+async def test_a_success_whose_body_is_not_json_is_a_clear_provider_error() -> None:
+    provider, _ = mock(lambda _: httpx.Response(200, content=b"<html>proxy login</html>"))
+    with pytest.raises(ProviderError, match=r"not a JSON object.*base_url") as info:
+        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "claude-test")
+    assert (info.value.provider, info.value.status_code) == ("anthropic", 200)
+    assert "proxy login" in str(info.value)

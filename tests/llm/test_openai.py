@@ -1035,3 +1035,30 @@ async def test_a_refusal_is_text_with_a_content_filter_finish() -> None:
     assert plain.text == refusal
     assert (plain.finish_reason, plain.raw_finish_reason) == ("content_filter", "stop")
     assert streamed.same_content(plain)
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>Welcome to nginx</html>", b"[1, 2]", b""], ids=["html", "array", "empty"]
+)
+async def test_a_success_whose_body_is_not_a_json_object_is_a_clear_provider_error(
+    body: bytes,
+) -> None:
+    # E.g. a base_url that points at a web server or a proxy's landing page.
+    provider = Server(lambda _: httpx.Response(200, content=body)).provider()
+    with pytest.raises(ProviderError, match=r"not a JSON object.*check that base_url") as info:
+        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o-mini")
+    assert (info.value.provider, info.value.model, info.value.status_code) == (
+        "openai",
+        "gpt-4o-mini",
+        200,
+    )
+    assert body[:20].decode() in str(info.value)
+
+
+async def test_the_raw_response_is_the_json_the_server_sent() -> None:
+    sent = completion_json(content="hi")
+    sent["vendor_field"] = {"kept": True}  # not in the SDK's models: still in `raw`
+    provider = Server(lambda _: httpx.Response(200, json=sent)).provider()
+    response = await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o-mini")
+    assert response.raw == sent
+    assert response.text == "hi"

@@ -57,7 +57,13 @@ from llmgine.llm._parts import (
     ToolCallPart,
     ToolResultPart,
 )
-from llmgine.llm._provider import Provider, import_sdk, resolve_api_key, retry_after_seconds
+from llmgine.llm._provider import (
+    Provider,
+    import_sdk,
+    json_body,
+    resolve_api_key,
+    retry_after_seconds,
+)
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
@@ -358,10 +364,11 @@ class AnthropicProvider(Provider):
             async for item in self._events(params):
                 assembler.add(item)
             return assembler.response()
-        message = await self._client.messages.create(**params, stream=False)
-        for item in _message_items(message):
+        reply: Any = await self._client.messages.with_raw_response.create(**params, stream=False)
+        raw = json_body(reply.http_response, self.name, model)
+        for item in _message_items(raw):
             assembler.add(item)
-        return assembler.response(raw=message.model_dump(mode="json"))
+        return assembler.response(raw=raw)
 
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         return self._events(self._params(request, model))
@@ -531,13 +538,13 @@ _USAGE_FIELDS = (
 )
 
 
-def _usage(usage: Any, counts: dict[str, int | None] | None = None) -> Usage:
-    """Anthropic's ``input_tokens`` excludes cached tokens; llmgine's counts every prompt
-    token, so the cache reads and writes are added back. ``counts`` (streaming) collects the
-    latest non-null value of each field across events."""
+def _usage(usage: dict[str, Any] | None, counts: dict[str, int | None] | None = None) -> Usage:
+    """Usage from its JSON. Anthropic's ``input_tokens`` excludes cached tokens; llmgine's
+    counts every prompt token, so the cache reads and writes are added back. ``counts``
+    (streaming) collects the latest non-null value of each field across events."""
     counts = {} if counts is None else counts
     for field in _USAGE_FIELDS:
-        value = getattr(usage, field, None)
+        value = (usage or {}).get(field)
         if value is not None:
             counts[field] = value
     read = counts.get("cache_read_input_tokens")
@@ -554,29 +561,35 @@ def _finish(stop_reason: str) -> Finish:
     return Finish(reason=_FINISH.get(stop_reason, "other"), raw=stop_reason)
 
 
-def _message_parts(message: Any) -> list[Part]:
+def _message_parts(message: dict[str, Any]) -> list[Part]:
     parts: list[Part] = []
-    for block in message.content:
-        kind = block.type
-        if kind == "text" and block.text:
-            parts.append(TextPart(text=block.text))
+    for block in message.get("content") or ():
+        kind = block.get("type")
+        if kind == "text" and block.get("text"):
+            parts.append(TextPart(text=block["text"]))
         elif kind == "thinking":
-            parts.append(ReasoningPart(text=block.thinking, signature=block.signature or None))
+            parts.append(
+                ReasoningPart(
+                    text=block.get("thinking", ""), signature=block.get("signature") or None
+                )
+            )
         elif kind == "redacted_thinking":
-            parts.append(ReasoningPart(redacted=True, provider_data={"data": block.data}))
+            parts.append(ReasoningPart(redacted=True, provider_data={"data": block.get("data")}))
         elif kind == "tool_use":
-            parts.append(ToolCallPart(id=block.id, name=block.name, arguments=dict(block.input)))
+            parts.append(
+                ToolCallPart(id=block["id"], name=block["name"], arguments=block.get("input") or {})
+            )
         # Server-side tool blocks (web search, code execution, ...) stay in `raw` only.
     return parts
 
 
-def _message_items(message: Any) -> Iterator[StreamItem]:
-    """A whole message as the items its stream would have carried."""
-    yield ResponseMeta(model=message.model, response_id=message.id)
+def _message_items(message: dict[str, Any]) -> Iterator[StreamItem]:
+    """A whole message (its JSON) as the items its stream would have carried."""
+    yield ResponseMeta(model=message.get("model"), response_id=message.get("id"))
     yield from items_from_parts(_message_parts(message))
-    yield UsageUpdate(usage=_usage(message.usage))
-    if message.stop_reason:
-        yield _finish(message.stop_reason)
+    yield UsageUpdate(usage=_usage(message.get("usage")))
+    if stop_reason := message.get("stop_reason"):
+        yield _finish(stop_reason)
 
 
 class _StreamEvents:
@@ -592,7 +605,7 @@ class _StreamEvents:
         if kind == "message_start":
             message = event.message
             yield ResponseMeta(model=message.model, response_id=message.id)
-            yield UsageUpdate(usage=_usage(message.usage, self._counts))
+            yield UsageUpdate(usage=_usage(message.usage.model_dump(), self._counts))
         elif kind == "content_block_start":
             yield from self._start(event.index, event.content_block)
         elif kind == "content_block_delta":
@@ -602,7 +615,7 @@ class _StreamEvents:
             if pending is not None:
                 yield ToolCallDelta(key=event.index, arguments=json.dumps(pending))
         elif kind == "message_delta":
-            yield UsageUpdate(usage=_usage(event.usage, self._counts))
+            yield UsageUpdate(usage=_usage(event.usage.model_dump(), self._counts))
             if event.delta.stop_reason:
                 yield _finish(event.delta.stop_reason)
         # message_stop and ping carry nothing more.

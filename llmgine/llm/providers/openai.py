@@ -51,7 +51,13 @@ from llmgine.llm._parts import (
     ToolCallPart,
     ToolResultPart,
 )
-from llmgine.llm._provider import Provider, import_sdk, resolve_api_key, retry_after_seconds
+from llmgine.llm._provider import (
+    Provider,
+    import_sdk,
+    json_body,
+    resolve_api_key,
+    retry_after_seconds,
+)
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
@@ -81,8 +87,7 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
     from openai import APIStatusError, AsyncOpenAI, AsyncStream
-    from openai.types.chat import ChatCompletion, ChatCompletionChunk
-    from openai.types.completion_usage import CompletionUsage
+    from openai.types.chat import ChatCompletionChunk
     from openai.types.responses import Response, ResponseStreamEvent
 
 __all__ = [
@@ -154,25 +159,58 @@ def _finish(raw: str | None, refused: bool) -> Finish:
     return Finish(reason=_FINISH.get(raw, "other"), raw=raw)
 
 
-def _chat_usage(usage: CompletionUsage | None) -> Usage:
-    if usage is None:
+def _chat_usage(usage: dict[str, Any] | None) -> Usage:
+    """Usage from its JSON (a streamed chunk's usage is dumped to JSON first)."""
+    if not usage:
         return Usage()
-    prompt, completion = usage.prompt_tokens_details, usage.completion_tokens_details
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
     return Usage(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cache_read_tokens=prompt.cached_tokens if prompt is not None else None,
-        cache_write_tokens=prompt.cache_write_tokens if prompt is not None else None,
-        reasoning_tokens=completion.reasoning_tokens if completion is not None else None,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cache_read_tokens=prompt.get("cached_tokens"),
+        cache_write_tokens=prompt.get("cache_write_tokens"),
+        reasoning_tokens=completion.get("reasoning_tokens"),
     )
 
 
-def _extra_text(obj: object) -> str | None:
+def _extra_text(fields: dict[str, Any]) -> str | None:
     for name in _REASONING_FIELDS:
-        value = getattr(obj, name, None)
+        value = fields.get(name)
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _chat_items(completion: dict[str, Any]) -> list[StreamItem]:
+    """A whole Chat completion (its JSON) as the items its stream would have carried."""
+    parts: list[Part] = []
+    raw_finish: str | None = None
+    refused = False
+    if choices := completion.get("choices"):
+        choice = choices[0]
+        message, raw_finish = choice.get("message") or {}, choice.get("finish_reason")
+        if (reasoning := _extra_text(message)) is not None:
+            parts.append(ReasoningPart(text=reasoning))
+        if content := message.get("content"):
+            parts.append(TextPart(text=content))
+        if refusal := message.get("refusal"):
+            refused = True
+            parts.append(TextPart(text=refusal))
+        for call in message.get("tool_calls") or ():
+            if call.get("type", "function") == "function":
+                function = call["function"]
+                parts.append(
+                    ToolCallPart.from_json_arguments(
+                        call["id"], function["name"], function.get("arguments") or ""
+                    )
+                )
+    return [
+        *items_from_parts(parts),
+        UsageUpdate(usage=_chat_usage(completion.get("usage"))),
+        _finish(raw_finish, refused),
+        ResponseMeta(model=completion.get("model"), response_id=completion.get("id")),
+    ]
 
 
 _retry_after = retry_after_seconds
@@ -276,11 +314,11 @@ class OpenAIProvider(Provider):
             raw = response.model_dump(mode="json")
         else:
             params = self._chat_params(request, model, options, stream=False)
-            completion: ChatCompletion = await self._client.chat.completions.create(
+            reply: Any = await self._client.chat.completions.with_raw_response.create(
                 **params, **args
             )
-            items = self._chat_items(completion)
-            raw = completion.model_dump(mode="json")
+            raw = json_body(reply.http_response, self.name, model)
+            items = _chat_items(raw)
         for item in items:
             assembler.add(item)
         return assembler.response(raw=raw)
@@ -467,34 +505,6 @@ class OpenAIProvider(Provider):
 
     # -- Chat Completions: the response back ---------------------------------------------
 
-    def _chat_items(self, completion: ChatCompletion) -> list[StreamItem]:
-        parts: list[Part] = []
-        raw_finish: str | None = None
-        refused = False
-        if completion.choices:
-            choice = completion.choices[0]
-            message, raw_finish = choice.message, choice.finish_reason
-            if (reasoning := _extra_text(message)) is not None:
-                parts.append(ReasoningPart(text=reasoning))
-            if message.content:
-                parts.append(TextPart(text=message.content))
-            if message.refusal:
-                refused = True
-                parts.append(TextPart(text=message.refusal))
-            for call in message.tool_calls or []:
-                if call.type == "function":
-                    parts.append(
-                        ToolCallPart.from_json_arguments(
-                            call.id, call.function.name, call.function.arguments
-                        )
-                    )
-        return [
-            *items_from_parts(parts),
-            UsageUpdate(usage=_chat_usage(completion.usage)),
-            _finish(raw_finish, refused),
-            ResponseMeta(model=completion.model, response_id=completion.id),
-        ]
-
     async def _chat_stream_items(
         self, chunks: AsyncIterator[ChatCompletionChunk]
     ) -> AsyncIterator[StreamItem]:
@@ -506,14 +516,14 @@ class OpenAIProvider(Provider):
                 meta = True
                 yield ResponseMeta(model=chunk.model, response_id=chunk.id)
             if chunk.usage is not None:  # the last chunk, with choices: []
-                yield UsageUpdate(usage=_chat_usage(chunk.usage))
+                yield UsageUpdate(usage=_chat_usage(chunk.usage.model_dump()))
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
             delta = choice.delta
             raw_finish = choice.finish_reason or raw_finish
             # Keys match the part order of a non-streamed answer: reasoning, text, refusal.
-            if (reasoning := _extra_text(delta)) is not None:
+            if (reasoning := _extra_text(delta.model_extra or {})) is not None:
                 yield ReasoningDelta(key="reasoning", text=reasoning)
             if delta.content:
                 yield TextDelta(key="text", text=delta.content)
