@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event as SpanEvent
@@ -116,6 +117,8 @@ class SpanBuffer(SpanProcessor):
         self._running: dict[int, ReadableSpan] = {}
         self._listeners: tuple[SpanListener, ...] = ()
         self._lock = threading.Lock()
+        # Set by a `RedactingFanout` in front of the buffer: hands over spans it holds back.
+        self.catch_up: Callable[[], None] = _nothing
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         with self._lock:
@@ -154,16 +157,19 @@ class SpanBuffer(SpanProcessor):
 
     def finished(self) -> list[SpanRecord]:
         """The finished spans kept, oldest first."""
+        self.catch_up()
         with self._lock:
             return list(self._finished)
 
     def running(self) -> list[ReadableSpan]:
         """The SDK spans started and not yet ended (live objects, not yet redacted)."""
+        self.catch_up()
         with self._lock:
             return list(self._running.values())
 
     def records(self, redactor: Redactor, *, include_running: bool = True) -> list[SpanRecord]:
         """Finished spans, then (redacted) running ones, as records."""
+        self.catch_up()
         with self._lock:
             records = list(self._finished)
             running = list(self._running.values()) if include_running else []
@@ -172,11 +178,13 @@ class SpanBuffer(SpanProcessor):
 
     def clear(self) -> None:
         """Forget the finished spans (running ones stay: they will still end)."""
+        self.catch_up()
         with self._lock:
             self._finished.clear()
             self.evicted = 0
 
     def __len__(self) -> int:
+        self.catch_up()
         return len(self._finished)
 
     def shutdown(self) -> None:
@@ -184,6 +192,10 @@ class SpanBuffer(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
+
+
+def _nothing() -> None:
+    pass
 
 
 def _strings(value: object, out: list[str]) -> None:
@@ -238,8 +250,19 @@ def redacted_copy(redactor: Redactor, span: ReadableSpan) -> ReadableSpan:
     )
 
 
+# Spans a fan-out holds back before it hands them over at once, whatever the loop does.
+HOLD_LIMIT = 256
+
+
 class RedactingFanout(SpanProcessor):
     """Hands every span to llmgine's consumers (buffer, files, exporters), redacted once.
+
+    Off the caller's path: a span started or ended in a thread running an event loop is
+    handed over by a callback on that loop, which runs when the caller next waits (for the
+    network, mostly), so redaction checks and records cost a model call no latency. Starts
+    and ends reach consumers in the order they happened. Whoever reads a consumer gets
+    everything first: the buffer catches up before every read, `force_flush` and `close`
+    hand over what is held; a thread with no loop hands over at once.
 
     It also is the off switch: a fanout added to a tracer provider the user owns cannot be
     removed from it, so `close()` makes it forward nothing from then on.
@@ -249,27 +272,66 @@ class RedactingFanout(SpanProcessor):
         self._redactor = redactor
         self._processors = tuple(processors)
         self._closed = False
+        self._held: list[tuple[ReadableSpan, Context | None, bool]] = []  # (span, ctx, ended)
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._held_lock = threading.Lock()
+        self._handing = threading.RLock()  # one hand-over at a time, in order; reentrant
+        for processor in self._processors:
+            if isinstance(processor, SpanBuffer):
+                processor.catch_up = self.hand_over
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self._closed:
-            return
-        for processor in self._processors:
-            processor.on_start(span, parent_context)
+        if not self._closed:
+            self._hold(span, parent_context, False)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._closed:
-            return
-        safe = redacted_copy(self._redactor, span)
-        for processor in self._processors:
-            processor.on_end(safe)
+        if not self._closed:
+            self._hold(span, None, True)
+
+    def _hold(self, span: ReadableSpan, context: Context | None, ended: bool) -> None:
+        loop = asyncio._get_running_loop()
+        with self._held_lock:
+            self._held.append((span, context, ended))
+            if loop is not None and len(self._held) < HOLD_LIMIT:
+                if self._scheduled_on is loop:
+                    return
+                # Scheduled on no loop, or on another (which may close before running it).
+                self._scheduled_on = loop
+                schedule = True
+            else:
+                schedule = False
+        if schedule:
+            loop.call_soon(self.hand_over)  # type: ignore[union-attr]
+        else:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Give the consumers every span held back, in order."""
+        with self._handing:
+            with self._held_lock:
+                held, self._held = self._held, []
+                self._scheduled_on = None
+            for span, context, ended in held:
+                safe = redacted_copy(self._redactor, span) if ended else span
+                for processor in self._processors:
+                    try:
+                        if ended:
+                            processor.on_end(safe)
+                        else:
+                            processor.on_start(cast(Span, span), context)
+                    except Exception:  # one broken consumer must not starve the others
+                        log.exception("span consumer %r failed on a span", processor)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self.hand_over()
         return all(p.force_flush(timeout_millis) for p in self._processors)
 
     def close(self) -> None:
-        """Flush and shut down every consumer, then forward nothing more."""
+        """Hand over what is held, flush and shut down every consumer, then forward
+        nothing more."""
         if self._closed:
             return
+        self.hand_over()
         self._closed = True
         for processor in self._processors:
             try:

@@ -122,6 +122,9 @@ async def test_console_prints_readable_spans_and_events(bus: MessageBus) -> None
     async with bus.session("chat") as session:
         await session.execute(Ask())
         await session.publish(Said(text="hello there"), wait=True)
+    obs = observability.current()
+    assert obs is not None
+    obs.flush()  # spans reach the console once the loop is next free, or on flush
     text = out.getvalue()
     assert "command Ask" in text
     assert "session chat" in text
