@@ -9,6 +9,7 @@ assemble to equal `LLMResponse`s. SDK objects are only read here, never handed o
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -113,12 +114,14 @@ def _bare(model: str) -> str:
     return model.lower().removeprefix("ft:").rsplit("/", 1)[-1]
 
 
+@functools.lru_cache(maxsize=512)  # asked on every call, of a handful of model names
 def is_reasoning_model(model: str) -> bool:
     """o-series and gpt-5 models reason (gpt-5-chat-* does not)."""
     bare = _bare(model)
     return re.match(r"(o\d|gpt-5)", bare) is not None and "chat" not in bare
 
 
+@functools.lru_cache(maxsize=512)
 def responses_only_model(model: str) -> bool:
     """Models that the Chat Completions endpoint does not serve."""
     pattern = r"(^(o\d|gpt-5)[\w.-]*-pro\b|deep-research|codex|computer-use)"

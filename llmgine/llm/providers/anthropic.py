@@ -75,7 +75,6 @@ from llmgine.llm._stream import (
     TextDelta,
     ToolCallDelta,
     UsageUpdate,
-    items_from_parts,
 )
 
 if TYPE_CHECKING:
@@ -365,10 +364,7 @@ class AnthropicProvider(Provider):
                 assembler.add(item)
             return assembler.response()
         reply: Any = await self._client.messages.with_raw_response.create(**params, stream=False)
-        raw = json_body(reply.http_response, self.name, model)
-        for item in _message_items(raw):
-            assembler.add(item)
-        return assembler.response(raw=raw)
+        return _message_response(assembler, json_body(reply.http_response, self.name, model))
 
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         return self._events(self._params(request, model))
@@ -583,13 +579,17 @@ def _message_parts(message: dict[str, Any]) -> list[Part]:
     return parts
 
 
-def _message_items(message: dict[str, Any]) -> Iterator[StreamItem]:
-    """A whole message (its JSON) as the items its stream would have carried."""
-    yield ResponseMeta(model=message.get("model"), response_id=message.get("id"))
-    yield from items_from_parts(_message_parts(message))
-    yield UsageUpdate(usage=_usage(message.get("usage")))
-    if stop_reason := message.get("stop_reason"):
-        yield _finish(stop_reason)
+def _message_response(assembler: StreamAssembler, message: dict[str, Any]) -> LLMResponse:
+    """A whole message (its JSON) as the response its stream would assemble to."""
+    stop_reason = message.get("stop_reason")
+    return assembler.whole(
+        _message_parts(message),
+        usage=_usage(message.get("usage")),
+        finish=_finish(stop_reason) if stop_reason else None,
+        model=message.get("model"),
+        response_id=message.get("id"),
+        raw=message,
+    )
 
 
 class _StreamEvents:

@@ -69,7 +69,6 @@ from llmgine.llm._stream import (
     TextDelta,
     ToolCallDelta,
     UsageUpdate,
-    items_from_parts,
 )
 from llmgine.llm.providers._openai_responses import (
     config_error,
@@ -182,8 +181,8 @@ def _extra_text(fields: dict[str, Any]) -> str | None:
     return None
 
 
-def _chat_items(completion: dict[str, Any]) -> list[StreamItem]:
-    """A whole Chat completion (its JSON) as the items its stream would have carried."""
+def _chat_response(assembler: StreamAssembler, completion: dict[str, Any]) -> LLMResponse:
+    """A whole Chat completion (its JSON) as the response its stream would assemble to."""
     parts: list[Part] = []
     raw_finish: str | None = None
     refused = False
@@ -205,12 +204,14 @@ def _chat_items(completion: dict[str, Any]) -> list[StreamItem]:
                         call["id"], function["name"], function.get("arguments") or ""
                     )
                 )
-    return [
-        *items_from_parts(parts),
-        UsageUpdate(usage=_chat_usage(completion.get("usage"))),
-        _finish(raw_finish, refused),
-        ResponseMeta(model=completion.get("model"), response_id=completion.get("id")),
-    ]
+    return assembler.whole(
+        parts,
+        usage=_chat_usage(completion.get("usage")),
+        finish=_finish(raw_finish, refused),
+        model=completion.get("model"),
+        response_id=completion.get("id"),
+        raw=completion,
+    )
 
 
 _retry_after = retry_after_seconds
@@ -310,18 +311,12 @@ class OpenAIProvider(Provider):
             params = responses_params(request, model, options, provider=self.name, stream=False)
             # **params makes the overloads unresolvable (Any): name the type they return.
             response: Response = await self._client.responses.create(**params, **args)
-            items = responses_items(response, provider=self.name, model=model)
-            raw = response.model_dump(mode="json")
-        else:
-            params = self._chat_params(request, model, options, stream=False)
-            reply: Any = await self._client.chat.completions.with_raw_response.create(
-                **params, **args
-            )
-            raw = json_body(reply.http_response, self.name, model)
-            items = _chat_items(raw)
-        for item in items:
-            assembler.add(item)
-        return assembler.response(raw=raw)
+            for item in responses_items(response, provider=self.name, model=model):
+                assembler.add(item)
+            return assembler.response(raw=response.model_dump(mode="json"))
+        params = self._chat_params(request, model, options, stream=False)
+        reply: Any = await self._client.chat.completions.with_raw_response.create(**params, **args)
+        return _chat_response(assembler, json_body(reply.http_response, self.name, model))
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         options, own = self._options(request)
