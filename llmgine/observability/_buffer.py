@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, cast
@@ -13,6 +15,7 @@ from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from llmgine._idle import when_idle
 from llmgine._redact import Redactor, redacting_logger
 from llmgine._semconv import CONVERSATION_ID, SESSION_ID
 
@@ -258,8 +261,8 @@ class RedactingFanout(SpanProcessor):
     """Hands every span to llmgine's consumers (buffer, files, exporters), redacted once.
 
     Off the caller's path: a span started or ended in a thread running an event loop is
-    handed over by a callback on that loop, which runs when the caller next waits (for the
-    network, mostly), so redaction checks and records cost a model call no latency. Starts
+    handed over when that loop is next idle (see `llmgine._idle`), waiting for the network
+    mostly, so redaction checks and records cost a model call no latency. Starts
     and ends reach consumers in the order they happened. Whoever reads a consumer gets
     everything first: the buffer catches up before every read, `force_flush` and `close`
     hand over what is held; a thread with no loop hands over at once.
@@ -279,6 +282,10 @@ class RedactingFanout(SpanProcessor):
         for processor in self._processors:
             if isinstance(processor, SpanBuffer):
                 processor.catch_up = self.hand_over
+        # Held spans of a loop that closed before its idle turn (asyncio.run's very last
+        # spans) are handed over with the next hand-over, any read, flush or close, or at
+        # the latest as the interpreter exits.
+        atexit.register(_hand_over_at_exit, weakref.ref(self))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if not self._closed:
@@ -301,7 +308,7 @@ class RedactingFanout(SpanProcessor):
             else:
                 schedule = False
         if schedule:
-            loop.call_soon(self.hand_over)  # type: ignore[union-attr]
+            when_idle(loop, self.hand_over)  # type: ignore[arg-type]
         else:
             self.hand_over()
 
@@ -341,3 +348,9 @@ class RedactingFanout(SpanProcessor):
 
     def shutdown(self) -> None:
         self.close()
+
+
+def _hand_over_at_exit(fanout: weakref.ref[RedactingFanout]) -> None:
+    alive = fanout()
+    if alive is not None and not alive._closed:
+        alive.hand_over()

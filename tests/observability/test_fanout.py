@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from llmgine._idle import when_idle
 from llmgine._redact import Redactor
 from llmgine.observability import SpanBuffer
 from llmgine.observability._buffer import HOLD_LIMIT, RedactingFanout
@@ -32,6 +36,13 @@ class Recorder(SpanProcessor):
         self.seen.append(("end", span.name, threading.current_thread().name))
 
 
+async def loop_idle() -> None:
+    """Return once the loop has had an idle turn (work held for one has run by then)."""
+    done = asyncio.get_running_loop().create_future()
+    when_idle(asyncio.get_running_loop(), lambda: done.set_result(None))
+    await done
+
+
 def tracer_for(*processors: SpanProcessor, secret: str = "sk-fanout-secret-123") -> Any:
     redactor = Redactor()
     redactor.add_secret(secret)
@@ -39,13 +50,15 @@ def tracer_for(*processors: SpanProcessor, secret: str = "sk-fanout-secret-123")
     return LiteTracer(fanout, Resource.create({})), fanout
 
 
-async def test_spans_of_a_loop_are_handed_over_when_the_loop_is_next_free() -> None:
+async def test_spans_of_a_loop_are_handed_over_when_the_loop_is_next_idle() -> None:
     recorder = Recorder()
     tracer, _ = tracer_for(recorder)
     tracer.start_span("a").end()
     tracer.start_span("b").end()
     assert recorder.seen == []  # nothing yet: the caller has not waited
-    await asyncio.sleep(0)  # one turn of the loop (not a timing wait)
+    await asyncio.sleep(0)  # a turn, but this task is ready again: not idle
+    assert recorder.seen == []
+    await loop_idle()
     assert [(what, name) for what, name, _ in recorder.seen] == [
         ("start", "a"),
         ("end", "a"),
@@ -125,7 +138,7 @@ async def test_a_broken_consumer_is_logged_and_the_others_still_get_every_span(
     assert all(r.exc_info and "consumer bug" in str(r.exc_info[1]) for r in failures)
 
 
-def test_spans_held_for_a_loop_that_closed_are_handed_over_by_the_next_one() -> None:
+def test_spans_held_for_a_loop_that_closed_go_with_the_next_loops_hand_over() -> None:
     recorder = Recorder()
     tracer, _ = tracer_for(recorder)
 
@@ -133,7 +146,41 @@ def test_spans_held_for_a_loop_that_closed_are_handed_over_by_the_next_one() -> 
         tracer.start_span(name).end()
 
     loop = asyncio.new_event_loop()
-    loop.run_until_complete(end_one("first"))  # its callback may or may not have run
+    loop.run_until_complete(end_one("first"))  # held; the loop may close before its turn
     loop.close()
-    asyncio.run(end_one("second"))
+
+    async def second() -> None:
+        await end_one("second")
+        await loop_idle()
+
+    asyncio.run(second())
     assert [name for what, name, _ in recorder.seen if what == "end"] == ["first", "second"]
+
+
+def test_spans_ended_as_asyncio_run_ends_reach_the_console_by_exit(tmp_path: Path) -> None:
+    # The program's last span, ended as its loop closes, is still printed: at exit.
+    script = tmp_path / "last_span.py"
+    script.write_text(
+        "import asyncio, sys\n"
+        "from llmgine import observability\n"
+        "from llmgine.bus import MessageBus\n"
+        "async def main():\n"
+        "    observability.enable(MessageBus(), console=sys.stdout)\n"
+        "    observability.current().tracer.start_span('the-last-span').end()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "the-last-span" in done.stdout, done.stderr
+
+
+def test_the_buffer_of_a_closed_loop_still_shows_its_last_spans() -> None:
+    buffer = SpanBuffer()
+    tracer, _ = tracer_for(buffer)
+
+    async def main() -> None:
+        tracer.start_span("last").end()
+
+    asyncio.run(main())
+    assert [s.name for s in buffer.finished()] == ["last"]

@@ -1,0 +1,70 @@
+"""`when_idle`: work that waits for a turn of the loop with nothing else ready, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from llmgine._idle import MAX_TURNS, when_idle
+
+
+async def test_work_waits_until_the_request_is_fully_written() -> None:
+    # An HTTP client yields between a request's headers and its body; the server waits
+    # for the body, so work must not run in between.
+    order: list[str] = []
+    response = asyncio.get_running_loop().create_future()
+
+    async def client() -> None:
+        order.append("headers")
+        await asyncio.sleep(0)  # the client's checkpoint between the two writes
+        order.append("body")
+        await response  # now the loop waits for the network: idle
+
+    task = asyncio.create_task(client())
+    when_idle(asyncio.get_running_loop(), lambda: order.append("work"))
+    when_idle(asyncio.get_running_loop(), lambda: response.set_result(None))
+    await task
+    assert order == ["headers", "body", "work"]
+
+
+async def test_a_loop_that_is_never_idle_still_gets_the_work_done_within_max_turns() -> None:
+    turns = 0
+    ran_at: list[int] = []
+
+    async def busy() -> None:
+        nonlocal turns
+        for _ in range(4 * MAX_TURNS):
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(busy())
+    when_idle(asyncio.get_running_loop(), lambda: ran_at.append(turns))
+    await task
+    assert len(ran_at) == 1
+    assert 1 <= ran_at[0] <= MAX_TURNS + 1
+
+
+def test_work_whose_turn_comes_as_the_loop_stops_runs_before_it_stops() -> None:
+    ran: list[str] = []
+    loop = asyncio.new_event_loop()
+    try:
+        loop.call_soon(loop.stop)  # as run_until_complete does when its coroutine ends
+        when_idle(loop, lambda: ran.append("work"))
+        loop.call_soon(lambda: None)  # something else ready: the loop is not idle
+        loop.run_forever()  # returns after this turn: the work must have run in it
+    finally:
+        loop.close()
+    assert ran == ["work"]
+
+
+async def test_a_loop_without_a_visible_ready_queue_gets_the_work_at_its_next_turn() -> None:
+    class OtherLoop:  # e.g. uvloop: no `_ready` to look at
+        def __init__(self) -> None:
+            self.soon: list[object] = []
+
+        def call_soon(self, fn: object, *args: object) -> None:
+            self.soon.append(fn)
+
+    other = OtherLoop()
+    work = lambda: None  # noqa: E731
+    when_idle(other, work)  # type: ignore[arg-type]
+    assert other.soon == [work]
