@@ -9,6 +9,7 @@ is ready runs while the loop would otherwise sit in ``select()`` waiting for the
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 
 __all__ = ["MAX_TURNS", "when_idle"]
@@ -17,22 +18,49 @@ __all__ = ["MAX_TURNS", "when_idle"]
 MAX_TURNS = 8
 
 
+class _Gate:
+    """The work waiting for one loop's idle turn: one callback for all of it, so pieces
+    of work never take each other for activity."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Callable[[], object]] = []
+        self.scheduled = False
+
+    def turn(self, loop: asyncio.AbstractEventLoop, left: int) -> None:
+        ready = getattr(loop, "_ready", ())
+        # A stopping loop (run_until_complete's coroutine just ended) may close before
+        # another turn: run now rather than risk never.
+        if ready and left and not getattr(loop, "_stopping", False):
+            loop.call_soon(self.turn, loop, left - 1)
+            return
+        self.scheduled = False
+        work, self.waiting = self.waiting, []
+        for fn in work:
+            try:
+                fn()
+            except Exception as exc:  # as asyncio reports a failing callback; run the rest
+                loop.call_exception_handler(
+                    {"message": f"idle-time work {fn!r} failed", "exception": exc}
+                )
+
+
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def when_idle(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
-    """Run ``fn`` on ``loop`` (from its own thread) at the first turn in which nothing
-    else is ready to run, or after `MAX_TURNS` turns."""
+    """Run ``fn`` on ``loop`` (call from the loop's own thread) at the first turn in which
+    nothing else is ready to run, or after `MAX_TURNS` turns; in the order given."""
     # asyncio's own loops keep their ready callbacks in `_ready`; others (uvloop) do not
     # say, and get the work at their next turn.
-    ready = getattr(loop, "_ready", None)
-    if ready is None:
+    if not hasattr(loop, "_ready"):
         loop.call_soon(fn)
         return
-
-    def turn(left: int) -> None:
-        # A stopping loop (asyncio.run's main task just ended) may close before another
-        # turn: do it now rather than risk it never running.
-        if ready and left and not getattr(loop, "_stopping", False):
-            loop.call_soon(turn, left - 1)
-        else:
-            fn()
-
-    loop.call_soon(turn, MAX_TURNS)
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = _Gate()
+    gate.waiting.append(fn)
+    if not gate.scheduled:
+        gate.scheduled = True
+        loop.call_soon(gate.turn, loop, MAX_TURNS)

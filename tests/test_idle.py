@@ -68,3 +68,34 @@ async def test_a_loop_without_a_visible_ready_queue_gets_the_work_at_its_next_tu
     work = lambda: None  # noqa: E731
     when_idle(other, work)  # type: ignore[arg-type]
     assert other.soon == [work]
+
+
+async def test_pieces_of_work_run_together_in_order_at_the_first_idle_turn() -> None:
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    done = loop.create_future()
+    when_idle(loop, lambda: order.append("first"))
+    when_idle(loop, lambda: order.append("second"))
+    when_idle(loop, lambda: done.set_result(len(order)))
+    assert await done == 2  # one turn: they did not take each other for activity
+    assert order == ["first", "second"]
+
+
+async def test_failing_work_is_reported_and_the_rest_still_runs() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    done = loop.create_future()
+
+    def broken() -> None:
+        raise RuntimeError("idle bug")
+
+    try:
+        when_idle(loop, broken)
+        when_idle(loop, lambda: done.set_result("ran"))
+        assert await done == "ran"
+    finally:
+        loop.set_exception_handler(None)
+    assert len(reported) == 1
+    assert isinstance(reported[0]["exception"], RuntimeError)
+    assert "idle-time work" in str(reported[0]["message"])

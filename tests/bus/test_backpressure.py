@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from llmgine._idle import when_idle
 from llmgine.bus import (
     BackpressureStrategy,
     Delivery,
@@ -21,6 +22,7 @@ from llmgine.bus import (
     MessageBus,
     message_type_name,
 )
+from llmgine.bus._transport import IDLE_BATCH
 from llmgine.errors import BackpressureError, BusError
 
 
@@ -419,3 +421,31 @@ async def test_an_idle_worker_waits_on_a_future_instead_of_polling() -> None:
         await bus.publish(Tick(n=2))  # and it wakes up for the next event
         await bus.drain()
         assert seen == [1, 2]
+
+
+async def test_a_few_queued_events_wait_for_the_publisher_to_wait(bus: MessageBus) -> None:
+    # A publisher about to send a request: delivery must not come between its yields
+    # (headers written, body not yet) but once it waits for the answer.
+
+    order: list[str] = []
+    bus.on_event(Tick, lambda e: order.append(f"delivered {e.n}"))
+    await bus.publish(Tick(n=1))
+    await asyncio.sleep(0)  # the client's checkpoint: its task is ready again at once
+    await asyncio.sleep(0)
+    order.append("request sent")
+    answer = asyncio.get_running_loop().create_future()
+    when_idle(asyncio.get_running_loop(), lambda: answer.set_result(None))
+    await answer  # waiting for the network: the loop is idle
+    await bus.drain()
+    assert order == ["request sent", "delivered 1"]
+
+
+async def test_a_backlog_is_delivered_without_waiting_for_an_idle_loop(bus: MessageBus) -> None:
+
+    seen: list[int] = []
+    bus.on_event(Tick, lambda e: seen.append(e.n))
+    for n in range(IDLE_BATCH * 2):
+        await bus.publish(Tick(n=n))
+    await asyncio.sleep(0)  # the worker wakes
+    await asyncio.sleep(0)  # and delivers: no idle turn was needed
+    assert seen == list(range(IDLE_BATCH * 2))
