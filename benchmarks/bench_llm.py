@@ -43,44 +43,62 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def raw_call(provider: str, url: str) -> tuple[Callable[[], Awaitable[str]], Any]:
-    # The same request body, byte for byte, as llmgine's adapters send for this call.
+Call = Callable[[], Awaitable[str]]
+
+
+def raw_call(provider: str, url: str) -> tuple[Call, Call, Any]:
+    """The raw SDK call as its users write it, the same call with the body read as JSON
+    (the SDK path llmgine's adapters take), and the client. The request body is the same,
+    byte for byte, as llmgine's adapters send for this call."""
     if provider == "openai":
         import openai
 
         oa = openai.AsyncOpenAI(api_key="sk-bench", base_url=f"{url}/v1", max_retries=0)
+        params: dict[str, Any] = {
+            "model": MODELS["openai"],
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_completion_tokens": 256,
+            "stream": False,
+        }
 
         async def call_openai() -> str:
-            reply = await oa.chat.completions.create(
-                model=MODELS["openai"],
-                messages=[{"role": "user", "content": PROMPT}],
-                max_completion_tokens=256,
-                stream=False,
-            )
+            reply = await oa.chat.completions.create(**params)
             return reply.choices[0].message.content or ""
 
-        return call_openai, oa
+        async def call_openai_json() -> str:
+            reply = await oa.chat.completions.with_raw_response.create(**params)
+            text: str = json.loads(reply.http_response.content)["choices"][0]["message"]["content"]
+            return text
+
+        return call_openai, call_openai_json, oa
     import anthropic
 
     an = anthropic.AsyncAnthropic(api_key="sk-ant-bench", base_url=url, max_retries=0)
+    body: dict[str, Any] = {
+        "model": MODELS["anthropic"],
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": PROMPT}]}],
+        "stream": False,
+    }
 
     async def call_anthropic() -> str:
-        reply = await an.messages.create(
-            model=MODELS["anthropic"],
-            max_tokens=256,
-            messages=[{"role": "user", "content": [{"type": "text", "text": PROMPT}]}],
-            stream=False,
-        )
+        reply = await an.messages.create(**body)
         block = reply.content[0]
         return block.text if block.type == "text" else ""
 
-    return call_anthropic, an
+    async def call_anthropic_json() -> str:
+        reply = await an.messages.with_raw_response.create(**body)
+        text: str = json.loads(reply.http_response.content)["content"][0]["text"]
+        return text
+
+    return call_anthropic, call_anthropic_json, an
 
 
 async def measure(provider: str, url: str, calls: int) -> dict[str, dict[str, float]]:
-    """One round: ``calls`` raw SDK calls and ``calls`` llmgine calls, interleaved one by one
-    (alternating which goes first), so both sides see the same machine at the same time."""
-    raw, client = raw_call(provider, url)
+    """One round: ``calls`` calls on each side (raw SDK, SDK with the body read as JSON,
+    llmgine), interleaved one by one (rotating which goes first), so every side sees the
+    same machine at the same time."""
+    raw, raw_json, client = raw_call(provider, url)
     bus = MessageBus()
     observability.enable(bus)
     base_url = f"{url}/v1" if provider == "openai" else url
@@ -95,8 +113,8 @@ async def measure(provider: str, url: str, calls: int) -> dict[str, dict[str, fl
     async def ours() -> str:
         return (await execute(Generate(request=request))).unwrap().text
 
-    sides = {"raw": raw, "llmgine": ours}
-    samples: dict[str, list[int]] = {"raw": [], "llmgine": []}
+    sides = {"raw": raw, "sdk_json": raw_json, "llmgine": ours}
+    samples: dict[str, list[int]] = {side: [] for side in sides}
     try:
         for _ in range(50):  # warm the connection pools and the code paths
             for call in sides.values():
@@ -104,7 +122,7 @@ async def measure(provider: str, url: str, calls: int) -> dict[str, dict[str, fl
         gc.collect()
         order = list(sides.items())
         for _ in range(calls):
-            order.reverse()
+            order = order[1:] + order[:1]
             for side, call in order:
                 t0 = perf_counter_ns()
                 text = await call()
@@ -145,6 +163,10 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
             raw = statistics.median(x["raw"]["p50_us"] for x in per)
             ours = statistics.median(x["llmgine"]["p50_us"] for x in per)
             added = statistics.median(x["llmgine"]["p50_us"] - x["raw"]["p50_us"] for x in per)
+            sdk_json = statistics.median(x["sdk_json"]["p50_us"] for x in per)
+            layers = statistics.median(
+                x["llmgine"]["p50_us"] - x["sdk_json"]["p50_us"] for x in per
+            )
             allowed = max(0.05 * raw, 100.0)
             results[provider] = {
                 "calls": calls,
@@ -153,6 +175,8 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
                 "llmgine_us": ours,
                 "added_us": added,
                 "ratio": ours / raw,
+                "sdk_json_us": sdk_json,
+                "layers_us": layers,
                 "allowed_us": allowed,
                 "pass": added <= allowed,
             }
@@ -168,16 +192,21 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = ["provider   raw SDK/call  llmgine/call  added     ratio  budget"]
+    lines = [
+        "provider   raw SDK/call  llmgine/call  added     ratio  budget              "
+        "SDK+JSON/call  llmgine layers"
+    ]
     for provider, r in report["results"].items():
         verdict = "PASS" if r["pass"] else "FAIL"
         lines.append(
             f"{provider:<10} {r['raw_us']:>9.0f} µs  {r['llmgine_us']:>9.0f} µs  "
             f"{r['added_us']:>+6.0f} µs  {r['ratio']:.3f}  <= {r['allowed_us']:.0f} µs {verdict}"
+            f"    {r['sdk_json_us']:>9.0f} µs  {r['layers_us']:>+6.0f} µs"
         )
+    calls = next(iter(report["results"].values()))["calls"]
     lines.append(
-        "llmgine = Generate command on a bus with observability on; per-call medians, "
-        f"{next(iter(report['results'].values()))['calls']:,} calls a side interleaved one by "
-        "one with the raw SDK's, median of rounds"
+        "llmgine = Generate command on a bus with observability on; SDK+JSON = the SDK call "
+        "with its body read as JSON, as llmgine's adapters do (layers = llmgine - SDK+JSON); "
+        f"per-call medians, {calls:,} calls a side interleaved one by one, median of rounds"
     )
     return "\n".join(lines)
