@@ -44,9 +44,7 @@ class _Gate:
                 )
 
 
-_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = (
-    weakref.WeakKeyDictionary()
-)
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Gate] = weakref.WeakKeyDictionary()
 
 
 def when_idle(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
