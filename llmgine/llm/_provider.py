@@ -3,7 +3,8 @@
 An adapter (``providers/openai.py`` and its siblings) implements three methods:
 
 * ``_generate(request, model)``: map the request out to the SDK, call it, map the response
-  back (through `StreamAssembler` and `items_from_parts`, like a stream);
+  back to parts and build the response with `StreamAssembler.whole` (equal to what the
+  same answer streamed assembles to);
 * ``_stream(request, model)``: the same call streamed, as `StreamItem`s;
 * ``_translate(exc, model)``: an SDK exception as an `llmgine.errors.LLMError`.
 
@@ -63,17 +64,21 @@ def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
     try:
         body = json.loads(http.content)
     except ValueError as exc:
-        body = exc
-    if isinstance(body, dict):
-        return body
+        raise _not_a_json_object(http, provider, model) from exc
+    if not isinstance(body, dict):
+        raise _not_a_json_object(http, provider, model)
+    return body
+
+
+def _not_a_json_object(http: Any, provider: str, model: str) -> ProviderError:
     snippet = bytes(http.content[:200]).decode("utf-8", "replace")
-    raise ProviderError(
+    return ProviderError(
         f"{provider} answered HTTP {http.status_code} with a body that is not a JSON object "
         f"({snippet!r}): check that base_url points at the API itself, not a web page or proxy",
         provider=provider,
         model=model,
         status_code=http.status_code,
-    ) from (body if isinstance(body, Exception) else None)
+    )
 
 
 def import_sdk(module: str, extra: str) -> Any:

@@ -4,9 +4,10 @@ A provider adapter turns its SDK's stream into `StreamItem`s: content deltas key
 part they belong to (`TextDelta`, `ReasoningDelta`, `ToolCallDelta`), then `UsageUpdate`,
 `Finish` and `ResponseMeta`. Items are slotted dataclasses, not pydantic models: a stream
 makes one per chunk, so they must cost next to nothing. `StreamAssembler` builds the
-`LLMResponse` from them. Adapters map a non-streamed response to the same items
-(`items_from_parts`), so a streamed call and the same call without streaming assemble to
-equal responses by construction.
+`LLMResponse` from them. Adapters map a non-streamed response to parts and build it with
+`StreamAssembler.whole`, which gives what adding those parts as items
+(`items_from_parts`) would, so a streamed call and the same call without streaming give
+equal responses (the tests hold ``whole`` to the item path).
 """
 
 from __future__ import annotations

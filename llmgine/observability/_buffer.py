@@ -282,10 +282,7 @@ class RedactingFanout(SpanProcessor):
         for processor in self._processors:
             if isinstance(processor, SpanBuffer):
                 processor.catch_up = self.hand_over
-        # Held spans of a loop that closed before its idle turn (asyncio.run's very last
-        # spans) are handed over with the next hand-over, any read, flush or close, or at
-        # the latest as the interpreter exits.
-        atexit.register(_hand_over_at_exit, weakref.ref(self))
+        _OPEN.add(self)  # see _hand_over_at_exit
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if not self._closed:
@@ -340,6 +337,7 @@ class RedactingFanout(SpanProcessor):
             return
         self.hand_over()
         self._closed = True
+        _OPEN.discard(self)
         for processor in self._processors:
             try:
                 processor.shutdown()
@@ -350,7 +348,13 @@ class RedactingFanout(SpanProcessor):
         self.close()
 
 
-def _hand_over_at_exit(fanout: weakref.ref[RedactingFanout]) -> None:
-    alive = fanout()
-    if alive is not None and not alive._closed:
-        alive.hand_over()
+# Held spans of a loop that closed before its idle turn (asyncio.run's very last spans) go
+# with the next hand-over, any read, flush or close, or at the latest as the interpreter
+# exits: one exit hook for every fan-out still open.
+_OPEN: weakref.WeakSet[RedactingFanout] = weakref.WeakSet()
+
+
+@atexit.register
+def _hand_over_at_exit() -> None:
+    for fanout in list(_OPEN):
+        fanout.hand_over()

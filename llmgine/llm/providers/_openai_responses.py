@@ -32,16 +32,16 @@ from llmgine.llm._parts import (
     ToolResultPart,
 )
 from llmgine.llm._request import LLMRequest, ResponseFormat, ToolName, ToolSpec
-from llmgine.llm._response import FinishReason, Usage
+from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
     Finish,
     ReasoningDelta,
     ResponseMeta,
+    StreamAssembler,
     StreamItem,
     TextDelta,
     ToolCallDelta,
     UsageUpdate,
-    items_from_parts,
 )
 
 if TYPE_CHECKING:
@@ -55,9 +55,9 @@ __all__ = [
     "effort_for",
     "is_reasoning_model",
     "responses_input",
-    "responses_items",
     "responses_only_model",
     "responses_params",
+    "responses_response",
     "responses_stream_items",
     "strict_json_schema",
 ]
@@ -453,9 +453,18 @@ def _tail(response: Response, provider: str, model: str) -> list[StreamItem]:
     ]
 
 
-def responses_items(response: Response, *, provider: str, model: str) -> list[StreamItem]:
-    """A non-streamed `Response` as the items its stream would have carried."""
-    return [*items_from_parts(_parts(response)), *_tail(response, provider, model)]
+def responses_response(
+    assembler: StreamAssembler, response: Response, *, provider: str, model: str
+) -> LLMResponse:
+    """A non-streamed `Response` as the response its stream would assemble to."""
+    return assembler.whole(
+        _parts(response),
+        usage=_usage(response.usage),
+        finish=_finish(response, provider, model),
+        model=response.model,
+        response_id=response.id,
+        raw=response.model_dump(mode="json"),
+    )
 
 
 async def responses_stream_items(

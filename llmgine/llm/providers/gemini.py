@@ -70,7 +70,6 @@ from llmgine.llm._stream import (
     TextDelta,
     ToolCallDelta,
     UsageUpdate,
-    items_from_parts,
 )
 
 if TYPE_CHECKING:
@@ -273,15 +272,14 @@ class GeminiProvider(Provider):
         scratch = StreamAssembler(self.name, model)
         for delta in reader.read(sdk_parts or []):
             scratch.add(delta)
-        assembler = StreamAssembler(self.name, model)
-        for item in items_from_parts(scratch.parts()):
-            assembler.add(item)
-        assembler.add(UsageUpdate(usage=_usage(response.usage_metadata)))
-        finish = _finish(candidate, response, reader.calls > 0)
-        if finish is not None:
-            assembler.add(finish)
-        assembler.add(ResponseMeta(model=response.model_version, response_id=response.response_id))
-        return assembler.response(raw=response.model_dump(mode="json", exclude_none=True))
+        return StreamAssembler(self.name, model).whole(
+            scratch.parts(),
+            usage=_usage(response.usage_metadata),
+            finish=_finish(candidate, response, reader.calls > 0),
+            model=response.model_version,
+            response_id=response.response_id,
+            raw=response.model_dump(mode="json", exclude_none=True),
+        )
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         contents, config = self._request_out(request)

@@ -75,9 +75,9 @@ from llmgine.llm.providers._openai_responses import (
     data_url,
     effort_for,
     is_reasoning_model,
-    responses_items,
     responses_only_model,
     responses_params,
+    responses_response,
     responses_stream_items,
     strict_json_schema,
 )
@@ -311,9 +311,7 @@ class OpenAIProvider(Provider):
             params = responses_params(request, model, options, provider=self.name, stream=False)
             # **params makes the overloads unresolvable (Any): name the type they return.
             response: Response = await self._client.responses.create(**params, **args)
-            for item in responses_items(response, provider=self.name, model=model):
-                assembler.add(item)
-            return assembler.response(raw=response.model_dump(mode="json"))
+            return responses_response(assembler, response, provider=self.name, model=model)
         params = self._chat_params(request, model, options, stream=False)
         reply: Any = await self._client.chat.completions.with_raw_response.create(**params, **args)
         return _chat_response(assembler, json_body(reply.http_response, self.name, model))
