@@ -190,8 +190,9 @@ class SpanFeed:
         def heard(what: Literal["start", "end"], record: SpanRecord) -> None:
             append((what, record))
 
-        # Subscribe first, then read what is there: a span that ends in between is heard
-        # twice, and `_apply` keeps its ended record.
+        # Take what the fan-out still holds, subscribe, then read what is there: a span that
+        # ends in between is heard twice, and `_apply` keeps its ended record.
+        obs.buffer.catch_up()
         self._unsubscribe: Callable[[], None] | None = obs.buffer.subscribe(heard)
         for record in obs.buffer.records(obs.redactor):
             self._apply("end" if record.end_time is not None else "start", record)
@@ -216,6 +217,8 @@ class SpanFeed:
 
     def flush(self) -> bool:
         """Apply the spans heard since the last flush; True if any was new or changed."""
+        if self._unsubscribe is not None:
+            self.obs.buffer.catch_up()  # a reader: spans held back for the loop's idle turn
         intake = self._intake
         batch = [intake.popleft() for _ in range(len(intake))]
         changed = False
@@ -229,6 +232,8 @@ class SpanFeed:
         if not self._wanted(record):
             return False
         known = self._spans.get(record.span_id)
+        if known == record:
+            return False  # heard twice: nothing changed
         if what == "start":
             if known is not None:
                 return False  # already ended, or heard twice
