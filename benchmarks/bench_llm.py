@@ -47,9 +47,12 @@ Call = Callable[[], Awaitable[str]]
 
 
 def raw_call(provider: str, url: str) -> tuple[Call, Call, Any]:
-    """The raw SDK call as its users write it, the same call with the body read as JSON
-    (the SDK path llmgine's adapters take), and the client. The request body is the same,
-    byte for byte, as llmgine's adapters send for this call."""
+    """The raw SDK call as its users write it; the SDK call as llmgine's adapters make it
+    (the client's own ``post`` with the wire JSON, its answer read as JSON: no ``create``
+    transform, no response models); and the client. The request body is the same, byte for
+    byte, as llmgine's adapters send for this call."""
+    import httpx2  # the HTTP client both SDKs are built on
+
     if provider == "openai":
         import openai
 
@@ -66,8 +69,13 @@ def raw_call(provider: str, url: str) -> tuple[Call, Call, Any]:
             return reply.choices[0].message.content or ""
 
         async def call_openai_json() -> str:
-            reply = await oa.chat.completions.with_raw_response.create(**params)
-            text: str = json.loads(reply.http_response.content)["choices"][0]["message"]["content"]
+            http = await oa.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body=params,
+                options={"security": {"bearer_auth": True}},
+            )
+            text: str = json.loads(http.content)["choices"][0]["message"]["content"]
             return text
 
         return call_openai, call_openai_json, oa
@@ -87,8 +95,8 @@ def raw_call(provider: str, url: str) -> tuple[Call, Call, Any]:
         return block.text if block.type == "text" else ""
 
     async def call_anthropic_json() -> str:
-        reply = await an.messages.with_raw_response.create(**body)
-        text: str = json.loads(reply.http_response.content)["content"][0]["text"]
+        http = await an.post("/v1/messages", cast_to=httpx2.Response, body=body)
+        text: str = json.loads(http.content)["content"][0]["text"]
         return text
 
     return call_anthropic, call_anthropic_json, an

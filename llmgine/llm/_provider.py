@@ -56,10 +56,11 @@ def retry_after_seconds(headers: Any) -> float | None:
 def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
     """The JSON object of a successful answer (an ``httpx`` response the SDK already read).
 
-    Adapters read a non-streamed answer's body themselves (the SDK still builds, sends and
-    checks the request, and raises its errors): the SDKs' response models cost more per call
-    than all of llmgine's own work, and the JSON is exactly what the provider sent, which is
-    what ``LLMResponse.raw`` keeps for debugging.
+    Adapters send a non-streamed call's wire JSON with the SDK client's own ``post`` and read
+    the answer's body themselves (the SDK still authenticates, sends and checks the request,
+    and raises its errors): the SDKs' transform of the arguments and their response models
+    cost more per call than all of llmgine's own work, and the JSON is exactly what the
+    provider sent, which is what ``LLMResponse.raw`` keeps for debugging.
     """
     try:
         body = json.loads(http.content)
