@@ -5,6 +5,12 @@ that a ``tool`` message joins the group before it, and an assistant message's gr
 holds every later message up to the last tool result answering one of its calls. Dropping
 or keeping whole groups is what guarantees that a tool call never loses its result (which
 every provider rejects). System messages are never dropped.
+
+A trimmed view starts at a user message whenever the conversation has one to start at
+(Anthropic and Gemini reject a conversation that opens with the model's turn): kept turns
+that answer a dropped user message go too when a later user message can lead; when none
+can (the newest turns are all one long tool loop), the user message they answer is kept
+in front of them, and its middle rounds are what is dropped.
 """
 
 from __future__ import annotations
@@ -79,19 +85,23 @@ def trim_to_budget(
     """The newest whole turns that fit in ``budget`` tokens, with every system message.
 
     The oldest turn groups are dropped first; a group is kept or dropped as a whole, so an
-    assistant message with tool calls stays with the tool messages answering them. Kept
+    assistant message with tool calls stays with the tool messages answering them. The
+    view starts at a user message when the conversation has one before it: turns that
+    answer a dropped user message keep that message in front of them (taking its tokens
+    from the budget), so a long tool loop loses its middle rounds, not its question. Kept
     messages are the same objects, in their original order.
 
     Args:
         messages: the conversation, oldest first.
         budget: the most tokens the result may count (by ``count``).
         count: tokens per message; `estimate_tokens` by default.
-        overflow: when the system messages plus the newest group exceed the budget,
-            ``"raise"`` (the default) or ``"keep_newest"`` to return them anyway.
+        overflow: when the system messages plus the newest group (with the user message
+            it answers, if it does not start with one) exceed the budget, ``"raise"`` (the
+            default) or ``"keep_newest"`` to return them anyway.
 
     Raises:
-        BudgetTooSmallError: the system messages and the newest group do not fit, and
-            ``overflow`` is ``"raise"``.
+        BudgetTooSmallError: the system messages and the newest group (with its user
+            message) do not fit, and ``overflow`` is ``"raise"``.
         ValueError: ``budget`` is negative, or ``count`` returned a negative number.
     """
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
@@ -100,27 +110,59 @@ def trim_to_budget(
         raise ValueError(f"overflow must be 'raise' or 'keep_newest', got {overflow!r}")
     tokens = [_counted(count, message) for message in messages]
     keep = {i for i, message in enumerate(messages) if message.role == "system"}
-    used = sum(tokens[i] for i in keep)
+    system = sum(tokens[i] for i in keep)
     groups = turn_groups(messages)
+    if not groups:
+        if system > budget:
+            _overflowed(overflow, budget, system, 0, 0)
+        return list(messages)
+    costs = [sum(tokens[i] for i in group) for group in groups]
+    led = [messages[group[0]].role == "user" for group in groups]
 
-    for position, group in enumerate(reversed(groups)):
-        cost = sum(tokens[i] for i in group)
-        if used + cost > budget:
-            if position == 0:
-                _overflowed(overflow, budget, used, cost, len(group))
-                keep.update(group)  # keep_newest: the newest group, even over budget
-            break
-        used += cost
-        keep.update(group)
-    if not groups and used > budget:
-        _overflowed(overflow, budget, used, 0, 0)
+    # Kept: groups[first:], and, when groups[first] does not start with a user message, the
+    # nearest earlier group that does (`anchor`, the user message those turns answer).
+    first = len(groups) - 1
+    anchor = _anchor(led, first)
+    used = system + costs[first] + (costs[anchor] if anchor is not None else 0)
+    if used > budget:
+        size = len(groups[first]) + (len(groups[anchor]) if anchor is not None else 0)
+        _overflowed(overflow, budget, system, used - system, size)  # or keep them anyway
+    else:
+        while first > 0:  # older groups, newest first, while they fit
+            older = first - 1
+            if older == anchor:  # it is already kept: the run is whole again
+                first, anchor = older, None
+                continue
+            if led[older]:  # (only when groups[first] is led too: else it were the anchor)
+                grown, extra = None, costs[older]
+            elif anchor is not None:
+                grown, extra = anchor, costs[older]
+            else:
+                grown = _anchor(led, older)
+                extra = costs[older] + (costs[grown] if grown is not None else 0)
+            if used + extra > budget:
+                break
+            used += extra
+            first, anchor = older, grown
+    for g in range(first, len(groups)):
+        keep.update(groups[g])
+    if anchor is not None:
+        keep.update(groups[anchor])
     return [message for i, message in enumerate(messages) if i in keep]
+
+
+def _anchor(led: list[bool], first: int) -> int | None:
+    """The group of the user message that group ``first`` answers, if it needs one."""
+    if led[first]:
+        return None
+    return next((g for g in range(first - 1, -1, -1) if led[g]), None)
 
 
 def _overflowed(overflow: Overflow, budget: int, system: int, newest: int, size: int) -> None:
     if overflow == "keep_newest":
         return
-    newest_text = f" and the newest turn ({newest} tokens, {size} messages)" if size else ""
+    messages = f"{size} message" + "s" * (size != 1)
+    newest_text = f" and the newest turn ({newest} tokens, {messages})" if size else ""
     raise BudgetTooSmallError(
         f"the system instructions ({system} tokens){newest_text} need {system + newest} "
         f"tokens, more than the budget of {budget}; raise the budget, shorten them, or pass "

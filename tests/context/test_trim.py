@@ -69,16 +69,17 @@ def test_a_tool_call_and_its_results_go_or_stay_together() -> None:
     turn = tool_turn("c1", "c2")  # three messages
     answer = ChatMessage.assistant("done")
     conversation = [user, *turn, answer]
-    assert trim_to_budget(conversation, 4, count=one_token) == [*turn, answer]
-    assert trim_to_budget(conversation, 3, count=one_token) == [answer]  # not half a turn
+    assert trim_to_budget(conversation, 5, count=one_token) == conversation
+    # Not half a turn; and the answer keeps the question it answers in front of it.
+    assert trim_to_budget(conversation, 4, count=one_token) == [user, answer]
 
 
 def test_a_result_after_an_interruption_still_binds_its_call() -> None:
     call, result = tool_turn("c1")
     interruption, answer = ChatMessage.user("hurry up"), ChatMessage.assistant("done")
     conversation = [ChatMessage.user("q"), call, interruption, result, answer]
-    assert trim_to_budget(conversation, 4, count=one_token) == conversation[1:]
-    assert trim_to_budget(conversation, 3, count=one_token) == [answer]
+    assert trim_to_budget(conversation, 5, count=one_token) == conversation
+    assert trim_to_budget(conversation, 4, count=one_token) == [conversation[0], answer]
 
 
 def test_a_tool_message_without_its_call_never_leads_the_view() -> None:
@@ -86,8 +87,35 @@ def test_a_tool_message_without_its_call_never_leads_the_view() -> None:
     # joins the turn before it, so the view never starts with an unanswerable result.
     orphan = ChatMessage.tool_results([ToolResultPart(call_id="gone", content="x")])
     answer = ChatMessage.assistant("done")
-    assert trim_to_budget([ChatMessage.user("q"), orphan, answer], 2, count=one_token) == [answer]
     assert trim_to_budget([orphan, answer], 1, count=one_token) == [answer]
+
+
+def test_the_view_starts_at_a_user_message_when_there_is_one() -> None:
+    question, later = ChatMessage.user("q"), ChatMessage.user("and then?")
+    rounds = [tool_turn(f"c{i}") for i in range(4)]  # one long tool loop: 2 messages each
+    loop = [question, *[m for r in rounds for m in r]]
+    # The newest rounds, behind the question they answer: the middle rounds go first.
+    assert trim_to_budget(loop, 5, count=one_token) == [question, *rounds[2], *rounds[3]]
+    assert trim_to_budget(loop, 4, count=one_token) == [question, *rounds[3]]
+    with pytest.raises(BudgetTooSmallError, match=r"newest turn \(3 tokens, 3 messages\)"):
+        trim_to_budget(loop, 2, count=one_token)
+    assert trim_to_budget(loop, 2, count=one_token, overflow="keep_newest") == [
+        question,
+        *rounds[3],
+    ]
+    # A later user message can lead: the turns answering an earlier one are not kept.
+    chat = [question, ChatMessage.assistant("a"), later, ChatMessage.assistant("b")]
+    assert trim_to_budget(chat, 3, count=one_token) == chat[2:]
+    # The user message a tool result follows is its own turn, and leads.
+    orphan = ChatMessage.tool_results([ToolResultPart(call_id="gone", content="x")])
+    answer = ChatMessage.assistant("done")
+    with pytest.raises(BudgetTooSmallError):
+        trim_to_budget([question, orphan, answer], 2, count=one_token)
+    assert trim_to_budget([question, orphan, answer], 3, count=one_token) == [
+        question,
+        orphan,
+        answer,
+    ]
 
 
 def test_a_reused_call_id_binds_the_latest_call() -> None:
@@ -100,17 +128,18 @@ def test_a_reused_call_id_binds_the_latest_call() -> None:
 def test_too_small_a_budget_raises_or_keeps_the_newest_as_asked() -> None:
     system = ChatMessage.system("s")
     turn = tool_turn("c1", "c2")
-    with pytest.raises(BudgetTooSmallError, match=r"newest turn .*3 messages") as caught:
-        trim_to_budget([system, ChatMessage.user("q"), *turn], 3, count=one_token)
-    assert (caught.value.budget, caught.value.needed) == (3, 4)
+    question = ChatMessage.user("q")
+    with pytest.raises(BudgetTooSmallError, match=r"newest turn .*4 messages") as caught:
+        trim_to_budget([system, question, *turn], 4, count=one_token)
+    assert (caught.value.budget, caught.value.needed) == (4, 5)  # the question counts too
     assert "overflow='keep_newest'" in str(caught.value)
-    kept = trim_to_budget(
-        [system, ChatMessage.user("q"), *turn], 3, count=one_token, overflow="keep_newest"
-    )
-    assert kept == [system, *turn]
+    kept = trim_to_budget([system, question, *turn], 3, count=one_token, overflow="keep_newest")
+    assert kept == [system, question, *turn]
     with pytest.raises(BudgetTooSmallError, match=r"system instructions \(2 tokens\) need 2"):
         trim_to_budget([system, system], 1, count=one_token)
     assert trim_to_budget([system], 0, count=one_token, overflow="keep_newest") == [system]
+    with pytest.raises(BudgetTooSmallError, match=r"newest turn \(1 tokens, 1 message\) need"):
+        trim_to_budget([ChatMessage.user("x")], 0, count=one_token)
 
 
 @pytest.mark.parametrize("budget", [-1, True, 2.5, None])
@@ -191,7 +220,7 @@ def segment_start(messages: Sequence[ChatMessage], end: int) -> int:
         start = min(earlier)
 
 
-@settings(max_examples=200, deadline=None, report_multiple_bugs=False)
+@settings(max_examples=300, deadline=None, report_multiple_bugs=False)
 @given(conversations(), st.integers(0, 250), st.sampled_from(["raise", "keep_newest"]))
 def test_trimming_never_splits_a_call_and_fits_when_it_can(
     messages: list[ChatMessage], budget: int, overflow: Overflow
@@ -199,8 +228,26 @@ def test_trimming_never_splits_a_call_and_fits_when_it_can(
     tokens = [estimate_tokens(m) for m in messages]
     system = {i for i, m in enumerate(messages) if m.role == "system"}
     turns = [i for i in range(len(messages)) if i not in system]
-    newest = set(range(segment_start(messages, turns[-1]), len(messages))) if turns else set()
-    needed = sum(tokens[i] for i in system | newest)
+    start_of = {i: segment_start(messages, i) for i in turns}
+
+    def segment(start: int | None) -> set[int]:
+        return {i for i in turns if start_of[i] == start} if start is not None else set()
+
+    def anchor_for(start: int) -> int | None:
+        """The nearest earlier run that starts with a user message, when ``start``'s does not."""
+        if messages[start].role == "user":
+            return None
+        led = [g for g in set(start_of.values()) if g < start and messages[g].role == "user"]
+        return max(led) if led else None
+
+    def cost(indices: set[int]) -> int:
+        return sum(tokens[i] for i in indices)
+
+    newest: set[int] = set()
+    if turns:
+        last = start_of[turns[-1]]
+        newest = segment(last) | segment(anchor_for(last))
+    needed = cost(system | newest)
     if overflow == "raise" and needed > budget:
         with pytest.raises(BudgetTooSmallError) as caught:
             trim_to_budget(messages, budget, overflow=overflow)
@@ -212,15 +259,28 @@ def test_trimming_never_splits_a_call_and_fits_when_it_can(
     assert system <= set(kept_at)
     for call, result in call_result_pairs(messages):
         assert (call in kept_at) == (result in kept_at), (call, result)
-    used = sum(tokens[i] for i in kept_at)
+    used = cost(set(kept_at))
     if needed > budget:  # keep_newest: exactly the system messages and the newest turn
         assert set(kept_at) == system | newest
         return
     assert used <= budget
-    dropped = [i for i in turns if i not in kept_at]
-    kept_turns = [i for i in turns if i in kept_at]
-    if dropped:
-        # Only the oldest turns were dropped, and the next older run would not have fit.
-        assert not kept_turns or max(dropped) < min(kept_turns)
-        run = range(segment_start(messages, dropped[-1]), dropped[-1] + 1)
-        assert used + sum(tokens[i] for i in run if i not in system) > budget
+    if not turns:
+        return
+    # The kept turns: a run of whole turns up to the newest, behind the user message it
+    # answers when it does not start with one (so the view leads with a user message
+    # whenever the conversation has one to lead with).
+    suffix = [i for i in turns if all(j in kept_at for j in turns if j >= i)]
+    assert suffix, "the newest turn is always kept"
+    first = suffix[0]
+    assert start_of[first] == first
+    anchor = anchor_for(first)
+    assert set(kept_at) - system - set(suffix) == segment(anchor)
+    # And the next older turn would not have fit.
+    position = turns.index(first)
+    if position > 0:
+        older = start_of[turns[position - 1]]
+        assert older != anchor
+        grow = cost(segment(older))
+        if anchor is None:
+            grow += cost(segment(anchor_for(older)))
+        assert used + grow > budget
