@@ -31,7 +31,14 @@ from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
-__all__ = ["Provider", "import_sdk", "json_body", "resolve_api_key", "retry_after_seconds"]
+__all__ = [
+    "Provider",
+    "import_sdk",
+    "json_body",
+    "post_json",
+    "resolve_api_key",
+    "retry_after_seconds",
+]
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -54,14 +61,8 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
-    """The JSON object of a successful answer (an ``httpx`` response the SDK already read).
-
-    Adapters send a non-streamed call's wire JSON with the SDK client's own ``post`` and read
-    the answer's body themselves (the SDK still authenticates, sends and checks the request,
-    and raises its errors): the SDKs' transform of the arguments and their response models
-    cost more per call than all of llmgine's own work, and the JSON is exactly what the
-    provider sent, which is what ``LLMResponse.raw`` keeps for debugging.
-    """
+    """The JSON object of a successful answer (an ``httpx`` response the SDK already read):
+    exactly what the provider sent, which is what ``LLMResponse.raw`` keeps for debugging."""
     try:
         body = json.loads(http.content)
     except ValueError as exc:
@@ -69,6 +70,41 @@ def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _not_a_json_object(http, provider, model)
     return body
+
+
+# `create` keyword arguments that are request options of the SDK client's `post`.
+_CREATE_OPTIONS = {"extra_body": "extra_json", "extra_headers": "headers", "timeout": "timeout"}
+
+
+async def post_json(
+    client: Any,
+    path: str,
+    arguments: dict[str, Any],
+    *,
+    provider: str,
+    model: str,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Send a non-streamed call with the SDK client's own ``post``; its answer's JSON object.
+
+    ``arguments`` are what the SDK's ``create`` would take: body fields, plus ``extra_body``
+    (merged into the body, winning), ``extra_headers`` and ``timeout``; ``options`` are more
+    request options. ``post`` is the SDKs' documented way to send a body as it is: the
+    adapters already build the wire JSON, so ``create``'s transform of its arguments (about
+    200 µs a call on OpenAI's) and its response models would be work thrown away. Auth,
+    headers, timeouts and status errors are the SDK's, as with ``create``.
+    """
+    import httpx2  # the openai and anthropic SDKs' HTTP client (their dependency)
+
+    body: dict[str, Any] = {}
+    request_options = dict(options or {})
+    for key, value in arguments.items():
+        if key in _CREATE_OPTIONS:
+            request_options[_CREATE_OPTIONS[key]] = value
+        else:
+            body[key] = value
+    http = await client.post(path, cast_to=httpx2.Response, body=body, options=request_options)
+    return json_body(http, provider, model)
 
 
 def _not_a_json_object(http: Any, provider: str, model: str) -> ProviderError:

@@ -60,7 +60,7 @@ from llmgine.llm._parts import (
 from llmgine.llm._provider import (
     Provider,
     import_sdk,
-    json_body,
+    post_json,
     resolve_api_key,
     retry_after_seconds,
 )
@@ -91,21 +91,6 @@ _EFFORT_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096,
 # The largest max_tokens the SDK sends without streaming (it expects 128k tokens to take an
 # hour and refuses calls expected to pass 10 minutes unless given a timeout).
 _NONSTREAMING_MAX_TOKENS = 128_000 * 10 // 60
-_OPTION_KEYS = frozenset({"extra_body", "extra_headers", "timeout"})
-
-
-def _post_args(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`create` arguments as the body and request options of the SDK client's `post`."""
-    body = {key: value for key, value in params.items() if key not in _OPTION_KEYS}
-    body["stream"] = False
-    body.update(params.get("extra_body") or {})  # as `create` merges it: extra wins
-    options: dict[str, Any] = {}
-    if "extra_headers" in params:
-        options["headers"] = params["extra_headers"]
-    if "timeout" in params:
-        options["timeout"] = params["timeout"]
-    return body, options
-
 
 _FINISH: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -292,9 +277,6 @@ class AnthropicProvider(Provider):
                 http_client = _bridge_httpx(cast("httpx.AsyncClient", http_client))
             kwargs["http_client"] = http_client
         self._client: Any = self._sdk.AsyncAnthropic(**kwargs)
-        import httpx2  # the SDK's HTTP client (a dependency of the anthropic package)
-
-        self._http_response = httpx2.Response
         self.default_max_tokens = default_max_tokens
         self._warned_seed = False
 
@@ -381,15 +363,14 @@ class AnthropicProvider(Provider):
             async for item in self._events(params):
                 assembler.add(item)
             return assembler.response()
-        # The SDK client's own `post` (its documented way to send a body as it is): the
-        # params are already the wire JSON, so `create`'s wrappers and response models
-        # would be work thrown away. Auth, headers, timeouts and status errors are the
-        # SDK's, as with `create`.
-        body, options = _post_args(params)
-        http = await self._client.post(
-            "/v1/messages", cast_to=self._http_response, body=body, options=options
+        message = await post_json(  # the wire JSON as it is: see post_json
+            self._client,
+            "/v1/messages",
+            {**params, "stream": False},
+            provider=self.name,
+            model=model,
         )
-        return _message_response(assembler, json_body(http, self.name, model))
+        return _message_response(assembler, message)
 
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         return self._events(self._params(request, model))

@@ -54,7 +54,7 @@ from llmgine.llm._parts import (
 from llmgine.llm._provider import (
     Provider,
     import_sdk,
-    json_body,
+    post_json,
     resolve_api_key,
     retry_after_seconds,
 )
@@ -105,6 +105,7 @@ COMPATIBLE_SERVERS: dict[str, str] = {
 """Where OpenAI-compatible servers listen by default: name -> base URL."""
 
 Api = Literal["chat", "responses"]
+_BEARER = {"security": {"bearer_auth": True}}  # the auth `create` asks of the client
 
 
 class OpenAIOptions(ProviderOptions):
@@ -245,9 +246,6 @@ class OpenAIProvider(Provider):
             # `name` is a ClassVar on Provider; an instance may still answer to its own name.
             self.__dict__["name"] = name
         sdk = import_sdk("openai", "openai")
-        import httpx2  # the SDK's HTTP client (a dependency of the openai package)
-
-        self._http_response: type[httpx2.Response] = httpx2.Response
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         self.api = api
         self._client: AsyncOpenAI = sdk.AsyncOpenAI(
@@ -304,16 +302,6 @@ class OpenAIProvider(Provider):
             args["timeout"] = request.timeout
         return args
 
-    @staticmethod
-    def _post_options(args: dict[str, Any]) -> Any:  # the SDK's RequestOptions TypedDict
-        """`_call_args` as the request options of the SDK client's `post`."""
-        options: dict[str, Any] = {"security": {"bearer_auth": True}}  # as `create` sends
-        if "extra_body" in args:
-            options["extra_json"] = args["extra_body"]
-        if "timeout" in args:
-            options["timeout"] = args["timeout"]
-        return options
-
     # -- the calls ---------------------------------------------------------------------
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
@@ -326,17 +314,15 @@ class OpenAIProvider(Provider):
             response: Response = await self._client.responses.create(**params, **args)
             return responses_response(assembler, response, provider=self.name, model=model)
         params = self._chat_params(request, model, options, stream=False)
-        # The SDK client's own `post` (its documented way to send a body as it is): the
-        # params are already the wire JSON, so `create`'s type-driven transform of them
-        # (about 200 µs a call) and its response models would be work thrown away. Auth,
-        # headers, timeouts and status errors are the SDK's, as with `create`.
-        http = await self._client.post(
+        completion = await post_json(  # the wire JSON as it is: see post_json
+            self._client,
             "/chat/completions",
-            cast_to=self._http_response,
-            body=params,
-            options=self._post_options(args),
+            {**params, **args},
+            provider=self.name,
+            model=model,
+            options=_BEARER,
         )
-        return _chat_response(assembler, json_body(http, self.name, model))
+        return _chat_response(assembler, completion)
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         options, own = self._options(request)
