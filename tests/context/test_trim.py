@@ -106,10 +106,10 @@ def test_the_view_starts_at_a_user_message_when_there_is_one() -> None:
     # A later user message can lead: the turns answering an earlier one are not kept.
     chat = [question, ChatMessage.assistant("a"), later, ChatMessage.assistant("b")]
     assert trim_to_budget(chat, 3, count=one_token) == chat[2:]
-    # The user message a tool result follows is its own turn, and leads.
+    # A result whose call is gone joins the user message before it, which still leads.
     orphan = ChatMessage.tool_results([ToolResultPart(call_id="gone", content="x")])
     answer = ChatMessage.assistant("done")
-    with pytest.raises(BudgetTooSmallError):
+    with pytest.raises(BudgetTooSmallError, match=r"newest turn \(3 tokens, 3 messages\)"):
         trim_to_budget([question, orphan, answer], 2, count=one_token)
     assert trim_to_budget([question, orphan, answer], 3, count=one_token) == [
         question,
