@@ -1,7 +1,9 @@
 """Redaction: API keys and other secrets never reach a span, an event row, a log or export.
 
 Two nets, applied to text: the exact values of secrets llmgine knows (environment variables
-whose names look like credentials, and anything passed to `add_secret`), and patterns that
+whose names look like credentials, anything passed to `add_secret`, and every credential
+llmgine is handed, such as ``api_key=``, which `add_credential` makes known to every
+`Redactor` the moment it is handed over, whatever its shape), and patterns that
 match the shapes of common keys (OpenAI/Anthropic ``sk-...``, Google ``AIza...``, bearer
 tokens, ``api_key=...`` and ``"x-api-key": "..."`` pairs). Mappings are redacted by key too:
 the value under a key such as ``authorization`` or ``api_key`` is replaced whatever it is.
@@ -23,6 +25,7 @@ __all__ = [
     "REDACTED",
     "RedactingFilter",
     "Redactor",
+    "add_credential",
     "add_secret",
     "default_redactor",
     "redact",
@@ -58,6 +61,40 @@ _TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "
 _TRIGGERS += ("bearer", "key", "auth", "token", "secret", "password")
 
 
+# Credentials llmgine was handed (api_key=, an MCP server's headers, a database URL's
+# password): every Redactor redacts these, including ones made before the credential
+# arrived, so a custom redactor given to observability still hides a key passed later.
+_handed: tuple[str, ...] = ()
+_handed_version = 0
+_handed_lock = threading.Lock()
+MIN_CREDENTIAL_LENGTH = 6  # shorter values are ordinary words more often than keys
+
+
+def add_credential(value: str) -> bool:
+    """Make ``value``, a credential llmgine was handed, known to every `Redactor`.
+
+    Returns whether it will be redacted: values under `MIN_CREDENTIAL_LENGTH` characters
+    are not (they would blank out ordinary words), and a warning says so.
+    """
+    global _handed, _handed_version
+    if not isinstance(value, str) or not value.strip():
+        return False
+    if len(value) < MIN_CREDENTIAL_LENGTH:
+        logging.getLogger("llmgine").warning(
+            "a credential of %d characters was handed to llmgine; values under %d characters "
+            "cannot be redacted without blanking ordinary text, so this one may appear in "
+            "spans, events and logs: use a longer key",
+            len(value),
+            MIN_CREDENTIAL_LENGTH,
+        )
+        return False
+    with _handed_lock:
+        if value not in _handed:
+            _handed = (*_handed, value)
+            _handed_version += 1
+    return True
+
+
 _CLEAN_CACHE_SIZE = 4096
 _CLEAN_CACHE_MAX_LENGTH = 256  # long texts (message content) rarely repeat: not worth keeping
 
@@ -72,7 +109,9 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = (), *, from_env: bool = True) -> None:
         self._lock = threading.Lock()
-        self._secrets: tuple[str, ...] = ()
+        self._own: tuple[str, ...] = ()  # add_secret's and the environment's
+        self._secrets: tuple[str, ...] = ()  # those and the handed credentials
+        self._version = -1
         # Strings already found to hold no secret. Span attributes repeat (model names,
         # operations, span names), so most checks become one set lookup. Cleared whenever
         # a secret is added, and when it grows past its bound.
@@ -91,10 +130,17 @@ class Redactor:
                 "would blank out ordinary text"
             )
         with self._lock:
-            if value not in self._secrets:
-                # Longest first, so a secret that contains another is removed whole.
-                self._secrets = tuple(sorted({*self._secrets, value}, key=len, reverse=True))
-                self._clean = set()
+            if value not in self._own:
+                self._own = (*self._own, value)
+                self._version = -1  # rebuild the combined list on next use
+
+    def _refresh(self) -> None:
+        with self._lock:
+            version = _handed_version
+            # Longest first, so a secret that contains another is removed whole.
+            self._secrets = tuple(sorted({*self._own, *_handed}, key=len, reverse=True))
+            self._clean = set()
+            self._version = version
 
     def add_env_secrets(self, environ: Mapping[str, str] | None = None) -> None:
         """Redact the values of environment variables named like credentials
@@ -105,6 +151,8 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced."""
+        if self._version != _handed_version:
+            self._refresh()
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
@@ -116,6 +164,8 @@ class Redactor:
     def is_clean(self, *texts: str) -> bool:
         """True when none of ``texts`` holds anything to redact. Strings found clean are
         remembered, so repeated ones (span names, models) cost one set lookup."""
+        if self._version != _handed_version:
+            self._refresh()
         clean = self._clean
         for text in texts:
             if text in clean:
