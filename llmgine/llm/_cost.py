@@ -69,7 +69,10 @@ def cost_usd(provider: str, model: str, usage: Usage) -> float | None:
     """What ``usage`` on ``model`` costs at the table's current prices, or None if unknown.
 
     As in `Usage`, ``input_tokens`` includes the cached ones, priced at the cache rates.
+    A call whose token counts were not reported has no known cost (None, never 0).
     """
+    if usage.input_tokens is None or usage.output_tokens is None:
+        return None
     price_provider = _PRICE_PROVIDER.get(provider)
     rates = _rates(price_provider, model) if price_provider and model else None
     if rates is None:

@@ -176,7 +176,7 @@ class DemoProvider(Provider):
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
         answer = self.answer(request, model)
-        await asyncio.sleep(self.latency * (0.2 + 0.002 * answer.usage.output_tokens))
+        await asyncio.sleep(self.latency * (0.2 + 0.002 * (answer.usage.output_tokens or 0)))
         assembler = StreamAssembler(self.name, model)
         for item in response_items(answer):
             assembler.add(item)

@@ -21,26 +21,35 @@ class Usage(Payload):
     ``input_tokens`` counts every prompt token, cached ones included (so it compares
     across providers); ``cache_read_tokens`` and ``cache_write_tokens`` say how many of
     them were read from or written to the provider's prompt cache. ``reasoning_tokens``
-    are part of ``output_tokens``. A count the provider did not report is ``None``.
+    are part of ``output_tokens``. A count the provider did not report is ``None``
+    (unknown, never a made-up 0): a stream that sent no usage has ``Usage()``.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
 
     @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+    def known(self) -> bool:
+        """Whether the provider reported the input or the output count."""
+        return self.input_tokens is not None or self.output_tokens is not None
+
+    @property
+    def total_tokens(self) -> int | None:
+        """Input plus output tokens; None when neither is known."""
+        if not self.known:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
 
     def __add__(self, other: Usage) -> Usage:
         def add(a: int | None, b: int | None) -> int | None:
             return None if a is None and b is None else (a or 0) + (b or 0)
 
         return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
+            input_tokens=add(self.input_tokens, other.input_tokens),
+            output_tokens=add(self.output_tokens, other.output_tokens),
             cache_read_tokens=add(self.cache_read_tokens, other.cache_read_tokens),
             cache_write_tokens=add(self.cache_write_tokens, other.cache_write_tokens),
             reasoning_tokens=add(self.reasoning_tokens, other.reasoning_tokens),

@@ -102,7 +102,7 @@ async def test_the_demo_model_calls_the_tool_and_answers_with_its_result() -> No
     )
     assert "get_weather returned sunny in Paris" in result.text
     assert result.response is result.responses[-1]
-    assert result.usage.output_tokens == sum(r.usage.output_tokens for r in result.responses)
+    assert result.usage.output_tokens == sum(r.usage.output_tokens or 0 for r in result.responses)
     assert result.cost_usd == 0.0
 
 
