@@ -45,11 +45,14 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
         │   ├── AuthenticationError       401: the key is wrong or revoked
         │   ├── PermissionDeniedError     403: the key may not use this model or feature
         │   ├── ModelNotFoundError        404: no such model (or no access to it)
+        │   ├── EndpointNotFoundError     404 from no API at all: base_url is wrong
         │   ├── BadRequestError           400/422: the request is invalid
         │   │   ├── ContextTooLongError   the prompt is longer than the model's context
         │   │   └── ContentFilteredError  refused by the provider's content filter
         │   ├── RateLimitedError          429: slow down; ``retry_after`` when the API says
-        │   └── ServerUnavailableError    5xx / overloaded: try again later
+        │   ├── ServerUnavailableError    5xx / overloaded: try again later
+        │   ├── MalformedResponseError    an answer that is not the API's: a redacted snippet
+        │   └── IncompleteResponseError   a stream cut before its end marker: ``partial``
         ├── LLMTimeoutError           no answer within the timeout
         ├── LLMConnectionError        the provider could not be reached
         └── StructuredOutputError     the answer did not validate against the schema
@@ -62,6 +65,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from llmgine.llm._response import LLMResponse
     from llmgine.tools._loop import ToolLoopResult
 
 __all__ = [
@@ -81,14 +85,17 @@ __all__ = [
     "ContextTooLongError",
     "CorruptMessageError",
     "DuplicateToolError",
+    "EndpointNotFoundError",
     "EventLoopMismatchError",
     "HandlerRegistrationError",
+    "IncompleteResponseError",
     "LLMConfigurationError",
     "LLMConnectionError",
     "LLMError",
     "LLMTimeoutError",
     "LLMgineError",
     "MagicUsageError",
+    "MalformedResponseError",
     "McpConnectionError",
     "McpError",
     "McpNotInstalledError",
@@ -241,6 +248,10 @@ class ModelNotFoundError(ProviderError):
     """404: no such model, or the key has no access to it."""
 
 
+class EndpointNotFoundError(ProviderError):
+    """404 that names no model: nothing answers at that path, so ``base_url`` is wrong."""
+
+
 class BadRequestError(ProviderError):
     """400/422: the provider rejected the request as invalid."""
 
@@ -263,6 +274,31 @@ class ServerUnavailableError(ProviderError):
     """5xx or "overloaded": the provider cannot serve the request now."""
 
     retryable = True
+
+
+class MalformedResponseError(ProviderError):
+    """The answer could not be read: not JSON, or not shaped as the API documents.
+
+    ``snippet`` is the start of what arrived, with secrets redacted.
+    """
+
+    def __init__(self, message: str, *, snippet: str = "", **where: Any) -> None:
+        super().__init__(message, **where)
+        self.snippet = snippet
+
+
+class IncompleteResponseError(ProviderError):
+    """A stream ended without the API's end marker: the answer may be cut short.
+
+    ``partial`` is the response assembled from what did arrive (never a whole answer).
+    Retryable: the same request usually completes when sent again.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, partial: LLMResponse | None = None, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.partial = partial
 
 
 class LLMTimeoutError(LLMError):

@@ -5,11 +5,17 @@ An adapter (``providers/openai.py`` and its siblings) implements three methods:
 * ``_generate(request, model)``: map the request out to the SDK, call it, map the response
   back to parts and build the response with `StreamAssembler.whole` (equal to what the
   same answer streamed assembles to);
-* ``_stream(request, model)``: the same call streamed, as `StreamItem`s;
-* ``_translate(exc, model)``: an SDK exception as an `llmgine.errors.LLMError`.
+* ``_stream(request, model)``: the same call streamed, as `StreamItem`s, ending with a
+  `Finish` only when the API's end marker arrived;
+* ``_failure(exc)``: an SDK exception described as a `Failure` (status, codes, message).
 
-`Provider.generate` and `Provider.stream` wrap those so that every SDK exception leaves as
-an `LLMError` with the original as ``__cause__``, and no SDK type leaves the adapter.
+`Provider.generate` and `Provider.stream` wrap those so that every failure leaves as an
+`LLMError` made by the one table in `_error_table` (the same status means the same error
+whoever sent it), with the original as ``__cause__``. What an adapter reads from an answer
+it reads inside `reading`, so an answer that is not what the API documents (not JSON, an
+unexpected shape) is a `MalformedResponseError` quoting it, never a raw ``KeyError``. A
+stream that stops without its end marker is an `IncompleteResponseError` carrying what
+did arrive: a truncated answer never passes for a whole one.
 """
 
 from __future__ import annotations
@@ -18,57 +24,124 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from llmgine.errors import (
-    LLMError,
-    MissingCredentialsError,
-    ProviderError,
-    ProviderNotInstalledError,
+from llmgine._redact import add_credential
+from llmgine.errors import LLMError, MissingCredentialsError, ProviderNotInstalledError
+from llmgine.llm._error_table import (
+    Caller,
+    Failure,
+    ProviderFailed,
+    error_for,
+    retry_after_seconds,
 )
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
-from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
+from llmgine.llm._stream import Finish, ResponseStream, StreamAssembler, StreamItem
 
 __all__ = [
+    "Caller",
+    "Failure",
     "Provider",
+    "ProviderFailed",
+    "find_api_key",
     "import_sdk",
+    "incomplete",
     "json_body",
     "post_json",
+    "read_events",
+    "reading",
     "resolve_api_key",
     "retry_after_seconds",
+    "whole_answer",
 ]
 
 
-def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds a provider asked us to wait: ``retry-after-ms``, or ``retry-after`` as
-    seconds or an HTTP date; None when it did not say (or said something unreadable)."""
-    from email.utils import parsedate_to_datetime
+# What reading an answer of the wrong shape raises: JSON that does not parse (ValueError),
+# a field missing or of another type (KeyError, AttributeError, TypeError, IndexError), an
+# SDK model refusing it (pydantic's ValidationError is a ValueError).
+_SHAPE_ERRORS = (ValueError, KeyError, AttributeError, TypeError, IndexError)
 
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(float(value) / scale, 0.0)
-            except ValueError:
-                pass
+
+def _snippet(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value[:400]).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value[:400]
+    dump = getattr(value, "model_dump", None)  # an SDK model: show its JSON
+    if callable(dump):
+        # As it arrived: a field of the wrong type is what is worth seeing, not a warning.
+        value = dump(mode="json", warnings=False)
     try:
-        when = parsedate_to_datetime(headers.get("retry-after") or "")
+        return json.dumps(value, ensure_ascii=False, default=repr)[:400]
     except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
+        return repr(value)[:400]
+
+
+@contextmanager
+def reading(
+    what: Any,
+    *,
+    status: int | None = None,
+    errors: tuple[type[Exception], ...] = _SHAPE_ERRORS,
+) -> Iterator[None]:
+    """Read an answer (``what``: its body, one stream event) inside this block: a failure
+    to read it becomes a `MalformedResponseError` quoting it (translated by `Provider`).
+
+    Only the reading belongs inside: a bug in building a request must stay a bug. Around
+    an SDK call that also sends, pass ``errors=(json.JSONDecodeError,)``: only an answer
+    is ever parsed as JSON.
+    """
+    try:
+        yield
+    except (LLMError, ProviderFailed):
+        raise
+    except errors as exc:
+        doc = getattr(exc, "doc", None)  # json.JSONDecodeError keeps the text it read
+        shown = doc if isinstance(doc, str) else what
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        failure = Failure(kind="malformed", status=status, message=reason, snippet=_snippet(shown))
+        raise ProviderFailed(failure) from exc
+
+
+async def read_events(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """An SDK's event stream whose parse failures (an event that is not JSON) become
+    `MalformedResponseError`s quoting the event; other errors pass as they are."""
+    iterator = aiter(events)
+    while True:
+        try:
+            event = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except ValueError as exc:  # json.JSONDecodeError and SDKs' own parse errors
+            doc = getattr(exc, "doc", None)
+            failure = Failure(
+                kind="malformed",
+                message=f"an event that is not JSON: {type(exc).__name__}: {exc}"[:200],
+                snippet=_snippet(doc if isinstance(doc, str) else str(exc)),
+            )
+            raise ProviderFailed(failure) from exc
+        yield event
+
+
+def whole_answer(finish: Finish | None, marker: str) -> Finish:
+    """The `Finish` of a non-streamed answer, which must say why it ended (its
+    ``marker``): an answer without it is not a whole one. Call inside `reading`."""
+    if finish is None:
+        raise ValueError(f"the answer has no {marker}, so it is not a whole answer")
+    return finish
 
 
 def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
     """The JSON object of a successful answer (an ``httpx`` response the SDK already read):
     exactly what the provider sent, which is what ``LLMResponse.raw`` keeps for debugging."""
-    try:
+    with reading(http.content, status=http.status_code):
         body = json.loads(http.content)
-    except ValueError as exc:
-        raise _not_a_json_object(http, provider, model) from exc
-    if not isinstance(body, dict):
-        raise _not_a_json_object(http, provider, model)
+        if not isinstance(body, dict):
+            raise TypeError(f"the body is a JSON {type(body).__name__}, not an object")
     return body
 
 
@@ -107,17 +180,6 @@ async def post_json(
     return json_body(http, provider, model)
 
 
-def _not_a_json_object(http: Any, provider: str, model: str) -> ProviderError:
-    snippet = bytes(http.content[:200]).decode("utf-8", "replace")
-    return ProviderError(
-        f"{provider} answered HTTP {http.status_code} with a body that is not a JSON object "
-        f"({snippet!r}): check that base_url points at the API itself, not a web page or proxy",
-        provider=provider,
-        model=model,
-        status_code=http.status_code,
-    )
-
-
 def import_sdk(module: str, extra: str) -> Any:
     """Import a provider SDK lazily, with an error naming the extra that installs it."""
     import importlib
@@ -131,13 +193,24 @@ def import_sdk(module: str, extra: str) -> Any:
 
 
 def resolve_api_key(provider: str, api_key: str | None, variables: Sequence[str]) -> str:
-    """``api_key`` if given, else the first of ``variables`` that is set; else a clear error."""
+    """``api_key`` if given, else the first of ``variables`` that is set; else a clear error.
+
+    The key is made known to every redactor at once (`llmgine.observability.add_credential`),
+    whatever its shape: a server that echoes it cannot put it in a span, event or log.
+    """
+    return find_api_key(provider, api_key, variables)[0]
+
+
+def find_api_key(provider: str, api_key: str | None, variables: Sequence[str]) -> tuple[str, str]:
+    """`resolve_api_key`, and where the key came from (``"api_key="`` or the variable)."""
     if api_key:
-        return api_key
+        add_credential(api_key)
+        return api_key, "api_key="
     for name in variables:
         value = os.environ.get(name)
         if value:
-            return value
+            add_credential(value)
+            return value, name
     names = " or ".join(variables)
     raise MissingCredentialsError(
         f"no API key for {provider}: set {names} (e.g. export {variables[0]}=...) or pass "
@@ -152,6 +225,36 @@ class Provider(ABC):
 
     name: ClassVar[str]
     offline: ClassVar[bool] = False  # needs no key and no network (test, demo)
+    # Set by adapters: where the key came from ("api_key=", a variable, None: none sent)
+    # and which variables would have held one; error hints name them.
+    key_source: str | None = None
+    key_variables: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How messages name this provider."""
+        return self.name
+
+    @property
+    def base_url(self) -> str | None:
+        """The address calls go to (None for offline providers)."""
+        return None
+
+    @property
+    def server(self) -> tuple[str | None, int | None]:
+        """``(host, port)`` of `base_url`, the port defaulted from the scheme: what spans
+        record as ``server.address`` and ``server.port``."""
+        url = self.base_url
+        if not url:
+            return None, None
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is None:
+            port = {"https": 443, "http": 80}.get(parts.scheme)
+        return parts.hostname, port
 
     async def generate(self, request: LLMRequest, model: str) -> LLMResponse:
         """One call without streaming; SDK errors leave as `LLMError`s."""
@@ -168,24 +271,38 @@ class Provider(ABC):
 
     def stream(self, request: LLMRequest, model: str) -> ResponseStream:
         """One streamed call: iterate it for items; ``.response`` when done."""
-        return ResponseStream(self._guarded(request, model), StreamAssembler(self.name, model))
+        assembler = StreamAssembler(self.name, model)
+        return ResponseStream(self._guarded(request, model, assembler), assembler)
 
-    async def _guarded(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+    async def _guarded(
+        self, request: LLMRequest, model: str, assembler: StreamAssembler
+    ) -> AsyncIterator[StreamItem]:
         try:
             async for item in self._stream(request, model):
                 yield item
+            if not assembler.finished:
+                raise ProviderFailed(incomplete(assembler))
         except LLMError:
             raise
         except Exception as exc:
             raise self._translated(exc, model) from exc
 
     def _translated(self, exc: Exception, model: str) -> Exception:
-        mapped = self._translate(exc, model)
-        if mapped is None:
+        failure = exc.failure if isinstance(exc, ProviderFailed) else self._failure(exc)
+        if failure is None:
             return exc  # not an SDK error: a bug worth seeing as it is
-        mapped.provider = mapped.provider or self.name
-        mapped.model = mapped.model or model
-        return mapped
+        return error_for(failure, self.caller(model))
+
+    def caller(self, model: str) -> Caller:
+        """Who is calling, as error messages name it."""
+        return Caller(
+            provider=self.name,
+            label=self.label,
+            model=model,
+            base_url=self.base_url,
+            key_source=self.key_source,
+            key_variables=self.key_variables,
+        )
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (adapters keep it as ``_client``)."""
@@ -208,6 +325,20 @@ class Provider(ABC):
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         """Map ``request`` out, call the SDK streaming, yield its events as items."""
 
-    @abstractmethod
-    def _translate(self, exc: Exception, model: str) -> LLMError | None:
-        """An SDK exception as an `LLMError` (status first), or None if it is not one."""
+    def _failure(self, exc: Exception) -> Failure | None:
+        """An SDK exception described as a `Failure`, or None if it is not the SDK's
+        (then it is a bug, and leaves as it is). Offline providers have none."""
+        return None
+
+
+def incomplete(assembler: StreamAssembler) -> Failure:
+    """The failure of a stream that ended before its end marker: what arrived is kept."""
+    partial = assembler.response()
+    received = f"{len(partial.text)} characters of text" if partial.text else "no text"
+    if partial.tool_calls:
+        received += f" and {len(partial.tool_calls)} tool call(s)"
+    return Failure(
+        kind="incomplete",
+        message=f"the connection closed after {received}",
+        partial=partial,
+    )

@@ -44,7 +44,7 @@ class ProviderInfo:
     key_variables: tuple[str, ...] = ()
     extra: str | None = None  # the pip extra that installs its SDK
     offline: bool = False  # needs no key and no network
-    server_address: str | None = None
+    server_address: str | None = None  # for spans, when the adapter has no base_url
     description: str = ""
 
     @property
@@ -146,7 +146,9 @@ def get_model(
         ) from exc
     model: LanguageModel = ProviderModel(adapter, model_name)
     if trace:
-        model = Traced(model, server_address=info.server_address)
+        # The address actually called (base_url, its environment variable, the default).
+        host, port = adapter.server
+        model = Traced(model, server_address=host or info.server_address, server_port=port)
     if retry is not False:
         model = Retrying(model, retry if isinstance(retry, LLMRetryPolicy) else None)
     return Model(model, defaults=defaults)
@@ -187,7 +189,8 @@ def _register_builtins() -> None:
         description="Google Gemini (Developer API)",
     )
     # OpenAI-compatible local servers, each its own provider ("ollama:llama3.2"); their
-    # default addresses live with the adapter (COMPATIBLE_SERVERS).
+    # addresses come from base_url=, else <NAME>_BASE_URL (e.g. LLAMACPP_BASE_URL), else
+    # the usual port (COMPATIBLE_SERVERS, with the adapter).
     for server, description in (
         ("ollama", "Ollama's OpenAI-compatible server (local, no key)"),
         ("vllm", "vLLM's OpenAI-compatible server (local)"),
@@ -197,7 +200,6 @@ def _register_builtins() -> None:
             server,
             _lazy("llmgine.llm.providers.openai", "OpenAICompatibleProvider", name=server),
             extra="openai",
-            server_address="localhost",
             description=description,
         )
     from llmgine.llm._demo import DemoProvider

@@ -145,6 +145,11 @@ class StreamAssembler:
             self._model = item.model or self._model
             self._response_id = item.response_id or self._response_id
 
+    @property
+    def finished(self) -> bool:
+        """Whether a `Finish` arrived: adapters send one only on the API's end marker."""
+        return self._finish is not None
+
     def _part(self, key: Hashable, kind: str) -> _Building:
         part = self._parts.get(key)
         if part is None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from llmgine import _semconv as sc
 from llmgine._redact import redacting_logger
 from llmgine.errors import (
+    IncompleteResponseError,
     LLMConnectionError,
     LLMError,
     LLMTimeoutError,
@@ -37,6 +38,7 @@ TRANSIENT: tuple[type[LLMError], ...] = (
     ServerUnavailableError,
     LLMTimeoutError,
     LLMConnectionError,
+    IncompleteResponseError,  # a stream cut short usually completes when asked again
 )
 
 
@@ -89,9 +91,16 @@ _OPERATIONS = {"gemini": sc.OP_GENERATE_CONTENT}
 class Traced:
     """Each call is a GenAI CLIENT span (see `llmgine.observability.llm_span`)."""
 
-    def __init__(self, inner: LanguageModel, *, server_address: str | None = None) -> None:
+    def __init__(
+        self,
+        inner: LanguageModel,
+        *,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> None:
         self.inner = inner
         self.server_address = server_address
+        self.server_port = server_port
 
     @property
     def provider(self) -> str:
@@ -108,6 +117,7 @@ class Traced:
             model=self.name,
             operation=_OPERATIONS.get(self.provider, sc.OP_CHAT),
             server_address=self.server_address,
+            server_port=self.server_port,
             temperature=request.temperature,
             max_tokens=request.max_tokens,
             top_p=request.top_p,

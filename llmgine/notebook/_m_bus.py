@@ -15,6 +15,7 @@ from typing import Any
 
 from llmgine.bus import MessageBus, Session
 from llmgine.llm import (
+    Finish,
     Generate,
     LLMRequest,
     LLMResponse,
@@ -85,6 +86,7 @@ class BusModel:
             answered.append(response)
             for item in items_from_parts(response.parts):
                 yield item
+            yield Finish(reason=response.finish_reason, raw=response.raw_finish_reason)
 
         # The assembled response is replaced by the command's own (usage, cost, timings).
         stream = ResponseStream(items(), StreamAssembler(self.provider, self.name))

@@ -273,6 +273,8 @@ def start_llm_call(
         attrs.update(attributes)
     if server_address is not None:
         metric_attrs[sc.SERVER_ADDRESS] = server_address
+    if server_port is not None:
+        metric_attrs[sc.SERVER_PORT] = server_port
     span = obs.tracer.start_span(
         f"{operation} {model}", context=_parent(session), kind=SpanKind.CLIENT, attributes=attrs
     )

@@ -32,6 +32,7 @@ from llmgine.errors import (
     ContextTooLongError,
     LLMConfigurationError,
     LLMConnectionError,
+    LLMError,
     LLMTimeoutError,
     MissingCredentialsError,
     ModelNotFoundError,
@@ -1044,9 +1045,9 @@ def test_status_errors(
     status: int, error_type: str, message: str, expected: type[Exception]
 ) -> None:
     provider = AnthropicProvider(api_key="sk-ant-test")
-    mapped = provider._translate(sdk_error(status, error_type, message), "claude-x")
+    mapped = provider._translated(sdk_error(status, error_type, message), "claude-x")
     assert type(mapped) is expected
-    assert mapped is not None
+    assert isinstance(mapped, LLMError)
     assert mapped.status_code == status
     assert message in str(mapped)
     assert mapped.body == {"type": "error", "error": {"type": error_type, "message": message}}
@@ -1055,7 +1056,7 @@ def test_status_errors(
 
 def test_overloaded_is_retryable() -> None:
     provider = AnthropicProvider(api_key="sk-ant-test")
-    mapped = provider._translate(sdk_error(529, "overloaded_error", "Overloaded"), "m")
+    mapped = provider._translated(sdk_error(529, "overloaded_error", "Overloaded"), "m")
     assert isinstance(mapped, ServerUnavailableError)
     assert mapped.retryable is True
     assert "try again" in str(mapped)
@@ -1063,29 +1064,30 @@ def test_overloaded_is_retryable() -> None:
 
 def test_rate_limit_retry_after_seconds_and_date() -> None:
     provider = AnthropicProvider(api_key="sk-ant-test")
-    mapped = provider._translate(
+    mapped = provider._translated(
         sdk_error(429, "rate_limit_error", "slow down", {"retry-after": "7"}), "m"
     )
     assert isinstance(mapped, RateLimitedError)
     assert mapped.retry_after == 7.0
-    assert "wait 7s" in str(mapped)
+    assert "Wait 7 s" in str(mapped)
 
     later = email.utils.formatdate(time.time() + 120, usegmt=True)
-    mapped = provider._translate(
+    mapped = provider._translated(
         sdk_error(429, "rate_limit_error", "slow down", {"retry-after": later}), "m"
     )
     assert isinstance(mapped, RateLimitedError)
     assert mapped.retry_after is not None
     assert 100 < mapped.retry_after <= 121
 
-    mapped = provider._translate(sdk_error(429, "rate_limit_error", "slow down"), "m")
+    mapped = provider._translated(sdk_error(429, "rate_limit_error", "slow down"), "m")
     assert isinstance(mapped, RateLimitedError)
     assert mapped.retry_after is None
 
 
 def test_non_sdk_exceptions_are_not_translated() -> None:
     provider = AnthropicProvider(api_key="sk-ant-test")
-    assert provider._translate(ValueError("a bug"), "m") is None
+    bug = ValueError("a bug")
+    assert provider._translated(bug, "m") is bug
 
 
 async def test_rate_limit_over_http_is_not_retried_by_the_sdk() -> None:
@@ -1158,7 +1160,7 @@ async def test_stream_broken_mid_way_is_a_connection_error() -> None:
 
 async def test_a_success_whose_body_is_not_json_is_a_clear_provider_error() -> None:
     provider, _ = mock(lambda _: httpx.Response(200, content=b"<html>proxy login</html>"))
-    with pytest.raises(ProviderError, match=r"not a JSON object.*base_url") as info:
+    with pytest.raises(ProviderError, match=r"could not be read.*base_url") as info:
         await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "claude-test")
     assert (info.value.provider, info.value.status_code) == ("anthropic", 200)
     assert "proxy login" in str(info.value)

@@ -1052,7 +1052,8 @@ async def test_transport_errors(raised: Exception, expected: type[LLMError]) -> 
 
 def test_non_sdk_exceptions_are_not_translated() -> None:
     provider, _ = mocked()
-    assert provider._translate(ValueError("a bug"), "m") is None
+    bug = ValueError("a bug")
+    assert provider._translated(bug, "m") is bug
 
 
 # -- a streamed response and the same response unstreamed --------------------------------

@@ -14,13 +14,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmgine.errors import (
-    BadRequestError,
-    LLMConfigurationError,
-    ProviderError,
-    RateLimitedError,
-    ServerUnavailableError,
-)
+from llmgine.errors import LLMConfigurationError
 from llmgine.llm._parts import (
     ChatMessage,
     FilePart,
@@ -31,6 +25,7 @@ from llmgine.llm._parts import (
     ToolCallPart,
     ToolResultPart,
 )
+from llmgine.llm._provider import Failure, ProviderFailed, reading
 from llmgine.llm._request import LLMRequest, ResponseFormat, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
@@ -382,10 +377,10 @@ _INCOMPLETE: dict[str, FinishReason] = {
 }
 
 
-def _finish(response: Response, provider: str, model: str) -> Finish:
+def _finish(response: Response) -> Finish:
     status = response.status
     if status == "failed":
-        raise _failed(response, provider, model)
+        raise _failed(response)
     if status == "completed":
         calls = any(item.type == "function_call" for item in response.output)
         return Finish(reason="tool_calls" if calls else "stop", raw="completed")
@@ -393,27 +388,20 @@ def _finish(response: Response, provider: str, model: str) -> Finish:
         details = response.incomplete_details
         reason = details.reason if details is not None else None
         return Finish(reason=_INCOMPLETE.get(reason or "", "other"), raw=reason or status)
+    if not status:
+        raise ValueError("the response has no status, so it is not a whole answer")
     return Finish(reason="other", raw=status)
 
 
-def _failed(response: Response, provider: str, model: str) -> ProviderError:
+def _failed(response: Response) -> ProviderFailed:
+    """A response that failed: its error goes through the one error table."""
     error = response.error
-    code = error.code if error is not None else None
-    text = error.message if error is not None else "no error details were given"
-    kind: type[ProviderError] = {
-        "server_error": ServerUnavailableError,
-        "rate_limit_exceeded": RateLimitedError,
-    }.get(code or "", BadRequestError if code else ProviderError)
-    return kind(
-        f"OpenAI could not complete the response ({code or 'failed'}): {text}. "
-        + (
-            "Try again shortly."
-            if kind in (ServerUnavailableError, RateLimitedError)
-            else "Check the request."
-        ),
-        provider=provider,
-        model=model,
-        body=error.model_dump(mode="json") if error is not None else None,
+    return ProviderFailed(
+        Failure(
+            codes=(error.code,) if error is not None and error.code else (),
+            message=error.message if error is not None else "no error details were given",
+            body=error.model_dump(mode="json") if error is not None else None,
+        )
     )
 
 
@@ -445,22 +433,20 @@ def _parts(response: Response) -> list[Part]:
     return parts
 
 
-def _tail(response: Response, provider: str, model: str) -> list[StreamItem]:
+def _tail(response: Response) -> list[StreamItem]:
     return [
         UsageUpdate(usage=_usage(response.usage)),
-        _finish(response, provider, model),
+        _finish(response),
         ResponseMeta(model=response.model, response_id=response.id),
     ]
 
 
-def responses_response(
-    assembler: StreamAssembler, response: Response, *, provider: str, model: str
-) -> LLMResponse:
+def responses_response(assembler: StreamAssembler, response: Response) -> LLMResponse:
     """A non-streamed `Response` as the response its stream would assemble to."""
     return assembler.whole(
         _parts(response),
         usage=_usage(response.usage),
-        finish=_finish(response, provider, model),
+        finish=_finish(response),
         model=response.model,
         response_id=response.id,
         raw=response.model_dump(mode="json"),
@@ -468,61 +454,85 @@ def responses_response(
 
 
 async def responses_stream_items(
-    events: AsyncIterator[ResponseStreamEvent], *, provider: str, model: str
+    events: AsyncIterator[ResponseStreamEvent],
 ) -> AsyncIterator[StreamItem]:
-    """The Responses event stream as `StreamItem`s; parts keyed by their output index."""
-    argued: set[int] = set()  # function calls whose arguments arrived as deltas
-    summaries: dict[int, int] = {}  # reasoning item -> last summary part seen
+    """The Responses event stream as `StreamItem`s; parts keyed by their output index.
+
+    The end marker is ``response.completed`` (or ``.incomplete``/``.failed``): only it
+    brings a `Finish`, so a stream cut before it is reported incomplete.
+    """
+    state = _EventState()
     async for event in events:
+        with reading(event):
+            items = state.items(event)
+        for item in items:
+            yield item
+
+
+class _EventState:
+    """What a Responses stream has said so far; `items` maps one event."""
+
+    def __init__(self) -> None:
+        self.argued: set[int] = set()  # function calls whose arguments arrived as deltas
+        self.summaries: dict[int, int] = {}  # reasoning item -> last summary part seen
+
+    def items(self, event: ResponseStreamEvent) -> list[StreamItem]:
         if event.type in ("response.created", "response.in_progress"):
-            yield ResponseMeta(model=event.response.model, response_id=event.response.id)
-        elif event.type == "response.output_item.added":
+            return [ResponseMeta(model=event.response.model, response_id=event.response.id)]
+        if event.type == "response.output_item.added":
             item = event.item
             if item.type == "function_call":
                 if item.arguments:
-                    argued.add(event.output_index)
-                yield ToolCallDelta(
+                    self.argued.add(event.output_index)
+                call = ToolCallDelta(
                     key=event.output_index,
                     id=item.call_id,
                     name=item.name,
                     arguments=item.arguments or "",
                     provider_data={"item_id": item.id},
                 )
-            elif item.type == "reasoning":
+                return [call]
+            if item.type == "reasoning":
                 # Announce the part now, so it keeps its place before what follows it.
-                yield ReasoningDelta(key=event.output_index, provider_data={"item_id": item.id})
-        elif event.type in ("response.output_text.delta", "response.refusal.delta"):
-            yield TextDelta(key=(event.output_index, event.content_index), text=event.delta)
-        elif event.type == "response.function_call_arguments.delta":
-            argued.add(event.output_index)
-            yield ToolCallDelta(key=event.output_index, arguments=event.delta)
-        elif event.type == "response.reasoning_summary_text.delta":
+                return [ReasoningDelta(key=event.output_index, provider_data={"item_id": item.id})]
+            return []
+        if event.type in ("response.output_text.delta", "response.refusal.delta"):
+            return [TextDelta(key=(event.output_index, event.content_index), text=event.delta)]
+        if event.type == "response.function_call_arguments.delta":
+            self.argued.add(event.output_index)
+            return [ToolCallDelta(key=event.output_index, arguments=event.delta)]
+        if event.type == "response.reasoning_summary_text.delta":
             index = event.output_index
             # Summary parts are joined with a blank line, as in a non-streamed response.
-            gap = "\n\n" if summaries.get(index, event.summary_index) != event.summary_index else ""
-            summaries[index] = event.summary_index
-            yield ReasoningDelta(key=index, text=gap + event.delta)
-        elif event.type == "response.output_item.done":
-            item = event.item
-            if item.type == "function_call" and event.output_index not in argued:
-                yield ToolCallDelta(key=event.output_index, arguments=item.arguments)
-            elif item.type == "reasoning":
-                # The encrypted content of the .done item is the complete one.
-                text = any(s.text for s in item.summary)
-                yield ReasoningDelta(
-                    key=event.output_index,
-                    signature=item.encrypted_content,
-                    redacted=bool(item.encrypted_content) and not text,
-                    provider_data={"item_id": item.id},
+            last = self.summaries.get(index, event.summary_index)
+            gap = "\n\n" if last != event.summary_index else ""
+            self.summaries[index] = event.summary_index
+            return [ReasoningDelta(key=index, text=gap + event.delta)]
+        if event.type == "response.output_item.done":
+            return self._done(event.output_index, event.item)
+        if event.type in ("response.completed", "response.incomplete", "response.failed"):
+            return _tail(event.response)
+        if event.type == "error":
+            raise ProviderFailed(
+                Failure(
+                    codes=(event.code,) if event.code else (),
+                    message=event.message,
+                    body=event.model_dump(mode="json"),
                 )
-        elif event.type in ("response.completed", "response.incomplete", "response.failed"):
-            for tail in _tail(event.response, provider, model):
-                yield tail
-        elif event.type == "error":
-            raise ProviderError(
-                f"OpenAI ended the stream with an error ({event.code or 'error'}): "
-                f"{event.message}. Try again; if it persists, check the request.",
-                provider=provider,
-                model=model,
-                body=event.model_dump(mode="json"),
             )
+        return []
+
+    def _done(self, index: int, item: Any) -> list[StreamItem]:
+        if item.type == "function_call" and index not in self.argued:
+            return [ToolCallDelta(key=index, arguments=item.arguments)]
+        if item.type == "reasoning":
+            # The encrypted content of the .done item is the complete one.
+            text = any(s.text for s in item.summary)
+            delta = ReasoningDelta(
+                key=index,
+                signature=item.encrypted_content,
+                redacted=bool(item.encrypted_content) and not text,
+                provider_data={"item_id": item.id},
+            )
+            return [delta]
+        return []

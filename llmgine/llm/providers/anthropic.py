@@ -33,20 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import Field
 
 from llmgine._redact import redacting_logger
-from llmgine.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ContextTooLongError,
-    LLMConfigurationError,
-    LLMConnectionError,
-    LLMError,
-    LLMTimeoutError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    ProviderError,
-    RateLimitedError,
-    ServerUnavailableError,
-)
+from llmgine.errors import LLMConfigurationError
 from llmgine.llm._parts import (
     ChatMessage,
     FilePart,
@@ -58,11 +45,16 @@ from llmgine.llm._parts import (
     ToolResultPart,
 )
 from llmgine.llm._provider import (
+    Failure,
     Provider,
+    ProviderFailed,
+    find_api_key,
     import_sdk,
+    incomplete,
     post_json,
-    resolve_api_key,
-    retry_after_seconds,
+    read_events,
+    reading,
+    whole_answer,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
@@ -254,6 +246,8 @@ class AnthropicProvider(Provider):
     """
 
     name = "anthropic"
+    label = "Anthropic"
+    key_variables = ("ANTHROPIC_API_KEY",)
 
     def __init__(
         self,
@@ -265,7 +259,7 @@ class AnthropicProvider(Provider):
         default_max_tokens: int = 4096,
     ) -> None:
         self._sdk = import_sdk("anthropic", "anthropic")
-        key = resolve_api_key(self.name, api_key, ("ANTHROPIC_API_KEY",))
+        key, self.key_source = find_api_key(self.name, api_key, self.key_variables)
         kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0}  # llmgine retries
         if base_url is not None:
             kwargs["base_url"] = base_url
@@ -279,6 +273,10 @@ class AnthropicProvider(Provider):
         self._client: Any = self._sdk.AsyncAnthropic(**kwargs)
         self.default_max_tokens = default_max_tokens
         self._warned_seed = False
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
 
     # -- request out ------------------------------------------------------------------------
 
@@ -362,6 +360,8 @@ class AnthropicProvider(Provider):
             # idle connections): stream it instead, which assembles to the same response.
             async for item in self._events(params):
                 assembler.add(item)
+            if not assembler.finished:
+                raise ProviderFailed(incomplete(assembler))
             return assembler.response()
         message = await post_json(  # the wire JSON as it is: see post_json
             self._client,
@@ -370,7 +370,8 @@ class AnthropicProvider(Provider):
             provider=self.name,
             model=model,
         )
-        return _message_response(assembler, message)
+        with reading(message):
+            return _message_response(assembler, message)
 
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         return self._events(self._params(request, model))
@@ -379,43 +380,40 @@ class AnthropicProvider(Provider):
         stream = await self._client.messages.create(**params, stream=True)
         events = _StreamEvents()
         try:
-            async for event in stream:
-                for item in events.items(event):
+            async for event in read_events(stream):
+                with reading(event):
+                    items = list(events.items(event))
+                for item in items:
                     yield item
         finally:
             await stream.close()  # also when the reader stops early: frees the connection
 
     # -- errors -----------------------------------------------------------------------------
 
-    def _translate(self, exc: Exception, model: str) -> LLMError | None:
+    def _failure(self, exc: Exception) -> Failure | None:
         sdk = self._sdk
-        where: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, sdk.APIStatusError):
-            return _status_error(exc, model)
+            status: int = exc.status_code
+            return Failure(
+                # An error event inside a stream arrives with the stream's own 200.
+                status=status if status >= 400 else None,
+                codes=(exc.type,) if exc.type else (),
+                message=exc.api_message or exc.message,
+                headers=exc.response.headers,
+                body=exc.body,
+            )
         if isinstance(exc, sdk.APITimeoutError):
-            return LLMTimeoutError(
-                "Anthropic did not answer within the timeout: try again, or raise the timeout "
-                "(LLMRequest.timeout or AnthropicProvider(timeout=...))",
-                **where,
-            )
+            return Failure(kind="timeout")
         if isinstance(exc, sdk.APIConnectionError):
-            return LLMConnectionError(
-                f"could not reach Anthropic at {self._client.base_url} ({exc.__cause__ or exc}): "
-                "check the network, proxy settings and base_url",
-                **where,
-            )
+            return Failure(kind="connection", detail=str(exc.__cause__ or exc))
         import httpx2  # present with the SDK; raised by a stream that breaks mid-way
 
         if isinstance(exc, httpx2.TimeoutException):
-            return LLMTimeoutError(
-                f"the Anthropic stream stalled ({exc}): try again, or raise the timeout", **where
-            )
+            return Failure(kind="timeout", detail=f"the stream stalled: {exc}")
         if isinstance(exc, httpx2.TransportError):
-            return LLMConnectionError(
-                f"the connection to Anthropic broke mid-stream ({exc}): try again", **where
-            )
+            return Failure(kind="connection", detail=f"the connection broke mid-stream: {exc}")
         if isinstance(exc, sdk.AnthropicError):
-            return ProviderError(f"the Anthropic SDK failed: {exc}", **where)
+            return Failure(message=f"the Anthropic SDK failed: {exc}")
         return None
 
 
@@ -551,9 +549,10 @@ def _usage(usage: dict[str, Any] | None, counts: dict[str, int | None] | None = 
             counts[field] = value
     read = counts.get("cache_read_input_tokens")
     write = counts.get("cache_creation_input_tokens")
+    inputs = [n for n in (counts.get("input_tokens"), read, write) if n is not None]
     return Usage(
-        input_tokens=(counts.get("input_tokens") or 0) + (read or 0) + (write or 0),
-        output_tokens=counts.get("output_tokens") or 0,
+        input_tokens=sum(inputs) if inputs else None,  # unknown stays unknown
+        output_tokens=counts.get("output_tokens"),
         cache_read_tokens=read,
         cache_write_tokens=write,
     )
@@ -591,7 +590,7 @@ def _message_response(assembler: StreamAssembler, message: dict[str, Any]) -> LL
     return assembler.whole(
         _message_parts(message),
         usage=_usage(message.get("usage")),
-        finish=_finish(stop_reason) if stop_reason else None,
+        finish=whole_answer(_finish(stop_reason) if stop_reason else None, "stop_reason"),
         model=message.get("model"),
         response_id=message.get("id"),
         raw=message,
@@ -605,6 +604,7 @@ class _StreamEvents:
         self._counts: dict[str, int | None] = {}
         # A tool_use block whose start already carried its input (no deltas will follow).
         self._pending: dict[int, dict[str, Any]] = {}
+        self._finish: Finish | None = None  # from message_delta, sent at message_stop
 
     def items(self, event: Any) -> Iterator[StreamItem]:
         kind = event.type
@@ -623,8 +623,11 @@ class _StreamEvents:
         elif kind == "message_delta":
             yield UsageUpdate(usage=_usage(event.usage.model_dump(), self._counts))
             if event.delta.stop_reason:
-                yield _finish(event.delta.stop_reason)
-        # message_stop and ping carry nothing more.
+                self._finish = _finish(event.delta.stop_reason)
+        elif kind == "message_stop":
+            # The end marker: only now is the answer known to be whole.
+            yield self._finish or Finish(reason="other")
+        # ping carries nothing.
 
     def _start(self, index: int, block: Any) -> Iterator[StreamItem]:
         kind = block.type
@@ -651,76 +654,3 @@ class _StreamEvents:
             if delta.partial_json:
                 self._pending.pop(index, None)  # the arguments arrive as deltas after all
             yield ToolCallDelta(key=index, arguments=delta.partial_json)
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-
-_retry_after = retry_after_seconds
-
-
-# How Anthropic words "too long" (e.g. "prompt is too long: 210000 tokens > 200000 maximum",
-# "input length and `max_tokens` exceed context limit: ...").
-_CONTEXT_HINTS = ("prompt is too long", "context limit", "context window", "context length")
-
-
-def _status_error(exc: Any, model: str) -> LLMError:
-    status: int = exc.status_code
-    kind: str | None = exc.type
-    said: str = exc.api_message or exc.message
-    what = f"{status} {kind}: {said}" if kind else f"{status}: {said}"
-    where: dict[str, Any] = {
-        "provider": AnthropicProvider.name,
-        "model": model,
-        "status_code": status,
-        "body": exc.body,
-    }
-    if kind == "overloaded_error" or status >= 500:
-        return ServerUnavailableError(
-            f"Anthropic is overloaded or unavailable ({what}): try again in a little while, "
-            "or fall back to another model",
-            **where,
-        )
-    if status == 401:
-        return AuthenticationError(
-            f"Anthropic rejected the API key ({what}): check ANTHROPIC_API_KEY or api_key=",
-            **where,
-        )
-    if status == 403:
-        return PermissionDeniedError(
-            f"this Anthropic key may not do this ({what}): check the key's workspace and "
-            "the model's availability in the Anthropic console",
-            **where,
-        )
-    if status == 404:
-        return ModelNotFoundError(
-            f"Anthropic has no model {model!r} for this key ({what}): check the name "
-            "(e.g. 'claude-sonnet-4-5') against the models list",
-            **where,
-        )
-    if status == 408:
-        return LLMTimeoutError(
-            f"Anthropic timed out waiting for the request ({what}): try again", **where
-        )
-    if status == 429:
-        retry_after = _retry_after(exc.response.headers)
-        wait = f"wait {round(retry_after, 1):g}s" if retry_after is not None else "wait"
-        return RateLimitedError(
-            f"Anthropic rate limit reached ({what}): {wait} and retry, or send fewer requests "
-            "or tokens",
-            retry_after=retry_after,
-            **where,
-        )
-    if status in (400, 413, 422):
-        if any(hint in said.lower() for hint in _CONTEXT_HINTS):
-            return ContextTooLongError(
-                f"the prompt does not fit {model}'s context window ({what}): shorten the "
-                "conversation or lower max_tokens",
-                **where,
-            )
-        return BadRequestError(
-            f"Anthropic rejected the request ({what}): fix the request; retrying the same one "
-            "will fail again",
-            **where,
-        )
-    return ProviderError(f"Anthropic answered with an error ({what})", **where)

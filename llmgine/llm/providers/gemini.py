@@ -28,26 +28,13 @@ import base64
 import json
 import math
 import mimetypes
-import re
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import Field
 
-from llmgine.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ContextTooLongError,
-    LLMConfigurationError,
-    LLMConnectionError,
-    LLMError,
-    LLMTimeoutError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    ProviderError,
-    RateLimitedError,
-    ServerUnavailableError,
-)
+from llmgine.errors import LLMConfigurationError
 from llmgine.llm._parts import (
     ChatMessage,
     FilePart,
@@ -58,7 +45,15 @@ from llmgine.llm._parts import (
     ToolCallPart,
     ToolResultPart,
 )
-from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._provider import (
+    Failure,
+    Provider,
+    find_api_key,
+    import_sdk,
+    read_events,
+    reading,
+    whole_answer,
+)
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolChoice, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 from llmgine.llm._stream import (
@@ -76,7 +71,6 @@ if TYPE_CHECKING:
     import httpx
     import httpx2
     from google.genai import Client
-    from google.genai import errors as genai_errors
     from google.genai import types as gt
 
 __all__ = ["GeminiOptions", "GeminiProvider", "gemini_json_schema"]
@@ -109,9 +103,7 @@ _FAILED = frozenset(
         "MISSING_THOUGHT_SIGNATURE",
     ]
 )
-_TOO_LONG = re.compile(
-    r"maximum number of tokens|token limit|too many tokens|context (window|length)", re.I
-)
+_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 
 
 class GeminiOptions(ProviderOptions):
@@ -220,6 +212,8 @@ class GeminiProvider(Provider):
     """
 
     name = "gemini"
+    label = "Gemini"
+    key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
     def __init__(
         self,
@@ -230,11 +224,25 @@ class GeminiProvider(Provider):
         http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
     ) -> None:
         import_sdk("google.genai", "gemini")  # fail now, naming the extra, if missing
-        self._api_key = resolve_api_key(self.name, api_key, ("GEMINI_API_KEY", "GOOGLE_API_KEY"))
-        self._base_url = base_url
+        self._api_key, self.key_source = find_api_key(self.name, api_key, self.key_variables)
+        # The SDK reads GOOGLE_GEMINI_BASE_URL itself; read here too so spans and errors
+        # name the address actually called.
+        self._base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
         self._timeout = timeout or _DEFAULT_TIMEOUT
         self._http_client = http_client
+        self._own_http: httpx2.AsyncClient | None = None
         self._sdk: Client | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url or _DEFAULT_BASE_URL
+
+    async def aclose(self) -> None:
+        """Close the connections this provider opened (a client passed in stays open)."""
+        if self._sdk is not None:
+            await self._sdk.aio.aclose()
+        if self._own_http is not None:
+            await self._own_http.aclose()
 
     def _client(self) -> Client:
         # Built on first use: constructing the SDK client loads TLS settings.
@@ -244,7 +252,9 @@ class GeminiProvider(Provider):
             from google import genai
             from google.genai import types
 
-            http = self._http_client or httpx2.AsyncClient(timeout=self._timeout)
+            if self._http_client is None:  # ours to close (the SDK closes only its own)
+                self._own_http = httpx2.AsyncClient(timeout=self._timeout)
+            http = self._http_client or self._own_http
             self._sdk = genai.Client(
                 vertexai=False,
                 api_key=self._api_key,
@@ -261,10 +271,24 @@ class GeminiProvider(Provider):
     # -- calls --------------------------------------------------------------------------
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
+        from google.genai import errors
+
         contents, config = self._request_out(request)
-        response = await self._client().aio.models.generate_content(
-            model=model, contents=contents, config=config
+        # Only an answer is parsed as JSON: these can only mean a body that is not.
+        with reading(None, errors=(json.JSONDecodeError, errors.UnknownApiResponseError)):
+            response = await self._client().aio.models.generate_content(
+                model=model, contents=contents, config=config
+            )
+        # What the SDK read, as JSON: kept as `raw`, and quoted if it is not an answer.
+        raw = response.model_dump(
+            mode="json", exclude_none=True, exclude={"sdk_http_response"}, warnings=False
         )
+        with reading(raw):
+            return self._response(response, raw, model)
+
+    def _response(
+        self, response: gt.GenerateContentResponse, raw: dict[str, Any], model: str
+    ) -> LLMResponse:
         reader = _Reader()
         candidate = response.candidates[0] if response.candidates else None
         sdk_parts = candidate.content.parts if candidate and candidate.content else None
@@ -275,10 +299,10 @@ class GeminiProvider(Provider):
         return StreamAssembler(self.name, model).whole(
             scratch.parts(),
             usage=_usage(response.usage_metadata),
-            finish=_finish(candidate, response, reader.calls > 0),
+            finish=whole_answer(_finish(candidate, response, reader.calls > 0), "finishReason"),
             model=response.model_version,
             response_id=response.response_id,
-            raw=response.model_dump(mode="json", exclude_none=True),
+            raw=raw,
         )
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
@@ -286,29 +310,23 @@ class GeminiProvider(Provider):
         chunks = await self._client().aio.models.generate_content_stream(
             model=model, contents=contents, config=config
         )
-        reader = _Reader()
-        meta: ResponseMeta | None = None
-        final: gt.GenerateContentResponse | None = None  # the chunk that says why it ended
-        async for chunk in chunks:
-            now = ResponseMeta(model=chunk.model_version, response_id=chunk.response_id)
-            if now != meta and (now.model or now.response_id):
-                meta = now
-                yield now
-            candidate = chunk.candidates[0] if chunk.candidates else None
-            if candidate is not None and candidate.content and candidate.content.parts:
-                for delta in reader.read(candidate.content.parts):
-                    yield delta
-            if chunk.usage_metadata is not None:
-                yield UsageUpdate(usage=_usage(chunk.usage_metadata))
-            blocked = chunk.prompt_feedback and chunk.prompt_feedback.block_reason
-            if (candidate is not None and candidate.finish_reason) or blocked:
-                final = chunk
-        # Sent last: only now is it known whether the answer held function calls.
-        if final is not None:
-            last = final.candidates[0] if final.candidates else None
-            done = _finish(last, final, reader.calls > 0)
-            if done is not None:
-                yield done
+        state = _ChunkState()
+        try:
+            async for chunk in read_events(chunks):
+                with reading(chunk):
+                    items = state.items(chunk)
+                for item in items:
+                    yield item
+        finally:
+            # Frees the connection when the reader stops early or the stream fails.
+            await cast("AsyncGenerator[Any, None]", chunks).aclose()
+        # The end marker is a chunk with a finish reason (or a blocked prompt); sent last,
+        # since only now is it known whether the answer held function calls. A stream cut
+        # before it sends no Finish, and is reported incomplete.
+        with reading(state.final):
+            done = state.finish()
+        if done is not None:
+            yield done
 
     # -- request out --------------------------------------------------------------------
 
@@ -353,27 +371,61 @@ class GeminiProvider(Provider):
 
     # -- errors -------------------------------------------------------------------------
 
-    def _translate(self, exc: Exception, model: str) -> LLMError | None:
+    def _failure(self, exc: Exception) -> Failure | None:
         from google.genai import errors
 
         if isinstance(exc, errors.APIError):
-            return _api_error(exc, model)
+            details = exc.details if isinstance(exc.details, dict) else {}
+            error = details.get("error", details)
+            reasons = [
+                str(d["reason"])
+                for d in (error.get("details") or [] if isinstance(error, dict) else [])
+                if isinstance(d, dict) and d.get("reason")
+            ]
+            return Failure(
+                status=exc.code or None,
+                codes=tuple(c for c in (exc.status, *reasons) if c),
+                message=exc.message or str(exc),
+                headers=getattr(exc.response, "headers", None),
+                body=exc.details,
+            )
         timeouts, transport_errors = _http_errors()
         if isinstance(exc, timeouts):
-            return LLMTimeoutError(
-                f"Gemini did not answer in time ({type(exc).__name__}); try again, or raise "
-                f"the timeout (request timeout= or GeminiProvider(timeout=...))",
-                provider=self.name,
-                model=model,
-            )
+            return Failure(kind="timeout", detail=type(exc).__name__)
         if isinstance(exc, transport_errors):
-            return LLMConnectionError(
-                f"could not reach Gemini ({type(exc).__name__}: {exc}); check the network "
-                f"and base_url, then try again",
-                provider=self.name,
-                model=model,
-            )
+            return Failure(kind="connection", detail=f"{type(exc).__name__}: {exc}")
         return None
+
+
+class _ChunkState:
+    """What a Gemini stream has said so far; `items` maps one chunk."""
+
+    def __init__(self) -> None:
+        self.reader = _Reader()
+        self.meta: ResponseMeta | None = None
+        self.final: gt.GenerateContentResponse | None = None  # the chunk saying why it ended
+
+    def items(self, chunk: gt.GenerateContentResponse) -> list[StreamItem]:
+        out: list[StreamItem] = []
+        now = ResponseMeta(model=chunk.model_version, response_id=chunk.response_id)
+        if now != self.meta and (now.model or now.response_id):
+            self.meta = now
+            out.append(now)
+        candidate = chunk.candidates[0] if chunk.candidates else None
+        if candidate is not None and candidate.content and candidate.content.parts:
+            out.extend(self.reader.read(candidate.content.parts))
+        if chunk.usage_metadata is not None:
+            out.append(UsageUpdate(usage=_usage(chunk.usage_metadata)))
+        blocked = chunk.prompt_feedback and chunk.prompt_feedback.block_reason
+        if (candidate is not None and candidate.finish_reason) or blocked:
+            self.final = chunk
+        return out
+
+    def finish(self) -> Finish | None:
+        if self.final is None:
+            return None
+        last = self.final.candidates[0] if self.final.candidates else None
+        return _finish(last, self.final, self.reader.calls > 0)
 
 
 # -- mapping helpers (SDK types stay inside this module) -----------------------------------
@@ -560,9 +612,10 @@ def _usage(meta: gt.GenerateContentResponseUsageMetadata | None) -> Usage:
     if meta is None:
         return Usage()
     thoughts = meta.thoughts_token_count
+    outputs = [n for n in (meta.candidates_token_count, thoughts) if n is not None]
     return Usage(
-        input_tokens=meta.prompt_token_count or 0,  # cached tokens included
-        output_tokens=(meta.candidates_token_count or 0) + (thoughts or 0),
+        input_tokens=meta.prompt_token_count,  # cached tokens included; None if unsaid
+        output_tokens=sum(outputs) if outputs else None,
         cache_read_tokens=meta.cached_content_token_count,
         reasoning_tokens=thoughts,
     )
@@ -587,72 +640,3 @@ def _finish(
     if feedback is not None and feedback.block_reason is not None:
         return Finish(reason="content_filter", raw=str(feedback.block_reason.value))
     return None
-
-
-def _retry_after(exc: genai_errors.APIError) -> float | None:
-    """The wait the API asked for: a Retry-After header, else RetryInfo's retryDelay."""
-    headers = getattr(exc.response, "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        if value is not None:
-            return float(value)
-    except ValueError:
-        pass  # an HTTP date: fall back to the error details
-    body = exc.details if isinstance(exc.details, dict) else {}
-    error = body.get("error", body)
-    for detail in error.get("details", None) or []:
-        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
-        match = re.fullmatch(r"([\d.]+)s", str(delay or ""))
-        if match:
-            return float(match.group(1))
-    return None
-
-
-def _api_error(exc: genai_errors.APIError, model: str) -> ProviderError:
-    code: int = exc.code or 0
-    status = exc.status or ""
-    said = (exc.message or str(exc)).rstrip(". ")
-    where = f"Gemini answered {code} {status}".rstrip()
-    kwargs: dict[str, Any] = {
-        "provider": "gemini",
-        "model": model,
-        "status_code": code,
-        "body": exc.details,
-    }
-    if code == 400 and ("API_KEY_INVALID" in str(exc.details) or "API key not valid" in said):
-        # Gemini reports a bad key as 400 INVALID_ARGUMENT, not 401.
-        return AuthenticationError(f"{where}: {said}. Check GEMINI_API_KEY (or api_key=)", **kwargs)
-    if code in (400, 422):
-        if _TOO_LONG.search(said):
-            return ContextTooLongError(
-                f"{where}: {said}. Shorten the conversation or lower max_tokens", **kwargs
-            )
-        return BadRequestError(f"{where}: {said}. Fix the request and try again", **kwargs)
-    if code == 401:
-        return AuthenticationError(f"{where}: {said}. Check GEMINI_API_KEY (or api_key=)", **kwargs)
-    if code == 403:
-        return PermissionDeniedError(
-            f"{where}: {said}. This key may not use model {model!r} or this feature; check "
-            f"the key's project and the API's availability in your region",
-            **kwargs,
-        )
-    if code == 404:
-        return ModelNotFoundError(
-            f"{where}: {said}. Check the model name {model!r} (ListModels shows the "
-            f"available ones)",
-            **kwargs,
-        )
-    if code == 429:
-        retry_after = _retry_after(exc)
-        wait = f"wait {retry_after:g} s" if retry_after is not None else "wait"
-        return RateLimitedError(
-            f"{where}: {said}. Rate or quota limit reached: {wait} and retry, or raise the quota",
-            retry_after=retry_after,
-            **kwargs,
-        )
-    if code >= 500:
-        return ServerUnavailableError(
-            f"{where}: {said}. Gemini cannot serve the request now; try again later",
-            **kwargs,
-        )
-    return ProviderError(f"{where}: {said}", **kwargs)

@@ -19,28 +19,18 @@ call uses:
 llama.cpp server; `COMPATIBLE_SERVERS` has their usual addresses) under their own name.
 
 The SDK retries nothing here (``max_retries=0``): llmgine's retry wrapper does, and two
-layers of retries would multiply. SDK errors become `llmgine.errors` errors in `_translate`.
+layers of retries would multiply. SDK errors are described in `_failure` and become
+`llmgine.errors` errors through the one table every provider shares (`_error_table`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from llmgine.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ContentFilteredError,
-    ContextTooLongError,
-    LLMConnectionError,
-    LLMError,
-    LLMTimeoutError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    ProviderError,
-    RateLimitedError,
-    ServerUnavailableError,
-)
+from llmgine.errors import LLMError
 from llmgine.llm._parts import (
     ChatMessage,
     FilePart,
@@ -52,11 +42,14 @@ from llmgine.llm._parts import (
     ToolResultPart,
 )
 from llmgine.llm._provider import (
+    Failure,
     Provider,
+    find_api_key,
     import_sdk,
     post_json,
-    resolve_api_key,
-    retry_after_seconds,
+    read_events,
+    reading,
+    whole_answer,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
@@ -85,7 +78,7 @@ from llmgine.llm.providers._openai_responses import (
 if TYPE_CHECKING:
     import httpx
     import httpx2
-    from openai import APIStatusError, AsyncOpenAI, AsyncStream
+    from openai import AsyncOpenAI, AsyncStream
     from openai.types.chat import ChatCompletionChunk
     from openai.types.responses import Response, ResponseStreamEvent
 
@@ -105,6 +98,7 @@ COMPATIBLE_SERVERS: dict[str, str] = {
 """Where OpenAI-compatible servers listen by default: name -> base URL."""
 
 Api = Literal["chat", "responses"]
+_NO_KEY = "not-needed"  # what a server that needs no key is sent (the SDK wants one)
 _BEARER = {"security": {"bearer_auth": True}}  # the auth `create` asks of the client
 
 
@@ -160,14 +154,15 @@ def _finish(raw: str | None, refused: bool) -> Finish:
 
 
 def _chat_usage(usage: dict[str, Any] | None) -> Usage:
-    """Usage from its JSON (a streamed chunk's usage is dumped to JSON first)."""
+    """Usage from its JSON (a streamed chunk's usage is dumped to JSON first); a count
+    the server did not report stays None."""
     if not usage:
         return Usage()
     prompt = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
     return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
         cache_read_tokens=prompt.get("cached_tokens"),
         cache_write_tokens=prompt.get("cache_write_tokens"),
         reasoning_tokens=completion.get("reasoning_tokens"),
@@ -208,14 +203,13 @@ def _chat_response(assembler: StreamAssembler, completion: dict[str, Any]) -> LL
     return assembler.whole(
         parts,
         usage=_chat_usage(completion.get("usage")),
-        finish=_finish(raw_finish, refused),
+        finish=whole_answer(
+            _finish(raw_finish, refused) if raw_finish else None, "choices[0].finish_reason"
+        ),
         model=completion.get("model"),
         response_id=completion.get("id"),
         raw=completion,
     )
-
-
-_retry_after = retry_after_seconds
 
 
 class OpenAIProvider(Provider):
@@ -248,9 +242,15 @@ class OpenAIProvider(Provider):
         sdk = import_sdk("openai", "openai")
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         self.api = api
+        self.key_variables = tuple(key_variables)
+        if api_key == _NO_KEY:
+            key, self.key_source = _NO_KEY, None  # a local server that needs none
+        else:
+            key, self.key_source = find_api_key(self.name, api_key, key_variables)
         self._client: AsyncOpenAI = sdk.AsyncOpenAI(
-            api_key=resolve_api_key(self.name, api_key, key_variables),
-            base_url=base_url,
+            api_key=key,
+            # The SDK reads OPENAI_BASE_URL itself; read here too so it is plain to see.
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
             organization=organization,
             max_retries=0,
             # The SDK takes an httpx2 client and, at run time, a plain httpx one too.
@@ -259,8 +259,12 @@ class OpenAIProvider(Provider):
         )
 
     @property
-    def _label(self) -> str:
+    def label(self) -> str:
         return "OpenAI" if self.name == "openai" else self.name
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
 
     # -- choosing the endpoint ---------------------------------------------------------
 
@@ -311,8 +315,10 @@ class OpenAIProvider(Provider):
         if self._api_for(request, model, options, own) == "responses":
             params = responses_params(request, model, options, provider=self.name, stream=False)
             # **params makes the overloads unresolvable (Any): name the type they return.
-            response: Response = await self._client.responses.create(**params, **args)
-            return responses_response(assembler, response, provider=self.name, model=model)
+            with reading(None, errors=(json.JSONDecodeError,)):  # a body that is not JSON
+                response: Response = await self._client.responses.create(**params, **args)
+            with reading(response):  # a non-JSON body of another type arrives as a str
+                return responses_response(assembler, response)
         params = self._chat_params(request, model, options, stream=False)
         completion = await post_json(  # the wire JSON as it is: see post_json
             self._client,
@@ -322,7 +328,8 @@ class OpenAIProvider(Provider):
             model=model,
             options=_BEARER,
         )
-        return _chat_response(assembler, completion)
+        with reading(completion):
+            return _chat_response(assembler, completion)
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         options, own = self._options(request)
@@ -333,7 +340,7 @@ class OpenAIProvider(Provider):
                 **params, **args
             )
             try:
-                async for item in responses_stream_items(events, provider=self.name, model=model):
+                async for item in responses_stream_items(read_events(events)):
                     yield item
             finally:
                 await events.close()  # release the connection even if the caller stops early
@@ -343,7 +350,7 @@ class OpenAIProvider(Provider):
             **params, **args
         )
         try:
-            async for item in self._chat_stream_items(chunks):
+            async for item in self._chat_stream_items(read_events(chunks)):
                 yield item
         finally:
             await chunks.close()
@@ -509,146 +516,83 @@ class OpenAIProvider(Provider):
     async def _chat_stream_items(
         self, chunks: AsyncIterator[ChatCompletionChunk]
     ) -> AsyncIterator[StreamItem]:
-        raw_finish: str | None = None
-        refused = False
-        meta = False
+        state = _ChatState()
         async for chunk in chunks:
-            if not meta:
-                meta = True
-                yield ResponseMeta(model=chunk.model, response_id=chunk.id)
-            if chunk.usage is not None:  # the last chunk, with choices: []
-                yield UsageUpdate(usage=_chat_usage(chunk.usage.model_dump()))
-            if not chunk.choices:
-                continue
-            choice = chunk.choices[0]
-            delta = choice.delta
-            raw_finish = choice.finish_reason or raw_finish
-            # Keys match the part order of a non-streamed answer: reasoning, text, refusal.
-            if (reasoning := _extra_text(delta.model_extra or {})) is not None:
-                yield ReasoningDelta(key="reasoning", text=reasoning)
-            if delta.content:
-                yield TextDelta(key="text", text=delta.content)
-            if delta.refusal:
-                refused = True
-                yield TextDelta(key="refusal", text=delta.refusal)
-            for call in delta.tool_calls or []:
-                function = call.function
-                yield ToolCallDelta(
+            with reading(chunk):
+                items = state.items(chunk)
+            for item in items:
+                yield item
+        # The end marker: a chunk with a finish_reason (a stream cut before it has none,
+        # and then no Finish is sent: the stream is reported incomplete, not whole).
+        if state.raw_finish is not None:
+            yield _finish(state.raw_finish, state.refused)
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _failure(self, exc: Exception) -> Failure | None:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError, its base
+            return Failure(kind="timeout")
+        if isinstance(exc, openai.APIConnectionError):
+            return Failure(kind="connection", detail=str(exc.__cause__ or exc))
+        if isinstance(exc, openai.APIError):  # a status error, or an error event mid-stream
+            body = exc.body
+            error = body.get("error", body) if isinstance(body, dict) else None
+            error = error if isinstance(error, dict) else {}
+            said = error.get("message")
+            status = getattr(exc, "status_code", None)
+            response = getattr(exc, "response", None)
+            return Failure(
+                status=status,
+                codes=tuple(str(c) for c in (exc.code, exc.type, error.get("type")) if c),
+                message=str(said or exc.message),
+                headers=response.headers if response is not None else None,
+                body=body,
+                param=exc.param,
+            )
+        return None
+
+
+class _ChatState:
+    """What a Chat stream's chunks have said so far; `items` maps one chunk."""
+
+    def __init__(self) -> None:
+        self.raw_finish: str | None = None
+        self.refused = False
+        self._meta = False
+
+    def items(self, chunk: ChatCompletionChunk) -> list[StreamItem]:
+        out: list[StreamItem] = []
+        if not self._meta:
+            self._meta = True
+            out.append(ResponseMeta(model=chunk.model, response_id=chunk.id))
+        if chunk.usage is not None:  # the last chunk, with choices: []
+            out.append(UsageUpdate(usage=_chat_usage(chunk.usage.model_dump())))
+        if not chunk.choices:
+            return out
+        choice = chunk.choices[0]
+        delta = choice.delta
+        self.raw_finish = choice.finish_reason or self.raw_finish
+        # Keys match the part order of a non-streamed answer: reasoning, text, refusal.
+        if (reasoning := _extra_text(delta.model_extra or {})) is not None:
+            out.append(ReasoningDelta(key="reasoning", text=reasoning))
+        if delta.content:
+            out.append(TextDelta(key="text", text=delta.content))
+        if delta.refusal:
+            self.refused = True
+            out.append(TextDelta(key="refusal", text=delta.refusal))
+        for call in delta.tool_calls or []:
+            function = call.function
+            out.append(
+                ToolCallDelta(
                     key=call.index,
                     id=call.id,
                     name=function.name if function is not None else None,
                     arguments=(function.arguments or "") if function is not None else "",
                 )
-        yield _finish(raw_finish, refused)
-
-    # -- errors ------------------------------------------------------------------------
-
-    def _translate(self, exc: Exception, model: str) -> LLMError | None:
-        import openai
-
-        if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError, its base
-            return LLMTimeoutError(
-                f"{self._label} did not answer within the timeout (model {model!r}). Try "
-                f"again, or allow longer with timeout= on the request or the provider.",
-                provider=self.name,
-                model=model,
             )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return LLMConnectionError(
-                f"could not reach {self._label} at {self._client.base_url}: {cause}. Check "
-                f"the network and base_url"
-                + ("." if self.name == "openai" else f"; is the {self.name} server running?"),
-                provider=self.name,
-                model=model,
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return self._status_error(exc, model)
-        if isinstance(exc, openai.APIError):  # an error event inside a stream, bad JSON, ...
-            return ProviderError(
-                f"{self._label} answered with an error: {exc.message}. Try again; if it "
-                f"persists, check the request.",
-                body=exc.body,
-                provider=self.name,
-                model=model,
-            )
-        return None
-
-    def _status_error(self, exc: APIStatusError, model: str) -> ProviderError:
-        status = exc.status_code
-        body = exc.body
-        said = body.get("message") if isinstance(body, dict) else None
-        said = str(said or exc.message)
-        code = str(exc.code or "")
-        label = f"{self._label} ({status}{f' {code}' if code else ''})"
-        where: dict[str, Any] = {
-            "provider": self.name,
-            "model": model,
-            "status_code": status,
-            "body": body,
-        }
-        if status == 401:
-            return AuthenticationError(
-                f"{label} rejected the API key: {said} Check the key you set (OPENAI_API_KEY "
-                f"or api_key=) is valid and not revoked.",
-                **where,
-            )
-        if status == 403:
-            return PermissionDeniedError(
-                f"{label} refused access: {said} The key's project may not use {model!r} or "
-                f"this feature; check its permissions and model access.",
-                **where,
-            )
-        if status == 404:
-            return ModelNotFoundError(
-                f"{label}: model {model!r} was not found: {said} Check the model name and "
-                f"that your key has access to it.",
-                **where,
-            )
-        if status in (400, 413, 422):
-            lowered = said.lower()
-            if code == "context_length_exceeded" or "maximum context length" in lowered:
-                return ContextTooLongError(
-                    f"{label}: the prompt is too long for {model!r}: {said} Shorten the "
-                    f"conversation, or lower max_tokens.",
-                    **where,
-                )
-            if code in ("content_filter", "content_policy_violation"):
-                return ContentFilteredError(
-                    f"{label}: the content filter refused the request: {said} Rephrase it.",
-                    **where,
-                )
-            param = getattr(exc, "param", None)
-            return BadRequestError(
-                f"{label} rejected the request as invalid"
-                + (f" (parameter {param!r})" if param else "")
-                + f": {said} Fix the request; retrying it unchanged will fail again.",
-                **where,
-            )
-        if status == 429:
-            wait = _retry_after(exc.response.headers)
-            error = RateLimitedError(
-                f"{label} rate limit: {said} "
-                + (
-                    "The account is out of quota: add credit or raise its limits."
-                    if code == "insufficient_quota"
-                    else f"Wait {f'{wait:g} s' if wait is not None else 'a moment'} and retry, "
-                    f"or send fewer requests or tokens per minute."
-                ),
-                retry_after=wait,
-                **where,
-            )
-            if code == "insufficient_quota":
-                error.retryable = False  # waiting does not add credit
-            return error
-        if status >= 500:
-            return ServerUnavailableError(
-                f"{label}: the server could not answer: {said} This is on the provider's "
-                f"side; try again shortly.",
-                retry_after=_retry_after(exc.response.headers),
-                **where,
-            )
-        return ProviderError(f"{label} answered with an error: {said}", **where)
+        return out
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
@@ -681,21 +625,23 @@ class OpenAICompatibleProvider(OpenAIProvider):
         http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
         api: Literal["chat", "responses", "auto"] = "chat",
     ) -> None:
-        url = base_url or COMPATIBLE_SERVERS.get(name)
-        if url is None:
+        url_variable = f"{name.upper()}_BASE_URL"
+        url = base_url or os.environ.get(url_variable) or COMPATIBLE_SERVERS.get(name)
+        if not url:
             known = ", ".join(sorted(COMPATIBLE_SERVERS))
             raise config_error(
                 f"no base_url for the OpenAI-compatible server {name!r}: pass base_url= "
-                f"(e.g. 'http://localhost:8000/v1'); known without one: {known}",
+                f"(e.g. 'http://localhost:8000/v1') or set {url_variable}; known without "
+                f"one: {known}",
                 name,
                 "",
             )
         variables = tuple(key_variables or (f"{name.upper()}_API_KEY",))
         if not key_required:
             try:
-                api_key = resolve_api_key(name, api_key, variables)
+                find_api_key(name, api_key, variables)
             except LLMError:
-                api_key = "not-needed"  # local servers ignore it, but the SDK wants one
+                api_key = _NO_KEY  # local servers ignore it, but the SDK wants one
         super().__init__(
             api_key=api_key,
             base_url=url,
