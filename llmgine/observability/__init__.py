@@ -19,7 +19,7 @@ Example:
 import pandas as _pd
 
 from llmgine import _semconv as semconv
-from llmgine._redact import REDACTED, Redactor, add_secret, redact
+from llmgine._redact import REDACTED, Redactor, add_credential, add_secret, redact
 from llmgine.observability._buffer import SpanBuffer, SpanListener, SpanRecord, span_record
 from llmgine.observability._events import EventLog
 from llmgine.observability._frames import SPAN_COLUMNS, Time
@@ -82,6 +82,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "Time",
     "ToolCall",
     "TracingObserver",
+    "add_credential",
     "add_secret",
     "current",
     "disable",
