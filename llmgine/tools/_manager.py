@@ -5,6 +5,10 @@ JSON object or fail validation, a timeout, an exception or an unserialisable ret
 all become a `ToolResultPart` with ``is_error=True`` whose content tells the model what
 went wrong, a `ToolCallFailed` event, and an error on the tool's span. Cancellation is not
 a failure: `asyncio.CancelledError` propagates.
+
+Invalid arguments are described by field and problem; the values the model sent appear
+(redacted) only when content capture is on, as everywhere content is recorded (see
+`llmgine.tools._schema`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from llmgine.tools._events import (
     ToolCallStarted,
     ToolErrorKind,
 )
+from llmgine.tools._schema import content_captured
 from llmgine.tools._tool import Tool
 
 if TYPE_CHECKING:
@@ -283,10 +288,14 @@ class ToolManager:
     async def _run(self, call: ToolCallPart) -> Any:
         found = self.get(call.name)
         if call.invalid_arguments is not None:
-            shown = call.invalid_arguments
-            shown = shown if len(shown) <= 200 else shown[:197] + "..."
+            text = call.invalid_arguments
+            if content_captured():  # the text is content: shown only when captured
+                shown = redact_text(text if len(text) <= 200 else text[:197] + "...")
+                what = f": {shown!r}"
+            else:
+                what = f" (but {len(text)} characters of other text)"
             raise ToolArgumentsError(
-                f"the arguments for tool {call.name!r} are not a JSON object: {shown!r}",
+                f"the arguments for tool {call.name!r} are not a JSON object{what}",
                 tool=call.name,
                 errors=[{"loc": [], "msg": "not a JSON object", "type": "json_invalid"}],
             )
