@@ -333,12 +333,19 @@ class ToolArgumentsError(ToolError, ValueError):
 
 
 class ToolTimeoutError(ToolError, TimeoutError):
-    """A tool did not finish within its timeout."""
+    """A tool did not finish within its timeout.
 
-    def __init__(self, message: str, *, tool: str, timeout: float) -> None:
+    ``may_still_run`` is True when the run could not be stopped (a sync tool's thread, a
+    remote server's work): it may finish later, and its effects may still happen.
+    """
+
+    def __init__(
+        self, message: str, *, tool: str, timeout: float, may_still_run: bool = False
+    ) -> None:
         super().__init__(message)
         self.tool = tool
         self.timeout = timeout
+        self.may_still_run = may_still_run
 
 
 class ToolLoopLimitError(ToolError):
