@@ -22,7 +22,7 @@ import inspect
 import json
 import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
-from llmgine._redact import redact
+from llmgine._redact import REDACTED, redact, redact_text
 from llmgine.errors import ToolArgumentsError, ToolDefinitionError
 
 __all__ = [
@@ -215,13 +215,18 @@ def argument_errors(exc: ValidationError, *, values: bool | None = None) -> list
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
         given = to_jsonable_python(error.get("input"), fallback=repr)
+        shown = _redacted_at(loc, given) if values else None
         message = error["msg"]
-        if not values and error["type"] not in _TEMPLATED:
-            message = _without(message, given)
+        if error["type"] not in _TEMPLATED:
+            if values:  # only what redaction removed from the input goes from the words
+                removed = set(_leaves(given)) - set(_leaves(shown))
+                message = redact_text(_without(message, removed, REDACTED))
+            else:
+                message = _without(message, _leaves(given), _CUT)
         item: dict[str, Any] = {"loc": loc, "msg": message, "type": error["type"]}
         if values and error["type"] != "missing":
-            text = json.dumps(_redacted_at(loc, given), ensure_ascii=False)
-            item["input"] = text if len(text) <= _INPUT_SHOWN else text[:77] + "..."
+            text = json.dumps(shown, ensure_ascii=False)
+            item["input"] = text if len(text) <= _INPUT_SHOWN else text[: _INPUT_SHOWN - 3] + "..."
         out.append(item)
     return out
 
@@ -241,10 +246,10 @@ def _redacted_at(loc: list[Any], value: Any) -> Any:
 
 
 def _leaves(value: Any) -> list[str]:
+    """The scalar values in ``value`` as text (not its keys: those are names, which errors
+    show anyway as locations)."""
     if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)] + [
-            leaf for k in value for leaf in _leaves(k)
-        ]
+        return [leaf for v in value.values() for leaf in _leaves(v)]
     if isinstance(value, list):
         return [leaf for v in value for leaf in _leaves(v)]
     if isinstance(value, bool) or value is None:
@@ -252,12 +257,12 @@ def _leaves(value: Any) -> list[str]:
     return [str(value)]
 
 
-def _without(message: str, given: Any) -> str:
-    """A free-text message with every value of ``given`` it repeats cut out (values of
-    under three characters cannot be told from ordinary words, and say little)."""
-    for leaf in sorted(set(_leaves(given)), key=len, reverse=True):
+def _without(message: str, values: Iterable[str], mark: str) -> str:
+    """A free-text message with each of ``values`` it repeats replaced by ``mark`` (values
+    of under three characters cannot be told from ordinary words, and say little)."""
+    for leaf in sorted(set(values), key=len, reverse=True):
         if len(leaf) >= 3:
-            message = message.replace(leaf, _CUT)
+            message = message.replace(leaf, mark)
     return message
 
 

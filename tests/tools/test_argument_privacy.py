@@ -8,11 +8,11 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import pytest
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ValidationError, model_validator
 
 from llmgine import observability
 from llmgine.bus import Event, MessageBus
@@ -28,7 +28,7 @@ SENSITIVE = {
 }
 PLAIN = {"count": "seventeen-or-so"}
 ECHOED = "call me at 5551234"  # a validator below repeats it in its own words
-VALUES = (*SENSITIVE.values(), *PLAIN.values(), ECHOED, "555", "4567-half-json")
+VALUES = (*SENSITIVE.values(), *PLAIN.values(), ECHOED, "4567-half-json")
 
 
 def no_digits(value: str) -> str:
@@ -127,3 +127,46 @@ async def test_with_capture_values_are_shown_redacted_like_content(
     assert f'(got "{PLAIN["count"]}")' in invalid  # not secret: shown, as content is
     assert repr(ECHOED) in invalid
     assert f'not a JSON object: \'{{"password": "{REDACTED}"\'' in results[1].text
+
+
+class Credentials(BaseModel):
+    password: int
+    scopes: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_admin(cls, data: Any) -> Any:
+        if "admin-scope" in data.get("scopes", []):
+            raise ValueError(f"scopes {data['scopes']} include admin; use {data['password']}")
+        return data
+
+
+@tool
+def connect(credentials: Credentials) -> str:
+    """Connect with nested credentials."""
+    return "ok"
+
+
+async def test_nested_values_are_hidden_or_redacted_where_they_sit() -> None:
+    sent = {"password": "nested-secret-pw", "scopes": ["admin-scope", "read-only"]}
+    with pytest.raises(ToolArgumentsError) as caught:
+        await connect.run({"credentials": sent})
+    [error] = caught.value.errors
+    assert error["msg"] == (
+        "Value error, scopes ['<value hidden>', '<value hidden>'] include admin; use <value hidden>"
+    )
+    assert caught.value.__cause__ is None  # pydantic's text would repeat the validator's
+    observability.enable(capture_content=True)
+    try:
+        with pytest.raises(ToolArgumentsError) as caught:
+            await connect.run({"credentials": {"password": "nested-secret-pw", "scopes": []}})
+        [error] = caught.value.errors
+        assert (error["loc"], error["input"]) == (["credentials", "password"], f'"{REDACTED}"')
+        assert isinstance(caught.value.__cause__, ValidationError)
+        assert "nested-secret-pw" not in str(caught.value.__cause__)  # inputs hidden there
+        with pytest.raises(ToolArgumentsError) as caught:
+            await connect.run({"credentials": sent})
+        assert "nested-secret-pw" not in str(caught.value)  # whole dict: password redacted
+        assert "admin-scope" in str(caught.value)
+    finally:
+        observability.disable()

@@ -242,3 +242,21 @@ def test_a_thread_ending_after_its_loop_closed_is_still_logged(
 def test_the_error_says_whether_the_run_may_go_on() -> None:
     assert ToolTimeoutError("x", tool="t", timeout=1).may_still_run is False
     assert ToolTimeoutError("x", tool="t", timeout=1, may_still_run=True).may_still_run
+
+
+async def test_a_thread_that_already_ended_tells_its_listener_at_once() -> None:
+    from llmgine.tools._thread import ThreadRun
+
+    def fail() -> None:
+        raise KeyError("k")
+
+    heard: list[BaseException | None] = []
+    done = ThreadRun(lambda: "x", [], {})
+    assert await done.run() == "x"
+    assert done.abandon(heard.append) is False  # ended: told now, not later
+    failed = ThreadRun(fail, [], {})
+    with pytest.raises(KeyError):
+        await failed.run()
+    assert failed.abandon(heard.append) is False
+    assert heard[0] is None
+    assert isinstance(heard[1], KeyError)
