@@ -40,7 +40,8 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
         ├── LLMConfigurationError     before any call: what to change is on our side
         │   ├── MissingCredentialsError   no API key: names the variable to set
         │   ├── UnknownProviderError      "provider:model" names no registered provider
-        │   └── ProviderNotInstalledError the provider's SDK is missing: names the extra
+        │   ├── ProviderNotInstalledError the provider's SDK is missing: names the extra
+        │   └── InvalidRequestError       a request field or override is invalid: names it
         ├── ProviderError             the provider answered with an error (status first)
         │   ├── AuthenticationError       401: the key is wrong or revoked
         │   ├── PermissionDeniedError     403: the key may not use this model or feature
@@ -89,6 +90,7 @@ __all__ = [
     "EventLoopMismatchError",
     "HandlerRegistrationError",
     "IncompleteResponseError",
+    "InvalidRequestError",
     "LLMConfigurationError",
     "LLMConnectionError",
     "LLMError",
@@ -232,6 +234,26 @@ class ProviderNotInstalledError(LLMConfigurationError):
     """The provider's SDK is not installed; the message names the extra to install."""
 
 
+class InvalidRequestError(LLMConfigurationError, ValueError):
+    """A request field, a call's override of one or a model's default failed validation.
+
+    ``errors`` lists each wrong field as ``{"loc": [...], "msg": ..., "type": ...}``; the
+    message names them and what is wrong. A ``ValueError`` too, as pydantic's own
+    validation error is.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[dict[str, Any]],
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.errors = errors
+
+
 class ProviderError(LLMError):
     """The provider answered with an error; subclasses say which, status first."""
 
@@ -347,12 +369,19 @@ class ToolArgumentsError(ToolError, ValueError):
 
 
 class ToolTimeoutError(ToolError, TimeoutError):
-    """A tool did not finish within its timeout."""
+    """A tool did not finish within its timeout.
 
-    def __init__(self, message: str, *, tool: str, timeout: float) -> None:
+    ``may_still_run`` is True when the run could not be stopped (a sync tool's thread, a
+    remote server's work): it may finish later, and its effects may still happen.
+    """
+
+    def __init__(
+        self, message: str, *, tool: str, timeout: float, may_still_run: bool = False
+    ) -> None:
         super().__init__(message)
         self.tool = tool
         self.timeout = timeout
+        self.may_still_run = may_still_run
 
 
 class ToolLoopLimitError(ToolError):

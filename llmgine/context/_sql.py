@@ -4,6 +4,11 @@ database, such as PostgreSQL, with the same code.
 Two tables: ``<prefix>_messages`` holds one row per message (session id, sequence number,
 the message's pydantic JSON, creation time) under a unique (session id, seq) key, and
 ``<prefix>_meta`` holds the schema version, checked before anything is read or written.
+
+Every error of SQLAlchemy or the driver (a damaged file, a lost server, a locked or
+read-only database, tables of another layout) is translated in one place, `_errors`, into
+a `ContextStoreError` that names the database (never its password), what failed and what
+to do next, with the original as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -148,7 +154,8 @@ class SQLContextStore(ContextStore):
             sa.Column("value", sa.Text, nullable=False),
         )
         try:
-            self._engine = create_async_engine(self._url)
+            # Statement parameters are message contents: keep them out of error text.
+            self._engine = create_async_engine(self._url, hide_parameters=True)
         except ImportError as exc:
             driver = self._url.get_driver_name()
             extra = _DRIVER_EXTRAS.get(driver)
@@ -232,31 +239,76 @@ class SQLContextStore(ContextStore):
             raise ContextStoreError(
                 f"this SQLContextStore ({self.url}) was closed; open a new one with open_store(...)"
             )
-        async with self._opening:  # one task prepares the tables; the others wait for it
+        async with self._opening, self._errors("open"):
+            # One task prepares the tables; the others wait for it.
             if self._ready:
                 return
-            try:
-                for _ in range(_MAX_ATTEMPTS):
-                    try:
-                        async with self._transaction(write=True) as conn:
-                            await self._prepare(conn)
-                        break
-                    except sa.exc.IntegrityError as exc:
-                        # Two processes created the tables or the version row at once (on
-                        # PostgreSQL, CREATE TABLE IF NOT EXISTS can still collide); the
-                        # other one won, so the next attempt finds its work done.
-                        collision = exc
-                else:
-                    raise ContextStoreError(
-                        f"could not create the tables in {self.url}: other processes kept "
-                        f"creating them at the same time ({collision})"
-                    ) from collision
-            except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as exc:
+            for _ in range(_MAX_ATTEMPTS):
+                try:
+                    async with self._transaction(write=True) as conn:
+                        await self._prepare(conn)
+                    break
+                except sa.exc.IntegrityError as exc:
+                    # Two processes created the tables or the version row at once (on
+                    # PostgreSQL, CREATE TABLE IF NOT EXISTS can still collide); the other
+                    # one won, so the next attempt finds its work done.
+                    collision = exc
+            else:
                 raise ContextStoreError(
-                    f"cannot open the context database {self.url}: {exc}; check that the "
-                    f"file is writable or the server is running and the URL is right"
-                ) from exc
+                    f"could not create the tables in {self.url}: other processes kept "
+                    f"creating them at the same time ({collision})"
+                ) from collision
             self._ready = True
+
+    @asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        """The one boundary where database and driver errors become `ContextStoreError`.
+
+        ``what`` completes "cannot ... the context database": ``"open"``, ``"load session
+        'x' from"``. Errors llmgine raised on purpose pass through unchanged.
+        """
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
+            raise ContextStoreError(self._explain(what, exc)) from exc
+
+    def _explain(self, what: str, exc: BaseException) -> str:
+        original = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc
+        # SQLAlchemy's own text adds the SQL and a link; the driver's says what happened.
+        detail = str(original).split("\n(Background on this error", 1)[0].strip()
+        password = self._url.password
+        if password:
+            detail = detail.replace(str(password), "***")
+        sqlite = self._url.get_backend_name() == "sqlite"
+        where = repr(self._url.database) if sqlite else self.url
+        name = getattr(original, "sqlite_errorname", None)
+        if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or (
+            sqlite and type(original) is sqlite3.DatabaseError
+        ):
+            advice = (
+                "the file is damaged or is not a SQLite database. Nothing was changed; "
+                "restore it from a backup, or move it aside (with its -wal and -shm files) "
+                "and open the path again for a new, empty store (the sqlite3 shell's "
+                "'.recover' may save the old rows)"
+            )
+        elif isinstance(exc, sa.exc.ProgrammingError) or name == "SQLITE_ERROR":
+            # SQL the database refused (no such column, permission denied): not a fault
+            # of the file or the connection, but of what is in the database.
+            advice = (
+                f"check that the database user may create and use the tables "
+                f"{self._messages.name} and {self._meta.name}, and that tables of those names "
+                f"were made by llmgine (pass table_prefix= to use others)"
+            )
+        else:
+            advice = (
+                "check that the file and its directory are writable and no other program "
+                "holds it locked, or that the server is running and the URL is right"
+                if sqlite
+                else "check that the server is running, the URL is right and its user may "
+                "use the database"
+            )
+        kind = type(original).__name__
+        return f"cannot {what} the context database {where}: {detail} ({kind}); {advice}"
 
     async def _prepare(self, conn: AsyncConnection) -> None:
         """Create the tables if missing, and check (or, on a new database, write) the
@@ -308,7 +360,10 @@ class SQLContextStore(ContextStore):
         rows = encode(key, messages)
         await self._open()  # a closed store says so even when there is nothing to write
         if rows:
-            await self._write(f"append to session {key!r}", lambda c: self._append(c, key, rows))
+            async with self._errors(f"append to session {key!r} in"):
+                await self._write(
+                    f"append to session {key!r}", lambda c: self._append(c, key, rows)
+                )
 
     async def _append(self, conn: AsyncConnection, key: str, rows: list[str]) -> None:
         table = self._messages
@@ -336,7 +391,8 @@ class SQLContextStore(ContextStore):
             .where(table.c.session_id == key)
             .order_by(table.c.seq)
         )
-        async with self._transaction(write=False) as conn:
+        what = f"load session {key!r} from"
+        async with self._errors(what), self._transaction(write=False) as conn:
             rows = (await conn.execute(query)).all()
         return [self._decode(key, seq, text, i, len(rows)) for i, (seq, text) in enumerate(rows)]
 
@@ -366,12 +422,14 @@ class SQLContextStore(ContextStore):
             await conn.execute(sa.delete(table).where(table.c.session_id == key))
             await self._insert(conn, key, rows, start=0)
 
-        await self._write(f"replace session {key!r}", work)
+        await self._open()
+        async with self._errors(f"replace session {key!r} in"):
+            await self._write(f"replace session {key!r}", work)
 
     async def sessions(self) -> list[str]:
         await self._open()
         column = self._messages.c.session_id
-        async with self._transaction(write=False) as conn:
+        async with self._errors("list the sessions of"), self._transaction(write=False) as conn:
             result = await conn.scalars(sa.select(column).distinct().order_by(column))
             return list(result)
 
@@ -383,12 +441,15 @@ class SQLContextStore(ContextStore):
             result = await conn.execute(sa.delete(table).where(table.c.session_id == key))
             return bool(result.rowcount)
 
-        deleted: bool = await self._write(f"delete session {key!r}", work)
+        await self._open()
+        async with self._errors(f"delete session {key!r} from"):
+            deleted: bool = await self._write(f"delete session {key!r}", work)
         return deleted
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._engine.dispose()
+        async with self._errors("close"):
+            await self._engine.dispose()
 
 
 # Serialization failure and deadlock: the server rolled the transaction back because of a

@@ -3,6 +3,11 @@
 Cross-cutting concerns (tracing, retry, fallback) are `LanguageModel`s wrapping another
 (see `_wrappers`); `Model` is the friendly face over the chain: it accepts a prompt string,
 messages or a full `LLMRequest`, applies defaults, and does structured output.
+
+Every request field `Model` takes (a model's defaults, a call's overrides, the prompt) is
+validated as `LLMRequest` validates it, before anything reaches a provider: overrides are
+applied to a ready request by copying it, which pydantic does not validate, so they are
+checked on their own first. A failure is an `InvalidRequestError` naming each field.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from llmgine.errors import StructuredOutputError
+from llmgine.errors import InvalidRequestError, StructuredOutputError
 from llmgine.llm._cost import cost_usd
 from llmgine.llm._parts import ChatMessage, TextPart
 from llmgine.llm._provider import Provider
@@ -112,7 +117,7 @@ class Model:
                 f"{', '.join(sorted(REQUEST_FIELDS))}"
             )
         self.inner = inner
-        self.defaults = dict(defaults or {})
+        self.defaults = self._checked(dict(defaults or {}), "default")
 
     @property
     def provider(self) -> str:
@@ -154,9 +159,40 @@ class Model:
             base = {k: v for k, v in self.defaults.items() if k not in prompt.model_fields_set}
             if prompt.model is None:  # name it now: the provider's model then needs no copy
                 base["model"] = self.name
-            return prompt.model_copy(update={**base, **params})
-        return LLMRequest(
-            messages=_messages(prompt), **{"model": self.name, **self.defaults, **params}
+            return prompt.model_copy(update={**base, **self._checked(params, "call")})
+        try:
+            return LLMRequest(
+                messages=_messages(prompt), **{"model": self.name, **self.defaults, **params}
+            )
+        except ValidationError as exc:
+            raise self._invalid(exc, "call") from exc
+
+    def _checked(self, fields: dict[str, Any], kind: str) -> dict[str, Any]:
+        """``fields`` validated (and converted: dicts to models, tools to specs) as
+        `LLMRequest` would; `InvalidRequestError` names each wrong one."""
+        if not fields:
+            return fields
+        try:
+            checked = LLMRequest.model_validate({"messages": [], **fields})
+        except ValidationError as exc:
+            raise self._invalid(exc, kind) from exc
+        return {name: getattr(checked, name) for name in fields}
+
+    def _invalid(self, exc: ValidationError, kind: str) -> InvalidRequestError:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False)
+        ]
+        described = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(request)'}: {e['msg']}" for e in errors
+        )
+        what = "model defaults" if kind == "default" else "request"
+        return InvalidRequestError(
+            f"invalid {what} for {self.spec}: {described}; fix these fields (LLMRequest's "
+            f"fields say what each takes)",
+            errors=errors,
+            provider=self.provider,
+            model=self.name,
         )
 
     async def generate(self, prompt: Prompt, **params: Any) -> LLMResponse:
@@ -179,6 +215,11 @@ class Model:
         """
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
+            raise TypeError(
+                f"output_type must be a pydantic model class (class Answer(BaseModel): ...), "
+                f"got {output_type!r}"
+            )
         request = self.request(prompt, **params)
         request = request.model_copy(
             update={

@@ -104,6 +104,14 @@ def provider_info(name: str) -> ProviderInfo:
 
 
 def _parse(spec: str | None) -> tuple[str, str]:
+    if spec is not None and not spec.strip():
+        # An empty string is a mistake (an unset variable, a blank field), not a request
+        # for the default: only leaving the argument out means that.
+        raise LLMConfigurationError(
+            f"the model spec is empty ({spec!r}); name a model as 'provider:model' (e.g. "
+            f"'openai:gpt-4o-mini', 'demo:any'), or call get_model() without one for "
+            f"${MODEL_VARIABLE} or else the offline demo"
+        )
     spec = spec or os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL
     provider, sep, model = spec.partition(":")
     if not sep or not provider or not model:
@@ -122,7 +130,7 @@ def get_model(
     **options: Any,
 ) -> Model:
     """The model ``spec`` names (``"provider:model"``; by default ``$LLMGINE_MODEL``, else
-    the offline demo).
+    the offline demo; an empty spec is an `LLMConfigurationError`, not the default).
 
     ``options`` that are request fields (temperature, max_tokens, tools, options, ...)
     become the model's defaults; the rest go to the provider (api_key, base_url, timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
@@ -95,6 +96,23 @@ class LLMRequest(Payload):
     timeout: float | None = None
     options: list[Any] = Field(default_factory=list)  # ProviderOptions subclasses
 
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_specs(cls, value: Any) -> Any:
+        """Take what callers obviously pass: None (no tools), one tool or an iterable of
+        them (a list, a `ToolManager`); each a `ToolSpec`, a dict of its fields, or a
+        `Tool` (an ``@tool`` function), declared by its ``spec()``."""
+        if value is None:
+            return []
+        if isinstance(value, ToolSpec | Mapping) or _declares_spec(value) or callable(value):
+            value = [value]
+        elif isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise ValueError(
+                f"tools is a list of tools (@tool functions, Tools, ToolSpecs), or None; got "
+                f"{type(value).__name__}"
+            )
+        return [_tool_spec(item, index) for index, item in enumerate(value)]
+
     @field_validator("options")
     @classmethod
     def _options_are_provider_options(cls, value: list[Any]) -> list[Any]:
@@ -130,3 +148,28 @@ class LLMRequest(Payload):
         """The system messages' text joined, or None when there are none."""
         texts = [m.text for m in self.messages if m.role == "system"]
         return "\n\n".join(texts) if texts else None
+
+
+def _declares_spec(value: Any) -> bool:
+    return callable(getattr(value, "spec", None)) and isinstance(getattr(value, "name", None), str)
+
+
+def _tool_spec(item: Any, index: int) -> Any:
+    """One entry of ``tools`` as a `ToolSpec` (a dict is left to pydantic to validate)."""
+    if isinstance(item, ToolSpec | Mapping):
+        return item
+    if _declares_spec(item):
+        spec = item.spec()
+        if isinstance(spec, ToolSpec):
+            return spec
+    if callable(item):
+        name = getattr(item, "__name__", None) or type(item).__name__
+        raise ValueError(
+            f"tools[{index}] is the plain function {name!r}, not a tool: decorate it with "
+            f"@tool (from llmgine.tools import tool), or pass Tool.from_function({name}); a "
+            f"ToolManager or run_tool_loop also takes plain functions"
+        )
+    raise ValueError(
+        f"tools[{index}] is a {type(item).__name__}; a tool is an @tool function, a Tool, a "
+        f"ToolSpec or a dict of a ToolSpec's fields (name, description, parameters)"
+    )

@@ -1,7 +1,9 @@
 """Bus events of tool executions and of the tool loop's rounds.
 
 Each tool execution publishes `ToolCallStarted`, then `ToolCallFailed` if it failed, then
-`ToolCallFinished` (every execution, ok or not: the one to count and time). The loop
+`ToolCallFinished` (every execution, ok or not: the one to count and time). A sync tool's
+thread that outlived its timeout (or a cancelled call) publishes `ToolCallLateFinished`
+when it finally ends: Python cannot stop a thread, so its effects happened after all. The loop
 publishes `ToolLoopRoundStarted` / `ToolLoopRoundFinished` around each model call and its
 tool calls, and `ToolLoopFinished` at the end. Every event carries the session id of the
 session the manager or loop runs for, when there is one. ``loop_id`` ties a loop's events
@@ -19,6 +21,7 @@ __all__ = [
     "StopReason",
     "ToolCallFailed",
     "ToolCallFinished",
+    "ToolCallLateFinished",
     "ToolCallStarted",
     "ToolErrorKind",
     "ToolLoopFinished",
@@ -66,6 +69,23 @@ class ToolCallFinished(Event):
     duration_ms: float
     ok: bool
     error_type: str | None = None
+    round: int | None = None
+    loop_id: str | None = None
+
+
+class ToolCallLateFinished(Event):
+    """A sync tool's thread ended after its call was given up (``reason``: it timed out,
+    or the call was cancelled): ``ok`` if the function returned (its result was not
+    used), else ``error_type``/``error`` say what it raised. ``duration_ms`` counts from
+    the call's start."""
+
+    call_id: str
+    tool_name: str
+    reason: Literal["timeout", "cancelled"]
+    ok: bool
+    duration_ms: float
+    error_type: str | None = None
+    error: ErrorInfo | None = None
     round: int | None = None
     loop_id: str | None = None
 

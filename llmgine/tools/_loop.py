@@ -10,6 +10,13 @@ The loop stops when the model answers without tool calls (``"answered"``), when 
 with ``ends_loop=True`` succeeded (``"final_tool"``), or after ``max_rounds`` model calls
 that all asked for tools: then the last round's tools have run (so the conversation is
 valid to continue) and `ToolLoopLimitError` is raised, carrying the result so far.
+
+A ``tool_choice`` that forces a tool (``"required"``, ``ToolName``) applies to the first
+round only; later rounds send ``"auto"``, or a model that obeys could never answer (agent
+frameworks reset it the same way). The exception is a forced choice that can itself end
+the loop: ``"required"`` when an ``ends_loop`` tool is among the tools, or the ``ToolName``
+of one; it stays, so the model keeps being held to the "answer" tool, as the recorded
+conversations of pydantic-ai's output tools do.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from llmgine.bus import Event, MessageBus, Payload, Session
 from llmgine.errors import ToolLoopLimitError
 from llmgine.llm import (
     ChatMessage,
+    LLMRequest,
     LLMResponse,
     Model,
     Prompt,
     StreamItem,
     ToolCallPart,
+    ToolName,
     ToolResultPart,
     Usage,
     get_model,
@@ -188,6 +197,7 @@ async def _loop(
 
     request = chosen.request(prompt, **params)
     request = request.model_copy(update={"tools": manager.specs()})
+    later = _later_rounds(request, manager)
     messages = list(request.messages)
     responses: list[LLMResponse] = []
     results: list[ToolResultPart] = []
@@ -217,7 +227,8 @@ async def _loop(
                 )
             )
             yield RoundStart(round=round)
-            current = request.model_copy(update={"messages": list(messages)})
+            base = request if round == 0 else later
+            current = base.model_copy(update={"messages": list(messages)})
             if streaming:
                 async with chosen.stream(current) as stream:
                     async for item in stream:
@@ -278,6 +289,19 @@ async def _loop(
             await chosen.aclose()
 
 
+def _later_rounds(request: LLMRequest, manager: ToolManager) -> LLMRequest:
+    """The request of the rounds after the first: a forced tool choice relaxed to "auto",
+    unless the tool it forces can end the loop (see the module docstring)."""
+    choice = request.tool_choice
+    if choice == "required":
+        keep = any(t.ends_loop for t in manager)
+    elif isinstance(choice, ToolName):
+        keep = choice.name in manager and manager.get(choice.name).ends_loop
+    else:
+        return request
+    return request if keep else request.model_copy(update={"tool_choice": "auto"})
+
+
 def _ends_loop(manager: ToolManager, call: ToolCallPart, result: ToolResultPart) -> bool:
     return not result.is_error and call.name in manager and manager.get(call.name).ends_loop
 
@@ -303,12 +327,17 @@ async def run_tool_loop(
         model: a `Model` or a ``"provider:model"`` spec (a model made from a spec is closed
             at the end).
         prompt: a string, messages or an `LLMRequest` (its ``tools`` are replaced by the
-            manager's; its other fields, such as ``tool_choice``, are kept every round).
+            manager's; its other fields are kept every round, except a ``tool_choice``
+            that forces a tool: ``"required"`` or ``ToolName`` applies to the first round
+            only, later rounds send ``"auto"`` so the model can answer. It stays when the
+            forced tool can end the loop: ``"required"`` with an ``ends_loop`` tool among
+            the tools, or the ``ToolName`` of one).
         tools: a `ToolManager`, or tools and functions to make one of.
         max_rounds: at most this many model calls.
         bus / session: where round events go (`ToolLoopRoundStarted`, ...), and, when
             ``tools`` is not a manager, tool events too; by default the manager's.
-        params: request fields for every round (temperature, max_tokens, ...).
+        params: request fields for every round (temperature, max_tokens, ...;
+            ``tool_choice`` as above).
 
     Raises:
         ToolLoopLimitError: still calling tools after ``max_rounds``; ``.result`` holds
@@ -344,7 +373,8 @@ def stream_tool_loop(
     **params: Any,
 ) -> ToolLoopStream:
     """`run_tool_loop`, streamed: each round's model stream, tool results as they finish,
-    and last the `ToolLoopResult` (see `ToolLoopStream`)."""
+    and last the `ToolLoopResult` (see `ToolLoopStream`). A forced ``tool_choice`` applies
+    to the first round only, as in `run_tool_loop`."""
     _check(max_rounds)
     return ToolLoopStream(
         _loop(

@@ -5,6 +5,15 @@ JSON object or fail validation, a timeout, an exception or an unserialisable ret
 all become a `ToolResultPart` with ``is_error=True`` whose content tells the model what
 went wrong, a `ToolCallFailed` event, and an error on the tool's span. Cancellation is not
 a failure: `asyncio.CancelledError` propagates.
+
+A timeout stops an async tool (it is cancelled), but not a sync tool's thread, which
+Python cannot stop: the model, the `ToolCallFailed` event and the span are told it may
+still be running and its effects may still happen, and when the thread ends a log line
+and a `ToolCallLateFinished` event report it (so does a thread whose call was cancelled).
+
+Invalid arguments are described by field and problem; the values the model sent appear
+(redacted) only when content capture is on, as everywhere content is recorded (see
+`llmgine.tools._schema`).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from llmgine._redact import redact_text
+from llmgine._redact import redact_text, redacting_logger
 from llmgine.bus import Command, ErrorInfo, Event, MessageBus, Session, Subscription
 from llmgine.errors import (
     DuplicateToolError,
@@ -32,15 +41,20 @@ from llmgine.llm import ToolCallPart, ToolResultPart, ToolSpec
 from llmgine.tools._events import (
     ToolCallFailed,
     ToolCallFinished,
+    ToolCallLateFinished,
     ToolCallStarted,
     ToolErrorKind,
 )
+from llmgine.tools._schema import content_captured
+from llmgine.tools._thread import Listener, ThreadRun
 from llmgine.tools._tool import Tool
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 __all__ = ["ExecuteTool", "ToolManager"]
+
+log = redacting_logger("llmgine.tools")
 
 
 class ExecuteTool(Command[ToolResultPart]):
@@ -86,9 +100,12 @@ class ToolManager:
 
     Sync tools run in a worker thread, async tools on the event loop. At most
     ``max_concurrency`` tools run at once (across every caller of this manager); each run
-    gets ``timeout`` seconds unless the tool sets its own (None: no limit). With a ``bus``
-    (or a ``session``, whose bus it uses) each execution publishes `ToolCallStarted`,
-    `ToolCallFailed` when it failed, and `ToolCallFinished`, with the session's id.
+    gets ``timeout`` seconds unless the tool sets its own (None: no limit). A sync tool's
+    thread cannot be stopped: past its timeout it is abandoned (and no longer counted),
+    reported as possibly still running, and its end is logged and published as
+    `ToolCallLateFinished`. With a ``bus`` (or a ``session``, whose bus it uses) each
+    execution publishes `ToolCallStarted`, `ToolCallFailed` when it failed, and
+    `ToolCallFinished`, with the session's id.
 
     Example:
         manager = ToolManager([get_weather, search], bus=bus, timeout=10)
@@ -116,6 +133,7 @@ class ToolManager:
         self.timeout = timeout
         self._tools: dict[str, Tool] = {}
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._late: set[asyncio.Task[None]] = set()  # publishing late finishes
         for item in tools:
             self.register(item)
 
@@ -245,7 +263,7 @@ class ToolManager:
                 description=found.description if found else None,
                 session_id=self.session.id if self.session is not None else None,
             ) as span:
-                content = await self._run(call)
+                content = await self._run(call, where, started)
                 span.result(content)
         except Exception as exc:  # every failure goes back to the model; BaseException not
             duration = (time.perf_counter() - started) * 1000
@@ -280,32 +298,124 @@ class ToolManager:
         )
         return ToolResultPart(call_id=call.id, name=call.name, content=content)
 
-    async def _run(self, call: ToolCallPart) -> Any:
+    async def _run(self, call: ToolCallPart, where: dict[str, Any], started: float) -> Any:
         found = self.get(call.name)
         if call.invalid_arguments is not None:
-            shown = call.invalid_arguments
-            shown = shown if len(shown) <= 200 else shown[:197] + "..."
+            text = call.invalid_arguments
+            if content_captured():  # the text is content: shown only when captured
+                shown = redact_text(text if len(text) <= 200 else text[:197] + "...")
+                what = f": {shown!r}"
+            else:
+                what = f" (but {len(text)} characters of other text)"
             raise ToolArgumentsError(
-                f"the arguments for tool {call.name!r} are not a JSON object: {shown!r}",
+                f"the arguments for tool {call.name!r} are not a JSON object{what}",
                 tool=call.name,
                 errors=[{"loc": [], "msg": "not a JSON object", "type": "json_invalid"}],
             )
         limit = found.timeout if found.timeout is not None else self.timeout
-        if limit is None or math.isinf(limit):
-            return _content(found.name, await found.run(call.arguments))
-        scope = asyncio.timeout(limit)
+        threads: list[ThreadRun] = []
         try:
-            async with scope:
-                value = await found.run(call.arguments)
-        except TimeoutError as exc:
-            if not scope.expired():
-                raise  # the tool's own TimeoutError: an exception like any other
-            raise ToolTimeoutError(
-                f"tool {found.name!r} did not finish within {limit:g} s and was stopped",
-                tool=found.name,
-                timeout=limit,
-            ) from exc
+            if limit is None or math.isinf(limit):
+                return _content(found.name, await found._invoke(call.arguments, threads.append))
+            scope = asyncio.timeout(limit)
+            try:
+                async with scope:
+                    value = await found._invoke(call.arguments, threads.append)
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise  # the tool's own TimeoutError: an exception like any other
+                raise self._timed_out(found, limit, threads, call, where, started) from exc
+        except asyncio.CancelledError:
+            for thread in threads:  # the caller gave up; the thread cannot be stopped
+                thread.abandon(self._late_listener(call, where, started, "cancelled"))
+            raise
         return _content(found.name, value)
+
+    def _timed_out(
+        self,
+        found: Tool,
+        limit: float,
+        threads: list[ThreadRun],
+        call: ToolCallPart,
+        where: dict[str, Any],
+        started: float,
+    ) -> ToolTimeoutError:
+        """The truth about a run that ran out of time: an async tool was cancelled; a sync
+        tool's thread and a remote server's work cannot be stopped."""
+        head = f"tool {found.name!r} timed out after {limit:g} s"
+        if threads:
+            late = self._late_listener(call, where, started, "timeout")
+            if threads[0].abandon(late):
+                message = (
+                    f"{head}; it runs in a thread, which cannot be stopped, so it may still "
+                    "be running and its effects may still happen"
+                )
+            else:
+                message = (
+                    f"{head}; its thread ended just after, so its effects have happened, "
+                    "but its result was not used"
+                )
+            return ToolTimeoutError(message, tool=found.name, timeout=limit, may_still_run=True)
+        if found.function is None:
+            message = (
+                f"{head}; the call was abandoned, but the server may still complete it, so "
+                "its effects may still happen"
+            )
+            return ToolTimeoutError(message, tool=found.name, timeout=limit, may_still_run=True)
+        return ToolTimeoutError(f"{head} and was cancelled", tool=found.name, timeout=limit)
+
+    def _late_listener(
+        self, call: ToolCallPart, where: dict[str, Any], started: float, reason: str
+    ) -> Listener:
+        """What reports a given-up thread's end: a log line (from the thread), and a
+        `ToolCallLateFinished` event published on the event loop, if it still runs."""
+        loop = asyncio.get_running_loop()
+
+        def ended(error: BaseException | None) -> None:
+            seconds = time.perf_counter() - started
+            how = "finished" if error is None else f"failed ({type(error).__name__}: {error})"
+            gave_up = "timed out" if reason == "timeout" else "was cancelled"
+            log.warning(
+                "tool %r (call %s) %s %.2f s after it started; its call had %s, so the "
+                "model was not given this outcome",
+                call.name,
+                call.id,
+                how,
+                seconds,
+                gave_up,
+            )
+            if self.bus is None:
+                return
+            event = ToolCallLateFinished(
+                call_id=call.id,
+                tool_name=call.name,
+                reason="timeout" if reason == "timeout" else "cancelled",
+                ok=error is None,
+                duration_ms=seconds * 1000,
+                error_type=None if error is None else type(error).__name__,
+                error=None if error is None else ErrorInfo.from_exception(error),
+                **where,
+            )
+            try:
+                loop.call_soon_threadsafe(self._publish_late, event)
+            except RuntimeError:  # the loop closed before the thread ended
+                log.warning(
+                    "no ToolCallLateFinished event for call %s: its event loop has closed",
+                    call.id,
+                )
+
+        return ended
+
+    def _publish_late(self, event: ToolCallLateFinished) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish_logged(event))
+        self._late.add(task)  # a reference, so the task is not collected half-way
+        task.add_done_callback(self._late.discard)
+
+    async def _publish_logged(self, event: ToolCallLateFinished) -> None:
+        try:
+            await self._publish(event)
+        except Exception:  # nobody awaits this task: say why the event is missing
+            log.exception("could not publish ToolCallLateFinished for call %s", event.call_id)
 
     def _explain(self, call: ToolCallPart, exc: Exception) -> tuple[ToolErrorKind, str]:
         """The kind of failure, and what the model is told (so it can correct itself)."""
@@ -321,9 +431,12 @@ class ToolManager:
                 "match its schema."
             )
         if isinstance(exc, ToolTimeoutError):
-            return "timeout", (
-                f"Error: {exc}. Try again with a smaller request, or answer without it."
+            advice = (
+                "Check whether it took effect before calling it again, or answer without it."
+                if exc.may_still_run
+                else "Try again with a smaller request, or answer without it."
             )
+            return "timeout", f"Error: {exc}. {advice}"
         if isinstance(exc, _BadResult):
             return "bad_result", f"Error: tool {name!r} failed: its result could not be read."
         return "exception", (

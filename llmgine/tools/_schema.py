@@ -6,6 +6,12 @@ model sends and produces the schema the model sees, so the two cannot disagree. 
 is then cleaned for providers (`clean_schema`): ``$defs`` inlined (kept only for recursive
 models, which cannot be inlined), no ``title`` noise, ``additionalProperties: false`` on
 every object with fixed properties.
+
+Validation errors never quote the values a model sent unless content capture is on
+(`content_captured`): they reach spans, bus events, JSONL and the console, where content
+is recorded only then. Without capture an error names each field and what is wrong, with
+any value a validator's own words repeat cut out; with capture the values are shown,
+redacted like any recorded content (whole under keys such as ``password``).
 """
 
 from __future__ import annotations
@@ -14,22 +20,25 @@ import copy
 import functools
 import inspect
 import json
+import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
+from llmgine._redact import REDACTED, redact, redact_text
 from llmgine.errors import ToolArgumentsError, ToolDefinitionError
 
 __all__ = [
     "FunctionSignature",
     "argument_errors",
     "clean_schema",
+    "content_captured",
     "function_signature",
     "parse_docstring",
 ]
@@ -52,7 +61,30 @@ _SCHEMA_ONE = (
 )
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _DEFS_PREFIX = "#/$defs/"
-_MODEL_CONFIG = ConfigDict(extra="forbid", protected_namespaces=())
+# hide_input_in_errors: pydantic's own error text (kept as the __cause__) never shows the
+# values either; they are in `ValidationError.errors()`, which `argument_errors` filters.
+_MODEL_CONFIG = ConfigDict(extra="forbid", protected_namespaces=(), hide_input_in_errors=True)
+# Error types whose message is pydantic's template filled from the schema (limits, expected
+# literals, types): it cannot carry the input. Other messages (a validator's ValueError or
+# assertion, a custom error, a union tag) are free text that may repeat what was sent.
+_TEMPLATED = frozenset(typing.get_args(core_schema.ErrorType)) - {
+    "value_error",
+    "assertion_error",
+    "union_tag_invalid",
+}
+_INPUT_SHOWN = 80  # characters of a wrong value shown (with capture on)
+_CUT = "<value hidden>"
+
+
+def content_captured() -> bool:
+    """Whether observability is on with content capture, so values may be recorded.
+
+    Looked up, not imported: ``import llmgine.tools`` must not load the OpenTelemetry SDK,
+    and observability can only be on once its module was imported.
+    """
+    state = sys.modules.get("llmgine.observability._state")
+    current = getattr(state, "current", None)
+    return bool(getattr(current, "capture_content", False))
 
 
 def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
@@ -151,12 +183,16 @@ class FunctionSignature:
         try:
             validated = self.model.model_validate(dict(arguments))
         except ValidationError as exc:
-            errors = argument_errors(exc)
-            raise ToolArgumentsError(
+            captured = content_captured()
+            errors = argument_errors(exc, values=captured)
+            error = ToolArgumentsError(
                 f"invalid arguments for tool {tool!r}: {_describe(errors)}",
                 tool=tool,
                 errors=errors,
-            ) from exc
+            )
+            # pydantic's error hides inputs but not a validator's words, which may repeat
+            # them: it is attached (and so in tracebacks) only when content is captured.
+            raise error from (exc if captured else None)
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for param in self.params:
@@ -168,21 +204,66 @@ class FunctionSignature:
         return args, kwargs
 
 
-def argument_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """A pydantic validation error as plain, JSON-able data: location, message, type, and
-    the input that was wrong (shortened) unless the field was missing."""
+def argument_errors(exc: ValidationError, *, values: bool | None = None) -> list[dict[str, Any]]:
+    """A pydantic validation error as plain, JSON-able data: location, message and type
+    of each wrong field, never the values sent, unless ``values`` (by default: whether
+    content is captured, see `content_captured`); then also the ``input`` (redacted,
+    shortened) of each field that was not missing."""
+    if values is None:
+        values = content_captured()
     out: list[dict[str, Any]] = []
     for error in exc.errors(include_url=False):
-        item: dict[str, Any] = {
-            "loc": list(error["loc"]),
-            "msg": error["msg"],
-            "type": error["type"],
-        }
-        if error["type"] != "missing":
-            text = json.dumps(to_jsonable_python(error.get("input"), fallback=repr))
-            item["input"] = text if len(text) <= 80 else text[:77] + "..."
+        loc = list(error["loc"])
+        given = to_jsonable_python(error.get("input"), fallback=repr)
+        shown = _redacted_at(loc, given) if values else None
+        message = error["msg"]
+        if error["type"] not in _TEMPLATED:
+            if values:  # only what redaction removed from the input goes from the words
+                removed = set(_leaves(given)) - set(_leaves(shown))
+                message = redact_text(_without(message, removed, REDACTED))
+            else:
+                message = _without(message, _leaves(given), _CUT)
+        item: dict[str, Any] = {"loc": loc, "msg": message, "type": error["type"]}
+        if values and error["type"] != "missing":
+            text = json.dumps(shown, ensure_ascii=False)
+            item["input"] = text if len(text) <= _INPUT_SHOWN else text[: _INPUT_SHOWN - 3] + "..."
         out.append(item)
     return out
+
+
+def _redacted_at(loc: list[Any], value: Any) -> Any:
+    """``value`` redacted as recorded content is, knowing where it sits: under a key such
+    as ``password`` or ``authorization`` it is replaced whole."""
+    nested = value
+    for part in reversed(loc):
+        nested = {str(part): nested}
+    found = redact(nested)
+    for part in loc:
+        if not isinstance(found, dict):
+            break  # redacted whole, above this point
+        found = found[str(part)]
+    return found
+
+
+def _leaves(value: Any) -> list[str]:
+    """The scalar values in ``value`` as text (not its keys: those are names, which errors
+    show anyway as locations)."""
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    if isinstance(value, bool) or value is None:
+        return []
+    return [str(value)]
+
+
+def _without(message: str, values: Iterable[str], mark: str) -> str:
+    """A free-text message with each of ``values`` it repeats replaced by ``mark`` (values
+    of under three characters cannot be told from ordinary words, and say little)."""
+    for leaf in sorted(set(values), key=len, reverse=True):
+        if len(leaf) >= 3:
+            message = message.replace(leaf, mark)
+    return message
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:

@@ -3,7 +3,6 @@ the `@tool` decorator that makes one from a Python function."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import inspect
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 from llmgine.errors import ToolArgumentsError, ToolDefinitionError
 from llmgine.llm import ToolSpec
 from llmgine.tools._schema import FunctionSignature, function_signature
+from llmgine.tools._thread import ThreadRun
 
 __all__ = ["Tool", "tool"]
 
@@ -204,7 +204,19 @@ class Tool:
 
     async def run(self, arguments: Mapping[str, Any]) -> Any:
         """Validate ``arguments`` (`ToolArgumentsError` names each wrong field), then run
-        the tool and return what it returned; whatever the tool raises propagates."""
+        the tool and return what it returned; whatever the tool raises propagates.
+
+        A sync tool runs in a worker thread: cancelling the call (or a timeout around it)
+        stops the waiting, not the thread, which Python cannot stop. `ToolManager` reports
+        such a thread's late finish; called directly, it finishes unobserved.
+        """
+        return await self._invoke(arguments, None)
+
+    async def _invoke(
+        self, arguments: Mapping[str, Any], on_thread: Callable[[ThreadRun], None] | None
+    ) -> Any:
+        """`run`, telling ``on_thread`` of the worker thread a sync tool runs in (so the
+        manager can watch a thread that outlives its timeout)."""
         if self._remote is not None:
             if not isinstance(arguments, Mapping):
                 raise ToolArgumentsError(
@@ -220,7 +232,10 @@ class Tool:
         if self.is_async:
             return await self.function(*args, **kwargs)
         # A sync tool may block (files, HTTP, CPU): keep it off the event loop.
-        result = await asyncio.to_thread(self.function, *args, **kwargs)
+        thread = ThreadRun(self.function, args, kwargs)
+        if on_thread is not None:
+            on_thread(thread)
+        result = await thread.run()
         if inspect.isawaitable(result):  # e.g. a lambda returning a coroutine
             result = await result
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 import llmgine.context
 from llmgine.context import (
+    ContextStore,
     ContextStoreError,
     CorruptMessageError,
     SchemaVersionError,
@@ -312,3 +314,109 @@ def test_without_sqlalchemy_sql_stores_name_the_extra(monkeypatch: pytest.Monkey
     assert isinstance(open_store("memory:"), llmgine.context.MemoryContextStore)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = llmgine.context.nothing
+
+
+# -- damaged databases and driver errors: one translation, naming the file and the fix --
+
+
+def _check_translated(error: ContextStoreError, path: Path) -> None:
+    message = str(error)
+    assert repr(str(path)) in message, message
+    assert "damaged or is not a SQLite database" in message
+    assert "restore it from a backup, or move it aside" in message
+    assert isinstance(error.__cause__, sa.exc.DatabaseError)
+    assert not isinstance(error, sa.exc.SQLAlchemyError)
+
+
+# Each operation on session "s1", and how its error begins once the store is open.
+_OPERATIONS: dict[str, tuple[Callable[[ContextStore], Awaitable[object]], str]] = {
+    "load": (lambda store: store.load("s1"), "cannot load session 's1' from"),
+    "sessions": (lambda store: store.sessions(), "cannot list the sessions of"),
+    "append": (
+        lambda store: store.append("s1", [ChatMessage.user("more")]),
+        "cannot append to session 's1' in",
+    ),
+    "replace": (
+        lambda store: store.replace("s1", [ChatMessage.user("new")]),
+        "cannot replace session 's1' in",
+    ),
+    "delete": (lambda store: store.delete("s1"), "cannot delete session 's1' from"),
+}
+
+
+async def test_a_file_of_garbage_is_a_context_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(bytes(range(256)) * 16)
+    store = open_store(path)
+    with pytest.raises(ContextStoreError) as caught:
+        async with store:
+            pass
+    _check_translated(caught.value, path)
+    assert str(caught.value).startswith(f"cannot open the context database '{path}'")
+    for call, _ in _OPERATIONS.values():  # without `async with` too
+        store = open_store(path)
+        with pytest.raises(ContextStoreError, match=r"cannot open.*damaged"):
+            await call(store)
+        await store.aclose()
+
+
+async def test_a_truncated_file_is_a_context_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.db"
+    async with open_store(path) as store:
+        for i in range(60):
+            await store.append(f"s{i % 3}", [ChatMessage.user(f"{i} " + "words " * 300)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ContextStoreError) as caught:
+        async with open_store(path) as store:
+            await store.load("s1")
+    _check_translated(caught.value, path)
+
+
+# Listing sessions reads only the key index, whose few pages this damage leaves intact.
+@pytest.mark.parametrize("operation", [op for op in _OPERATIONS if op != "sessions"])
+async def test_damaged_pages_fail_each_operation_with_a_context_store_error(
+    tmp_path: Path, operation: str
+) -> None:
+    # The schema and the tables' first pages survive, the rows' pages do not: the store
+    # opens, then the read or write itself meets the damage.
+    path = tmp_path / "damaged.db"
+    async with open_store(path) as store:
+        for i in range(60):
+            await store.append(f"s{i % 3}", [ChatMessage.user(f"{i} " + "words " * 300)])
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[8 * page :] = bytes(range(256)) * ((len(data) - 8 * page) // 256)
+    path.write_bytes(bytes(data))
+    call, what = _OPERATIONS[operation]
+    async with open_store(path) as store:
+        with pytest.raises(ContextStoreError) as caught:
+            await call(store)
+    _check_translated(caught.value, path)
+    assert str(caught.value).startswith(f"{what} the context database '{path}'")
+
+
+async def test_tables_of_another_layout_are_a_context_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    backend = Backend("sqlite", str(path))
+    await backend.execute("CREATE TABLE llmgine_context_meta (key TEXT PRIMARY KEY)")
+    with pytest.raises(ContextStoreError) as caught:
+        async with open_store(path):
+            pass
+    message = str(caught.value)
+    assert f"cannot open the context database '{path}'" in message
+    assert "no such column" in message
+    assert "tables llmgine_context_messages and llmgine_context_meta" in message
+    assert "table_prefix=" in message
+    assert isinstance(caught.value.__cause__, sa.exc.SQLAlchemyError)
+
+
+async def test_a_server_error_names_the_database_without_its_password() -> None:
+    store = open_store("postgresql+asyncpg://app:hunter2-pass@127.0.0.1:1/none")
+    with pytest.raises(ContextStoreError) as caught:
+        await store.sessions()
+    message = str(caught.value)
+    assert "hunter2-pass" not in message
+    assert "postgresql+asyncpg://app:***@127.0.0.1:1/none" in message
+    assert "check that the server is running" in message
+    await store.aclose()

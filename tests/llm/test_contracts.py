@@ -26,11 +26,13 @@ from llmgine.llm import (
     ToolCallDelta,
     ToolCallPart,
     ToolResultPart,
+    ToolSpec,
     Usage,
     UsageUpdate,
     items_from_parts,
 )
 from llmgine.llm._service import Generate
+from llmgine.tools import ToolManager, tool
 
 
 def conversation() -> Conversation:
@@ -120,6 +122,27 @@ def test_request_validation_says_what_is_wrong() -> None:
         LLMRequest(messages=[], options=[{"provider": "openai"}])
     with pytest.raises(ValidationError, match="Extra inputs"):
         LLMRequest(messages=[], temprature=0.2)  # type: ignore[call-arg]
+
+
+def test_request_tools_take_none_tool_functions_specs_and_dicts() -> None:
+    @tool
+    def lookup(term: str) -> str:
+        """Look a term up."""
+        return term
+
+    spec = lookup.spec()
+    as_dict = {"name": "other", "parameters": {"type": "object", "properties": {}}}
+    assert LLMRequest(messages=[], tools=None).tools == []
+    assert LLMRequest(messages=[], tools=lookup).tools == [spec]
+    assert LLMRequest(messages=[], tools=ToolManager([lookup])).tools == [spec]
+    made = LLMRequest(messages=[], tools=(lookup, spec, as_dict)).tools
+    assert made == [spec, spec, ToolSpec(name="other", parameters=as_dict["parameters"])]
+    with pytest.raises(ValidationError, match=r"plain function 'print'.*decorate it with @tool"):
+        LLMRequest(messages=[], tools=[print])
+    with pytest.raises(ValidationError, match=r"tools\[1\] is a int; a tool is an @tool"):
+        LLMRequest(messages=[], tools=[spec, 3])
+    with pytest.raises(ValidationError, match="tools is a list of tools"):
+        LLMRequest(messages=[], tools="lookup")
 
 
 class FakeOptions(ProviderOptions):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from pydantic import BaseModel
 
 from llmgine.errors import (
     AuthenticationError,
+    InvalidRequestError,
     LLMConfigurationError,
     RateLimitedError,
     ServerUnavailableError,
@@ -33,6 +35,7 @@ from llmgine.llm import (
     provider_info,
     register_provider,
 )
+from llmgine.tools import ToolManager, run_tool_loop, tool
 
 
 class Sleeps:
@@ -275,3 +278,102 @@ async def test_a_request_that_asks_to_stream_is_streamed_even_through_generate()
     assert reply.text == "streamed answer"
     assert reply.time_to_first_token_ms is not None  # only a stream measures it
     assert provider.requests[0].stream
+
+
+# -- every field a Model takes is validated before a provider sees it ----------------------
+
+
+class Answer(BaseModel):
+    value: int
+
+
+def _entry_points(model: Model) -> dict[str, Callable[..., Awaitable[Any]]]:
+    """Each way to call a model, taking a prompt and request fields."""
+
+    async def streamed(prompt: Any, **params: Any) -> Any:
+        async with model.stream(prompt, **params) as stream:
+            return [item async for item in stream]
+
+    async def structured(prompt: Any, **params: Any) -> Any:
+        return await model.generate_structured(prompt, Answer, **params)
+
+    async def looped(prompt: Any, **params: Any) -> Any:
+        return await run_tool_loop(model, prompt, [], **params)
+
+    return {
+        "generate": model.generate,
+        "stream": streamed,
+        "generate_structured": structured,
+        "run_tool_loop": looped,
+    }
+
+
+@pytest.mark.parametrize("entry", ["generate", "stream", "generate_structured", "run_tool_loop"])
+@pytest.mark.parametrize("as_request", [True, False])
+async def test_overrides_are_validated_like_the_request_on_every_entry_point(
+    entry: str, as_request: bool
+) -> None:
+    inner, provider = scripted('{"value": 1}')
+    model = Model(inner)
+    call = _entry_points(model)[entry]
+    prompt = LLMRequest(messages=[ChatMessage.user("x")]) if as_request else "x"
+    with pytest.raises(InvalidRequestError) as caught:
+        await call(prompt, temperature="hot", max_tokens=-5)
+    error = caught.value
+    assert isinstance(error, ValueError)
+    message = str(error)
+    assert message.startswith("invalid request for test:m: temperature: Input should be a valid")
+    assert "max_tokens: Value error, must be positive" in message
+    assert [e["loc"] for e in error.errors] == [["temperature"], ["max_tokens"]]
+    assert provider.requests == []  # nothing reached the provider
+    # Valid overrides are converted as the request itself would be.
+    await call(prompt, temperature="0.5", max_tokens=7)
+    assert (provider.requests[0].temperature, provider.requests[0].max_tokens) == (0.5, 7)
+
+
+async def test_model_defaults_are_validated_when_the_model_is_made() -> None:
+    with pytest.raises(InvalidRequestError, match=r"invalid model defaults for test:m.*top_p"):
+        get_model("test:m", top_p="most")
+    with pytest.raises(InvalidRequestError, match="timeout: Value error, must be positive"):
+        Model(scripted()[0], defaults={"timeout": 0})
+    with pytest.raises(TypeError, match="output_type must be a pydantic model class"):
+        await get_model("test:m", responses=["{}"]).generate_structured("x", dict)  # type: ignore[type-var]
+
+
+def test_an_empty_spec_is_an_error_and_only_no_argument_means_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLMGINE_MODEL", "test:configured")
+    for empty in ("", "   ", "\n"):
+        with pytest.raises(LLMConfigurationError, match=r"the model spec is empty.*get_model\(\)"):
+            get_model(empty)
+    assert get_model().spec == "test:configured"
+    assert get_model(None).spec == "test:configured"
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+def plain_function(city: str) -> str:
+    return city
+
+
+async def test_tools_take_tool_functions_tools_specs_managers_and_none() -> None:
+    inner, provider = scripted("a", "b", "c", "d")
+    model = Model(inner, defaults={"tools": [get_weather]})
+    spec = get_weather.spec()
+    await model.generate("x")
+    await model.generate(LLMRequest(messages=[ChatMessage.user("x")]), tools=None)
+    await model.generate("x", tools=ToolManager([get_weather]))
+    await model.generate(LLMRequest(messages=[ChatMessage.user("x")]), tools=get_weather)
+    assert [r.tools for r in provider.requests] == [[spec], [], [spec], [spec]]
+    plain = r"tools: Value error, tools\[0\] is the plain function 'plain_function'"
+    with pytest.raises(InvalidRequestError, match=plain):
+        await model.generate("x", tools=[plain_function])
+    with pytest.raises(InvalidRequestError, match=r"decorate it with @tool"):
+        get_model("test:m", tools=[plain_function])
+    with pytest.raises(InvalidRequestError, match="tools is a list of tools"):
+        await model.generate("x", tools=3)

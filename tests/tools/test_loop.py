@@ -25,6 +25,7 @@ from llmgine.llm import (
     TextPart,
     ToolCallDelta,
     ToolCallPart,
+    ToolName,
     ToolResultPart,
     Usage,
     get_model,
@@ -191,9 +192,67 @@ async def test_a_request_keeps_its_fields_and_params_apply_to_every_round() -> N
     model, provider = scripted(
         asks(ToolCallPart(id="c1", name="add", arguments={"a": 1, "b": 1})), "2"
     )
-    request = LLMRequest(messages=[ChatMessage.user("1+1")], tool_choice="required")
+    request = LLMRequest(messages=[ChatMessage.user("1+1")], tool_choice="none", seed=7)
     await run_tool_loop(model, request, ToolManager([add]), temperature=0.1)
-    assert [(r.tool_choice, r.temperature) for r in provider.requests] == [("required", 0.1)] * 2
+    assert [(r.tool_choice, r.temperature, r.seed) for r in provider.requests] == [
+        ("none", 0.1, 7)
+    ] * 2
+
+
+def obeys_tool_choice(request: LLMRequest) -> LLMResponse | str:
+    """A model that does what ``tool_choice`` says: a forced choice gets a tool call."""
+    if request.tool_choice == "required" or isinstance(request.tool_choice, ToolName):
+        number = len(request.messages)
+        return asks(ToolCallPart(id=f"c{number}", name="add", arguments={"a": number, "b": 1}))
+    return "The sum is ready."
+
+
+@pytest.mark.parametrize("choice", ["required", ToolName(name="add")])
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_forced_tool_choice_applies_to_the_first_round_only(
+    choice: Any, streaming: bool
+) -> None:
+    model, provider = scripted(*[obeys_tool_choice] * 4)
+    request = LLMRequest(messages=[ChatMessage.user("add")], tool_choice=choice, seed=3)
+    if streaming:
+        async with stream_tool_loop(model, request, [add], max_rounds=4) as loop:
+            result = await loop.get_result()
+    else:
+        result = await run_tool_loop(model, request, [add], max_rounds=4)
+    assert (result.stop_reason, result.text) == ("answered", "The sum is ready.")
+    assert [r.content for r in result.tool_results] == [2]
+    assert [(r.tool_choice, r.seed) for r in provider.requests] == [(choice, 3), ("auto", 3)]
+
+    model, provider = scripted(*[obeys_tool_choice] * 4)  # as a parameter, as most pass it
+    result = await run_tool_loop(model, "add", [add], tool_choice=choice, max_rounds=4)
+    assert result.stop_reason == "answered"
+    assert [r.tool_choice for r in provider.requests] == [choice, "auto"]
+
+
+async def test_a_forced_choice_that_can_end_the_loop_is_kept_every_round() -> None:
+    @tool(ends_loop=True)
+    def final_answer(total: int) -> int:
+        """Give the final answer."""
+        return total
+
+    def answer_tool_when_asked_twice(request: LLMRequest) -> LLMResponse:
+        if len(request.messages) < 3:  # first round: a working tool, then the answer tool
+            return asks(ToolCallPart(id="c1", name="add", arguments={"a": 1, "b": 1}))
+        return asks(ToolCallPart(id="c2", name="final_answer", arguments={"total": 2}))
+
+    model, provider = scripted(answer_tool_when_asked_twice, answer_tool_when_asked_twice)
+    result = await run_tool_loop(model, "1+1", [add, final_answer], tool_choice="required")
+    assert result.stop_reason == "final_tool"
+    assert [r.tool_choice for r in provider.requests] == ["required", "required"]
+
+    model, provider = scripted(
+        asks(ToolCallPart(id="c1", name="final_answer", arguments={"total": "x"})),  # invalid
+        asks(ToolCallPart(id="c2", name="final_answer", arguments={"total": 2})),
+    )
+    forced = ToolName(name="final_answer")
+    result = await run_tool_loop(model, "1+1", [add, final_answer], tool_choice=forced)
+    assert (result.stop_reason, result.tool_results[-1].content) == ("final_tool", 2)
+    assert [r.tool_choice for r in provider.requests] == [forced, forced]
 
 
 async def test_bad_input_and_model_errors_are_raised_as_they_are() -> None:
