@@ -26,6 +26,7 @@ __all__ = [
     "RedactingFilter",
     "Redactor",
     "add_credential",
+    "add_credentials_in",
     "add_secret",
     "default_redactor",
     "redact",
@@ -93,6 +94,18 @@ def add_credential(value: str) -> bool:
             _handed = (*_handed, value)
             _handed_version += 1
     return True
+
+
+def add_credentials_in(values: Mapping[str, str]) -> None:
+    """`add_credential` for each value of ``values`` (headers, a child process's
+    environment) stored under a credential's name (``Authorization``, ``x-api-key``,
+    ``*_TOKEN``, ...); the token of an ``Authorization: Bearer ...`` value too."""
+    for name, value in values.items():
+        if _SENSITIVE_KEY.match(name) or _SECRET_ENV.search(name):
+            add_credential(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.lower() in ("bearer", "basic", "token"):
+                add_credential(token.strip())
 
 
 _CLEAN_CACHE_SIZE = 4096

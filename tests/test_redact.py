@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from llmgine._redact import REDACTED, Redactor, redacting_logger
+from llmgine._redact import REDACTED, Redactor, add_credential, redact_text, redacting_logger
 
 KEY = "sk-proj-" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2"
 
@@ -39,3 +39,37 @@ def test_strings_remembered_as_clean_are_checked_again_once_a_secret_is_added() 
     long_text = "x" * 10_000  # too long to remember, still checked
     assert redactor.is_clean(long_text)
     assert long_text not in redactor._clean
+
+
+def test_a_handed_credential_is_known_to_redactors_made_before_it() -> None:
+    earlier = Redactor(from_env=False)
+    token = "opaque-7c1e-handed-token"
+    assert earlier.is_clean(f"echo {token}")  # remembered as clean: must be checked again
+    assert add_credential(token)
+    assert earlier.text(f"echo {token}") == f"echo {REDACTED}"
+    assert Redactor(from_env=False).text(token) == REDACTED
+
+
+def test_headers_env_and_urls_handed_to_mcp_and_stores_are_redacted() -> None:
+    from llmgine.context import SQLContextStore
+    from llmgine.tools import McpServer
+
+    bearer, api_key, env_token = "mcp-bearer-9f2a71", "mcp-xkey-11b3c8", "child-env-4d77e0"
+    McpServer.http(
+        "http://user:url-pass-5e81@127.0.0.1:9/mcp",
+        headers={"Authorization": f"Bearer {bearer}", "x-api-key": api_key, "Accept": "json"},
+    )
+    McpServer.stdio("true", env={"SERVICE_TOKEN": env_token, "LANG": "C.UTF-8"})
+    SQLContextStore("postgresql://llm:db-pass-72c4e1@127.0.0.1:9/test")
+    for secret in (bearer, api_key, env_token, "url-pass-5e81", "db-pass-72c4e1"):
+        assert redact_text(f"seen {secret} here") == f"seen {REDACTED} here", secret
+    assert redact_text("C.UTF-8 json") == "C.UTF-8 json"  # not credentials: left alone
+
+
+def test_a_credential_too_short_to_redact_is_refused_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="llmgine"):
+        assert not add_credential("abc12")
+    assert "cannot be redacted" in caplog.text
+    assert not add_credential("   ")

@@ -29,6 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.schema import CreateTable
 
+from llmgine._redact import add_credential
 from llmgine.context._store import (
     MAX_SESSION_ID_LENGTH,
     ContextStore,
@@ -138,6 +139,8 @@ class SQLContextStore(ContextStore):
                 f"40, not starting with a digit), got {table_prefix!r}"
             )
         self._url = database_url(target)
+        if self._url.password:  # handed over: never in a span, event, log or error
+            add_credential(str(self._url.password))
         metadata = sa.MetaData()
         self._messages = sa.Table(
             f"{table_prefix}_messages",

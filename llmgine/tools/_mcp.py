@@ -28,8 +28,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Self, TextIO, TypeVar
+from urllib.parse import urlsplit
 
-from llmgine._redact import redacting_logger
+from llmgine._redact import add_credential, add_credentials_in, redacting_logger
 from llmgine.errors import (
     McpConnectionError,
     McpError,
@@ -216,6 +217,7 @@ class McpServer:
                 up); a file with a file descriptor.
         """
         command_line = shlex.join([command, *args])
+        add_credentials_in(env or {})  # e.g. GITHUB_TOKEN for the server: never recorded
 
         async def transport(stack: AsyncExitStack) -> Any:
             from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -250,6 +252,10 @@ class McpServer:
         """
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"an MCP server URL starts with http:// or https://, got {url!r}")
+        # Credentials handed over here never reach a span, event or log.
+        add_credentials_in(headers or {})
+        if password := urlsplit(url).password:
+            add_credential(password)
 
         async def transport(stack: AsyncExitStack) -> Any:
             import httpx2
