@@ -325,6 +325,7 @@ class MessageBus:
 
     def session(self, name: str = "session", *, session_id: str | None = None) -> Session:
         """A new session; use it as ``async with bus.session("name") as session:``."""
+        self._check_loop()
         return Session(self, name, session_id)
 
     def _session_opened(self, session: Session) -> None:
@@ -404,13 +405,23 @@ class MessageBus:
         for flt in self._filters:
             try:
                 keep = flt.fn(event)
+                if keep is True:
+                    continue
+                if inspect.isawaitable(keep):
+                    if inspect.iscoroutine(keep):
+                        keep.close()  # never to be awaited: close it rather than warn
+                    raise TypeError(
+                        f"bus filter {flt.name} returned an awaitable: filters are "
+                        "synchronous predicates; check asynchronously in an event "
+                        "middleware instead"
+                    )
+                if keep:
+                    continue
             except Exception as exc:
                 error: Exception = exc
             except asyncio.CancelledError as exc:
                 error = handler_cancelled(exc, f"bus filter {flt.name}")
             else:
-                if keep:
-                    continue
                 self._filtered += 1
                 return _FILTERED
             # Not delivered (a failing filter lets nothing through), and not lost silently.

@@ -38,11 +38,18 @@ class LoopBinding:
     def check(self) -> None:
         """Bind to the running loop, or raise if the bound one still runs elsewhere.
 
-        Synchronous code with no running loop passes: ``publish_nowait`` queues for later.
+        Synchronous code with no running loop passes (``publish_nowait`` queues for
+        later), unless the bus's loop runs meanwhile: then this is another thread.
         """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            if self.loop is not None and self.loop.is_running():
+                raise EventLoopMismatchError(
+                    "this bus's event loop is running in another thread; call the bus "
+                    "there, e.g. loop.call_soon_threadsafe(bus.publish_nowait, event) or "
+                    "asyncio.run_coroutine_threadsafe(bus.execute(command), loop)."
+                ) from None
             return
         if loop is not self.loop:
             self.bind(loop)

@@ -56,6 +56,10 @@ async def enter_session(bus: MessageBus) -> None:
     await bus.session("second").__aenter__()
 
 
+async def make_session(bus: MessageBus) -> None:
+    bus.session("second")
+
+
 async def schedule(bus: MessageBus) -> None:
     bus.schedule(Job(), delay=0)
 
@@ -70,6 +74,7 @@ ENTRY_POINTS: dict[str, Callable[[MessageBus], Awaitable[Any]]] = {
     "publish_nowait": publish_nowait,
     "execute": lambda bus: bus.execute(Do()),
     "session": enter_session,
+    "session()": make_session,
     "schedule": schedule,
     "start": lambda bus: bus.start(),
     "drain": lambda bus: bus.drain(),
@@ -120,3 +125,44 @@ def test_when_the_first_loop_is_closed_the_next_one_takes_the_bus() -> None:
         return result.unwrap()
 
     assert asyncio.run(here()) == threading.current_thread().name
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda bus: bus.publish_nowait(Job()),
+        lambda bus: bus.schedule(Job(), delay=0),
+        lambda bus: bus.session("s"),
+    ],
+    ids=["publish_nowait", "schedule", "session"],
+)
+def test_synchronous_calls_from_a_thread_without_a_loop_are_refused_too(
+    call: Callable[[MessageBus], Any],
+) -> None:
+    bus = MessageBus()
+    seen: list[str] = []
+    bus.on_event(Job, lambda e: seen.append(threading.current_thread().name))
+    # This (the test's) thread runs no loop: it is simply another thread.
+    with (
+        bound_to_a_loop_in_another_thread(bus, BINDERS["start"]),
+        pytest.raises(EventLoopMismatchError, match="another thread"),
+    ):
+        call(bus)
+    assert seen == []
+
+
+def test_waiting_for_a_scheduled_event_from_another_loop_is_refused() -> None:
+    bus = MessageBus()
+    handles: list[Any] = []
+
+    async def bind_and_schedule(bus: MessageBus) -> None:
+        await bus.start()
+        handles.append(bus.schedule(Job(), delay=3600))
+
+    with bound_to_a_loop_in_another_thread(bus, bind_and_schedule):
+
+        async def wait_here() -> None:
+            with pytest.raises(EventLoopMismatchError, match="another event loop"):
+                await handles[0].wait()
+
+        asyncio.run(wait_here())

@@ -118,3 +118,29 @@ async def test_a_middleware_failing_on_every_event_does_not_loop(bus: MessageBus
     # The event, then its EventHandlerFailed (whose own failure is logged only).
     assert calls == 2
     assert bus.stats().handler_failures == 2
+
+
+async def test_a_filter_that_returns_an_awaitable_or_no_truth_value_is_a_failure(
+    bus: MessageBus,
+) -> None:
+    class NoTruth:
+        def __bool__(self) -> bool:
+            raise ValueError("ambiguous truth value")
+
+    async def async_filter(event: Event) -> bool:
+        return True
+
+    delivered: list[int] = []
+    bus.on_event(Order, lambda e: delivered.append(e.n))
+    first = bus.add_filter(async_filter)  # type: ignore[arg-type]
+    delivery = await bus.publish(Order(n=1), wait=True)
+    assert isinstance(delivery.failures[0].error, TypeError)
+    assert "synchronous" in str(delivery.failures[0].error)
+    first.remove()
+    bus.add_filter(lambda e: NoTruth())  # type: ignore[arg-type,return-value]
+    await bus.publish(Order(n=2))
+    async with asyncio.timeout(DEADLINE):
+        await bus.drain()
+    assert delivered == []
+    # Each filter failed on its event and on that failure's EventHandlerFailed (logged).
+    assert bus.stats().handler_failures == 4
