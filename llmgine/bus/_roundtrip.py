@@ -155,15 +155,16 @@ def _comes_back_as(value: Any) -> str | None:
     return None
 
 
-_SEQUENCES = {
-    list,
-    set,
-    frozenset,
-    collections.deque,
-    collections.abc.Sequence,
-    collections.abc.MutableSequence,
-    collections.abc.Set,
-    collections.abc.MutableSet,
+# Container origins, and the type JSON validation makes of each.
+_SEQUENCES: dict[Any, type] = {
+    list: list,
+    set: set,
+    frozenset: frozenset,
+    collections.deque: collections.deque,
+    collections.abc.Sequence: list,
+    collections.abc.MutableSequence: list,
+    collections.abc.Set: set,
+    collections.abc.MutableSet: set,
 }
 _MAPPINGS = {dict, collections.abc.Mapping, collections.abc.MutableMapping}
 _STRINGS = (
@@ -264,16 +265,16 @@ def _compile(annotation: Any) -> Check | None:
             declared = annotation
             return lambda value: type(value) is not declared
         if annotation in (list, set, frozenset, tuple):
-            return _items_check(_json_value)  # a bare container holds Any
+            return _items_check(_json_value, annotation)  # a bare container holds Any
         if annotation is dict:
             return _json_value
         return None
     args = get_args(annotation)
     if origin in _SEQUENCES:
-        return _items_check(_compile(args[0]) if args else _json_value)
+        return _items_check(_compile(args[0]) if args else _json_value, _SEQUENCES[origin])
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return _items_check(_compile(args[0]))
+            return _items_check(_compile(args[0]), tuple)
         return _positional_check([_compile(a) for a in args])
     if origin in _MAPPINGS:
         key, value = args or (Any, Any)
@@ -284,14 +285,19 @@ def _compile(annotation: Any) -> Check | None:
     return None  # scalars, Literal, ...: pydantic brings them back as they were
 
 
-def _items_check(item_check: Check | None) -> Check | None:
-    if item_check is None:
-        return None
+def _items_check(item_check: Check | None, made: type) -> Check:
+    """Items of a container that JSON reads back as ``made`` (a ``Sequence[X]`` as a list).
+
+    A value of another type (a tuple where ``Sequence`` is declared, a default that was
+    never validated) is read back to see whether it survives.
+    """
 
     def check(value: Any) -> bool:
-        if not isinstance(value, _ITERABLES):
-            return True  # not what the field declares (set after validation): read back
-        verify = False
+        verify = type(value) is not made
+        if verify and not isinstance(value, _ITERABLES):
+            return True
+        if item_check is None:
+            return verify
         for index, item in enumerate(value):
             try:
                 verify = item_check(item) or verify
@@ -303,12 +309,9 @@ def _items_check(item_check: Check | None) -> Check | None:
     return check
 
 
-def _positional_check(checks: list[Check | None]) -> Check | None:
-    if all(c is None for c in checks):
-        return None
-
+def _positional_check(checks: list[Check | None]) -> Check:
     def check(value: Any) -> bool:
-        if not isinstance(value, tuple):
+        if type(value) is not tuple:
             return True
         verify = False
         for index, (item, item_check) in enumerate(zip(value, checks, strict=False)):
@@ -323,14 +326,16 @@ def _positional_check(checks: list[Check | None]) -> Check | None:
     return check
 
 
-def _mapping_check(any_keys: bool, value_check: Check | None) -> Check | None:
-    if not any_keys and value_check is None:
-        return None
-
+def _mapping_check(any_keys: bool, value_check: Check | None) -> Check:
     def check(value: Any) -> bool:
-        if not isinstance(value, collections.abc.Mapping):
-            return True
-        verify = False
+        if type(value) is not dict:
+            if not isinstance(value, collections.abc.Mapping):
+                return True
+            verify = True  # JSON reads any mapping back as a dict
+        else:
+            verify = False
+        if not any_keys and value_check is None:
+            return verify
         for key, item in value.items():
             if any_keys and type(key) is not str:
                 raise Lossy(
@@ -504,6 +509,13 @@ def explain(a: Any, b: Any) -> str:
             "`kind: Literal[...]` field and declare the union with "
             "Field(discriminator='kind') (or as llmgine.bus.Polymorphic[<their common "
             "base>])."
+        )
+    containers = (list, tuple, set, frozenset, collections.deque, dict)
+    if isinstance(a, containers) and isinstance(b, containers) and type(a) is not type(b):
+        return (
+            f"holds {_short(a)}, a {wrote}, which JSON reads back as a {read}: store a "
+            f"{read} there, or declare the field's type as {wrote}[...] (a default value "
+            "is not validated, so it must be of that type too)."
         )
     if type(a) is not type(b):
         return (

@@ -170,6 +170,18 @@ def test_every_llmgine_message_round_trips_populated(cls: type[Message]) -> None
         assert to_json(back) == text  # the same JSON again: nothing changed on the way
 
 
+@pytest.mark.parametrize("cls", MESSAGE_CLASSES, ids=message_type_name)
+def test_every_llmgine_message_round_trips_with_its_defaults(cls: type[Message]) -> None:
+    # Defaults are not validated, so a default of the wrong shape (a tuple for a list)
+    # would only show here.
+    required = {
+        n: alternatives(_declared(i))[0] for n, i in cls.model_fields.items() if i.is_required()
+    }
+    message = cls(**required)
+    back = from_json(to_json(message))
+    assert back == message
+
+
 def test_generate_keeps_each_provider_s_options_class_and_fields() -> None:
     from llmgine.llm.providers.anthropic import AnthropicOptions
     from llmgine.llm.providers.gemini import GeminiOptions

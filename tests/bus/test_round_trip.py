@@ -6,8 +6,11 @@ as another, bytes or tuples in ``metadata`` as strings or lists.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import enum
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -216,3 +219,79 @@ def test_computed_fields_are_left_out_so_the_json_reads_back() -> None:
     back = round_trip(Area(side=3))
     assert isinstance(back, Area)
     assert back.area == 9
+
+
+# -- the declared types a message may use ------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cell:
+    row: int
+
+
+@dataclasses.dataclass
+class WideCell(Cell):
+    width: int = 1
+
+
+class Zoo(Event):
+    pair: tuple[int, Any] = (0, None)
+    row: tuple[Any, ...] = ()
+    bare_list: list = Field(default_factory=list)  # type: ignore[type-arg]
+    bare_dict: dict = Field(default_factory=dict)  # type: ignore[type-arg]
+    queue: collections.deque[int] = Field(default_factory=collections.deque)
+    seq: Sequence[Any] = Field(default_factory=list)
+    names: frozenset[str] = frozenset()
+    counts: Mapping[str, int] = Field(default_factory=dict)
+    cell: Cell | None = None
+    colour_or_point: Colour | Any1 = Colour.RED
+    number_or_text: int | str = 0
+    ints_or_map: list[int] | dict[str, int] = Field(default_factory=list)
+    when: datetime | None = None
+    loose: int | Any = 0
+
+
+def test_every_kind_of_declared_type_round_trips() -> None:
+    round_trip(Zoo())
+    round_trip(
+        Zoo(
+            pair=(1, {"k": [1, "v"]}),
+            row=(1, "two", None),
+            bare_list=[1, {"a": [2]}],
+            bare_dict={"k": [1]},
+            queue=collections.deque([1, 2]),
+            seq=[1, "x"],
+            names=frozenset({"a", "b"}),
+            counts={"a": 1},
+            cell=Cell(row=3),
+            colour_or_point=Any1(x=1),
+            number_or_text="5",
+            ints_or_map={"a": 1},
+            when=datetime(2026, 1, 1, tzinfo=UTC),
+            loose="text",
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "says"),
+    [
+        ({"pair": (1, b"x")}, "Zoo.pair[1]", "base64 string"),
+        ({"row": ({1},)}, "Zoo.row[0]", "a list"),
+        ({"bare_list": [(1,)]}, "Zoo.bare_list[0]", "a list"),
+        ({"bare_dict": {"k": Colour.RED}}, "Zoo.bare_dict['k']", "its plain value"),
+        ({"seq": [(1, 2)]}, "Zoo.seq[0]", "a list"),
+        ({"seq": (1, 2)}, "Zoo.seq", "store a list there"),  # a tuple in a Sequence
+        ({"cell": WideCell(row=1, width=2)}, "Zoo.cell", "reads back as"),
+        ({"loose": b"x"}, "Zoo.loose", "reads back as"),
+    ],
+)
+def test_what_would_come_back_changed_is_refused_where_it_is(
+    fields: dict[str, Any], where: str, says: str
+) -> None:
+    zoo = Zoo(**fields)
+    with pytest.raises(MessageSerializationError) as caught:
+        to_json(zoo)
+    message = str(caught.value)
+    assert f"{where} " in message
+    assert says in message
