@@ -6,10 +6,12 @@
   types (str, int, float, bool, None, lists, str-keyed dicts); anything else (bytes,
   tuples, sets, datetimes, models, non-string keys...) comes back as something else, so
   it raises `Lossy` naming where it is;
-* a subclass instance in a field declared as its base, and a value of a union whose
-  members JSON does not tell apart, come back as the base or as the first member that
-  accepts the JSON, unless something restores them; `check_message` returns True for
-  those, and the caller reads the JSON back and compares (`difference`, `explain`).
+* a subclass instance in a field declared as its base, a value of a union whose members
+  JSON does not tell apart, and a container of another type than JSON gives back (a
+  tuple in a ``Sequence`` field, a default that was never validated) may come back as
+  the base, as the first member that accepts the JSON, as a list; `check_message`
+  returns True for those, and the caller reads the JSON back and compares
+  (`difference`, `explain`) to refuse only what really changes.
 
 `Polymorphic` fields, discriminated unions and unions whose members are written as
 different kinds of JSON (``Literal[...] | Model | None``) need no reading back. A check is
@@ -34,6 +36,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, Discriminator
 from pydantic.fields import FieldInfo
 
+from llmgine._redact import redact_text
 from llmgine.bus._messages import _LOSSLESS_JSON
 from llmgine.bus._polymorphic import PolymorphicMarker
 
@@ -68,7 +71,8 @@ _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A value as error messages show it: short, and with secrets (keys, tokens) hidden."""
+    text = redact_text(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
