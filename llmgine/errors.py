@@ -10,6 +10,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   ├── NoHandlerError            a command with no handler to run it
     │   ├── CommandFailedError        unwrap() of a failed result whose exception is not at hand
     │   ├── CommandTimeoutError       a command's handler ran past its timeout
+    │   ├── HandlerCancelledError     a handler raised CancelledError though nothing cancelled it
     │   ├── CircuitOpenError          a command type's circuit breaker is open: failing fast
     │   ├── BackpressureError         the event queue is full and the strategy is "reject"
     │   ├── SessionClosedError        using a session after its `async with` block ended
@@ -88,6 +89,7 @@ __all__ = [
     "DuplicateToolError",
     "EndpointNotFoundError",
     "EventLoopMismatchError",
+    "HandlerCancelledError",
     "HandlerRegistrationError",
     "IncompleteResponseError",
     "InvalidRequestError",
@@ -161,6 +163,14 @@ class CommandFailedError(BusError):
 
 class CommandTimeoutError(BusError):
     """A command's handler did not finish within its timeout."""
+
+
+class HandlerCancelledError(BusError):
+    """A handler, filter, middleware or observer raised `asyncio.CancelledError` on its own.
+
+    Nothing had cancelled the bus or its caller (the ``CancelledError`` is ``__cause__``),
+    so it is reported as that code's failure instead of stopping the bus's worker.
+    """
 
 
 class CircuitOpenError(BusError):

@@ -26,6 +26,7 @@ from llmgine.bus._delivery import (
     HandlerFailure,
     MessageFilter,
 )
+from llmgine.bus._json import from_json, to_json
 from llmgine.bus._messages import (
     Command,
     CommandFailed,
@@ -37,11 +38,10 @@ from llmgine.bus._messages import (
     Payload,
     SessionEnded,
     SessionStarted,
-    from_json,
     message_type_name,
-    to_json,
 )
 from llmgine.bus._observer import BusObserver
+from llmgine.bus._polymorphic import Polymorphic
 from llmgine.bus._registry import CommandHandler, EventHandler, Subscription
 from llmgine.bus._resilience import (
     BreakerPolicy,
@@ -94,6 +94,7 @@ __all__ = [
     "MessageBus",
     "MessageFilter",
     "Payload",
+    "Polymorphic",
     "QueueStats",
     "RetryPolicy",
     "ScheduledEvent",

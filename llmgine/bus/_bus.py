@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,14 @@ from llmgine.bus._delivery import (
     HandlerFailure,
     MessageFilter,
     cancelled_result,
+    handler_cancelled,
     invoke,
-    link,
+    link_command,
+    link_event,
     not_an_event,
 )
 from llmgine.bus._execution import run_with_policy
+from llmgine.bus._loop import LoopBinding
 from llmgine.bus._messages import (
     Command,
     CommandFailed,
@@ -116,6 +120,7 @@ class MessageBus:
         self._policy_cache: dict[type[Message], CommandPolicy | None] = {}
         self._breakers: dict[type[Message], CircuitBreaker] = {}
         self.dead_letters = DeadLetterQueue(dead_letter_size, self._replay)
+        self._binding = LoopBinding()
         self._stopped = False
         self._published = self._delivered = self._filtered = self._handler_failures = 0
         self._executed = self._succeeded = self._failed = 0
@@ -126,17 +131,20 @@ class MessageBus:
 
     async def start(self) -> None:
         """Start delivering queued events (also happens on the first publish)."""
+        self._check_loop()
         self._stopped = False
         await self._transport.start()
 
     async def drain(self) -> None:
         """Return once every queued event, and every event those caused, was delivered."""
+        self._check_loop()
         await self._scheduler.wait_running()
         await self._transport.drain()
 
     async def stop(self) -> None:
         """Deliver what is queued, cancel scheduled events that have not fired (logged),
         and refuse new messages until `start()`."""
+        self._check_loop()
         cancelled = self._scheduler.cancel_all()
         if cancelled:
             log.warning(
@@ -162,6 +170,10 @@ class MessageBus:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
 
+    def _check_loop(self) -> None:
+        """Bind to the running event loop, or refuse a second one (see `_loop`)."""
+        self._binding.check()
+
     # -- registration ------------------------------------------------------------------
 
     def on_event(
@@ -185,14 +197,18 @@ class MessageBus:
         return self._registry.add_command(command_type, handler, scope=None)
 
     def add_filter(self, predicate: MessageFilter) -> Subscription:
-        """Deliver only events ``predicate`` accepts; the rest are counted as filtered."""
+        """Deliver only events ``predicate`` accepts; the rest are counted as filtered.
+
+        A predicate that raises stops the event and is reported like a handler's failure.
+        """
         return self._add_to(self._filters, predicate)
 
     def add_event_middleware(self, middleware: EventMiddleware) -> Subscription:
         """Wrap the delivery of every event: ``await middleware(event, call_next)``.
 
         The first added is the outermost. It must return ``call_next``'s `Delivery` (or
-        one of its own if it does not call ``call_next``).
+        one of its own if it does not call ``call_next``). If it raises, that is reported
+        like a handler's failure and the `Delivery` lists it.
         """
         return self._add_to(self._event_mw, middleware)
 
@@ -229,6 +245,8 @@ class MessageBus:
                     on_event(event)
                 except Exception as exc:
                     self._observer_failed(observer, "on_event", exc)
+                except asyncio.CancelledError as exc:
+                    self._observer_cancelled(observer, "on_event", exc)
 
         self._event_tap = tap_all if taps else None
 
@@ -238,10 +256,18 @@ class MessageBus:
                 getattr(observer, what)(*args)
             except Exception as exc:
                 self._observer_failed(observer, what, exc)
+            except asyncio.CancelledError as exc:
+                self._observer_cancelled(observer, what, exc)
 
     def _observer_failed(self, observer: BusObserver, what: str, exc: Exception) -> None:
         self._observer_failures += 1
         log.error("bus observer %r failed in %s", observer, what, exc_info=exc)
+
+    def _observer_cancelled(
+        self, observer: BusObserver, what: str, exc: asyncio.CancelledError
+    ) -> None:
+        error = handler_cancelled(exc, f"bus observer {observer!r} ({what})")
+        self._observer_failed(observer, what, error)
 
     def _add_to(self, items: list[Subscription], fn: Callable[..., Any]) -> Subscription:
         if not callable(fn):
@@ -262,8 +288,20 @@ class MessageBus:
         if self._event_mw:
             chain = self._call_handlers
             for mw in reversed(self._event_mw):
-                chain = link(mw.fn, chain)
+                chain = link_event(mw, chain, self._pipeline_failed)
         self._event_chain = chain
+
+    async def _pipeline_failed(
+        self, event: Event, kind: str, name: str, error: Exception, inner: Delivery | None
+    ) -> Delivery:
+        """A filter or middleware raised: the event is not lost silently. The failure is
+        counted, logged, published as `EventHandlerFailed` and returned in the `Delivery`
+        (with what the handlers did, if they ran)."""
+        failure = HandlerFailure(name, error)
+        await self._handlers_failed(event, [failure], kind)
+        if inner is None:
+            return Delivery(0, (failure,))
+        return Delivery(inner.handled, (*inner.failures, failure), inner.filtered)
 
     def set_policy(self, command_type: type[Command[Any]], policy: CommandPolicy | None) -> None:
         """Set (or with ``None`` clear) the timeout, retry and breaker of a command type and
@@ -287,6 +325,7 @@ class MessageBus:
 
     def session(self, name: str = "session", *, session_id: str | None = None) -> Session:
         """A new session; use it as ``async with bus.session("name") as session:``."""
+        self._check_loop()
         return Session(self, name, session_id)
 
     def _session_opened(self, session: Session) -> None:
@@ -308,6 +347,7 @@ class MessageBus:
     ) -> ScheduledEvent:
         """Publish ``event`` at ``at`` (timezone-aware) or after ``delay`` seconds."""
         self._refuse_if_stopped()
+        self._check_loop()
         return self._scheduler.schedule(event, at=at, delay=delay)
 
     # -- events ------------------------------------------------------------------------
@@ -323,6 +363,8 @@ class MessageBus:
             raise TypeError(not_an_event(event))
         if self._stopped:
             self._refuse_if_stopped()
+        if asyncio.get_running_loop() is not self._binding.loop:  # _check_loop, inlined
+            self._binding.bind(asyncio.get_running_loop())
         if wait:
             self._published += 1
             return await self._dispatch(event)
@@ -338,6 +380,7 @@ class MessageBus:
         if not isinstance(event, Event):
             raise TypeError(not_an_event(event))
         self._refuse_if_stopped()
+        self._check_loop()
         self._transport.send_nowait(event)
         self._published += 1
 
@@ -350,6 +393,8 @@ class MessageBus:
                 tap(event)
             except Exception as exc:  # only a single observer's own error reaches here
                 self._observer_failed(self._observers[0], "on_event", exc)
+            except asyncio.CancelledError as exc:
+                self._observer_cancelled(self._observers[0], "on_event", exc)
         if self._filters:
             return self._filter_then_dispatch(event)
         if self._event_chain is not None:
@@ -358,9 +403,29 @@ class MessageBus:
 
     async def _filter_then_dispatch(self, event: Event) -> Delivery:
         for flt in self._filters:
-            if not flt.fn(event):
+            try:
+                keep = flt.fn(event)
+                if keep is True:
+                    continue
+                if inspect.isawaitable(keep):
+                    if inspect.iscoroutine(keep):
+                        keep.close()  # never to be awaited: close it rather than warn
+                    raise TypeError(
+                        f"bus filter {flt.name} returned an awaitable: filters are "
+                        "synchronous predicates; check asynchronously in an event "
+                        "middleware instead"
+                    )
+                if keep:
+                    continue
+            except Exception as exc:
+                error: Exception = exc
+            except asyncio.CancelledError as exc:
+                error = handler_cancelled(exc, f"bus filter {flt.name}")
+            else:
                 self._filtered += 1
                 return _FILTERED
+            # Not delivered (a failing filter lets nothing through), and not lost silently.
+            return await self._pipeline_failed(event, "bus filter", flt.name, error, None)
         if self._event_chain is not None:
             return await self._event_chain(event)
         return await self._call_handlers(event)
@@ -384,6 +449,10 @@ class MessageBus:
             except Exception as exc:
                 failures = failures or []
                 failures.append(HandlerFailure(sub.name, exc))
+            except asyncio.CancelledError as exc:
+                error = handler_cancelled(exc, f"event handler {sub.name}")
+                failures = failures or []
+                failures.append(HandlerFailure(sub.name, error))
             handled += 1
         self._delivered += handled
         self._event_latency.record(perf_counter_ns() - started)
@@ -392,11 +461,14 @@ class MessageBus:
         await self._handlers_failed(event, failures)
         return Delivery(handled, tuple(failures))
 
-    async def _handlers_failed(self, event: Event, failures: list[HandlerFailure]) -> None:
+    async def _handlers_failed(
+        self, event: Event, failures: list[HandlerFailure], kind: str = "event handler"
+    ) -> None:
         self._handler_failures += len(failures)
         for failure in failures:
             log.error(
-                "event handler %s failed on %s %s",
+                "%s %s failed on %s %s",
+                kind,
                 failure.handler,
                 type(event).__name__,
                 event.id,
@@ -431,6 +503,8 @@ class MessageBus:
                 f"execute() takes a Command, got {type(command).__name__}; events go to publish()"
             )
         self._refuse_if_stopped()
+        if asyncio.get_running_loop() is not self._binding.loop:  # _check_loop, inlined
+            self._binding.bind(asyncio.get_running_loop())
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout}")
         self._executed += 1
@@ -443,6 +517,8 @@ class MessageBus:
                 tokens.append((observer, observer.on_command_start(command)))
             except Exception as exc:
                 self._observer_failed(observer, "on_command_start", exc)
+            except asyncio.CancelledError as exc:
+                self._observer_cancelled(observer, "on_command_start", exc)
         result: CommandResult[R] | None = None
         try:
             result = await self._execute(command, timeout)
@@ -455,6 +531,8 @@ class MessageBus:
                     observer.on_command_end(command, ended, token)
                 except Exception as exc:
                     self._observer_failed(observer, "on_command_end", exc)
+                except asyncio.CancelledError as exc:
+                    self._observer_cancelled(observer, "on_command_end", exc)
 
     async def _execute(self, command: Command[R], timeout: float | None) -> CommandResult[R]:
         started = perf_counter_ns()
@@ -466,6 +544,10 @@ class MessageBus:
                 value = await self._run_command(command, timeout, attempts)
         except Exception as exc:
             return await self._command_failed(command, exc, attempts[0], started)
+        except asyncio.CancelledError as exc:
+            # Handlers and middleware report their own; this is anything else on the way.
+            error = handler_cancelled(exc, f"executing {type(command).__name__}")
+            return await self._command_failed(command, error, attempts[0], started)
         elapsed = perf_counter_ns() - started
         self._command_latency.record(elapsed)
         self._succeeded += 1
@@ -486,7 +568,7 @@ class MessageBus:
 
         chain: CommandNext = run
         for mw in reversed(self._command_mw):
-            chain = link(mw.fn, chain)
+            chain = link_command(mw, chain)
         return chain
 
     async def _run_command(

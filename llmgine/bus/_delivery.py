@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from llmgine.bus._messages import (
     message_type_name,
 )
 from llmgine.bus._registry import Subscription
+from llmgine.errors import HandlerCancelledError
 
 __all__ = [
     "CommandMiddleware",
@@ -26,8 +28,10 @@ __all__ = [
     "HandlerFailure",
     "MessageFilter",
     "cancelled_result",
+    "handler_cancelled",
     "invoke",
-    "link",
+    "link_command",
+    "link_event",
     "not_an_event",
 ]
 
@@ -64,20 +68,83 @@ CommandMiddleware = Callable[[Command[Any], CommandNext], Awaitable[Any]]
 MessageFilter = Callable[[Event], bool]
 
 
-def link(mw: Callable[[Any, Any], Awaitable[Any]], nxt: Any) -> Any:
-    async def step(message: Any) -> Any:
-        return await mw(message, nxt)
+def handler_cancelled(exc: asyncio.CancelledError, what: str) -> HandlerCancelledError:
+    """``exc`` as an ordinary failure of ``what`` (user code), or, if the running task
+    really is being cancelled, ``exc`` raised again.
+
+    Code that awaits a task or future something else cancelled gets a `CancelledError`
+    although its own task was never cancelled. Let through, it would end the bus's worker
+    (or a caller's ``publish``/``execute``) as if the bus had been cancelled. The task's
+    ``cancelling()`` count tells the two apart: it counts the cancel requests made of this
+    task and not withdrawn (``asyncio.timeout`` and ``TaskGroup`` withdraw their own).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise exc
+    error = HandlerCancelledError(
+        f"{what} raised asyncio.CancelledError, but nothing had cancelled it (it was "
+        "probably awaiting a task or future that something else cancelled); it is "
+        "reported as a failure and the bus carries on. Catch CancelledError there if that "
+        "is expected."
+    )
+    error.__cause__ = exc
+    return error
+
+
+PipelineFailed = Callable[[Event, str, str, Exception, "Delivery | None"], Awaitable[Delivery]]
+
+
+def link_event(sub: Subscription, nxt: EventNext, failed: PipelineFailed) -> EventNext:
+    """One event middleware around ``nxt``. If it raises (a `CancelledError` of its own
+    included), ``failed`` reports that, with the `Delivery` of ``nxt`` if it was called."""
+    fn = sub.fn
+
+    async def step(event: Event) -> Delivery:
+        inner: list[Delivery] = []
+
+        async def call_next(e: Event) -> Delivery:
+            delivery = await nxt(e)
+            inner.append(delivery)
+            return delivery
+
+        try:
+            return await fn(event, call_next)  # type: ignore[no-any-return]
+        except Exception as exc:
+            error: Exception = exc
+        except asyncio.CancelledError as exc:
+            error = handler_cancelled(exc, f"event middleware {sub.name}")
+        return await failed(
+            event, "event middleware", sub.name, error, inner[-1] if inner else None
+        )
+
+    return step
+
+
+def link_command(sub: Subscription, nxt: CommandNext) -> CommandNext:
+    """One command middleware around ``nxt``; a `CancelledError` it raises on its own
+    becomes its failure (see `handler_cancelled`)."""
+    fn = sub.fn
+
+    async def step(command: Command[Any]) -> Any:
+        try:
+            return await fn(command, nxt)
+        except asyncio.CancelledError as exc:
+            raise handler_cancelled(exc, f"command middleware {sub.name}") from exc
 
     return step
 
 
 async def invoke(sub: Subscription, message: Message) -> Any:
-    if sub.is_async:
-        return await sub.fn(message)
-    value = sub.fn(message)
-    if inspect.isawaitable(value):
-        return await value
-    return value
+    """Run a command handler; a `CancelledError` it raises on its own is its failure."""
+    try:
+        if sub.is_async:
+            return await sub.fn(message)
+        value = sub.fn(message)
+        if inspect.isawaitable(value):
+            return await value
+        return value
+    except asyncio.CancelledError as exc:
+        raise handler_cancelled(exc, f"command handler {sub.name}") from exc
 
 
 def cancelled_result(command: Command[Any]) -> CommandResult[Any]:

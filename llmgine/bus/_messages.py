@@ -2,27 +2,22 @@
 
 Every message is a pydantic model with an id, a UTC timestamp, a session id (``None`` for
 bus-level messages) and free-form metadata. Each concrete class registers itself under a
-type name so that a message serialised to JSON comes back as the same class (see
-`to_json` / `from_json`), which is what lets a transport carry messages between processes.
+type name so that a message serialised to JSON comes back as the same class (see `to_json`
+/ `from_json` in `_json`), which is what lets a transport carry messages between processes.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
-import json
 import os
 import traceback
-import typing
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from llmgine._redact import redact_text
-from llmgine.errors import CommandFailedError, MessageSerializationError, UnknownMessageTypeError
+from llmgine.errors import CommandFailedError
 
 __all__ = [
     "Command",
@@ -35,9 +30,7 @@ __all__ = [
     "Payload",
     "SessionEnded",
     "SessionStarted",
-    "from_json",
     "message_type_name",
-    "to_json",
 ]
 
 R = TypeVar("R")
@@ -225,117 +218,3 @@ class EventHandlerFailed(Event):
     event_type: str
     handler: str
     error: ErrorInfo
-
-
-_ENVELOPE_KEYS = {"type", "data"}
-
-
-def _model_types(annotation: Any) -> typing.Iterator[type[BaseModel]]:
-    """The pydantic model classes an annotation mentions (``list[X]``, ``X | None``, ...)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-        return
-    for arg in typing.get_args(annotation):
-        yield from _model_types(arg)
-
-
-def _mentions(annotation: Any, kinds: tuple[type, ...]) -> bool:
-    if annotation is Any:
-        return True
-    if isinstance(annotation, type):
-        return issubclass(annotation, kinds)
-    return any(_mentions(arg, kinds) for arg in typing.get_args(annotation))
-
-
-def _is_lossless(cls: type[BaseModel]) -> bool:
-    return all(cls.model_config.get(k) == v for k, v in _LOSSLESS_JSON.items())
-
-
-@dataclass(frozen=True, slots=True)
-class _JsonPlan:
-    """How `to_json` serialises one message class, worked out once per class."""
-
-    utf8_bytes_field: str | None  # "Model.field": bytes that JSON would read back as text
-    python_dump: bool  # a nested model's own config would lose NaN/inf or bytes
-    head: str = ""  # the envelope up to the data: '{"type": "name", "data": '
-
-
-def _walk(cls: type[BaseModel], seen: set[type[BaseModel]]) -> _JsonPlan:
-    lossless = _is_lossless(cls)
-    utf8: str | None = None
-    python_dump = False
-    seen.add(cls)
-    for name, info in cls.model_fields.items():
-        if not lossless:
-            reads_utf8 = cls.model_config.get("val_json_bytes") != "base64"
-            if utf8 is None and reads_utf8 and _mentions(info.annotation, (bytes, bytearray)):
-                utf8 = f"{cls.__qualname__}.{name}"
-            python_dump = python_dump or _mentions(info.annotation, (float, bytes, bytearray))
-        for nested in _model_types(info.annotation):
-            if nested not in seen:
-                plan = _walk(nested, seen)
-                utf8 = utf8 or plan.utf8_bytes_field
-                python_dump = python_dump or plan.python_dump
-    return _JsonPlan(utf8, python_dump)
-
-
-@functools.cache
-def _json_plan(cls: type[Message]) -> _JsonPlan:
-    plan = _walk(cls, set())
-    head = f'{{"type": {json.dumps(message_type_name(cls))}, "data": '
-    return _JsonPlan(plan.utf8_bytes_field, plan.python_dump, head)
-
-
-def to_json(message: Message) -> str:
-    """Serialise a message with its concrete type, so `from_json` rebuilds the same class."""
-    cls = type(message)
-    plan = _json_plan(cls)
-    if plan.utf8_bytes_field is not None:
-        raise MessageSerializationError(
-            f"cannot serialise {cls.__name__} losslessly: {plan.utf8_bytes_field} is bytes in "
-            "a model that reads JSON bytes as UTF-8. Make that model subclass "
-            "llmgine.bus.Payload (or set val_json_bytes='base64' and ser_json_bytes='base64' "
-            "in its model_config)."
-        )
-    try:
-        if plan.python_dump:
-            # Dumped as Python values and encoded in one place, so the bytes and NaN/inf
-            # rules hold inside nested models too, whatever their own model_config says.
-            data = pydantic_core.to_json(
-                message.model_dump(mode="python", round_trip=True),
-                bytes_mode="base64",
-                inf_nan_mode="constants",
-            )
-        else:
-            data = cls.__pydantic_serializer__.to_json(message)
-    except Exception as exc:  # pydantic raises several kinds for unserialisable values
-        raise MessageSerializationError(
-            f"cannot serialise {cls.__name__} to JSON: {exc}. Give its fields "
-            "JSON-compatible types (or pydantic field serializers)."
-        ) from exc
-    return f"{plan.head}{data.decode()}}}"
-
-
-def from_json(text: str | bytes) -> Message:
-    """Rebuild a message serialised by `to_json`, as an instance of its original class."""
-    try:
-        envelope = json.loads(text)
-    except ValueError as exc:
-        raise MessageSerializationError(f"message is not valid JSON: {exc}") from exc
-    if not isinstance(envelope, dict) or set(envelope) != _ENVELOPE_KEYS:
-        raise MessageSerializationError(
-            'a serialised message is a JSON object {"type": ..., "data": ...}; got '
-            f"{str(envelope)[:80]!r}"
-        )
-    name = envelope["type"]
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise UnknownMessageTypeError(
-            f"no message class is registered as {name!r}; import the module that defines it "
-            "before reading its messages."
-        )
-    try:
-        # Validate in JSON mode, where base64 bytes and the like are read back.
-        return cls.model_validate_json(json.dumps(envelope["data"]))
-    except ValidationError as exc:
-        raise MessageSerializationError(f"invalid data for {name}: {exc}") from exc

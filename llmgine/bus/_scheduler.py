@@ -9,6 +9,7 @@ from typing import Literal
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._messages import Event
+from llmgine.errors import EventLoopMismatchError
 
 __all__ = ["ScheduledEvent", "Scheduler"]
 
@@ -39,8 +40,15 @@ class ScheduledEvent:
 
     async def wait(self) -> None:
         """Return once the event was published (or cancelled, or failed to publish)."""
-        if self._done is not None:
-            await asyncio.shield(self._done)
+        done = self._done
+        if done is None or done.done():
+            return
+        if done.get_loop() is not asyncio.get_running_loop():
+            raise EventLoopMismatchError(
+                "this scheduled event belongs to a bus on another event loop; wait for it "
+                "on that loop (asyncio.run_coroutine_threadsafe(handle.wait(), loop))"
+            )
+        await asyncio.shield(done)
 
 
 class Scheduler:

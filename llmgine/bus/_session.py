@@ -56,6 +56,7 @@ class Session:
     async def __aenter__(self) -> Session:
         if self.state != "new":
             raise BusError(f"session {self.name!r} was already entered; open a new session")
+        self.bus._check_loop()
         self.bus._session_opened(self)
         self.state = "open"
         self.bus._notify_observers("on_session_start", self)
@@ -68,6 +69,7 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.bus._check_loop()
         try:
             # Everything the session published reaches its handlers before the end event,
             # and the end event reaches them before they are removed.

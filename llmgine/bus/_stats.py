@@ -101,6 +101,8 @@ class BusStats:
 
     ``dropped`` and ``rejected`` count events lost to the ``drop_oldest`` strategy and
     refused by ``reject``; ``dropped_by_type`` names what was dropped.
+    ``handler_failures`` counts every handler, bus filter and event middleware that raised
+    on an event (each also published as `EventHandlerFailed`).
     """
 
     published: int

@@ -23,6 +23,8 @@ from typing import Literal, Protocol
 
 from llmgine._idle import when_idle
 from llmgine._redact import redacting_logger
+from llmgine.bus._delivery import handler_cancelled
+from llmgine.bus._loop import refuse_if_running
 from llmgine.bus._messages import Event, message_type_name
 from llmgine.errors import BackpressureError, BusError, BusStoppedError, EventLoopMismatchError
 
@@ -148,12 +150,8 @@ class LocalTransport:
     def _ensure_workers(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is loop and self._tasks:
             return
-        old = self._loop
-        if old is not None and old is not loop and old.is_running() and not old.is_closed():
-            raise EventLoopMismatchError(
-                "this bus is bound to another running event loop; create one bus per "
-                "event loop (MessageBus() is cheap)."
-            )
+        if self._loop is not loop:
+            refuse_if_running(self._loop)
         # A first start, or the old loop is gone (e.g. a new loop per test): queued events
         # are kept and delivered on this loop; futures of the old loop are abandoned.
         self._loop = loop
@@ -295,6 +293,8 @@ class LocalTransport:
             await self._deliver(event)
         except Exception:  # dispatch catches handler errors; this is a bug, keep going
             log.exception("llmgine bus: unexpected error delivering %s", type(event).__name__)
+        except asyncio.CancelledError as exc:
+            _escaped(event, exc)
 
     async def _work(self, index: int) -> None:
         _worker_of.set(self)
@@ -327,6 +327,8 @@ class LocalTransport:
                 await deliver(event)
             except Exception:
                 log.exception("llmgine bus: unexpected error delivering %s", type(event).__name__)
+            except asyncio.CancelledError as exc:
+                _escaped(event, exc)  # raises again if this worker is being stopped
             finally:
                 current[index] = None
             if self._done_waiters:
@@ -401,6 +403,13 @@ class LocalTransport:
             blocked=self.blocked,
             dropped_by_type=dict(self.dropped_by_type),
         )
+
+
+def _escaped(event: Event, exc: asyncio.CancelledError) -> None:
+    """A CancelledError reached the transport although its task was not cancelled: the
+    dispatcher reports user code's own, so this is a bug; log it and keep the worker."""
+    error = handler_cancelled(exc, f"delivering {type(event).__name__}")
+    log.error("llmgine bus: unexpected error delivering %s", type(event).__name__, exc_info=error)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

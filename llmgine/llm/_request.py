@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from llmgine.bus import Payload
+from llmgine.bus import Payload, Polymorphic
 from llmgine.llm._parts import ChatMessage
 
 __all__ = [
@@ -64,6 +64,8 @@ class ProviderOptions(Payload):
     A request may carry options for several providers at once, so switching provider by
     configuration needs no code change; each provider reads only its own (``provider``
     names it) and rejects unknown fields. ``extra_body`` is passed to the SDK verbatim.
+    In `LLMRequest.options` each travels in JSON with its class name, so it comes back as
+    the same class.
     """
 
     provider: str
@@ -94,7 +96,8 @@ class LLMRequest(Payload):
     reasoning: Reasoning | None = None
     stream: bool = False
     timeout: float | None = None
-    options: list[Any] = Field(default_factory=list)  # ProviderOptions subclasses
+    # Each item an OpenAIOptions, AnthropicOptions, ...: JSON carries its class by name.
+    options: list[Polymorphic[ProviderOptions]] = Field(default_factory=list)
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -112,17 +115,6 @@ class LLMRequest(Payload):
                 f"{type(value).__name__}"
             )
         return [_tool_spec(item, index) for index, item in enumerate(value)]
-
-    @field_validator("options")
-    @classmethod
-    def _options_are_provider_options(cls, value: list[Any]) -> list[Any]:
-        for item in value:
-            if not isinstance(item, ProviderOptions):
-                raise ValueError(
-                    f"options holds ProviderOptions (e.g. OpenAIOptions(...)), got "
-                    f"{type(item).__name__}"
-                )
-        return value
 
     @field_validator("timeout", "max_tokens")
     @classmethod
