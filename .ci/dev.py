@@ -73,7 +73,16 @@ def ensure_env() -> Path:
 
 
 def job_start(python: Path, args: list[str]) -> int:
-    return _run(python, "-m", "llmgine", "lab", str(ROOT / "notebooks"), *args, check=False)
+    command = [str(python), "-m", "llmgine", "lab", str(ROOT / "notebooks"), *args]
+    print("+", " ".join(command), flush=True)
+    child = subprocess.Popen(command, cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached `llmgine lab` too: it stops JupyterLab and says so. Wait for it
+            # rather than print a traceback of our own.
+            continue
 
 
 def ensure_chromium() -> None:

@@ -28,6 +28,9 @@ if not any(isinstance(h, logging.NullHandler) for h in _log.handlers):  # once, 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext llmgine``: the ``%llmgine`` and ``%%llmgine`` magics (see
     `llmgine.notebook`)."""
+    from llmgine._extras import require
+
+    require("notebook", "%load_ext llmgine")
     from llmgine.notebook._magics import load_ipython_extension as load
 
     load(ipython)

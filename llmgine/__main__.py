@@ -1,17 +1,28 @@
-"""Command line: ``python -m llmgine lab | dashboard | demo`` (or the ``llmgine`` script)."""
+"""Command line: ``python -m llmgine lab | dashboard | demo`` (or the ``llmgine`` script).
+
+Ctrl-C stops any of them cleanly: the child (JupyterLab, the dashboard's server) gets the
+same interrupt, is waited for while it shuts down, and the command says it stopped.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from llmgine._extras import require
+from llmgine.errors import MissingExtraError
+
 KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+DESCRIPTION = (
+    "llmgine's command line: JupyterLab on the notebooks, the live dashboard, or a short "
+    "offline demo. Run 'llmgine COMMAND --help' for a command's options."
+)
+STOP_GRACE = 30.0  # seconds a child may take to shut down after Ctrl-C before it is stopped
 
 
 def lab_command(directory: Path, port: int, extra: list[str]) -> list[str]:
@@ -24,6 +35,8 @@ def lab_command(directory: Path, port: int, extra: list[str]) -> list[str]:
         f"--ServerApp.port={port}",
         "--no-browser",
         f"--ServerApp.root_dir={directory}",
+        # Ctrl-C stops the server at once, without Jupyter's "Shut down (y/[n])?" prompt.
+        "--ServerApp.answer_yes=True",
         # Containers (Binder, CI) often run as root, where Jupyter refuses without this.
         *(["--allow-root"] if _is_root() and "--allow-root" not in extra else []),
         *extra,
@@ -34,10 +47,28 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def run_child(command: list[str], what: str) -> int:
+    """Run ``command`` until it exits; on Ctrl-C (which it receives too) wait while it
+    shuts down, stop it if it takes longer than `STOP_GRACE`, and say it stopped."""
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        print(f"\nllmgine: stopping {what} (Ctrl-C) ...", flush=True)
+        try:
+            child.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            child.terminate()
+            child.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C: do not wait any longer
+            child.kill()
+            child.wait()
+        print(f"llmgine: {what} stopped", flush=True)
+        return 0
+
+
 def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
-    if importlib.util.find_spec("jupyterlab") is None:
-        print('llmgine lab needs JupyterLab: pip install "llmgine[notebook]"', file=sys.stderr)
-        return 2
+    require("notebook", "llmgine lab")
     if directory is not None:
         root = Path(directory)
     else:  # the repository's notebooks when run from a checkout, else here
@@ -51,20 +82,29 @@ def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
             "(set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use real ones)",
             flush=True,
         )
-    print(f"llmgine: starting JupyterLab on {root.resolve()}; open the URL it prints", flush=True)
-    try:
-        return subprocess.call(lab_command(root.resolve(), port, extra))
-    except KeyboardInterrupt:
-        return 0
+    print(
+        f"llmgine: starting JupyterLab on {root.resolve()}; open the URL it prints "
+        "(Ctrl-C stops it)",
+        flush=True,
+    )
+    return run_child(lab_command(root.resolve(), port, extra), "JupyterLab")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except MissingExtraError as exc:  # a clear line, not a traceback
+        print(f"llmgine: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["dashboard"]:  # its own options (--port, --models, ...) parse there
+        require("notebook", "llmgine dashboard")
         from llmgine.notebook._dashboard import main_dashboard
 
         return main_dashboard(argv[1:])
-    parser = argparse.ArgumentParser(prog="llmgine", description=__doc__)
+    parser = argparse.ArgumentParser(prog="llmgine", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     lab = commands.add_parser("lab", help="JupyterLab on the notebooks (localhost only)")
     lab.add_argument("directory", nargs="?", help="the notebooks' folder (default: notebooks/)")
@@ -82,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=logging.WARNING, format="  (log) %(levelname)s %(message)s", stream=sys.stdout
         )
-        asyncio.run(run_demo())
+        try:
+            asyncio.run(run_demo())
+        except KeyboardInterrupt:
+            print("\nllmgine: demo stopped (Ctrl-C)")
     return 0
 
 

@@ -3,6 +3,7 @@
 Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catch them all.
 
     LLMgineError
+    ├── MissingExtraError             an optional package is not installed: names the extra
     ├── BusError                      the message bus refused or could not do something
     │   ├── BusStoppedError           publish/execute on a bus that was stopped
     │   ├── EventLoopMismatchError    one bus used from two running event loops
@@ -106,6 +107,7 @@ __all__ = [
     "McpToolError",
     "MessageSerializationError",
     "MissingCredentialsError",
+    "MissingExtraError",
     "ModelNotFoundError",
     "NoHandlerError",
     "ObservabilityError",
@@ -132,6 +134,18 @@ __all__ = [
 
 class LLMgineError(Exception):
     """Base of every error llmgine raises on purpose."""
+
+
+class MissingExtraError(LLMgineError, ImportError):
+    """A feature needs an optional package that is not installed; the message names the
+    extra that installs it (``pip install "llmgine[observability]"``). Also an
+    ``ImportError``, so code guarding an optional import still catches it."""
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.module = module
+        self.name = module  # ImportError's own field for the missing module
 
 
 class BusError(LLMgineError):

@@ -47,6 +47,9 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'llmgine.notebook' has no attribute {name!r}")
+    from llmgine._extras import require
+
+    require("notebook", f"llmgine.notebook.{name}")
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value

@@ -16,6 +16,11 @@ Example:
     observability.disable()                 # flushes, and leaves nothing global behind
 """
 
+# ruff: noqa: E402 (the check below must run before the imports it guards)
+from llmgine._extras import require as _require
+
+_require("observability", "llmgine.observability")  # else a bare "No module named pandas"
+
 import pandas as _pd
 
 from llmgine import _semconv as semconv
