@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from llmgine import __main__ as cli
 from llmgine.__main__ import lab_command, main
 from llmgine._demo import run_demo
 
@@ -48,11 +48,11 @@ def test_lab_starts_jupyterlab_on_localhost_on_the_notebooks(
 ) -> None:
     started: list[list[str]] = []
 
-    def call(command: list[str], **_: Any) -> int:
+    def run_child(command: list[str], what: str) -> int:
         started.append(command)
         return 0
 
-    monkeypatch.setattr(subprocess, "call", call)
+    monkeypatch.setattr(cli, "run_child", run_child)
     for name in ("LLMGINE_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)

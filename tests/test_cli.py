@@ -1,0 +1,129 @@
+"""The command line as a person uses it: real processes, stopped with Ctrl-C.
+
+A terminal's Ctrl-C sends SIGINT to the whole foreground process group, so each command
+runs in its own group here and the group gets the signal. The command must stop, say so,
+exit 0, and print no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from llmgine.__main__ import main
+
+# Generous: JupyterLab takes seconds to start on an idle machine, far longer on a busy one.
+DEADLINE = 180.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def until(ready: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not ready():
+        if process.poll() is not None:
+            pytest.fail(f"{what}: the process exited first ({process.returncode})")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {DEADLINE:.0f} s")
+        time.sleep(0.2)  # a polling interval, not a wait for something to happen
+
+
+def interrupted(command: list[str], ready_url: str, tmp_path: Path) -> tuple[int, str]:
+    """Start ``command`` in its own process group, wait until ``ready_url`` answers, send
+    the group Ctrl-C (SIGINT), and return its exit status and everything it printed."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    log = (tmp_path / "output.log").open("w+")
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        until(lambda: answers(ready_url), process, "serving")
+        os.killpg(process.pid, signal.SIGINT)
+        status = process.wait(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=DEADLINE)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    return status, output
+
+
+@pytest.mark.timeout(2 * DEADLINE + 60)  # slow: starts JupyterLab (seconds, more when busy)
+def test_ctrl_c_stops_the_main_job_cleanly_and_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llmgine",
+        "lab",
+        str(ROOT / "notebooks"),
+        "--port",
+        str(port),
+        "--ServerApp.token=t0ken-for-the-test",
+    ]
+    url = f"http://127.0.0.1:{port}/api/status?token=t0ken-for-the-test"
+    status, output = interrupted(command, url, tmp_path)
+    assert status == 0, output
+    assert "JupyterLab stopped" in output
+    assert "Traceback" not in output
+    assert "KeyboardInterrupt" not in output
+
+
+@pytest.mark.timeout(2 * DEADLINE + 60)  # slow: starts the Panel dashboard server
+def test_ctrl_c_stops_the_dashboard_cleanly_and_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "llmgine", "dashboard", "--port", str(port)]
+    status, output = interrupted(command, f"http://127.0.0.1:{port}/", tmp_path)
+    assert status == 0, output
+    assert "stopped" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", [[], ["lab"], ["demo"], ["dashboard"]])
+def test_help_is_plain_text(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: llmgine" in text
+    assert "``" not in text  # no reST markup in what a terminal shows
