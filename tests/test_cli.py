@@ -88,19 +88,31 @@ def interrupted(command: list[str], ready_url: str, tmp_path: Path) -> tuple[int
     return status, output
 
 
+def dev_py_start() -> list[str]:
+    """``python3 .ci/dev.py start`` on this environment, if dev.py made it (its stamp is
+    there, so it installs nothing); else the test cannot run it as a user would."""
+    stamp = Path(sys.prefix) / ".llmgine-installed"
+    if not stamp.exists():
+        pytest.skip(
+            f"{sys.prefix} was not made by .ci/dev.py (no {stamp.name}): run the suite "
+            "with python3 .ci/dev.py test to include the main job's Ctrl-C test"
+        )
+    return [sys.executable, str(ROOT / ".ci" / "dev.py"), "start"]
+
+
 @pytest.mark.timeout(2 * DEADLINE + 60)  # slow: starts JupyterLab (seconds, more when busy)
-def test_ctrl_c_stops_the_main_job_cleanly_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["llmgine lab", "dev.py start"])
+def test_ctrl_c_stops_the_main_job_cleanly_and_says_so(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llmgine",
-        "lab",
-        str(ROOT / "notebooks"),
-        "--port",
-        str(port),
-        "--ServerApp.token=t0ken-for-the-test",
-    ]
+    if how == "dev.py start":
+        monkeypatch.setenv("LLMGINE_VENV", sys.prefix)  # the environment this test runs in
+        command = [*dev_py_start(), "--port", str(port)]
+    else:
+        command = [sys.executable, "-m", "llmgine", "lab", str(ROOT / "notebooks")]
+        command += ["--port", str(port)]
+    command.append("--ServerApp.token=t0ken-for-the-test")
     url = f"http://127.0.0.1:{port}/api/status?token=t0ken-for-the-test"
     status, output = interrupted(command, url, tmp_path)
     assert status == 0, output
