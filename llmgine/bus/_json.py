@@ -19,7 +19,7 @@ from typing import Any, get_args
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 
-from llmgine.bus._messages import _REGISTRY, Message, message_type_name
+from llmgine.bus._messages import Message, message_type_name, registered_message_type
 from llmgine.bus._roundtrip import Lossy, check_message, difference, explain, is_lossless
 from llmgine.errors import MessageSerializationError, UnknownMessageTypeError
 
@@ -169,7 +169,7 @@ def from_json(text: str | bytes) -> Message:
             f"{str(envelope)[:80]!r}"
         )
     name = envelope["type"]
-    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    cls = registered_message_type(name) if isinstance(name, str) else None
     if cls is None:
         raise UnknownMessageTypeError(
             f"no message class is registered as {name!r}; import the module that defines it "

@@ -8,8 +8,10 @@ type name so that a message serialised to JSON comes back as the same class (see
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
+import sys
 import traceback
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -65,11 +67,59 @@ def _now() -> datetime:
 
 
 _REGISTRY: dict[str, type[Message]] = {}
+_PUBLIC: dict[type[Message], str] = {}
 
 
 def message_type_name(cls: type[Message]) -> str:
-    """The name a message class is registered and serialised under."""
-    return cls.__dict__.get("__message_type__") or f"{cls.__module__}.{cls.__qualname__}"
+    """The name a message class is registered and serialised under.
+
+    ``__message_type__`` if the class sets one; for llmgine's own classes, the public
+    package that exports them (``llmgine.llm.Generate``, not the private module that
+    defines it), so names read well in DataFrames and logs and survive files moving;
+    else ``module.QualifiedName``.
+    """
+    explicit: str | None = cls.__dict__.get("__message_type__")
+    if explicit:
+        return explicit
+    public = _PUBLIC.get(cls) or _public_name(cls)
+    return public or f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _public_name(cls: type[Message]) -> str | None:
+    module = cls.__module__
+    if not module.startswith("llmgine.") or "._" not in f".{module}":
+        return None
+    parts = module.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        if any(part.startswith("_") for part in parts[:end]):
+            continue
+        package = sys.modules.get(".".join(parts[:end]))  # only what is already imported
+        if (
+            package is not None
+            and cls.__name__ in getattr(package, "__all__", ())
+            and getattr(package, cls.__name__, None) is cls
+        ):
+            name = f"{package.__name__}.{cls.__qualname__}"
+            _PUBLIC[cls] = name
+            _REGISTRY.setdefault(name, cls)
+            return name
+    return None  # its package is still being imported: asked again next time
+
+
+def registered_message_type(name: str) -> type[Message] | None:
+    """The message class registered as ``name``. An llmgine class named by its public
+    package is found even before anything named it so (the package is imported)."""
+    cls = _REGISTRY.get(name)
+    if cls is None and name.startswith("llmgine.") and "._" not in name:
+        package, _, attribute = name.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(package), attribute, None)
+        except ImportError:
+            return None
+        if isinstance(found, type) and issubclass(found, Message):
+            message_type_name(found)  # registers the public name
+            cls = _REGISTRY.get(name)
+    return cls
 
 
 # bytes as base64 and NaN/inf as JSON constants, so every value survives a round trip.

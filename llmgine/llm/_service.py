@@ -90,9 +90,6 @@ class LLMCallFailed(Event):
     error_type: str  # the llmgine error class, e.g. "RateLimitedError"
 
 
-_GENERATE_TYPE = message_type_name(Generate)
-
-
 class LLMService:
     """Answers `Generate` commands on a bus (or in one session).
 
@@ -161,7 +158,7 @@ class LLMService:
             sid,
         )
         scope = call_scope.set(
-            CallScope(sid, {sc.COMMAND_TYPE: _GENERATE_TYPE, sc.COMMAND_ID: call_id})
+            CallScope(sid, {sc.COMMAND_TYPE: message_type_name(Generate), sc.COMMAND_ID: call_id})
         )
         try:
             if command.stream:
