@@ -2,12 +2,19 @@
 
 Each model's answer streams into its own column; below them a table of latency, time to
 first token, tokens and cost per model, and a plotly bar chart of the timings. The calls
-run concurrently (the slowest model sets the wall time); a model that fails shows its
-error in its column and the others carry on.
+run concurrently (the slowest model sets the wall time).
 
-Every call is a `Generate` command on a bus, in a session of its own: the view installs a
-session-scoped service for its models, so it works on any bus (the magics pass theirs)
-or, without one, on a private bus for the run.
+A model that fails, however it fails (no key, an unknown provider, an error from the
+provider, a timeout, an answer that cannot be read), fails *its column only*: the column
+shows the error as the workbench shows errors (short, redacted, what to do next), the
+table and the chart mark it failed, `run` returns the exception as that model's value,
+and the other models answer as usual. A comparison is for seeing models side by side, and
+one model's missing key says nothing about the others' answers.
+
+Every call is a `Generate` command on a bus, in a session of its own (``session_id``, so
+``%llmgine trace`` can show it): the view installs a session-scoped service for its
+models, so it works on any bus (the magics pass theirs) or, without one, on a private bus
+for the run.
 
 The run (`_run`) only *emits* updates; `_apply` and `_refresh` change the widgets. With
 ``await view.run()`` they run on the awaiting loop's thread; the ``%%llmgine`` magic runs
@@ -20,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +52,8 @@ from llmgine.notebook._display import DEMO_NOTE, describe_error
 from llmgine.notebook._m_bus import WorkbenchService
 
 __all__ = ["ColumnUpdate", "CompareView"]
+
+_log = logging.getLogger(__name__)
 
 Status = Literal["waiting", "streaming", "done", "failed"]
 _REQUEST_FIELDS = frozenset(LLMRequest.model_fields) - {"messages", "model", "stream"}
@@ -69,6 +80,7 @@ class _Column:
     text: str = ""
     response: LLMResponse | None = None
     error: BaseException | None = None
+    called: bool = False  # its model was asked (a column can fail before that)
 
 
 def _labels(entries: Sequence[str | Model]) -> list[str]:
@@ -97,6 +109,10 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
             by default a private bus for the run.
         refresh_interval: seconds between widget updates while answers stream.
         request_params: request fields for every call (temperature, max_tokens, ...).
+
+    A model that fails shows its error in its column; `run` returns that exception as
+    the model's value and never raises for a model's failure, even when every model
+    fails (check the values). The bus session the calls run in is ``session_id``.
 
     Example:
         view = CompareView(["demo:a", "openai:gpt-4o-mini"], "Explain RAFT in 3 lines.")
@@ -130,6 +146,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         self.columns = [_Column(label, e) for label, e in zip(_labels(models), models, strict=True)]
         self.results: dict[str, LLMResponse | BaseException] = {}
         self.wall_ms: float | None = None
+        self.session_id = uuid.uuid4().hex
         self._started = False
         self._header = widgets.HTML()
         self._titles = [widgets.HTML() for _ in self.columns]
@@ -152,6 +169,18 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         self._refresh()
 
     # -- running -----------------------------------------------------------------------
+
+    @property
+    def called(self) -> bool:
+        """Whether any model was asked (not every column failed before its call)."""
+        return any(c.called for c in self.columns)
+
+    def _fail_column(self, index: int, error: BaseException) -> None:
+        """Mark column ``index`` failed before the run: its model could not even be made
+        (the magics resolve names and specs themselves). The run leaves it as it is."""
+        if self._started:
+            raise RuntimeError("columns can only be failed before the view runs")
+        self._apply(ColumnUpdate(index, "failed", error=error))
 
     async def run(self) -> dict[str, LLMResponse | BaseException]:
         """Ask every model at once; returns each model's response, or its exception."""
@@ -176,13 +205,16 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         if self._started:
             raise RuntimeError("this CompareView has already run; make a new one to run again")
         self._started = True
+        if not any(c.error is None for c in self.columns):  # all failed before their calls
+            emit(ColumnUpdate(-1, "finished", wall_ms=0.0))
+            return {c.label: c.error for c in self.columns if c.error is not None}
         bus = self.bus if self.bus is not None else MessageBus()
         made: list[Model] = []
         started = time.perf_counter()
         try:
             if self.bus is None:
                 await bus.start()
-            async with bus.session("compare") as session:
+            async with bus.session("compare", session_id=self.session_id) as session:
                 service = WorkbenchService(
                     bus, session=session, delta_interval=min(0.05, self.refresh_interval)
                 )
@@ -197,6 +229,8 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 session.on_event(LLMStreamDelta, on_delta)
 
                 async def ask(index: int, column: _Column) -> LLMResponse | BaseException:
+                    if column.error is not None:  # failed before the run (_fail_column)
+                        return column.error
                     try:
                         if isinstance(column.entry, Model):
                             model = column.entry
@@ -220,7 +254,14 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 )
         finally:
             for model in made:
-                await model.aclose()
+                try:
+                    await model.aclose()
+                except Exception as exc:  # its answer is in; the run must not lose it
+                    _log.warning(
+                        "after the comparison, closing %s failed: %s",
+                        model.spec,
+                        describe_error(exc),
+                    )
             if self.bus is None:
                 await bus.stop()
         wall_ms = (time.perf_counter() - started) * 1000
@@ -234,9 +275,12 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
             return
         column = self.columns[update.index]
         if update.kind == "started":
-            column.status = "streaming"
+            column.status, column.called = "streaming", True
         elif update.kind == "delta":
-            if column.status == "streaming":  # late deltas of a finished column: ignored
+            # Deltas are events, delivered after the call's own result may have arrived:
+            # a finished column already has the whole text, but a failed one keeps what
+            # streamed before its error.
+            if column.status == "streaming" or (column.status == "failed" and column.called):
                 column.text += update.text
         elif update.kind == "done" and update.response is not None:
             column.status, column.response = "done", update.response
@@ -262,6 +306,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
             with self._chart.batch_update():
                 self._chart.data[0].y = latency
                 self._chart.data[1].y = first
+                self._chart.layout.annotations = self._failed_marks()
 
     def _timings(self) -> tuple[list[float | None], list[float | None]]:
         def s(ms: float | None) -> float | None:
@@ -273,8 +318,26 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
             [s(r.time_to_first_token_ms) if r else None for r in responses],
         )
 
+    def _failed_marks(self) -> list[dict[str, Any]]:
+        """A "failed" label where a failed model's bars would be: it has no timings, and
+        an empty slot alone would read as "instant"."""
+        return [
+            {
+                "x": c.label,
+                "y": 0,
+                "yref": "y",
+                "text": f"failed: {type(c.error).__name__}",
+                "showarrow": False,
+                "yanchor": "bottom",
+                "font": {"color": "#b00020", "size": 11},
+            }
+            for c in self.columns
+            if c.status == "failed" and c.error is not None
+        ]
+
     def figure(self) -> Any:
-        """The timings as a plotly ``Figure``: latency and time to first token per model."""
+        """The timings as a plotly ``Figure``: latency and time to first token per model
+        (a failed model is labelled failed, with no bars)."""
         labels = [c.label for c in self.columns]
         latency, first = self._timings()
         return go.Figure(
@@ -287,7 +350,8 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 height=260,
                 margin={"l": 40, "r": 10, "t": 30, "b": 40},
                 title={"text": "Timings", "font": {"size": 13}},
-                yaxis={"title": {"text": "seconds"}},
+                yaxis={"title": {"text": "seconds"}, "rangemode": "tozero"},
+                annotations=self._failed_marks(),
             ),
         )
 
@@ -298,7 +362,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
             rows.append(
                 [
                     c.label,
-                    c.status,
+                    _status(c),
                     _seconds(r.latency_ms) if r else "",
                     _seconds(r.time_to_first_token_ms) if r else "",
                     str(r.usage.input_tokens) if r else "",
@@ -315,6 +379,9 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         state = f"{done}/{len(self.columns)} answered"
         if self.wall_ms is not None:
             state = f"done in {self.wall_ms / 1000:.2f} s"
+        failed = sum(c.status == "failed" for c in self.columns)
+        if failed:
+            state += f", {failed} failed"
         return f"{len(self.columns)} models, {state}"
 
     def _prompt_text(self) -> str:
@@ -351,7 +418,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
     def __repr__(self) -> str:
         lines = [f"CompareView: {self._summary()}", f"prompt: {_clip(self._prompt_text(), 200)}"]
         for column in self.columns:
-            facts: list[str] = [column.status]
+            facts: list[str] = [_status(column)]
             r = column.response
             if r is not None:
                 facts.append(f"{_seconds(r.latency_ms)} s")
@@ -369,7 +436,12 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         parts = [f"**Compare** · {self._summary()}", "", f"> {_clip(self._prompt_text(), 300)}"]
         for column in self.columns:
             note = " · *demo provider, offline*" if column.response and column.response.demo else ""
-            parts += ["", f"#### {column.label} · {column.status}{note}", "", _column_text(column)]
+            parts += [
+                "",
+                f"#### {column.label} · {_status(column)}{note}",
+                "",
+                _column_text(column),
+            ]
         parts += ["", "| " + " | ".join(self._HEADINGS) + " |"]
         parts.append("|" + "---|" * len(self._HEADINGS))
         parts += ["| " + " | ".join(row) + " |" for row in self._rows()]
@@ -390,9 +462,19 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_ERROR_STYLE = "color:#b00020;white-space:pre-wrap"
+
+
+def _status(column: _Column) -> str:
+    if column.status == "failed" and column.error is not None:
+        return f"failed ({type(column.error).__name__})"
+    return column.status
+
+
 def _column_text(column: _Column) -> str:
     if column.status == "failed" and column.error is not None:
-        return describe_error(column.error)
+        error = describe_error(column.error)
+        return f"{error}\n\n(streamed before the error) {column.text}" if column.text else error
     return column.text or ("(waiting)" if column.status == "waiting" else "")
 
 
@@ -407,13 +489,20 @@ def _title_html(column: _Column) -> str:
     badge = ""
     if column.response is not None and column.response.demo:
         badge = f' <span style="opacity:.7">({DEMO_NOTE})</span>'
-    return f"<b>{html.escape(column.label)}</b> · {column.status}{badge}"
+    return f"<b>{html.escape(column.label)}</b> · {html.escape(_status(column))}{badge}"
 
 
 def _body_html(column: _Column) -> str:
     if column.status == "failed" and column.error is not None:
         message = html.escape(describe_error(column.error))
-        return f'<div style="color:#b00020;white-space:pre-wrap">{message}</div>'
+        shown = f'<div class="llmgine-compare-error" style="{_ERROR_STYLE}">{message}</div>'
+        if column.text:  # what streamed before the error is kept, marked as partial
+            partial = html.escape(column.text)
+            shown += (
+                f'<div style="opacity:.7;white-space:pre-wrap"><i>streamed before the '
+                f"error:</i> {partial}</div>"
+            )
+        return shown
     if not column.text:
         return "<div><i>…</i></div>"
     # Answers are markdown, as %%llmgine renders them; raw HTML in them stays escaped.

@@ -9,6 +9,7 @@ next.
 
 from __future__ import annotations
 
+import html
 import json
 import sys
 from dataclasses import dataclass
@@ -43,11 +44,13 @@ __all__ = [
     "provenance",
     "replace",
     "show",
+    "show_warning",
     "uses_text_output",
 ]
 
 DEMO_NOTE = "demo provider, offline"
 _CURSOR = " ▍"
+_MESSAGE_LIMIT = 600  # an error's message in a cell or a column: the gist, not a page
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,22 @@ def replace(
 ) -> None:
     """Replace what ``handle`` shows (`DisplayHandle.update`, typed)."""
     handle.update(obj, raw=raw, metadata=metadata)  # type: ignore[no-untyped-call]
+
+
+def show_warning(text: str, *, text_mode: bool, out: TextIO | None = None) -> None:
+    """A warning in the cell's output (printed in a terminal), not only in a log: the
+    user reads the cell, and the call it warns about goes ahead."""
+    if text_mode:
+        stream = out if out is not None else sys.stdout
+        stream.write(text + "\n")
+        stream.flush()
+        return
+    body = html.escape(text)
+    page = (
+        '<div class="llmgine-warning" style="white-space:pre-wrap;border-left:3px solid '
+        f'#d08700;padding:2px 8px">{body}</div>'
+    )
+    show({"text/plain": text, "text/html": page}, raw=True)
 
 
 def uses_text_output(shell: Any) -> bool:
@@ -165,7 +184,9 @@ def _next_step(exc: BaseException) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """``exc`` as a short message for a cell (secrets redacted) with what to do next."""
-    message = ErrorInfo.from_exception(exc).message or "(no message)"
+    message = ErrorInfo.from_exception(exc).message.strip() or "(no message)"
+    if len(message) > _MESSAGE_LIMIT:
+        message = message[: _MESSAGE_LIMIT - 1] + "…"
     where = ""
     if isinstance(exc, LLMError) and exc.provider and exc.model:
         where = f" ({exc.provider}:{exc.model})"

@@ -9,7 +9,10 @@ it first runs on, and the default bus belongs to the user's code on the kernel's
 (``await default_bus().execute(...)`` in a cell), which ours must not take away.
 
 Each cell runs in a bus session (a named conversation reuses its session id cell after
-cell), so its spans group under one root and `%llmgine trace` can show it.
+cell), so its spans group under one root and `%llmgine trace` can show it:
+``last_session_id`` is the session of the last cell that called a model (a comparison's
+included), and `find_session` turns what the user typed into a session id, or refuses it
+with the sessions there are, since a mistyped id would otherwise show an empty trace.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 from llmgine import observability
 from llmgine.bus import MessageBus
 from llmgine.context import ConversationContext, MemoryContextStore
-from llmgine.errors import LLMConfigurationError
+from llmgine.errors import LLMConfigurationError, MagicUsageError
 from llmgine.llm import (
     DEFAULT_MODEL,
     MODEL_VARIABLE,
@@ -43,6 +46,7 @@ from llmgine.tools import Tool, ToolCallFailed, ToolCallFinished, ToolCallStarte
 __all__ = ["CellAnswer", "CellRequest", "NamedSession", "Workbench"]
 
 Emit = Callable[[Chunk | Note], None]
+_LISTED_SESSIONS = 8  # how many sessions an unknown-session error names
 
 
 @dataclass
@@ -215,6 +219,56 @@ class Workbench:
     async def _forget(self, named: list[NamedSession]) -> None:
         for conversation in named:
             await conversation.context.clear()
+
+    def recorded_sessions(self) -> list[tuple[str, str]]:
+        """The sessions whose spans are recorded, most recent first, as (what to type,
+        what it is): a named conversation by its name, any other session by its id."""
+        current = observability.current()
+        frame = current.spans_df() if current is not None else None
+        kind = f"attributes.{observability.semconv.SPAN_KIND}"
+        label = f"attributes.{observability.semconv.SESSION_NAME}"
+        names = {s.session_id: s.name for s in self.sessions.values()}
+        found: dict[str, str] = {}
+        if frame is not None and kind in frame.columns:
+            roots = frame[(frame[kind] == "session") & frame["session_id"].notna()]
+            roots = roots.sort_values("start_time", ascending=False)
+            for session_id, name, start in zip(
+                roots["session_id"], roots[label], roots["start_time"], strict=True
+            ):
+                typed = names.get(session_id, session_id)
+                what = f"--session {typed}" if typed in self.sessions else str(name)
+                found.setdefault(typed, f"{what}, started {start:%H:%M:%S} UTC")
+        for name in names.values():
+            found.setdefault(name, f"--session {name}, no spans recorded")
+        return list(found.items())
+
+    def find_session(self, name: str) -> str:
+        """The session id ``name`` stands for: a named conversation (``--session NAME``),
+        a session whose spans are recorded, or one open on the bus.
+
+        Raises:
+            MagicUsageError: no such session; the message lists the recorded ones.
+        """
+        named = self.sessions.get(name)
+        if named is not None:
+            return named.session_id
+        recorded = self.recorded_sessions()
+        if any(typed == name for typed, _ in recorded) or any(
+            s.id == name for s in self.bus.sessions
+        ):
+            return name
+        if not recorded:
+            raise MagicUsageError(
+                f"no session {name!r}: none is recorded yet. Run a %%llmgine cell first, "
+                "or give no SESSION for the last cell's"
+            )
+        width = max(len(typed) for typed, _ in recorded[:_LISTED_SESSIONS])
+        lines = [f"no session {name!r}. The sessions recorded, most recent first:"]
+        lines += [f"  {typed.ljust(width)}  {what}" for typed, what in recorded[:_LISTED_SESSIONS]]
+        if len(recorded) > _LISTED_SESSIONS:
+            lines.append(f"  ... and {len(recorded) - _LISTED_SESSIONS} more (%llmgine spans)")
+        lines.append("Pass one of these, or no SESSION for the last cell's.")
+        raise MagicUsageError("\n".join(lines))
 
     # -- answering ---------------------------------------------------------------------
 

@@ -3,31 +3,33 @@
     %%llmgine demo:llmgine-demo -o answer
     Tell me about {topic}.
 
-The cell's text is the prompt; the answer streams into the cell's output. Several models
-(``demo:a,openai:gpt-4o-mini``) open a `CompareView`. The line magic has commands:
-``%llmgine models``, ``use``, ``events``, ``trace``, ``spans``, ``events-df``,
-``compare``, ``sessions``, ``reset``, ``help``. How the synchronous magics drive the
-asynchronous calls is explained in `_m_loop`; what they own, in `_m_workbench`.
+The cell's text is the prompt (``{name}`` filled in by `_m_prompt`; a name that does not
+resolve is sent as written, after a warning in the cell's output); the answer streams
+into the cell's output. Several models (``demo:a,openai:gpt-4o-mini``) open a
+`CompareView`. The line magic has commands: ``%llmgine models``, ``use``, ``events``,
+``trace``, ``spans``, ``events-df``, ``compare``, ``sessions``, ``reset``, ``help``
+(listed in `_m_args`). How the synchronous magics drive the asynchronous calls is
+explained in `_m_loop`; what they own, in `_m_workbench`.
 
 Errors show as one short message (what went wrong, what to do next) and fail the cell:
-the exceptions here render without a traceback (IPython's ``_render_traceback_``).
+the exceptions here render without a traceback (IPython's ``_render_traceback_``). A
+comparison is the exception: a model that fails (even before its call: no key, an
+unknown provider or name) fails its column, and the cell fails only when every model
+failed, when there is nothing to compare and a "Run all" should stop.
 """
 
 from __future__ import annotations
 
 import atexit
 import shlex
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
 
 from llmgine import observability
-from llmgine.errors import CellFailedError, LLMgineError, MagicUsageError
+from llmgine.errors import CellFailedError, MagicUsageError
 from llmgine.llm import ChatMessage, LLMResponse, Model, list_providers
 from llmgine.notebook._compare import CompareView
 from llmgine.notebook._display import (
@@ -38,9 +40,11 @@ from llmgine.notebook._display import (
     provenance,
     replace,
     show,
+    show_warning,
     uses_text_output,
 )
-from llmgine.notebook._m_prompt import FORMATS, Format, answer_code, answer_json, substitute
+from llmgine.notebook._m_args import COMMANDS, cell_arguments, help_text, parse_cell_line
+from llmgine.notebook._m_prompt import Format, answer_code, answer_json, fill
 from llmgine.notebook._m_workbench import CellAnswer, CellRequest, Workbench
 from llmgine.tools import Tool
 
@@ -49,100 +53,6 @@ __all__ = [
     "load_ipython_extension",
     "unload_ipython_extension",
 ]
-
-
-COMMANDS = {
-    "models": "the providers: which have a key, which are offline",
-    "use MODEL": "the default model of later cells (a spec or a Model in your namespace)",
-    "events": "the bus's events, live (an EventStream)",
-    "trace [SESSION]": "a session's spans as a waterfall (default: the last cell's)",
-    "spans [SESSION]": "the recorded spans, as a DataFrame",
-    "events-df [SESSION]": "the recorded bus events, as a DataFrame",
-    'compare "PROMPT" MODEL MODEL...': "one prompt to several models, side by side",
-    "sessions": "the named conversations (--session) and their turns",
-    "reset": "forget conversations, the default model and recorded spans and events",
-    "help": "this list",
-}
-
-
-def _help_text() -> str:
-    width = max(len(c) for c in COMMANDS)
-    lines = ["%llmgine commands:"]
-    lines += [f"  %llmgine {c.ljust(width)}  {what}" for c, what in COMMANDS.items()]
-    lines.append(
-        "%%llmgine [MODEL[,MODEL...]] [options] sends the cell as a prompt; %%llmgine? "
-        "lists the options."
-    )
-    return "\n".join(lines)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# The cell magic's options, in the order ``%%llmgine?`` lists them.
-_CELL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (
-        ("models",),
-        {
-            "nargs": "?",
-            "default": None,
-            "help": "provider:model, or several joined by commas to compare them (the name "
-            "of a llmgine Model in your namespace works too); default: %%llmgine use's, "
-            "else $LLMGINE_MODEL, else the offline demo:llmgine-demo",
-        },
-    ),
-    (
-        ("-f", "--format"),
-        {
-            "choices": FORMATS,
-            "default": None,
-            "help": "how to show the answer (default markdown); code also offers it as the "
-            "next cell",
-        },
-    ),
-    (("-o", "--output"), {"metavar": "NAME", "help": "store the LLMResponse in NAME"}),
-    (("--system",), {"help": "a system prompt"}),
-    (("--temperature",), {"type": float, "help": "sampling temperature"}),
-    (("--max-tokens",), {"type": int, "help": "the most tokens to generate"}),
-    (
-        ("--tools",),
-        {
-            "metavar": "NAME,...",
-            "help": "functions or llmgine Tools from your namespace the model may call (run "
-            "by the tool loop)",
-        },
-    ),
-    (("--max-rounds",), {"type": int, "default": 8, "help": "with --tools: the most model calls"}),
-    (
-        ("--session",),
-        {
-            "metavar": "NAME",
-            "help": "a named conversation: later cells with the same NAME continue it",
-        },
-    ),
-]
-
-
-def _cell_arguments(fn: F) -> F:
-    """IPython's ``@magic_arguments()`` and one ``@argument`` per option (so the options
-    parse with argparse and ``%%llmgine?`` shows them); typed, as IPython's are not."""
-    for names, options in reversed(_CELL_OPTIONS):
-        fn = argument(*names, **options)(fn)  # type: ignore[no-untyped-call]
-    decorated: F = magic_arguments()(fn)  # type: ignore[no-untyped-call]
-    return decorated
-
-
-def _parse(magic: Callable[..., Any], line: str) -> Any:
-    """The cell magic's arguments, split as a POSIX shell does: IPython's own splitting
-    (``parse_argstring``) keeps the quotes, so ``--system "Be brief."`` would send them."""
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise MagicUsageError(f"cannot read the magic's line ({exc}); check its quotes") from exc
-    parser: Any = getattr(magic, "parser")  # noqa: B009 - set by @magic_arguments()
-    try:
-        return parser.parse_args(words)
-    except UsageError as exc:  # argparse's message, with our class (no traceback either)
-        raise MagicUsageError(f"{exc}; %%llmgine? lists the options") from exc
 
 
 @magics_class
@@ -164,17 +74,19 @@ class LLMgineMagics(Magics):
         user_ns: dict[str, Any] = self.ipython.user_ns
         return user_ns
 
-    @_cell_arguments
+    @cell_arguments
     @line_cell_magic
     def llmgine(self, line: str, cell: str | None = None) -> Any:
         """Ask a model. The cell is the prompt: {name}, {obj.attr}, {In[3]}, {Out[2]} are
-        replaced from your namespace (unknown names stay as written; {{name}} keeps the
-        braces). The answer streams into the output. %llmgine help lists the line
-        commands (models, use, events, trace, spans, events-df, compare, sessions,
-        reset)."""
+        replaced from your namespace (an unknown name is sent as written, after a warning
+        naming the closest defined one; {{name}} sends {name} on purpose; other braces, as
+        in JSON, are text). The answer streams into the output. Several models are
+        compared side by side: one that fails shows its error in its column, and the cell
+        fails only if all fail. %llmgine help lists the line commands (models, use,
+        events, trace, spans, events-df, compare, sessions, reset)."""
         if cell is None:
             return self._command(line)
-        self._cell(_parse(LLMgineMagics.llmgine, line), cell)
+        self._cell(parse_cell_line(LLMgineMagics.llmgine, line), cell)
         return None
 
     # -- the cell magic ----------------------------------------------------------------
@@ -182,8 +94,16 @@ class LLMgineMagics(Magics):
     def _model(self, token: str | None) -> Model:
         try:
             return self.workbench.resolve(token, self.namespace)
-        except LLMgineError as exc:
+        except Exception as exc:  # any failure to make the model: one short message
             raise CellFailedError(describe_error(exc), exc) from exc
+
+    def _prompt(self, text: str) -> str:
+        """``text`` with its fields filled in; fields that do not resolve are sent as
+        written, and the cell's output says which, with the closest defined name."""
+        filled = fill(text, self.namespace)
+        if filled.unresolved:
+            show_warning(filled.warning(), text_mode=uses_text_output(self.ipython))
+        return filled.text
 
     def _tools(self, names: str | None) -> list[Tool]:
         tools: list[Tool] = []
@@ -205,9 +125,8 @@ class LLMgineMagics(Magics):
 
     def _cell(self, args: Any, cell: str) -> None:
         fmt: Format = args.format or "markdown"
-        tokens = [t.strip() for t in (args.models or "").split(",") if t.strip()] or [None]
-        models = [self._model(t) for t in tokens]
-        prompt = substitute(cell, self.namespace).strip()
+        tokens = [t.strip() for word in args.models for t in word.split(",") if t.strip()]
+        prompt = self._prompt(cell).strip()
         if not prompt:
             raise MagicUsageError("the cell is empty: write the prompt below the %%llmgine line")
         params = {
@@ -216,7 +135,7 @@ class LLMgineMagics(Magics):
             if v is not None
         }
         tools = self._tools(args.tools)
-        if len(models) > 1:
+        if len(tokens) > 1:
             unsupported = [
                 flag
                 for flag, given in (
@@ -231,10 +150,11 @@ class LLMgineMagics(Magics):
                     f"{', '.join(unsupported)} cannot be used when comparing several models; "
                     "name one model to use them"
                 )
-            self._compare(models, prompt, system=args.system, output=args.output, **params)
+            self._compare(tokens, prompt, system=args.system, output=args.output, **params)
             return
+        model = self._model(tokens[0] if tokens else None)
         request = CellRequest(
-            model=models[0],
+            model=model,
             prompt=prompt,
             system=args.system,
             params=params,
@@ -242,7 +162,7 @@ class LLMgineMagics(Magics):
             max_rounds=args.max_rounds,
             session=self.workbench.session(args.session) if args.session else None,
         )
-        shown = AnswerDisplay(models[0].spec, fmt, text_mode=uses_text_output(self.ipython))
+        shown = AnswerDisplay(model.spec, fmt, text_mode=uses_text_output(self.ipython))
         shown.start()
         answer = self._stream(request, shown)
         if args.output:
@@ -290,38 +210,57 @@ class LLMgineMagics(Magics):
 
     def _compare(
         self,
-        models: list[Model],
+        tokens: list[str],
         prompt: str,
         *,
         system: str | None,
         output: str | None,
         **params: Any,
     ) -> None:
+        """Compare the models ``tokens`` name. A token that names no model it can make
+        (no key, an unknown provider or name) becomes its column's error, as a failed
+        call does; the cell fails only when every model failed."""
         workbench = self.workbench
+        entries: list[str | Model] = []
+        unmade: dict[int, Exception] = {}
+        for index, token in enumerate(tokens):
+            try:
+                entries.append(workbench.resolve(token, self.namespace))
+            except Exception as exc:  # shown in its column; the others still run
+                entries.append(token)
+                unmade[index] = exc
         messages: str | list[ChatMessage] = prompt
         if system:
             messages = [ChatMessage.system(system), ChatMessage.user(prompt)]
         view = CompareView(
-            models,
+            entries,
             messages,
             bus=workbench.bus,
             refresh_interval=workbench.update_interval,
             **params,
         )
+        for index, error in unmade.items():
+            view._fail_column(index, error)
+        if len(unmade) < len(entries):  # models will be called: this is the last cell's trace
+            workbench.last_session_id = view.session_id
         text_mode = uses_text_output(self.ipython)
         handle = None if text_mode else show(view, update=True)
-        results = workbench.loop.stream(
-            view._run, view._apply, view._refresh, interval=workbench.update_interval
-        )
+        try:
+            results = workbench.loop.stream(
+                view._run, view._apply, view._refresh, interval=workbench.update_interval
+            )
+        except Exception as exc:  # the run itself failed (not a model): the bus, say
+            raise CellFailedError(describe_error(exc), exc) from exc
         metadata = {
             "llmgine": {
                 "compare": {
                     label: provenance(r)
                     if isinstance(r, LLMResponse)
-                    else {"error": type(r).__name__}
+                    else {"error": type(r).__name__, "message": describe_error(r)}
                     for label, r in results.items()
                 },
                 "wall_ms": view.wall_ms,
+                "session_id": view.session_id,
             }
         }
         if handle is not None:  # the saved output's text and HTML show the final answers
@@ -331,9 +270,9 @@ class LLMgineMagics(Magics):
         if output:
             self.namespace[output] = results
         failed = {label: r for label, r in results.items() if isinstance(r, BaseException)}
-        if failed:
+        if len(failed) == len(results):
             first = next(iter(failed.values()))
-            lines = [f"{len(failed)} of {len(results)} models failed (their columns say why):"]
+            lines = [f"all {len(results)} models failed (their columns say why):"]
             lines += [
                 f"  {label}: {describe_error(exc).splitlines()[0]}" for label, exc in failed.items()
             ]
@@ -375,7 +314,7 @@ class LLMgineMagics(Magics):
             raise MagicUsageError(f"too many arguments for {command}; usage: %llmgine {usage}")
 
     def _help(self, rest: list[str]) -> None:
-        print(_help_text())
+        print(help_text())
 
     def _models(self, rest: list[str]) -> pd.DataFrame:
         self._at_most("models", rest, 0)
@@ -405,10 +344,7 @@ class LLMgineMagics(Magics):
         print(f"llmgine: cells use {label}" + (" (offline)" if offline else ""))
 
     def _session_id(self, name: str | None) -> str | None:
-        if name is None:
-            return None
-        named = self.workbench.sessions.get(name)
-        return named.session_id if named is not None else name
+        return None if name is None else self.workbench.find_session(name)
 
     def _observability(self) -> observability.Observability:
         current = observability.current()
@@ -446,8 +382,8 @@ class LLMgineMagics(Magics):
                 'usage: %llmgine compare "PROMPT" MODEL MODEL... (at least two models), e.g. '
                 '%llmgine compare "Name three primes." demo:a demo:b'
             )
-        prompt, tokens = substitute(rest[0], self.namespace), rest[1:]
-        self._compare([self._model(t) for t in tokens], prompt, system=None, output=None)
+        prompt = self._prompt(rest[0])
+        self._compare(rest[1:], prompt, system=None, output=None)
 
     def _sessions(self, rest: list[str]) -> pd.DataFrame:
         self._at_most("sessions", rest, 0)

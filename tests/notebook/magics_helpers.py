@@ -1,5 +1,6 @@
-"""Helpers for the magics and CompareView tests: a real IPython shell, captured outputs,
-and a provider whose answer waits for a gate."""
+"""Helpers for the magics and CompareView tests: a real IPython shell (loaded with the
+extension by the ``shell`` and ``magics`` fixtures of ``conftest.py``), captured outputs,
+a provider whose answer waits for a gate and one that breaks mid-answer."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.utils.capture import CapturedIO, RichOutput
 from traitlets.config import Config
 
-from llmgine.errors import LLMError
+from llmgine.errors import LLMConnectionError, LLMError
 from llmgine.llm import (
     Finish,
     LLMRequest,
@@ -25,16 +26,20 @@ from llmgine.llm import (
     TextDelta,
     Usage,
     UsageUpdate,
+    get_model,
 )
 
 __all__ = [
+    "BreaksMidwayProvider",
     "GatedProvider",
     "Shell",
+    "final",
     "gated_model",
     "loop_threads",
     "make_shell",
     "output_data",
     "plain_texts",
+    "scripted",
     "updates",
 ]
 
@@ -131,3 +136,35 @@ def output_data(captured: CapturedIO, mime: str) -> Iterator[Any]:
     for output in captured.outputs:
         if mime in output.data:
             yield output.data[mime]
+
+
+class BreaksMidwayProvider(Provider):
+    """Streams "half an " and then loses the connection."""
+
+    name: ClassVar[str] = "midway"
+    offline: ClassVar[bool] = True
+
+    async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
+        raise LLMConnectionError("connection reset", provider=self.name, model=model)
+
+    async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+        yield TextDelta(text="half an ")
+        raise LLMConnectionError("connection reset", provider=self.name, model=model)
+
+    def _translate(self, exc: Exception, model: str) -> LLMError | None:
+        return None
+
+
+# -- for the magics' tests ---------------------------------------------------------
+
+
+def scripted(shell: Shell, name: str, *answers: Any) -> Model:
+    """A ``test:NAME`` model answering ``answers`` in turn, as ``NAME`` in the namespace."""
+    model = get_model(f"test:{name}", responses=list(answers), retry=False)
+    shell.user_ns[name] = model
+    return model
+
+
+def final(captured: CapturedIO) -> RichOutput:
+    """The answer display's last state (the footer display follows it)."""
+    return updates(captured)[-1]

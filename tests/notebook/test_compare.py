@@ -10,11 +10,26 @@ from IPython.core.formatters import DisplayFormatter
 from IPython.core.interactiveshell import InteractiveShell
 
 from llmgine.bus import MessageBus
-from llmgine.errors import LLMConfigurationError, RateLimitedError, UnknownProviderError
-from llmgine.llm import ChatMessage, LLMRequest, LLMResponse, get_model
+from llmgine.errors import (
+    LLMConfigurationError,
+    LLMConnectionError,
+    LLMTimeoutError,
+    MissingCredentialsError,
+    RateLimitedError,
+    UnknownProviderError,
+)
+from llmgine.llm import (
+    ChatMessage,
+    LLMCallStarted,
+    LLMRequest,
+    LLMResponse,
+    Model,
+    ProviderModel,
+    get_model,
+)
 from llmgine.notebook import CompareView
 from llmgine.notebook._compare import ColumnUpdate
-from tests.notebook.magics_helpers import gated_model, make_shell
+from tests.notebook.magics_helpers import BreaksMidwayProvider, gated_model, make_shell
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,6 +89,71 @@ async def test_a_failed_model_shows_its_error_and_the_others_answer() -> None:
     assert latency[0] is not None
     assert latency[0] >= 0
     assert latency[1] is None
+
+
+async def test_the_table_and_the_chart_mark_a_failed_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    late = get_model("test:late", responses=[LLMTimeoutError("no answer in 30 s")], retry=False)
+    view = CompareView([late, "openai:gpt-4o-mini", get_model("demo:ok", latency=0)], "Hi")
+    results = await view.run()
+    assert isinstance(results["test:late"], LLMTimeoutError)
+    assert isinstance(results["openai:gpt-4o-mini"], MissingCredentialsError)  # no key
+    assert isinstance(results["demo:ok"], LLMResponse)
+    assert "3 models, done in" in view._header.value
+    assert "2 failed" in view._header.value
+    assert "<td>failed (LLMTimeoutError)</td>" in view._table.value
+    assert "set OPENAI_API_KEY" in view._bodies[1].value
+    marks = [(a.x, a.text) for a in view._chart.layout.annotations]
+    assert marks == [
+        ("test:late", "failed: LLMTimeoutError"),
+        ("openai:gpt-4o-mini", "failed: MissingCredentialsError"),
+    ]
+    exported = view.figure()  # the static figure says so too
+    assert [a.text for a in exported.layout.annotations] == [t for _, t in marks]
+    assert list(exported.data[0].y)[:2] == [None, None]
+
+
+async def test_when_every_model_fails_run_returns_the_errors() -> None:
+    view = CompareView(["nope:a", "nope:b"], "Hi")
+    results = await view.run()  # no exception: errors are values, as for one failure
+    assert all(isinstance(r, UnknownProviderError) for r in results.values())
+    assert "2 failed" in repr(view)
+
+
+async def test_what_streamed_before_an_error_is_kept() -> None:
+    broken = Model(ProviderModel(BreaksMidwayProvider(), "m"))
+    view = CompareView([broken, get_model("demo:ok", latency=0)], "Hi", refresh_interval=0)
+    results = await view.run()
+    assert isinstance(results["midway:m"], LLMConnectionError)
+    assert view.columns[0].text == "half an "
+    assert "streamed before the error:</i> half an" in view._bodies[0].value
+    assert "LLMConnectionError" in view._bodies[0].value
+
+
+async def test_a_model_that_fails_to_close_does_not_lose_the_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def fails_to_close(self: Model) -> None:
+        raise OSError("socket already closed")
+
+    monkeypatch.setattr(Model, "aclose", fails_to_close)
+    results = await CompareView(["demo:a", "demo:b"], "Hi").run()  # the view made both
+    assert all(isinstance(r, LLMResponse) for r in results.values())
+    assert caplog.text.count("OSError: socket already closed") == 2
+
+
+async def test_the_calls_run_in_the_views_session(bus: MessageBus) -> None:
+    seen: list[str | None] = []
+    bus.on_event(LLMCallStarted, lambda event: seen.append(event.session_id))
+    models = [get_model("demo:a", latency=0), get_model("demo:b", latency=0)]
+    view = CompareView(models, "Hi", bus=bus)
+    assert view.called is False
+    await view.run()
+    await bus.drain()  # the events are delivered
+    assert seen == [view.session_id, view.session_id]
+    assert view.called is True
 
 
 async def test_the_text_representations_show_answers_and_figures() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,62 +31,20 @@ from llmgine.notebook._compare import CompareView
 from llmgine.notebook._display import AnswerDisplay, describe_error, uses_text_output
 from llmgine.notebook._m_bus import BusModel, WorkbenchService
 from llmgine.notebook._m_loop import LoopThread
-from llmgine.notebook._m_prompt import answer_json, substitute
+from llmgine.notebook._m_prompt import answer_json
 from llmgine.notebook._m_workbench import Workbench
 from llmgine.notebook._magics import LLMgineMagics
 from llmgine.tools import tool
 from tests.notebook.magics_helpers import (
     Shell,
+    final,
     gated_model,
     loop_threads,
-    make_shell,
-    output_data,
+    scripted,
     updates,
 )
 
-# -- the shell -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shell() -> Iterator[Shell]:
-    was_observing = observability.current() is not None
-    quiet_before = list(logging.getLogger("llmgine").handlers)
-    ip, made = make_shell()
-    ip.run_line_magic("load_ext", "llmgine")
-    yield Shell(ip)
-    ip.run_line_magic("unload_ext", "llmgine")
-    if made:
-        InteractiveShell.clear_instance()
-    assert loop_threads() == []  # the loop thread is stopped and joined
-    assert (observability.current() is not None) == was_observing
-    assert logging.getLogger("llmgine").handlers == quiet_before
-
-
-@pytest.fixture(autouse=True)
-def magics(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> Iterator[LLMgineMagics]:
-    monkeypatch.delenv("LLMGINE_MODEL", raising=False)
-    found = shell.ip.magics_manager.registry["LLMgineMagics"]
-    assert isinstance(found, LLMgineMagics)
-    found.workbench.update_interval = 0  # a display update per delta, so streaming shows
-    shell.user_ns["fast"] = get_model("demo:fast", latency=0)
-    shell.user_ns["fast2"] = get_model("demo:other", latency=0)
-    with capture_output():
-        shell.line("use fast")
-    yield found
-    with capture_output():
-        shell.line("reset")
-    shell.ip.rl_next_input = None
-
-
-def scripted(shell: Shell, name: str, *answers: Any) -> Model:
-    model = get_model(f"test:{name}", responses=list(answers), retry=False)
-    shell.user_ns[name] = model
-    return model
-
-
-def final(captured: Any) -> Any:
-    """The answer display's last state (the footer display follows it)."""
-    return updates(captured)[-1]
+pytestmark = pytest.mark.usefixtures("magics")  # the shell's magics, reset after each test
 
 
 # -- streaming, formats, provenance -------------------------------------------------
@@ -161,34 +118,6 @@ def test_an_answer_that_is_not_json_fails_the_cell(shell: Shell) -> None:
 
 
 # -- what reaches the request ----------------------------------------------------------
-
-
-def test_names_are_substituted_and_other_braces_kept(shell: Shell) -> None:
-    model = scripted(shell, "echo", "ok")
-    with capture_output():
-        shell.run("note = 'magma'", store_history=True)
-        first = shell.ip.execution_count - 1
-        shell.run("6 * 7", store_history=True)
-        second = shell.ip.execution_count - 1
-        shell.user_ns["topic"] = "lava"
-        cell = (
-            f"{{topic}} {{In[{first}]}} {{Out[{second}]}} {{unknown}} {{{{topic}}}} "
-            '{"a": {"b": 1}} lone { brace'
-        )
-        shell.cell("echo", cell)
-    sent = model.adapter.requests[0].messages[-1].text  # type: ignore[attr-defined]
-    assert sent == 'lava note = \'magma\' 42 {unknown} {topic} {"a": {"b": 1}} lone { brace'
-
-
-def test_substitute_reads_names_attributes_and_indexes_only() -> None:
-    class Doc:
-        title = "Dune"
-
-    namespace = {"doc": Doc(), "items": [1, 2], "n": 3}
-    assert substitute("{doc.title} {items[-1]} {n}", namespace) == "Dune 2 3"
-    assert substitute("{doc.missing} {items[5]} {n[0]} {n + 1}", namespace) == (
-        "{doc.missing} {items[5]} {n[0]} {n + 1}"
-    )
 
 
 def test_system_temperature_and_max_tokens_reach_the_request(shell: Shell) -> None:
@@ -359,45 +288,6 @@ def test_text_output_is_for_terminals_and_shell_less_runs() -> None:
     assert uses_text_output(None)
     assert uses_text_output(TerminalInteractiveShell())
     assert not uses_text_output(InteractiveShell.instance())
-
-
-# -- several models -----------------------------------------------------------------
-
-
-def test_several_models_open_the_compare_view(shell: Shell) -> None:
-    with capture_output() as captured:
-        shell.cell('fast,fast2 -o both --system "Be brief."', "Compare tides")
-    both = shell.user_ns["both"]
-    assert set(both) == {"demo:fast", "demo:other"}
-    assert all(isinstance(r, LLMResponse) for r in both.values())
-    assert list(output_data(captured, "application/vnd.jupyter.widget-view+json"))
-    last = final(captured)  # the saved output's text shows the final answers
-    assert "done in" in last.data["text/plain"]
-    assert both["demo:fast"].text.splitlines()[0] in last.data["text/html"]
-    assert set(last.metadata["llmgine"]["compare"]) == {"demo:fast", "demo:other"}
-
-
-def test_a_failed_model_fails_the_compare_cell_after_the_others_answer(
-    shell: Shell,
-) -> None:
-    scripted(shell, "broken", RateLimitedError("slow down"))
-    with capture_output(), pytest.raises(CellFailedError, match="1 of 2 models failed"):
-        shell.cell("fast,broken -o both", "Hi")
-    assert isinstance(shell.user_ns["both"]["demo:fast"], LLMResponse)
-    assert isinstance(shell.user_ns["both"]["test:broken"], RateLimitedError)
-
-
-def test_compare_refuses_single_model_options(shell: Shell) -> None:
-    with pytest.raises(MagicUsageError, match="--session, -f"):
-        shell.cell("fast,fast2 --session s -f json", "Hi")
-
-
-def test_the_compare_command(shell: Shell) -> None:
-    with capture_output() as captured:
-        shell.line('compare "Name three primes." fast fast2')
-    assert "demo:other" in final(captured).data["text/plain"]
-    with pytest.raises(MagicUsageError, match="at least two models"):
-        shell.line('compare "Hi" fast')
 
 
 # -- line commands -------------------------------------------------------------------
