@@ -40,11 +40,13 @@ def help_text() -> str:
     lines += [f"  %llmgine {c.ljust(width)}  {what}" for c, what in COMMANDS.items()]
     lines += [
         "SESSION: a --session NAME, or a session id; an unknown one lists those recorded.",
-        "%%llmgine [MODEL[,MODEL...]] [options] sends the cell as a prompt; %%llmgine? "
-        "lists the options. {name} in the cell is replaced from your namespace; an unknown",
-        "name is sent as written, with a warning naming the closest defined one; {{name}}",
-        "sends {name} on purpose. Comparing models: a model that fails shows its error in",
-        "its column and the others answer; the cell fails only when every model fails.",
+        "",
+        "%%llmgine [MODEL ...] [options] sends the cell as a prompt (%%llmgine? lists the",
+        "options). {name} in the cell is replaced from your namespace; an unknown name is",
+        "sent as written, after a warning naming the closest defined one; {{name}} sends",
+        "{name} on purpose. Comparing models (MODEL MODEL, or MODEL,MODEL): one that fails",
+        "shows its error in its column and the others answer; the cell fails only when",
+        "every model fails.",
     ]
     return "\n".join(lines)
 

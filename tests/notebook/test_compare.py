@@ -202,6 +202,8 @@ async def test_a_view_runs_once() -> None:
     await view.run()
     with pytest.raises(RuntimeError, match="already run"):
         await view.run()
+    with pytest.raises(RuntimeError, match="before the view runs"):
+        view._fail_column(0, ValueError("too late"))
 
 
 def test_bad_arguments_are_refused() -> None:

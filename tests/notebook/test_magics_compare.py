@@ -116,6 +116,17 @@ def test_a_failed_columns_error_is_redacted(shell: Shell) -> None:
     assert "Check the API key" in saved.data["text/plain"]
 
 
+def test_a_long_error_is_cut_short_in_its_column(shell: Shell) -> None:
+    scripted(shell, "verbose", ValueError("validation failed: " + "field x is wrong; " * 400))
+    with capture_output() as captured:
+        shell.cell("verbose,fast", "Hi")
+    text = final(captured).data["text/plain"]
+    shown = text.split("== test:verbose (failed (ValueError))\n", 1)[1].split("\n== ", 1)[0]
+    assert shown.startswith("ValueError: validation failed: field x is wrong;")
+    assert shown.strip().endswith("…")
+    assert len(shown) < 700
+
+
 def test_when_every_model_fails_the_cell_fails_and_the_columns_say_why(
     shell: Shell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
