@@ -13,7 +13,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from llmgine.errors import LLMError
 from llmgine.llm._parts import ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 from llmgine.llm._provider import Provider
 from llmgine.llm._request import LLMRequest, ToolSpec
@@ -191,6 +190,3 @@ class DemoProvider(Provider):
         for item in response_items(answer, chunk=6):
             await asyncio.sleep(self.latency * 0.012)
             yield item
-
-    def _translate(self, exc: Exception, model: str) -> LLMError | None:
-        return None

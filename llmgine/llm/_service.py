@@ -223,20 +223,24 @@ class LLMService:
             last = time.monotonic()
 
         async with model.stream(request) as stream:
-            async for item in stream:
-                if isinstance(item, TextDelta):
-                    text.append(item.text)
-                    chars += len(item.text)
-                elif isinstance(item, ReasoningDelta):
-                    reasoning.append(item.text)
-                    chars += len(item.text)
-                elif isinstance(item, ToolCallDelta):
-                    fragments += 1
-                else:
-                    continue
-                deltas += 1
-                if chars >= self.delta_chars or time.monotonic() - last >= self.delta_interval:
-                    await flush()
-            await flush()
+            try:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        text.append(item.text)
+                        chars += len(item.text)
+                    elif isinstance(item, ReasoningDelta):
+                        reasoning.append(item.text)
+                        chars += len(item.text)
+                    elif isinstance(item, ToolCallDelta):
+                        fragments += 1
+                    else:
+                        continue
+                    deltas += 1
+                    if chars >= self.delta_chars or time.monotonic() - last >= self.delta_interval:
+                        await flush()
+            finally:
+                # What arrived is published even when the stream then fails: a failed
+                # call's events still show the partial answer, before LLMCallFailed.
+                await flush()
             assert stream.response is not None
             return stream.response

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import ClassVar
 
-from llmgine.errors import LLMConfigurationError, LLMError
+from llmgine.errors import LLMConfigurationError
 from llmgine.llm._parts import TextPart
 from llmgine.llm._provider import Provider
 from llmgine.llm._request import LLMRequest
@@ -126,6 +126,3 @@ class ScriptedProvider(Provider):
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         for item in response_items(self._next(request, model), chunk=self.chunk):
             yield item
-
-    def _translate(self, exc: Exception, model: str) -> LLMError | None:
-        return None  # scripted exceptions are raised as they are

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import BaseModel
@@ -17,9 +18,14 @@ from llmgine.llm import (
     LLMCallFailed,
     LLMCallStarted,
     LLMRequest,
+    LLMResponse,
     LLMService,
     LLMStreamDelta,
+    Model,
     Reasoning,
+    ResponseStream,
+    StreamAssembler,
+    StreamItem,
     TextDelta,
     ToolResultPart,
     ToolSpec,
@@ -158,6 +164,39 @@ async def test_a_failed_call_is_a_failed_command_and_an_event(bus: MessageBus) -
     assert isinstance(failed, LLMCallFailed)
     assert failed.error_type == "RateLimitedError"
     assert failed.provider == "test"
+
+
+async def test_text_that_streamed_before_a_failure_is_published_before_the_failure(
+    bus: MessageBus,
+) -> None:
+    class CutShort:
+        """A model whose stream sends some text, then fails."""
+
+        provider, name = "test", "cut"
+
+        async def generate(self, request: LLMRequest) -> LLMResponse:
+            raise AssertionError("only streamed here")
+
+        def stream(self, request: LLMRequest) -> ResponseStream:
+            async def items() -> AsyncIterator[StreamItem]:
+                yield TextDelta(key=0, text="the partial ")
+                yield TextDelta(key=0, text="answer")
+                raise RateLimitedError("busy", retry_after=1)
+
+            return ResponseStream(items(), StreamAssembler("test", "cut"))
+
+    # A long interval: without a flush on failure nothing would be published.
+    LLMService(bus, Model(CutShort()), delta_interval=3600).install()
+    seen = collect(bus)
+    request = LLMRequest(messages=[ChatMessage.user("x")])
+    result = await bus.execute(Generate(request=request, stream=True))
+    await bus.drain()
+    assert isinstance(result.exception, RateLimitedError)
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds[-2:] == ["LLMStreamDelta", "LLMCallFailed"]
+    delta = seen[-2]
+    assert isinstance(delta, LLMStreamDelta)
+    assert delta.text == "the partial answer"
 
 
 async def test_small_delta_batches_flush_by_size(bus: MessageBus) -> None:
