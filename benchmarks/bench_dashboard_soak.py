@@ -32,7 +32,7 @@ from tests.browser.dashboard_soak import Sample, Soak, soak  # noqa: E402
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "dashboard_soak.json"
 DEMO = 0.3  # a short session with a demo LLM call every 0.3 s, as in the report
 FULL_SECONDS, QUICK_SECONDS = 600.0, 60.0
-WARMUP = 60.0  # the table reaches its 500 rows in about 40 s at this rate
+WARMUP = 30.0  # the table and the trace are full within about 10 s at this rate
 
 
 def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any]:

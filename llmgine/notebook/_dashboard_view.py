@@ -11,14 +11,23 @@ shows, and only what changed:
 - new rows are streamed to the Events table (Panel appends them and drops the oldest past
   ``max_rows``), only while the Events tab is shown; a table hidden meanwhile gets the
   rows it missed streamed the same way when it is shown again (a whole new ``value``
-  would make the page rebuild the table, blank for a moment);
+  would make the page rebuild the table, blank for a moment). The page still sets every
+  row of the table at each stream (Panel's Tabulator does), so it holds the newest 100;
 - the trace figure is redrawn at most once per ``trace_interval``, only while the Trace
   tab is shown (at once when it is opened); the spans are still taken in every
   ``trace_interval``, so nothing is lost while it is hidden. It draws the newest
-  ``max_spans`` (100): plotly lays out every row's tick label on each redraw, which took
-  2 s for 500 rows in headless Chromium, and 80 ms for 100;
+  ``max_spans`` (50): plotly lays out every row's tick label on each redraw, which took
+  2 s for 500 rows in headless Chromium, 80 ms for 100 and 40 ms for 50;
 - the filters' choices (event types, sessions) are sent at most once per
-  ``trace_interval``, and only when they changed.
+  ``trace_interval``, and only when they changed;
+- nothing is sent while the page has not yet applied the last ``IN_FLIGHT`` updates. A
+  page says which update it applied last (a hidden number the server counts up each
+  tick, copied in the page by a ``jslink`` to another that comes back), so a page slowed
+  down, by a busy machine or a busy tab, gets fewer updates rather than a growing queue:
+  the server kept queueing for a page that had fallen behind, and grew by 400 MB in ten
+  minutes. What it missed follows in one update when it has caught up (rows are kept,
+  spans taken in). A page that never answers (a notebook, or no browser) is sent to as
+  usual.
 
 `Dashboard.refresh` is the exception: it updates every view now, shown or not (for a
 notebook, or a test, that wants everything current).
@@ -40,7 +49,7 @@ from panel.viewable import Viewer
 from llmgine._redact import redacting_logger
 from llmgine.bus import MessageBus, Session
 from llmgine.llm import Model
-from llmgine.notebook._widget_events import DEFAULT_MAX_ROWS, EventFeed, Row
+from llmgine.notebook._widget_events import EventFeed, Row
 from llmgine.notebook._widget_html import counts_line
 from llmgine.notebook._widget_spans import SpanFeed, figure, observability_for, summary_line
 from llmgine.observability import Observability
@@ -49,6 +58,7 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_MAX_SPANS",
     "DEFAULT_MODELS",
+    "DEFAULT_TABLE_ROWS",
     "DEFAULT_TRACE_INTERVAL",
     "Dashboard",
     "dashboard",
@@ -61,7 +71,9 @@ DEFAULT_INTERVAL = 0.2
 # A figure of hundreds of bars costs the page far more to draw than a few rows, and a
 # waterfall redrawn once a second still reads as live.
 DEFAULT_TRACE_INTERVAL = 1.0
-DEFAULT_MAX_SPANS = 100  # see the module's docstring: the redraw's cost grows with rows
+DEFAULT_MAX_SPANS = 50  # see the module's docstring: the redraw's cost grows with rows
+DEFAULT_TABLE_ROWS = 100  # Panel sends, and the page sets, every row again at each update
+IN_FLIGHT = 3  # updates a page may have still to apply before the next one waits
 EVENT_COLUMNS = ["seq", "time", "type", "session", "summary", "id"]
 EVENTS_TAB, TRACE_TAB, COMPARE_TAB = 0, 1, 2
 ALL = ""
@@ -80,7 +92,7 @@ class Dashboard(Viewer):
         session: str | Session | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         obs: Observability | None = None,
-        max_rows: int = DEFAULT_MAX_ROWS,
+        max_rows: int = DEFAULT_TABLE_ROWS,
         max_spans: int = DEFAULT_MAX_SPANS,
         interval: float | None = DEFAULT_INTERVAL,
         trace_interval: float = DEFAULT_TRACE_INTERVAL,
@@ -113,14 +125,20 @@ class Dashboard(Viewer):
             sizing_mode="stretch_width",
         )
         self.layout.param.watch(self._tab_changed, "active")
+        # The page's acknowledgement: it copies each update's number once applied.
+        self._sent = pn.widgets.IntInput(value=0, visible=False)  # type: ignore[no-untyped-call]
+        self._applied = pn.widgets.IntInput(value=0, visible=False)  # type: ignore[no-untyped-call]
+        self._sent.jslink(self._applied, value="value")
+        acknowledgement = pn.Row(self._sent, self._applied, visible=False)
+        self.view = pn.Column(self.layout, acknowledgement, sizing_mode="stretch_width")
         self.refresh()
         if interval is not None:
             self._callback = pn.state.add_periodic_callback(self.tick, int(interval * 1000))
             if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
                 pn.state.on_session_destroyed(lambda _: self.close())
 
-    def __panel__(self) -> pn.Tabs:
-        return self.layout
+    def __panel__(self) -> pn.Column:
+        return self.view
 
     @property
     def closed(self) -> bool:
@@ -173,23 +191,24 @@ class Dashboard(Viewer):
             self.events.pause()
         else:
             self.events.resume()
-        self.refresh()
+        self._refresh_events(table=self.shown == EVENTS_TAB, choices=False)
 
     def _filters_changed(self, event: Any) -> None:
         self.events.set_filter(
             types=list(self.type_filter.value) or None, session=self.session_filter.value or None
         )
-        self.refresh()
+        self._refresh_events(table=self.shown == EVENTS_TAB, choices=False)
 
-    def _refresh_events(self, *, table: bool, choices: bool) -> None:
+    def _refresh_events(self, *, table: bool, choices: bool, counts: bool = True) -> None:
         update = self.events.flush()
         self._table_rebuild = self._table_rebuild or update.rebuilt
         if table:
             self._sync_table()
         if choices:
             self._refresh_choices()
-        paused = " · paused" if self.events.paused else ""
-        self.event_counts.object = html.escape(counts_line(self.events.counts()) + paused)
+        if counts:
+            paused = " · paused" if self.events.paused else ""
+            self.event_counts.object = html.escape(counts_line(self.events.counts()) + paused)
 
     def _sync_table(self) -> None:
         """Bring the table up to the feed's rows. New rows are streamed (only they travel,
@@ -350,18 +369,29 @@ class Dashboard(Viewer):
         self._refresh_compare()
         self._refreshed()
 
+    @property
+    def unapplied(self) -> int:
+        """Updates sent that the page has not applied yet (0 until a page answers)."""
+        applied = int(self._applied.value or 0)
+        return int(self._sent.value or 0) - applied if applied else 0
+
     def tick(self) -> None:
-        """The periodic update: what the page shows, and what changed (see the module's
-        docstring for why not everything)."""
+        """The periodic update: what the page shows, and what changed, if the page keeps
+        up (see the module's docstring for why not everything)."""
         shown, now = self.shown, time.monotonic()
+        send = self.unapplied < IN_FLIGHT
         slow = now - self._slow_at >= self.trace_interval
         if slow:
             self._slow_at = now
-        self._refresh_events(table=shown == EVENTS_TAB, choices=slow)
+        self._refresh_events(
+            table=send and shown == EVENTS_TAB, choices=send and slow, counts=send
+        )  # the feed takes in what arrived either way: it stays bounded
         if slow:
-            self._refresh_trace(draw=shown == TRACE_TAB)
-        if shown == COMPARE_TAB:
-            self._refresh_compare()
+            self._refresh_trace(draw=send and shown == TRACE_TAB)
+        if send:
+            if shown == COMPARE_TAB:
+                self._refresh_compare()
+            self._sent.value = int(self._sent.value or 0) + 1
         self._refreshed()
 
     def _tab_changed(self, event: Any) -> None:
@@ -415,7 +445,7 @@ def dashboard(
     session: str | Session | None = None,
     models: Sequence[str] = DEFAULT_MODELS,
     obs: Observability | None = None,
-    max_rows: int = DEFAULT_MAX_ROWS,
+    max_rows: int = DEFAULT_TABLE_ROWS,
     max_spans: int = DEFAULT_MAX_SPANS,
     interval: float | None = DEFAULT_INTERVAL,
     trace_interval: float = DEFAULT_TRACE_INTERVAL,
@@ -429,7 +459,7 @@ def dashboard(
         session: the session the trace tab starts on (None: every span).
         models: the model specs the compare tab starts with.
         obs: the `Observability` to read spans from (by default the enabled one).
-        max_rows: event rows shown.
+        max_rows: event rows shown (the newest).
         max_spans: spans drawn in the trace (the newest; the summary counts the others).
         interval: seconds between updates of the tab shown (None: only when
             `Dashboard.refresh` is called).

@@ -22,8 +22,8 @@ waterfall), and at the end a fresh page is opened and switched, as in the report
   90th percentile of the whole run, and a fresh page's opened at the end; every tab
   switch shows its tab within 15 s (the report's fresh page could not switch in 30 s;
   the first draw of a tab on a busy machine takes seconds);
-- **flat memory**: after the warm-up (the table filling to its 500 rows, the trace to its
-  100 spans), the median heap of the last third of the samples is at most 25% above that
+- **flat memory**: after the warm-up (the table filling to its rows, the trace to its
+  spans), the median heap of the last third of the samples is at most 25% above that
   of the first third (or 3 MB, whichever is more: a GC's noise on a 20 MB heap); the DOM's
   nodes likewise (25%, or 1,000 nodes);
 - **never blank**: the Events table never stays without a row on screen for a second or

@@ -36,7 +36,7 @@ from llmgine.notebook._dashboard import (
     parse_dashboard_args,
     serve_dashboard,
 )
-from llmgine.notebook._dashboard_view import EVENTS_TAB, TRACE_TAB
+from llmgine.notebook._dashboard_view import EVENTS_TAB, IN_FLIGHT, TRACE_TAB
 
 from .widgets_support import PLANTED_KEY, Leaky, Ping, observability_off
 
@@ -79,7 +79,8 @@ async def test_the_dashboard_is_a_panel_layout_of_the_three_views(bus: MessageBu
     board = dashboard(bus, interval=None)
     try:
         assert isinstance(board, Dashboard)
-        tabs = board.__panel__()
+        tabs = board.layout
+        assert tabs in board.__panel__().objects
         assert isinstance(tabs, pn.Tabs)
         assert list(tabs._names) == ["Events", "Trace", "Compare"]
         assert "llmgine-dashboard" in tabs.css_classes
@@ -242,6 +243,37 @@ async def test_a_tick_sends_only_the_tab_shown_and_catches_up_a_tab_when_opened(
     finally:
         board.close()
     assert board.closed
+
+
+async def test_a_page_that_has_not_applied_the_last_updates_is_sent_no_more(
+    bus: MessageBus,
+) -> None:
+    """Backpressure: a page that falls behind gets fewer updates, not a growing queue."""
+    board = dashboard(bus, interval=None)
+    try:
+        board.tick()
+        assert board.unapplied == 0  # no page has answered: sent to as usual
+        board._applied.value = board._sent.value  # what the page's jslink does, once applied
+        for n in range(IN_FLIGHT):  # the page answers no more
+            await bus.publish(Ping(n=n))
+            await bus.drain()
+            board.tick()
+        assert board.unapplied == IN_FLIGHT
+        assert len(board.event_table.value) == IN_FLIGHT
+        sent = board._sent.value
+        await bus.publish(Ping(n=IN_FLIGHT))
+        await bus.drain()
+        board.tick()
+        assert board._sent.value == sent  # nothing more went out
+        assert len(board.event_table.value) == IN_FLIGHT
+        assert board.events.counts()["seen"] == IN_FLIGHT + 1  # but the feed took it in
+        board._applied.value = sent  # the page caught up: what it missed, in one update
+        board.tick()
+        expected = [f"n={n}" for n in range(IN_FLIGHT + 1)]
+        assert list(board.event_table.value["summary"]) == expected
+        assert board.unapplied == 1
+    finally:
+        board.close()
 
 
 async def test_the_trace_draws_the_newest_spans_and_counts_the_others(bus: MessageBus) -> None:
