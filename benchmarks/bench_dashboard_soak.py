@@ -41,7 +41,10 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         return {}
     seconds = QUICK_SECONDS if quick else FULL_SECONDS
     warmup = min(WARMUP, seconds / 3)
-    print(f"{seconds:.0f} s of --demo {DEMO} traffic with a page open ...", flush=True)
+    print(
+        f"{seconds:.0f} s of --demo {DEMO} traffic with a page open, llmgine from {ROOT} ...",
+        flush=True,
+    )
     with (
         tempfile.TemporaryDirectory() as folder,
         chromium() as browser,
@@ -52,6 +55,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         "benchmark": "dashboard_soak",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": quick,
+        "llmgine": str(ROOT),
         "minutes": per_minute(result),
         **result.as_json(),
     }

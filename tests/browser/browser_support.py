@@ -29,8 +29,7 @@ from typing import IO
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-import llmgine
-from tests.notebook.nb_support import isolated_dirs, offline_env
+from tests.notebook.nb_support import ROOT, isolated_dirs, offline_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).with_name("artifacts")
@@ -188,9 +187,9 @@ def dashboard_process(folder: Path, *, demo: float) -> Iterator[tuple[str, Serve
     require_chromium()  # before starting anything
     port = free_port()
     options = ["--port", str(port), "--demo", str(demo)]
-    # The llmgine imported here, wherever the environment's own install points.
-    source = str(Path(llmgine.__file__).resolve().parent.parent)
-    path = os.pathsep.join([source, *filter(None, [os.environ.get("PYTHONPATH")])])
+    # This checkout's llmgine, beside these tests, wherever the environment's install
+    # points (a benchmark run from another checkout's environment measures this one).
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     server = Server(
         [sys.executable, "-u", "-m", "llmgine", "dashboard", *options],
         env=offline_env({**isolated_dirs(folder / "state"), "PYTHONPATH": path}),
