@@ -34,9 +34,9 @@ waterfall), and at the end a fresh page is opened and switched, as in the report
 In the suite's 75 s the DOM still grows a little after the warm-up, as the session filters
 fill towards their 100 sessions (two minutes at ``--demo 0.3``; flat after, in the ten
 minutes), and the JS heap by plotly's cache of text sizes (one entry per new span label,
-emptied by plotly at 10,000). The server's memory is reported, not judged: the bus's observability keeps the last
-50,000 spans and 10,000 events by design, so it grows for hours of traffic before it is
-flat, whatever the dashboard does.
+emptied by plotly at 10,000). The server's memory is reported, not judged: the bus's
+observability keeps the last 50,000 spans and 10,000 events by design, so it grows for
+hours of traffic before it is flat, whatever the dashboard does.
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Server]]:
         yield url, server
 
 
-# About 15 s on an idle machine: a server and a page start, and the compare tab waits for
-# two streamed answers. The limit is the server's start and a few waits at the deadline,
-# for a CI machine busy with other work.
+# About 8 s, with a CPU-bound process beside it: a server and a page start, and the
+# compare tab waits for two streamed answers. The limit is the server's start and a few
+# waits at the deadline, for a CI machine busy with other work.
 @pytest.mark.timeout(4 * DEADLINE)
 def test_dashboard_shows_events_trace_and_a_comparison(
     served: tuple[str, Server], browser: Browser
