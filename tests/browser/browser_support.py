@@ -1,6 +1,13 @@
 """What the browser tests share: Debian's chromium driven by Playwright, servers started
 in their own process group and stopped with it, readiness polled with a deadline, and
-pages that may reach 127.0.0.1 only."""
+pages that may reach 127.0.0.1 only.
+
+Every wait in these tests uses one deadline, `DEADLINE`: Playwright's own defaults (5 s
+for ``expect``, 30 s for actions) fail on a busy 2-core CI machine that runs other work
+beside the suite, while a deadline only costs time when something is really broken.
+``conftest.py`` gives it to ``expect``; `new_page` to every page action and navigation;
+`Server` to readiness polls and shutdowns. Pass no other number (a test checks).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +29,12 @@ from typing import IO
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
+from tests.notebook.nb_support import ROOT, isolated_dirs, offline_env
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).with_name("artifacts")
-TIMEOUT_MS = 60_000  # every Playwright wait: generous, as the machine may be busy
+DEADLINE = 120.0  # seconds: the longest any one wait may take (see the docstring)
+DEADLINE_MS = DEADLINE * 1000  # the same, as Playwright takes it
 _LOCAL = re.compile(r"^(?:https?|wss?)://(?:127\.0\.0\.1|localhost)(?::\d+)?/")
 
 
@@ -46,7 +57,10 @@ def chromium() -> Iterator[Browser]:
     executable = require_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(executable), args=["--no-sandbox"], headless=True
+            executable_path=str(executable),
+            args=["--no-sandbox"],
+            headless=True,
+            timeout=DEADLINE_MS,
         )
         try:
             yield browser
@@ -73,7 +87,7 @@ class LocalOnly:
 
 def new_page(browser: Browser) -> tuple[Page, LocalOnly]:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT_MS)
+    page.set_default_timeout(DEADLINE_MS)  # actions, waits and navigation alike
     return page, LocalOnly(page)
 
 
@@ -120,28 +134,35 @@ class Server:
             self._log.flush()
         return self.log.read_text("utf-8", errors="replace")
 
-    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-        """Poll ``ready`` until it is true, failing if the process exits or the deadline
+    def wait_until(self, ready: Callable[[], bool], what: str) -> None:
+        """Poll ``ready`` until it is true, failing if the process exits or `DEADLINE`
         passes."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + DEADLINE
         while not ready():
             status = self.process.poll()
             if status is not None:
                 pytest.fail(f"the server exited ({status}) before {what}:\n{self.output()[-4000:]}")
             if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within {timeout:.0f} s:\n{self.output()[-4000:]}")
+                pytest.fail(f"no {what} within {DEADLINE:.0f} s:\n{self.output()[-4000:]}")
             time.sleep(0.1)  # a polling interval, not a wait for something to happen
 
-    def stop(self, first: signal.Signals = signal.SIGINT, timeout: float = 15.0) -> None:
+    def rss_mb(self) -> float:
+        """The server process's resident memory now, in MB (Linux's /proc)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for process {self.process.pid}")
+
+    def stop(self, first: signal.Signals = signal.SIGINT) -> None:
         """Signal the process group (SIGINT: a clean shutdown), then kill what is left."""
         try:
             if self.process.poll() is None:
                 os.killpg(self.process.pid, first)
                 try:
-                    self.process.wait(timeout)
+                    self.process.wait(DEADLINE)
                 except subprocess.TimeoutExpired:
                     os.killpg(self.process.pid, signal.SIGKILL)
-                    self.process.wait(timeout)
+                    self.process.wait(DEADLINE)
             # Children (kernels) may outlive their parent: the group goes too.
             with suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -150,9 +171,33 @@ class Server:
 
 
 def http_ok(url: str) -> bool:
-    """Whether ``url`` answers 200 now."""
+    """Whether ``url`` answers 200 (a refused connection answers at once: not yet)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=DEADLINE) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+@contextmanager
+def dashboard_process(folder: Path, *, demo: float) -> Iterator[tuple[str, Server]]:
+    """``python -m llmgine dashboard`` on a free port of 127.0.0.1, running a short
+    session with a demo LLM call every ``demo`` seconds; its URL and process. Stopped
+    with Ctrl-C (SIGINT) on exit, as a person would."""
+    require_chromium()  # before starting anything
+    port = free_port()
+    options = ["--port", str(port), "--demo", str(demo)]
+    # This checkout's llmgine, beside these tests, wherever the environment's install
+    # points (a benchmark run from another checkout's environment measures this one).
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    server = Server(
+        [sys.executable, "-u", "-m", "llmgine", "dashboard", *options],
+        env=offline_env({**isolated_dirs(folder / "state"), "PYTHONPATH": path}),
+        cwd=folder,
+        log=folder / "dashboard.log",
+    )
+    try:
+        server.wait_until(lambda: "llmgine dashboard on" in server.output(), "dashboard")
+        yield f"http://127.0.0.1:{port}/", server
+    finally:
+        server.stop(signal.SIGINT)  # main_dashboard's Ctrl-C: stops the server and the bus

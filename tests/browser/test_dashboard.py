@@ -1,11 +1,12 @@
 """The Panel dashboard in headless chromium: the Events, Trace and Compare tabs render
 and update, served by ``python -m llmgine dashboard`` (`main_dashboard`) on 127.0.0.1
-with demo traffic. Screenshots go to ``tests/browser/artifacts/dashboard/``."""
+with demo traffic. Screenshots go to ``tests/browser/artifacts/dashboard/``.
+
+The soak (minutes of traffic with a page open) is ``test_dashboard_soak.py``."""
 
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,34 +14,25 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.browser.browser_support import (
+    DEADLINE,
     Server,
     artifacts_dir,
-    free_port,
+    dashboard_process,
     new_page,
-    require_chromium,
 )
-from tests.notebook.nb_support import isolated_dirs, offline_env
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Server]]:
-    require_chromium()
-    port = free_port()
-    server = Server(
-        # --demo: a short session with a demo LLM call every 0.3 s, for the views to show.
-        [sys.executable, "-u", "-m", "llmgine", "dashboard", "--port", str(port), "--demo", "0.3"],
-        env=offline_env(isolated_dirs(tmp_path / "state")),
-        cwd=tmp_path,
-        log=tmp_path / "dashboard.log",
-    )
-    try:
-        server.wait_until(lambda: "llmgine dashboard on" in server.output(), "dashboard")
-        yield f"http://127.0.0.1:{port}/", server
-    finally:
-        server.stop(signal.SIGINT)  # main_dashboard's Ctrl-C: stops the server and the bus
+    # A short session with a demo LLM call every 0.3 s, for the views to show.
+    with dashboard_process(tmp_path, demo=0.3) as (url, server):
+        yield url, server
 
 
-@pytest.mark.timeout(180)
+# About 8 s, with a CPU-bound process beside it: a server and a page start, and the
+# compare tab waits for two streamed answers. The limit is the server's start and a few
+# waits at the deadline, for a CI machine busy with other work.
+@pytest.mark.timeout(4 * DEADLINE)
 def test_dashboard_shows_events_trace_and_a_comparison(
     served: tuple[str, Server], browser: Browser
 ) -> None:
@@ -88,7 +80,7 @@ def test_dashboard_shows_events_trace_and_a_comparison(
         print(f"screenshots in {shots}")
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(3 * DEADLINE)  # the server's start, and its shutdown, at the deadline
 def test_dashboard_stops_cleanly_on_ctrl_c(served: tuple[str, Server]) -> None:
     _, server = served
     server.stop(signal.SIGINT)

@@ -1,10 +1,16 @@
 """The Panel dashboard: its three views over one bus, the compare tab running CompareView,
-the command line, and a real server on 127.0.0.1 fetched over HTTP."""
+what a periodic tick sends (only the tab shown, the trace at most once per
+``trace_interval``), the command line, and a real server on 127.0.0.1 fetched over HTTP
+(whose pages' dashboards are closed and forgotten when the pages go).
+
+The soak in a real browser is ``tests/browser/test_dashboard_soak.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 
 import httpx
 import panel as pn
@@ -30,6 +36,7 @@ from llmgine.notebook._dashboard import (
     parse_dashboard_args,
     serve_dashboard,
 )
+from llmgine.notebook._dashboard_view import EVENTS_TAB, IN_FLIGHT, TRACE_TAB
 
 from .widgets_support import PLANTED_KEY, Leaky, Ping, observability_off
 
@@ -45,8 +52,26 @@ pytestmark = [
 ]
 
 
+DEADLINE = 60.0  # seconds: waits on a real condition, generous for a busy machine
+
+
 def ask(text: str) -> Generate:
     return Generate(request=LLMRequest(messages=[ChatMessage.user(text)]))
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait until ``condition()`` holds (polled on the loop), or fail at the deadline."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {DEADLINE:.0f} s"
+        await asyncio.sleep(0.02)  # a polling interval: the loop runs the server meanwhile
+
+
+async def chat(bus: MessageBus, name: str) -> str:
+    async with bus.session(name) as session:
+        await session.execute(ask("Tell me about volcanoes"))
+    await bus.drain()
+    return session.id
 
 
 async def test_the_dashboard_is_a_panel_layout_of_the_three_views(bus: MessageBus) -> None:
@@ -54,7 +79,8 @@ async def test_the_dashboard_is_a_panel_layout_of_the_three_views(bus: MessageBu
     board = dashboard(bus, interval=None)
     try:
         assert isinstance(board, Dashboard)
-        tabs = board.__panel__()
+        tabs = board.layout
+        assert tabs in board.__panel__().objects
         assert isinstance(tabs, pn.Tabs)
         assert list(tabs._names) == ["Events", "Trace", "Compare"]
         assert "llmgine-dashboard" in tabs.css_classes
@@ -176,6 +202,96 @@ async def test_the_compare_tab_runs_a_compare_view_on_the_bus(bus: MessageBus) -
         board.close()
 
 
+async def test_a_tick_sends_only_the_tab_shown_and_catches_up_a_tab_when_opened(
+    bus: MessageBus,
+) -> None:
+    LLMService(bus, "demo:llmgine-demo", latency=0).install()
+    board = dashboard(bus, interval=None, trace_interval=3600)
+    drawn: list[object] = []
+    board.trace_pane.param.watch(lambda e: drawn.append(e.new), "object")
+    try:
+        assert board.shown == EVENTS_TAB
+        first = await chat(bus, "first")
+        board.tick()  # the first tick also does the hourly part: takes in the spans
+        assert len(board.event_table.value) == 4  # shown: streamed
+        assert drawn == []  # the trace tab is hidden: no figure sent
+        assert first in board.session_filter.options.values()
+        second = await chat(bus, "second")
+        board.tick()
+        assert len(board.event_table.value) == 8
+        assert second not in board.session_filter.options.values()  # at most hourly
+
+        # Opening the trace tab draws at once, with every span heard while it was hidden.
+        board.layout.active = TRACE_TAB
+        assert len(drawn) == 1
+        assert "4 spans" in board.trace_summary.object
+        await chat(bus, "third")
+        board.tick()  # within trace_interval: neither redrawn nor is the table sent to
+        assert len(drawn) == 1
+        assert len(board.event_table.value) == 8
+        board.trace_interval = 1e-9  # due again
+        board.tick()
+        assert len(drawn) == 2
+        assert "6 spans" in board.trace_summary.object
+
+        # Back on the events tab: the rows that arrived while it was hidden, at once.
+        board.layout.active = EVENTS_TAB
+        assert len(board.event_table.value) == 12
+        assert list(board.event_table.value["seq"]) == list(range(12))
+        board.tick()
+        assert len(drawn) == 2  # hidden again
+    finally:
+        board.close()
+    assert board.closed
+
+
+async def test_a_page_that_has_not_applied_the_last_updates_is_sent_no_more(
+    bus: MessageBus,
+) -> None:
+    """Backpressure: a page that falls behind gets fewer updates, not a growing queue."""
+    board = dashboard(bus, interval=None)
+    try:
+        board.tick()
+        assert board.unapplied == 0  # no page has answered: sent to as usual
+        board._applied.value = board._sent.value  # what the page's jslink does, once applied
+        for n in range(IN_FLIGHT):  # the page answers no more
+            await bus.publish(Ping(n=n))
+            await bus.drain()
+            board.tick()
+        assert board.unapplied == IN_FLIGHT
+        assert len(board.event_table.value) == IN_FLIGHT
+        sent = board._sent.value
+        await bus.publish(Ping(n=IN_FLIGHT))
+        await bus.drain()
+        board.tick()
+        assert board._sent.value == sent  # nothing more went out
+        assert len(board.event_table.value) == IN_FLIGHT
+        assert board.events.counts()["seen"] == IN_FLIGHT + 1  # but the feed took it in
+        board._applied.value = sent  # the page caught up: what it missed, in one update
+        board.tick()
+        expected = [f"n={n}" for n in range(IN_FLIGHT + 1)]
+        assert list(board.event_table.value["summary"]) == expected
+        assert board.unapplied == 1
+    finally:
+        board.close()
+
+
+async def test_the_trace_draws_the_newest_spans_and_counts_the_others(bus: MessageBus) -> None:
+    LLMService(bus, "demo:llmgine-demo", latency=0).install()
+    board = dashboard(bus, interval=None, max_spans=3)
+    try:
+        for n in range(3):
+            await chat(bus, f"chat {n}")
+        board.refresh()
+        bars = sum(len(trace["y"]) for trace in board.trace_pane.object["data"])
+        assert bars == 3
+        assert "3 spans (3 older not drawn)" in board.trace_summary.object
+    finally:
+        board.close()
+    with pytest.raises(ValueError, match="trace_interval must be positive"):
+        dashboard(bus, trace_interval=0)
+
+
 async def test_the_command_line_takes_port_and_address() -> None:
     args = parse_dashboard_args([])
     assert (args.port, args.address, args.show, args.demo) == (5006, "127.0.0.1", False, 0.0)
@@ -218,6 +334,31 @@ async def test_a_real_server_on_127_0_0_1_serves_the_page(bus: MessageBus) -> No
         server.stop()
     assert server.dashboards == []
     assert made.events.closed
+
+
+async def test_a_page_that_went_away_has_its_dashboard_closed_and_forgotten(
+    bus: MessageBus,
+) -> None:
+    """A server left running meets many pages: what each page made must go with it.
+
+    About 8 s: Bokeh forgets a page 1 to 1.5 times ``forget_after`` after it went, and
+    ``forget_after`` must outlast the slowest page load here (a page made is looked at
+    right after it loads)."""
+    server = serve_dashboard(bus, port=0, interval=0.05, forget_after=5)
+    made: list[Dashboard] = []
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(3):  # pages that load and never connect their websocket
+                assert (await client.get(server.url)).status_code == 200
+                made.append(server.dashboards[-1])
+        assert len(set(map(id, made))) == 3  # one dashboard per page
+        await eventually(lambda: server.dashboards == [], "the pages' dashboards forgotten")
+        assert all(board.closed for board in made)  # periodic callbacks stopped
+        assert all(board.events.closed and board.spans.closed for board in made)  # off the bus
+    finally:
+        server.stop()
+    with pytest.raises(ValueError, match="forget_after must be positive"):
+        serve_dashboard(bus, port=0, forget_after=0)
 
 
 async def test_the_command_line_serves_with_demo_traffic_until_cancelled() -> None:
