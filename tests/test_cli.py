@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from llmgine.__main__ import main
+from tests.deadline import DEADLINE
 
-# Generous: JupyterLab takes seconds to start on an idle machine, far longer on a busy one.
-DEADLINE = 180.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,7 +35,7 @@ def free_port() -> int:
 
 def answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=DEADLINE) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False

@@ -11,6 +11,7 @@ import pytest
 from llmgine import __main__ as cli
 from llmgine.__main__ import lab_command, main
 from llmgine._demo import run_demo
+from tests.deadline import DEADLINE
 
 
 async def test_the_demo_tours_the_bus(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,7 +32,7 @@ async def test_the_demo_tours_the_bus(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_the_cli_runs_the_demo_in_a_fresh_interpreter() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "llmgine", "demo"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "llmgine", "demo"], capture_output=True, text=True, timeout=DEADLINE
     )
     assert done.returncode == 0, done.stderr
     assert "5. Stats:" in done.stdout

@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from llmgine._extras import EXTRAS
+from tests.deadline import DEADLINE
 
 # Refuses the listed top-level packages, as a machine without them would.
 BLOCK = """
@@ -29,7 +30,6 @@ class Absent:
 sys.meta_path.insert(0, Absent())
 """
 
-DEADLINE = 120  # seconds for one child process, generous on a busy machine
 
 CASES = {
     "observability": ({"pandas"}, "from llmgine import observability"),

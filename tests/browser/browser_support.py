@@ -29,11 +29,12 @@ from typing import IO
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
+from tests.deadline import DEADLINE as DEADLINE  # the suite's one deadline, re-exported
 from tests.notebook.nb_support import ROOT, isolated_dirs, offline_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).with_name("artifacts")
-DEADLINE = 120.0  # seconds: the longest any one wait may take (see the docstring)
+
 DEADLINE_MS = DEADLINE * 1000  # the same, as Playwright takes it
 _LOCAL = re.compile(r"^(?:https?|wss?)://(?:127\.0\.0\.1|localhost)(?::\d+)?/")
 

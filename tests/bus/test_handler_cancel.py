@@ -22,8 +22,7 @@ from llmgine.bus import (
     MessageBus,
 )
 from llmgine.errors import CommandTimeoutError, HandlerCancelledError
-
-DEADLINE = 10  # seconds: far beyond what any of these needs, short of pytest's timeout
+from tests.deadline import DEADLINE
 
 
 class Tick(Event):

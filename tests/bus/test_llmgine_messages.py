@@ -26,6 +26,7 @@ from llmgine.bus import Message, from_json, message_type_name, to_json
 from llmgine.bus._polymorphic import PolymorphicMarker
 from llmgine.errors import MessageSerializationError
 from llmgine.llm import ChatMessage, Generate, LLMRequest
+from tests.deadline import DEADLINE
 
 for _module in pkgutil.walk_packages(llmgine.__path__, "llmgine."):
     if not _module.name.endswith("__main__"):
@@ -225,7 +226,7 @@ def test_a_reader_that_never_imported_the_provider_still_reads_its_options() -> 
         input=to_json(command),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=DEADLINE,
         check=False,
     )
     assert done.returncode == 0, done.stderr

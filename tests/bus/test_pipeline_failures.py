@@ -8,8 +8,7 @@ import logging
 import pytest
 
 from llmgine.bus import Delivery, Event, EventHandlerFailed, EventNext, MessageBus
-
-DEADLINE = 10
+from tests.deadline import DEADLINE
 
 
 class Order(Event):

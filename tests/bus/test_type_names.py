@@ -10,6 +10,7 @@ import sys
 from llmgine import observability
 from llmgine.bus import MessageBus, from_json, message_type_name, to_json
 from llmgine.llm import ChatMessage, Generate, LLMCallCompleted, LLMRequest, LLMService
+from tests.deadline import DEADLINE
 
 
 def test_llmgine_messages_are_named_by_their_public_package() -> None:
@@ -42,7 +43,7 @@ def test_a_public_name_is_read_in_a_process_that_never_imported_its_package() ->
         input=to_json(command),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=DEADLINE,
         check=True,
     )
     assert done.stdout.split() == ["llmgine.llm._service", "Generate"]

@@ -36,6 +36,7 @@ from llmgine.llm import (
     register_provider,
 )
 from llmgine.tools import ToolManager, run_tool_loop, tool
+from tests.deadline import DEADLINE
 
 
 class Sleeps:
@@ -267,7 +268,9 @@ def test_the_llm_layer_needs_neither_pandas_nor_opentelemetry() -> None:
         "heavy = [m for m in ('pandas', 'opentelemetry') if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

@@ -37,6 +37,7 @@ from llmgine.notebook._dashboard import (
     serve_dashboard,
 )
 from llmgine.notebook._dashboard_view import EVENTS_TAB, IN_FLIGHT, TRACE_TAB
+from tests.deadline import DEADLINE
 
 from .widgets_support import PLANTED_KEY, Leaky, Ping, observability_off
 
@@ -50,9 +51,6 @@ pytestmark = [
         "ignore:The inplace keyword in DataFrame.reset_index:pandas.errors.Pandas4Warning"
     ),
 ]
-
-
-DEADLINE = 60.0  # seconds: waits on a real condition, generous for a busy machine
 
 
 def ask(text: str) -> Generate:

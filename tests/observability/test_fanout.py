@@ -21,6 +21,7 @@ from llmgine._redact import Redactor
 from llmgine.observability import SpanBuffer
 from llmgine.observability._buffer import HOLD_LIMIT, RedactingFanout
 from llmgine.observability._tracer import LiteTracer
+from tests.deadline import DEADLINE
 
 
 class Recorder(SpanProcessor):
@@ -170,7 +171,7 @@ def test_spans_ended_as_asyncio_run_ends_reach_the_console_by_exit(tmp_path: Pat
         "asyncio.run(main())\n"
     )
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=DEADLINE, check=True
     )
     assert "the-last-span" in done.stdout, done.stderr
 

@@ -45,6 +45,7 @@ from llmgine.tools import (
     stream_tool_loop,
     tool,
 )
+from tests.deadline import DEADLINE
 
 
 @tool
@@ -408,6 +409,8 @@ def test_importing_tools_loads_neither_pandas_nor_opentelemetry() -> None:
         "assert result.tool_results[0].content == 'sunny in Paris', result\n"
         "print([m for m in ('pandas', 'opentelemetry') if m in sys.modules])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

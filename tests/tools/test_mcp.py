@@ -38,6 +38,7 @@ from llmgine.tools._loop import run_tool_loop
 from llmgine.tools._manager import ToolManager
 from llmgine.tools._mcp import McpServer, import_mcp
 from llmgine.tools._mcp_server import mcp_server, serve_http
+from tests.deadline import DEADLINE
 from tests.tools import mcp_tools
 from tests.tools.mcp_tools import build_manager
 
@@ -82,7 +83,7 @@ class ServerProcess:
 
 
 async def wait_until_listening(
-    port: int, *, server: ServerProcess | None = None, timeout: float = 20.0
+    port: int, *, server: ServerProcess | None = None, timeout: float = DEADLINE
 ) -> None:
     """Poll until something accepts connections on 127.0.0.1:port (the readiness signal)."""
     async with asyncio.timeout(timeout):
@@ -118,7 +119,7 @@ def http_process(tmp_path: Path) -> Iterator[ServerProcess]:
             if process.poll() is None:
                 process.terminate()
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=DEADLINE)
             except subprocess.TimeoutExpired:  # a hung server
                 process.kill()
                 process.wait()

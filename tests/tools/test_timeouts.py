@@ -23,6 +23,7 @@ from llmgine.tools import (
     ToolTimeoutError,
     tool,
 )
+from tests.deadline import DEADLINE
 
 MAY_STILL_RUN = "may still be running and its effects may still happen"
 
@@ -60,7 +61,7 @@ class LogWaiter(logging.Handler):
     def wait_for(self, text: str) -> str:
         with self._changed:
             found = self._changed.wait_for(
-                lambda: [r for r in self.records if text in r], timeout=30
+                lambda: [r for r in self.records if text in r], timeout=DEADLINE
             )
         assert found, f"no log line containing {text!r}: {self.records}"
         return found[0]
@@ -121,7 +122,7 @@ async def test_a_timed_out_sync_tool_is_said_to_maybe_run_on_and_its_late_finish
         assert effects == []
 
         released.gate.set()  # the thread goes on, and does what it was asked after all
-        await asyncio.wait_for(arrived.wait(), 30)
+        await asyncio.wait_for(arrived.wait(), DEADLINE)
         assert effects == ["ann"]
         [event] = late
         assert (event.call_id, event.tool_name, event.reason, event.ok) == (
@@ -153,7 +154,7 @@ async def test_a_late_failure_is_reported_with_its_error(
     result = await ToolManager([charge], bus=bus).execute(call)
     assert MAY_STILL_RUN in result.text
     released.gate.set()
-    await asyncio.wait_for(arrived.wait(), 30)
+    await asyncio.wait_for(arrived.wait(), DEADLINE)
     [event] = late
     assert (event.call_id, event.ok, event.error_type) == ("call_9", False, "ConnectionError")
     assert event.error is not None
@@ -182,7 +183,7 @@ async def test_a_cancelled_sync_call_reports_its_thread_ending_too(
     with pytest.raises(asyncio.CancelledError):
         await task
     released.gate.set()
-    await asyncio.wait_for(arrived.wait(), 30)
+    await asyncio.wait_for(arrived.wait(), DEADLINE)
     assert [(e.call_id, e.reason, e.ok) for e in late] == [("c", "cancelled", True)]
     assert "was cancelled" in tool_log.wait_for("(call c)")
 
