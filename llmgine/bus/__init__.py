@@ -13,6 +13,191 @@ Example:
     bus.on_command(Greet, lambda cmd: f"hello {cmd.name}")
     result = await bus.execute(Greet(name="ada"))       # result.value == "hello ada"
     await bus.publish(Greeted(text=result.value), wait=True)
+
+Reference
+=========
+
+Messages, events, commands, sessions
+------------------------------------
+
+**Messages** are pydantic v2 models with an `id`, a UTC `timestamp`, a `session_id` (`None`
+for bus-level messages) and `metadata`. Unknown fields are rejected. `to_json(message)` /
+`from_json(text)` round-trip any message losslessly *with its concrete class* (bytes as
+base64, NaN and infinities kept), which is what lets a transport carry them between
+processes: what comes back has the same classes and values, or `to_json` refuses with a
+`MessageSerializationError` naming the field (`Drawn.shapes[1]`) and the fix. It refuses:
+bytes in a nested model that reads JSON bytes as text (subclass `llmgine.bus.Payload`,
+which reads them as base64); a value in a field typed `Any`, such as `metadata`, that is
+not plain JSON (bytes, tuples, sets, datetimes, models, non-string keys come back as
+something else: convert them, or declare a typed field); a subclass instance in a field
+declared as its base (it would come back as the base); and a value of a union whose
+members JSON does not tell apart (it would come back as the first member that accepts it:
+use a discriminated union), or a container JSON gives back as another type (a tuple in a
+`Sequence` field comes back a list). A field declared `Polymorphic[Base]` holds any subclass of
+`Base` and carries it with its class name, so it comes back as that class (this is how
+`LLMRequest.options` carries `OpenAIOptions`, `AnthropicOptions`, ...). Every message
+class llmgine defines round-trips, which a test checks with every field populated.
+Computed fields are left out (they are recomputed). A class registers itself under
+`module.QualName`, or under `__message_type__ = "name"` if you set one; redefining a class
+(a notebook cell run twice) replaces it. llmgine's own messages go by the public package
+that exports them (`llmgine.llm.Generate`, `llmgine.bus.SessionStarted`) in JSON,
+`events_df()` and spans, never by the private module that defines them; JSON written under
+the old private names is still read.
+
+**Events.** `await bus.publish(event)` queues the event and returns at once.
+`await bus.publish(event, wait=True)` delivers it *now*, in the calling task, and returns a
+`Delivery` (how many handlers ran, which failed) once that event's handlers have finished,
+without waiting behind unrelated queued events. `bus.publish_nowait(event)` queues from
+synchronous code. Handlers may be sync or async functions or callable objects. A handler
+for a class receives its subclasses; a handler for `Event` sees everything. Higher
+`priority` runs first (ties in registration order); `where=` filters per handler;
+`bus.add_filter(predicate)` filters for the whole bus (counted in `stats().filtered`).
+Every `on_event`, `on_command`, `add_filter` and `add_*_middleware` returns a
+`Subscription` whose `remove()` undoes it.
+
+**A handler that raises** does not stop the others: the error is logged, counted, reported
+in the `Delivery` and published as an `EventHandlerFailed` event (whose own handlers'
+failures are logged only, so failures cannot loop). A bus filter or event middleware that
+raises is reported the same way, under its own name (`stats().handler_failures` counts
+handlers, filters and middleware); a failing filter (one returning an awaitable fails:
+filters are synchronous) lets the event through to no handler, and a middleware that
+fails after `call_next` keeps what the handlers did in the `Delivery`. A handler, filter,
+middleware or observer that raises `CancelledError` on its own (say, by awaiting a task
+something else cancelled) fails like any other, with a `HandlerCancelledError`: the
+worker goes on delivering, and `publish(wait=True)` and `execute()` return a failure
+instead of passing for cancelled. Cancelling the bus or the caller (a task's `cancel()`,
+`asyncio.timeout`, `stop()`) still cancels.
+
+**Commands.** `await bus.execute(command)` runs the one handler registered for the
+command's class (or the nearest base class) and returns a `CommandResult` with `success`,
+`value`, `error` (type, message, traceback), `attempts` and `duration_ms`;
+`result.unwrap()` returns the value or raises. A missing handler, a handler that raises,
+times out or meets an open breaker gives a failed result, never an exception, and the bus
+publishes `CommandFailed` and keeps the command in the dead-letter queue. Registering a
+second handler for a command class in the same scope is an error.
+
+**Handlers may publish** with or without `wait=True`, execute commands, open sessions and
+so on: nothing of that deadlocks. A fire-and-forget publish from a handler into a full
+`block` queue is delivered inline instead of waiting on the worker that is running the
+handler; `drain()` from inside a handler is refused with an error saying why.
+
+**Sessions.**
+
+```python
+async with bus.session("chat") as session:
+    session.on_event(Answered, print)          # sees only this session's events
+    session.on_command(Ask, lambda cmd: "hi")  # ahead of the bus's handler, in this session
+    await session.publish(Answered(answer="hi"))  # session_id filled in
+    await session.execute(Ask(question="..."))
+# Here the session's queued events were delivered, then SessionEnded, then its handlers
+# were removed. Bus-scoped handlers saw every session's events all along.
+```
+
+An exception inside the block is recorded in `SessionEnded.error` and re-raised.
+
+**Middleware** wraps delivery (`add_event_middleware(mw)`, `await mw(event, call_next)`
+returning the `Delivery`) or execution (`add_command_middleware(mw)`,
+`await mw(command, call_next)` returning the value or raising; it wraps retries too). The
+first added is the outermost. Tracing, auditing and caching belong here. An event
+middleware that raises is a reported failure (above), so the middleware around it gets a
+`Delivery` listing it, never the exception; a command middleware's exception fails the
+command as a handler's would.
+
+**Scheduled events.** `bus.schedule(event, delay=5)` or `bus.schedule(event, at=aware_dt)`
+returns a handle with `cancel()`, `state` and `await handle.wait()`. Timers run on the
+event loop's clock. `stop()` cancels what has not fired and logs how many.
+
+
+Resilience
+----------
+
+```python
+from llmgine.bus import BreakerPolicy, CommandPolicy, RetryPolicy
+
+bus.set_policy(CallModel, CommandPolicy(
+    timeout=30,                                         # seconds per attempt
+    retry=RetryPolicy(attempts=4, initial=0.5, max_delay=8, jitter=0.25,
+                      retry_on=(ConnectionError, TimeoutError)),
+    breaker=BreakerPolicy(failure_threshold=5, reset_timeout=30),
+))
+```
+
+- **Retry**: the n-th retry waits `min(initial * exp_base**(n-1) + uniform(0, jitter),
+  max_delay)`. Only `retry_on` exceptions are retried; a missing handler or an open breaker
+  never is. Policies apply to a command class and its subclasses; `execute(cmd, timeout=)`
+  overrides the timeout for one call.
+- **Circuit breaker** per command class: *closed* until `failure_threshold` consecutive
+  failures, then *open* (every call fails fast with `CircuitOpenError`, which says when it
+  will try again), then *half-open* after `reset_timeout` (up to `half_open_max_calls`
+  trial calls; `success_threshold` successes close it, a failure opens it again). Pass
+  `MessageBus(clock=...)` to drive it from a fake clock.
+- **Dead-letter queue** (`bus.dead_letters`, bounded by `dead_letter_size`, default 1,000):
+  every command that failed for good, with its error, exception and attempts. Inspect it
+  (`list(bus.dead_letters)`, `get(id)`), `await bus.dead_letters.replay(id)` or
+  `replay_all()` (a success removes the entry; a repeated failure keeps one entry and
+  counts `replays`). When full, the oldest entry is evicted, logged and counted.
+- **Backpressure**: the event queue holds at most `queue_capacity` events (default
+  10,000). When it is full, `backpressure="block"` makes publishers wait until the queue
+  has drained to `low_watermark`; `"drop_oldest"` drops the oldest queued event;
+  `"reject"` raises `BackpressureError`. Reaching `high_watermark` marks the queue
+  `under_pressure` until it falls to `low_watermark`. Every drop and rejection is counted
+  (`stats().dropped`, `dropped_by_type`, `rejected`) and logged: nothing is lost silently.
+
+`bus.stats()` returns counts (published, delivered, filtered, handler failures (handlers,
+filters and middleware that raised), commands executed/succeeded/failed, dropped,
+rejected, blocked publishes), queue depth, capacity and pressure, latency percentiles
+for event delivery and command execution (from a fixed-size log-linear histogram, within
+6.25%), breaker states, dead-letter size, scheduled events pending and open sessions.
+Every part of it is bounded.
+
+
+Delivery guarantees, precisely
+------------------------------
+
+- Every queued event is delivered to each of its handlers exactly once, unless the
+  `drop_oldest` strategy drops it (counted) or `reject` refuses it (raised to the
+  publisher).
+- With `workers=1` (the default), queued events are delivered in the order they were
+  queued. Two exceptions, both by design: `publish(..., wait=True)` delivers at once,
+  ahead of anything queued; and a session that ends delivers its own queued events
+  straight away, before its `SessionEnded`.
+- With `workers=N`, up to N queued events are delivered concurrently (slow handlers no
+  longer hold up the rest), in no guaranteed order.
+- `await bus.drain()` returns when the queue is empty and nothing is being delivered,
+  including events published by handlers meanwhile. `await bus.stop()` drains, then
+  refuses new messages (`BusStoppedError`) until `start()`.
+- An idle bus costs nothing: its worker awaits a future that only a publish resolves.
+- A few queued events (under 64) are delivered at the event loop's next idle turn (at most
+  8 turns later), so a publisher about to send a request is not held up between its
+  writes; a backlog is delivered at once. Spans reach the span buffer and exporters the
+  same way, and every read of the buffer, `flush()` and `disable()` catch up first.
+
+
+Event loops and buses
+---------------------
+
+`MessageBus()` is an ordinary object: create one per application, per test, per
+notebook. It binds to the running event loop on first use. If that loop is closed (as
+when each test gets a new loop) it moves to the next one, keeping queued events; using
+it from a second loop *while the first still runs* raises `EventLoopMismatchError`, before
+any handler runs, from every entry point: `publish` (with or without `wait=True`),
+`publish_nowait`, `execute`, `session()` and entering one, `schedule` and a scheduled
+event's `wait()`, `start`, `drain` and `stop`; so do the synchronous ones called from
+another thread that runs no loop. To use a bus from another thread, hand the call to its
+loop (`asyncio.run_coroutine_threadsafe(bus.execute(cmd), loop)`).
+`llmgine.bus.default_bus()` gives a module-level bus for convenience (created on first
+use with default settings; `set_default_bus()` replaces it); nothing in llmgine uses it
+behind your back.
+
+
+Transports
+----------
+
+Delivery of queued events sits behind one small protocol, `llmgine.bus.Transport`
+(`send`, `send_nowait`, `drain`, `flush_session`, `start`, `stop`, `stats`).
+`LocalTransport` is the in-process bounded queue. A NATS transport will implement the same
+protocol so the same `Command` and `Event` classes travel between processes without
+changes to the public API.
 """
 
 from llmgine.bus._bus import MessageBus
