@@ -35,7 +35,8 @@ message and drops the oldest turns first as whole groups, so a tool call never l
 result. The view starts at a user message whenever the conversation has one to start at
 (Anthropic and Gemini reject one that opens with the model's turn): turns that answer a
 dropped user message keep it in front of them, so a long tool loop loses its middle
-rounds, not its question. If the system messages and the newest turn alone exceed the budget it raises
+rounds, not its question. If the system messages and the newest turn alone exceed the
+budget it raises
 `BudgetTooSmallError` (or keeps them, with `overflow="keep_newest"`). `messages()` trims
 the view only; `compact()` writes the trim back.
 
