@@ -214,7 +214,10 @@ def _register_builtins() -> None:
     from llmgine.llm._testing import ScriptedProvider
 
     register_provider(
-        "demo", DemoProvider, offline=True, description="offline demo: plausible answers"
+        "demo",
+        DemoProvider,
+        offline=True,
+        description="offline demo: a labelled simulation, no model behind it",
     )
     register_provider(
         "test", ScriptedProvider, offline=True, description="offline scripted model for tests"

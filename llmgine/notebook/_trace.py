@@ -119,10 +119,15 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     def _draw(self) -> None:
         self.bars = self.feed.bars()
         spec = figure(self.bars, title=self._title(), height=self.height)
+        layout = dict(spec["layout"])
+        # A merging update would change existing annotations in place and never drop one
+        # (plotly's update merges arrays element by element): the row labels are replaced.
+        labels = layout.pop("annotations")
         with self.figure.batch_update():
             for trace, data in zip(self.figure.data, spec["data"], strict=True):
                 trace.update(data, overwrite=True)
-            self.figure.layout.update(spec["layout"], overwrite=False)
+            self.figure.layout.update(layout, overwrite=False)
+            self.figure.layout.annotations = labels
         counts = escape(summary_line(self.feed))
         self.summary.value = f'<span class="llmgine-trace-counts">{counts}</span>'
         self.renders += 1

@@ -56,6 +56,17 @@ DEFAULT_MAX_SPANS = 500
 INTAKE = 20_000
 RUNNING_PATTERN = "/"
 ROW_PX = 22
+# The span names: left-aligned in the left margin, indented per level of nesting.
+LABEL_FONT_PX = 12
+_CHAR_PX, _NARROW_PX, _WIDE_PX = 7.0, 4.0, 11.0  # generous, for a 12 px sans-serif
+_NARROW = frozenset(" .,:;'|!()[]/\\-_ifjlrtI1")
+_WIDE = frozenset("ABCDEFGHJKLMNOPQRSTUVWXYZmw@%&")
+LABEL_PAD_PX = 8
+INDENT_PX = 16
+MAX_LABEL_CHARS = 40  # longer names are cut, whole on hover
+TITLE_PX = 36
+AXIS_PX = 46  # the x axis's tick labels and title, under the plot
+LEGEND_PX = 26  # the legend, under the axis title
 
 
 def observability_for(bus: Any = None, obs: Observability | None = None) -> Observability:
@@ -309,7 +320,14 @@ class SpanFeed:
 
 
 def figure(bars: Iterable[Bar], *, title: str = "", height: int | None = None) -> dict[str, Any]:
-    """A plotly figure dict: one horizontal bar trace per kind, rows top to bottom."""
+    """A plotly figure dict: one horizontal bar trace per kind, rows top to bottom.
+
+    Plotly right-aligns y tick labels, which hides any indentation, so the span names are
+    left-aligned annotations in the left margin instead, shifted right by their depth (a
+    pixel offset from the plot's edge, so it holds at any width), with the margin sized to
+    the longest one. The legend sits at the figure's bottom edge (pixels, not a fraction
+    of the plot's height), in a bottom margin that leaves the x-axis title its own room.
+    """
     drawn = list(bars)
     data = []
     for kind in KINDS:
@@ -336,24 +354,79 @@ def figure(bars: Iterable[Bar], *, title: str = "", height: int | None = None) -
                 },
             }
         )
+    names = [_short(b.record.name) for b in drawn]
+    widest = max(
+        (b.depth * INDENT_PX + _text_px(n) for b, n in zip(drawn, names, strict=True)),
+        default=0,
+    )
+    left = LABEL_PAD_PX + widest + LABEL_PAD_PX
+    top = TITLE_PX if title else 10
+    bottom = AXIS_PX + (LEGEND_PX if drawn else 0)
     layout = {
-        "title": {"text": title, "x": 0, "font": {"size": 13}},
+        "title": {"text": title, "x": 0, "xanchor": "left", "pad": {"l": 8}, "font": {"size": 13}},
         "barmode": "overlay",
         "bargap": 0.25,
-        "height": height or max(160, 90 + ROW_PX * len(drawn)),
-        "margin": {"l": 10, "r": 10, "t": 36 if title else 10, "b": 36},
-        "xaxis": {"title": {"text": "ms since the first span shown"}, "rangemode": "tozero"},
+        "height": height or max(180, top + bottom + ROW_PX * len(drawn) + 12),
+        "margin": {"l": left, "r": 16, "t": top, "b": bottom},
+        "xaxis": {
+            "title": {"text": "ms since the first span shown", "standoff": 6},
+            "rangemode": "tozero",
+            "automargin": True,
+        },
         "yaxis": {
             "autorange": "reversed",
             "tickmode": "array",
-            "tickvals": list(range(len(drawn))),
-            "ticktext": [b.label for b in drawn],
-            "automargin": True,
+            "tickvals": list(range(len(drawn))),  # one grid line per row
+            "showticklabels": False,  # the names are the annotations below
+            "automargin": False,
         },
-        "legend": {"orientation": "h", "y": -0.15 if drawn else 1},
+        "annotations": [
+            _label(i, bar, name, left)
+            for i, (bar, name) in enumerate(zip(drawn, names, strict=True))
+        ],
+        "legend": {
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": 0,
+            "yanchor": "bottom",
+            "yref": "container",
+        },
         "hoverlabel": {"align": "left"},
     }
     return {"data": data, "layout": layout}
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= MAX_LABEL_CHARS else name[: MAX_LABEL_CHARS - 1] + "…"
+
+
+def _text_px(text: str) -> int:
+    """A generous width for ``text`` in the labels' 12 px sans-serif (no font metrics
+    here): narrow, wide and other characters at their widest common widths."""
+    return round(
+        sum(_NARROW_PX if c in _NARROW else _WIDE_PX if c in _WIDE else _CHAR_PX for c in text)
+    )
+
+
+def _label(row: int, bar: Bar, name: str, left: int) -> dict[str, Any]:
+    """Row ``row``'s name, left-aligned in the margin and indented by its depth."""
+    label: dict[str, Any] = {
+        "xref": "paper",
+        "yref": "y",
+        "x": 0,
+        "y": row,
+        "xanchor": "left",
+        "yanchor": "middle",
+        "xshift": LABEL_PAD_PX - left + bar.depth * INDENT_PX,
+        "align": "left",
+        "showarrow": False,
+        "text": escape(name, quote=False),
+        "font": {"size": LABEL_FONT_PX},
+    }
+    if name != bar.record.name:
+        label["hovertext"] = escape(bar.record.name, quote=False)
+    return label
 
 
 def summary_line(feed: SpanFeed) -> str:

@@ -27,6 +27,7 @@ from llmgine.llm import (
     StreamAssembler,
     StreamItem,
     TextDelta,
+    ToolName,
     ToolResultPart,
     ToolSpec,
     get_model,
@@ -85,6 +86,67 @@ async def test_the_demo_calls_tools_then_uses_their_results() -> None:
     assert "18" in second.text
     none = await model.generate([question], tools=[WEATHER], tool_choice="none")
     assert none.tool_calls == []
+
+
+async def test_the_demo_says_it_is_a_simulation_and_echoes_what_it_received() -> None:
+    model = get_model("demo:llmgine-demo", latency=0)
+    reply = await model.generate("Name three primes.")
+    text = reply.text
+    first = text.splitlines()[0]
+    assert first.startswith("Offline demo: no language model is behind this reply")
+    assert "“Name three primes.”" in first  # the question, quoted, is not answered
+    assert "OPENAI_API_KEY" in text  # how to get real answers
+    assert "LLMGINE_MODEL" in text
+    assert f"- 1 message (user), about {reply.usage.input_tokens} input tokens" in text
+    assert "- no system prompt" in text
+    assert "- no tools" in text
+    assert len(text.splitlines()) <= 8  # a few lines, not filler
+    assert len(text) / 6 < (reply.usage.output_tokens or 0) < len(text) / 2  # plausible
+    conversation = [
+        ChatMessage.system("Be brief."),
+        ChatMessage.user("hi"),
+        ChatMessage.assistant("hello"),
+        ChatMessage.user("What time is it?"),
+    ]
+    shaped = await model.generate(conversation, tools=[WEATHER], temperature=0.2, seed=7)
+    assert shaped.tool_calls == []  # no word of "get_weather" in the prompt
+    assert "- 4 messages (1 system, 2 user, 1 assistant), about " in shaped.text
+    assert "- a system prompt (9 characters)" in shaped.text
+    assert "- 1 tool (get_weather), none called: " in shaped.text
+    assert "like “weather”" in shaped.text  # how to make the demo call it
+    assert "- settings: temperature 0.2, seed 7" in shaped.text
+    refused = await model.generate(conversation, tools=[WEATHER], tool_choice="none")
+    assert "none called: tool_choice is none" in refused.text
+
+
+async def test_the_demo_labels_tool_results_and_reasoning_as_simulated() -> None:
+    model = get_model("demo:x", latency=0)
+    question = ChatMessage.user("What is the weather in Paris?")
+    call = (await model.generate([question], tools=[WEATHER])).tool_calls[0]
+    result = ToolResultPart(call_id=call.id, name=call.name, content={"temp_c": 18})
+    reply = await model.generate(
+        [question, ChatMessage.assistant([call]), ChatMessage.tool_results([result])]
+    )
+    assert reply.text.startswith('Offline demo: get_weather returned {"temp_c": 18}.')
+    thinking = await model.generate("Why is the sky blue?", reasoning=Reasoning(effort="low"))
+    assert thinking.reasoning[0].text.startswith("Offline demo: ")
+    assert "“Why is the sky blue?”" in thinking.reasoning[0].text
+
+
+async def test_the_demo_honours_a_named_tool_choice_and_max_tokens() -> None:
+    model = get_model("demo:x", latency=0)
+    forced = await model.generate(
+        "Anything at all, in Lisbon", tools=[WEATHER], tool_choice=ToolName(name="get_weather")
+    )
+    [call] = forced.tool_calls
+    assert call.name == "get_weather"
+    assert call.arguments == {"city": "Lisbon", "days": 1}  # valid against the schema
+    short = await model.generate("Name three primes.", max_tokens=10)
+    assert short.finish_reason == "length"
+    assert short.usage.output_tokens == 10
+    assert short.text.startswith("Offline demo: ")
+    long = await model.generate("Name three primes.", max_tokens=1000)
+    assert long.finish_reason == "stop"
 
 
 class Recipe(BaseModel):

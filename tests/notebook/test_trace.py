@@ -12,7 +12,17 @@ from llmgine.bus import MessageBus
 from llmgine.errors import ObservabilityError
 from llmgine.llm import ChatMessage, Generate, LLMRequest, LLMService
 from llmgine.notebook import TraceView
-from llmgine.notebook._widget_spans import KIND_COLOURS, RUNNING_PATTERN, Bar, SpanFeed
+from llmgine.notebook._widget_spans import (
+    AXIS_PX,
+    INDENT_PX,
+    KIND_COLOURS,
+    LEGEND_PX,
+    MAX_LABEL_CHARS,
+    RUNNING_PATTERN,
+    Bar,
+    SpanFeed,
+    figure,
+)
 from llmgine.observability import tool_span
 
 from .widgets_support import PLANTED_KEY, Gate, Plan, observability_off
@@ -85,11 +95,93 @@ async def test_a_session_with_a_demo_call_becomes_bars_with_kinds_colours_and_pa
         assert list(traces["LLM call"].y) == [2, 4]
         assert list(traces["session"].customdata) == [session.span_id]
         assert traces["tool"].base[0] == pytest.approx(tool.start_ms)
-        ticks = list(view.figure.layout.yaxis.ticktext)
-        assert ticks[2].endswith("chat llmgine-demo")
-        assert ticks[2].startswith("\u00a0" * 6)  # indented two levels
+        labels = view.figure.layout.annotations
+        assert [a.text for a in labels] == [b.record.name for b in bars]
         assert view.figure.layout.yaxis.autorange == "reversed"
         assert "5 spans" in view.summary.value
+    finally:
+        view.close()
+
+
+async def test_the_waterfall_indents_left_aligned_names_and_keeps_the_legend_clear(
+    bus: MessageBus,
+) -> None:
+    observability.enable(bus)
+    view = TraceView(interval=3600)
+    try:
+        await plan(bus)
+        view.refresh()
+        layout = view.figure.layout
+        # Plotly right-aligns tick labels, which hides indentation: the names are
+        # left-aligned annotations in the margin, shifted right by their depth.
+        assert layout.yaxis.showticklabels is False
+        labels = layout.annotations
+        assert len(labels) == len(view.bars) == 5
+        left = layout.margin.l
+        for row, (label, bar) in enumerate(zip(labels, view.bars, strict=True)):
+            assert (label.xref, label.x, label.xanchor, label.align) == ("paper", 0, "left", "left")
+            assert (label.yref, label.y) == ("y", row)  # on its bar's row
+            assert label.xshift == labels[0].xshift + bar.depth * INDENT_PX
+            assert left + label.xshift >= 0  # starts inside the figure
+        assert [b.depth for b in view.bars] == [0, 1, 2, 2, 1]
+        assert labels[2].xshift - labels[1].xshift == INDENT_PX > 0
+        # The legend hangs from the figure's bottom edge in pixels, under the room kept
+        # for the x axis's tick labels and title (not a fraction of the plot's height).
+        assert (layout.legend.yref, layout.legend.y, layout.legend.yanchor) == (
+            "container",
+            0,
+            "bottom",
+        )
+        assert layout.margin.b >= AXIS_PX + LEGEND_PX
+        assert layout.height >= layout.margin.t + layout.margin.b + 22 * len(view.bars)
+        # A redraw replaces the labels rather than merging into the old ones.
+        async with bus.session("more") as session:
+            assert (await session.execute(ask("more"))).success
+        view.refresh()
+        assert [a.text for a in view.figure.layout.annotations] == [
+            b.record.name for b in view.bars
+        ]
+        assert len(view.bars) == 7
+    finally:
+        view.close()
+
+
+async def test_long_names_are_cut_in_the_margin_and_whole_on_hover(bus: MessageBus) -> None:
+    obs = observability.enable(bus)
+    feed = SpanFeed(obs)
+    long = "command " + "VeryLong" * 10 + " <b>"
+    with (
+        obs.tracer.start_as_current_span(long, attributes={"llmgine.span.kind": "command"}),
+        obs.tracer.start_as_current_span("tool <i>x</i>"),
+    ):
+        pass
+    feed.flush()
+    label, child = figure(feed.bars())["layout"]["annotations"]
+    assert child["text"] == "tool &lt;i&gt;x&lt;/i&gt;"
+    assert "hovertext" not in child  # shown whole
+    assert label["text"].endswith("…")
+    assert len(label["text"]) == MAX_LABEL_CHARS
+    assert label["hovertext"].endswith("&lt;b&gt;")  # escaped: plotly reads markup
+    assert figure([])["layout"]["annotations"] == []
+
+
+async def test_a_redraw_replaces_the_names_rather_than_merging_into_them(
+    bus: MessageBus,
+) -> None:
+    obs = observability.enable(bus)
+    view = TraceView(max_spans=1, interval=3600)
+    try:
+        with obs.tracer.start_as_current_span("command " + "Long" * 20):
+            pass
+        view.refresh()
+        [label] = view.figure.layout.annotations
+        assert label.hovertext  # cut, so whole on hover
+        with obs.tracer.start_as_current_span("short"):
+            pass
+        view.refresh()
+        [label] = view.figure.layout.annotations  # the older span is no longer drawn
+        assert label.text == "short"
+        assert label.hovertext is None  # nothing left over from the long name
     finally:
         view.close()
 
