@@ -50,7 +50,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, CDPSession, Page, expect
 
-from tests.browser.browser_support import DEADLINE, Server, new_page
+from tests.browser.browser_support import DEADLINE, Server, new_page, unexpected
 
 ROUND_TRIP_MS = 200.0
 SWITCH_MS = 15_000.0  # generous: a tab's first draw on a busy machine; the report saw > 30 s
@@ -210,8 +210,8 @@ class Soak:
             )
         if self.blank_checks == 0:
             found.append("the page never checked its Events table (the watcher found none)")
-        if self.page_errors:
-            found.append(f"uncaught errors in the page: {self.page_errors}")
+        if unexpected(self.page_errors):
+            found.append(f"uncaught errors in the page: {unexpected(self.page_errors)}")
         return found
 
     def summary(self) -> dict[str, Any]:
