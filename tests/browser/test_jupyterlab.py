@@ -207,3 +207,43 @@ def test_quickstart_runs_in_jupyterlab_and_shows_every_view(lab: Lab, browser: B
         (shots / "jupyterlab.log").write_text(lab.server.output())
         print(f"screenshots in {shots}")
         page.close()
+
+
+COMPARE = "02-compare-providers.ipynb"
+
+
+# About 20 s, with a CPU-bound process beside it, for the same reasons as the quickstart.
+@pytest.mark.timeout(4 * DEADLINE)
+def test_a_comparison_with_failing_models_shows_each_error_in_its_own_column(
+    lab: Lab, browser: Browser
+) -> None:
+    shots = artifacts_dir("jupyterlab-compare")
+    page, network = new_page(browser)
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.goto(f"{lab.url}lab/tree/{COMPARE}?token={lab.token}")
+    page.wait_for_function(KERNEL_IDLE)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(ALL_RAN, polling=250)
+    sources: list[str] = page.evaluate(CELL_SOURCES)
+    try:
+        # No key for OpenAI, a rate-limited scripted model, and the demo: two columns say
+        # why they failed and what to do, the third answers; the cell itself did not fail.
+        compare = cell(page, sources, "%%llmgine openai:gpt-4o-mini flaky demo:llmgine-demo")
+        columns = compare.locator(".widget-gridbox > .widget-vbox")
+        expect(columns).to_have_count(3)
+        expect(columns.nth(0)).to_contain_text("MissingCredentialsError")
+        expect(columns.nth(0)).to_contain_text("OPENAI_API_KEY")
+        expect(columns.nth(1)).to_contain_text("RateLimitedError")
+        expect(columns.nth(2)).to_contain_text("demo:llmgine-demo · done")
+        expect(columns.nth(2)).to_contain_text("Offline demo")
+        expect(compare).to_contain_text("2 failed")
+        expect(compare.locator(".js-plotly-plot")).to_be_visible()
+        assert compare.locator('[data-mime-type*="error"]').count() == 0, "the cell failed"
+        compare.screenshot(path=shots / "compare-failing-column.png")
+        assert network.blocked == [], f"the page tried to leave 127.0.0.1: {network.blocked}"
+        assert failures == [], f"uncaught errors in the page: {failures}"
+    finally:
+        page.screenshot(path=shots / "page.png")
+        print(f"screenshots in {shots}")
+        page.close()
