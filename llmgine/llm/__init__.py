@@ -6,6 +6,135 @@ Example:
     model = get_model("openai:gpt-4o-mini")   # or "anthropic:...", "gemini:...", "demo:x"
     reply = await model.generate("Name three primes.")
     print(reply.text, reply.usage, reply.cost_usd)
+
+Reference
+=========
+
+The unified LLM interface
+-------------------------
+
+```python
+from llmgine.llm import ChatMessage, get_model
+
+model = get_model("openai:gpt-4o-mini", temperature=0.2)   # or "anthropic:claude-sonnet-4-5",
+reply = await model.generate("Name three primes.")        # "gemini:gemini-2.5-flash", "demo:x"
+print(reply.text, reply.usage, reply.cost_usd, reply.finish_reason)
+
+async with model.stream([ChatMessage.system("Be brief."), ChatMessage.user("Hi")]) as stream:
+    async for item in stream:          # TextDelta, ReasoningDelta, ToolCallDelta, ...
+        ...
+print(stream.response)                                    # the same LLMResponse generate() gives
+```
+
+**Switching provider is configuration**: change the string, or leave it out and set
+`LLMGINE_MODEL=anthropic:claude-sonnet-4-5` (with nothing set, `get_model()` is the offline
+demo; an empty or blank spec, `get_model("")`, is an `LLMConfigurationError`, not the
+default). Keys come from `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY` /
+`GOOGLE_API_KEY`, `<NAME>_API_KEY` for OpenAI-compatible servers (`LLAMACPP_API_KEY`, ...),
+or `api_key=`; a missing one is a `MissingCredentialsError` naming the variable. Every key
+llmgine is handed, whatever its shape, is known to the redactor from that moment, so a
+server that echoes it cannot put it in a span, event, log or error (keys under 6
+characters cannot be redacted safely: a warning says so). Addresses come from `base_url=`,
+else the environment (`OPENAI_BASE_URL`, `OLLAMA_BASE_URL`, `VLLM_BASE_URL`,
+`LLAMACPP_BASE_URL`, `ANTHROPIC_BASE_URL`, `GOOGLE_GEMINI_BASE_URL`), else the usual one,
+so `LLMGINE_MODEL=llamacpp:qwen LLAMACPP_BASE_URL=http://127.0.0.1:8081/v1` reaches a server
+on any port with no code (spans record the `server.address` and `server.port` actually
+called). Keyword arguments to `get_model` that are request fields (`temperature`,
+`max_tokens`, `tools`, ...) become defaults; the rest go to the provider (`api_key`,
+`base_url`, `timeout`, `http_client`). `list_providers()` says which exist and which have a key.
+Defaults, and the request fields a call passes (`generate`, `stream`, `generate_structured`,
+the tool loop, also over a ready `LLMRequest`), are validated as `LLMRequest` validates them
+before anything reaches the provider: `temperature="hot"` is an `InvalidRequestError` (a
+`ValueError`) naming each wrong field.
+
+**Contracts** (`llmgine.llm`, pydantic models): a conversation is `ChatMessage`s (`system`,
+`user`, `assistant`, `tool`) of typed parts with a `kind` discriminator: `TextPart`,
+`ImagePart` / `FilePart` (bytes or URL), `ReasoningPart` (with the provider's opaque
+`signature`, sent back to that provider next turn), `ToolCallPart` (id, name, parsed JSON
+arguments; unparseable ones kept in `invalid_arguments`), `ToolResultPart` (content,
+`is_error`). `Conversation` serialises to JSON and replays on another provider.
+`LLMRequest` has model, messages, tools (`ToolSpec`s; `@tool` functions, `Tool`s, a
+`ToolManager`, dicts or `None` are taken too, and a plain function is refused with how to
+make it a tool), `tool_choice` (`"auto"`, `"none"`, `"required"`,
+`ToolName("x")`), `parallel_tool_calls`, `response_format`, temperature, max tokens, top-p,
+stop, seed, `reasoning` (effort and/or token budget), timeout and typed provider
+`options`. `LLMResponse` has the parts, `finish_reason` normalised (`stop`, `length`,
+`tool_calls`, `content_filter`, `error`, `other`) and `raw_finish_reason`, `usage`,
+`cost_usd`, provider, model, response id, latency, time to first token and `raw` (the
+provider's response as plain JSON, kept aside). `Usage` is one shape streamed or not:
+input (cached included), output, cache read, cache write, reasoning tokens, total. A count
+the provider did not report is `None` (a stream from a server that sends no usage has
+`Usage()` with every count `None`, no token attributes on its span, and no cost), never a
+made-up 0.
+
+**Cost** comes from [genai-prices](https://pypi.org/project/genai-prices/)' maintained table
+(cache and tiered prices included; checked against `genai_prices.calc_price` to the last
+digit) and is `None` for a model it does not know, never a guess.
+
+**Providers** (`llmgine.llm.providers`, one file each, SDKs imported lazily with an error
+naming the extra): `openai` (Chat Completions and the Responses API, chosen per model or by
+`OpenAIOptions(api=...)`), `ollama` / `vllm` / `llamacpp` (any OpenAI-compatible server, by
+`base_url`), `anthropic` (Messages: system, tools, thinking with signatures, prompt-cache
+usage), `gemini` (generateContent and streaming, function calling, thought parts and
+thought signatures, response schemas). Each adapter has one shape: map the request out,
+call the SDK, map the response back through the one `StreamAssembler` every provider shares,
+so a streamed answer and the same answer unstreamed are equal `LLMResponse`s. Tools with
+every `tool_choice` and parallel calls; structured output from a pydantic model with
+`model.generate_structured(prompt, MyModel)` (native JSON schema, adapted to each provider's
+schema rules, validated, re-asked with the errors up to `max_attempts`, result in
+`response.parsed`); images and files in. Provider-specific features go through typed
+options (`OpenAIOptions`, `AnthropicOptions`, `GeminiOptions`, each with `extra_body` for
+anything else); a request can carry options for several providers, and each reads only
+its own, so switching providers never breaks a request. Anthropic has no `seed`: it is
+ignored with a logged warning rather than failing the switch.
+
+**One error tree, one table** (drawn in `llmgine/errors.py`; the table is
+`llmgine/llm/_error_table.py`, the same for every provider): `AuthenticationError` 401,
+`PermissionDeniedError` 403, `ModelNotFoundError` 404 naming a model, `EndpointNotFoundError`
+404 from a path where no API is (a wrong `base_url`), `BadRequestError` 400/413/422 (with
+`ContextTooLongError` and `ContentFilteredError`, from the body's codes and words: OpenAI's
+`context_length_exceeded`, llama.cpp's `exceed_context_size_error`, Anthropic's and
+Gemini's messages), `RateLimitedError` 429 (with `retry_after` from `retry-after-ms`,
+`retry-after` seconds or date, Google's `RetryInfo`, or "try again in 1.5s"; an exhausted
+quota is not retryable), `ServerUnavailableError` 5xx/529/overloaded and error events
+mid-stream (`server_error`, `overloaded_error`, `UNAVAILABLE`), `LLMTimeoutError` (no
+answer, or a 408), `LLMConnectionError`. Messages give the status once, the provider's
+words, and a hint naming what was actually used: the variable the key came from (or that
+no key was sent), the `base_url` called. Two more say an answer was not what the API
+documents: `MalformedResponseError` (a body or stream event that is not JSON or not the
+API's shape, a 200 from a web page or proxy; `.snippet` quotes what arrived, redacted) and
+`IncompleteResponseError` (a stream that ended before the API's end marker: Chat's
+`finish_reason`, Anthropic's `message_stop`, the Responses API's `response.completed`,
+Gemini's `finishReason`; `.partial` holds what arrived). A truncated answer never passes
+for a whole one: the error is retryable, so `generate()` asks again, and a stream already
+being read raises it to the reader. SDK
+exceptions are translated at one boundary (`Provider`) with the original as `__cause__`.
+**Retry** (`Retrying`, on by default in `get_model`) backs off and honours
+`retry_after`; the SDKs' own retries are off, so they never stack. A stream is retried only
+before its first item. **Fallback** is a wrapper too: `Fallback([model_a.inner,
+model_b.inner])` moves on for chosen errors. Tracing (`Traced`) makes each call a GenAI span.
+
+**Offline**: `demo:` is a labelled simulation with no model behind it: its answer says so,
+says how to get real answers, and echoes what a model would have received (messages and
+roles, input tokens, system prompt, tools, settings). It is deterministic, streams at a
+realistic pace with plausible token usage, calls a tool the prompt names (or `tool_choice`
+forces) with valid arguments, returns a valid instance for structured output, stops at
+`max_tokens`, through the same code paths, marked `response.demo = True` (and free);
+`test:` answers from a script
+(`get_model("test:m", responses=["hi", RateLimitedError(...), fn])`) and records requests.
+
+**On the bus**: `LLMService(bus, "openai:gpt-4o-mini").install()` answers
+`Generate(request=..., model=..., stream=...)` commands and publishes `LLMCallStarted`,
+`LLMStreamDelta` (batched: at most every 50 ms or 400 characters), `LLMCallCompleted`
+(usage, cost, latency, time to first token) or `LLMCallFailed`, with the session id. The
+call's GenAI span is the command's span (it carries the command's id).
+
+**Tested against real recorded traffic**: `tests/llm/cassettes/` holds 42 real HTTP
+recordings of the three APIs (copied with their attribution, `SOURCES.md`); every one is
+replayed through the official SDK over an httpx transport and the unified responses
+asserted: text, tool calls and arguments, parallel calls, thinking and signatures sent
+back, structured output, usage with cache and reasoning tokens, finish reasons, error
+classes for the 4xx recordings, and stream = non-stream.
 """
 
 from llmgine.llm._cost import cost_usd

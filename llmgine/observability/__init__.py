@@ -14,6 +14,122 @@ Example:
     obs.spans_df(session=session.id)        # one row per span, attributes flattened
     obs.events_df()                         # one row per bus event
     observability.disable()                 # flushes, and leaves nothing global behind
+
+Reference
+=========
+
+Observability
+-------------
+
+```python
+from llmgine import observability
+
+obs = observability.enable(bus)            # in memory; add console=True, jsonl="trace.jsonl"
+async with bus.session("chat") as session:
+    await session.execute(Ask(question="hi"))
+obs.spans_df(session=session.id)           # pandas: one row per span
+obs.events_df(name="Answered")             # one row per bus event, payload flattened
+obs.metrics_df()                           # bus counters and GenAI histograms
+observability.disable()                    # flushes, and leaves nothing global behind
+```
+
+`llmgine.observability` is standalone: the bus never imports it. It watches a bus through
+`bus.add_observer(...)` (a `BusObserver` is not a handler: it is not counted in a
+`Delivery`, cannot be filtered away, and its failures are logged and counted in
+`stats().observer_failures` without touching delivery).
+
+**Traces** (OpenTelemetry). A session is a root span (`session chat`); each command is
+a child span (`command Ask`, status and `error.type` from its result); a command executed
+by a handler nests under that handler's command. A `Generate` command is traced by its
+call's GenAI span alone (it carries `llmgine.command.id`), not by a command span with the
+GenAI span inside: one span per model call. LLM calls and tool executions are spans
+by the OpenTelemetry GenAI semantic conventions, through two helpers the LLM layer and the
+tool loop call:
+
+```python
+from llmgine.observability import llm_span, tool_span
+
+with llm_span(provider="openai", model="gpt-4o-mini", server_address="api.openai.com") as call:
+    call.input(messages)                       # recorded only when content capture is on
+    call.first_token()                         # time to first token, when streaming
+    call.response(model=..., response_id=..., finish_reasons=["stop"],
+                  input_tokens=12, output_tokens=40, cache_read_tokens=0, cost_usd=0.0001)
+with tool_span("get_weather", call_id="call_1", arguments={"city": "Paris"}) as tool:
+    tool.result({"temp_c": 18})
+```
+
+An LLM span is kind CLIENT, named `"{operation} {model}"`, with `gen_ai.operation.name`,
+`gen_ai.provider.name`, `gen_ai.request.model` (and temperature, max tokens, ...),
+`gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons`,
+`gen_ai.usage.input_tokens` / `output_tokens` / `cache_read.input_tokens` /
+`cache_creation.input_tokens` / `reasoning.output_tokens` (unknown counts stay unset, never
+a made-up zero), `gen_ai.conversation.id` (the session id), `server.address`, `error.type`,
+and our own `llmgine.cost.usd`. A tool span has `gen_ai.tool.name` and `gen_ai.tool.call.id`.
+Every attribute name lives in `llmgine.observability.semconv` (`llmgine/_semconv.py`), so a
+spec rename is a
+one-file change. With observability off the helpers record nothing.
+
+**Content** (prompts, completions, tool arguments and results, and the argument values a
+tool's validation error would quote) is recorded only when
+`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` or `enable(capture_content=True)`.
+
+**Secrets never leak.** API keys and tokens are redacted from everything recorded: span
+attributes, status messages and exception events (once, in front of every consumer),
+event rows, JSONL lines, console output, `ErrorInfo` (what `CommandFailed` and results
+carry) and llmgine's own log records. The redactor knows the values of environment
+variables named like credentials (`*_API_KEY`, `*_TOKEN`, ...), anything passed to
+`observability.add_secret(...)`, and the shapes of common keys (`sk-...`, `sk-ant-...`,
+`AIza...`, bearer tokens, `api_key=...`, `"x-api-key": "..."`); values under keys such as
+`authorization` are replaced whole. A test puts keys in a request, headers, a tool
+argument and exception messages and checks every output, the OTLP payload included.
+
+**In memory.** Spans go to a thread-safe ring buffer (`obs.buffer`, default 50,000
+finished spans, about 1 KB each, so about 50 MB full; the oldest make room and are counted
+in `evicted`) that also holds running spans, and tells listeners of each span as it starts
+and ends, for live views. Events go to a window of the latest 10,000 (`event_capacity`;
+`obs.events_evicted` says how many fell out).
+
+**DataFrames.** `spans_df()` has `trace_id, span_id, parent_id, name, kind, start_time,
+end_time, duration_ms, status, status_message, session_id` and one `attributes.<name>`
+column per attribute; running spans have `end_time` NaT. `events_df()` has `type, id,
+session_id, timestamp` and the payload as `data.<field>` (nested models as
+`data.<field>.<inner>`). Both filter by `session=`, `since=`/`until=` (aware datetimes)
+and `name=` (exact, or a glob such as `"chat *"`).
+
+**Handlers.** `enable(console=True)` prints a readable line per span and per event (colour
+on a terminal, via `rich`). `enable(jsonl="trace.jsonl")` writes a JSON line per finished
+span from a writer thread, rotating at 50 MB and keeping 5 older files; the caller only
+appends to a deque, so a slow disk never stalls the bus, and if the writer falls 100,000
+records behind the rest are dropped **and counted** (`obs.jsonl.dropped`). With
+`jsonl_events=True` it also writes every bus event (`{"kind": "event", "type", "data"}`,
+readable back with `llmgine.bus.from_json`); that serialises every event, which at the bus's
+top speed is far more than the 5% budget, so it is opt-in.
+
+**OTLP export** to any backend (an OpenTelemetry Collector, Jaeger, Phoenix, Langfuse, ...)
+is configured by the standard variables: set `OTEL_EXPORTER_OTLP_ENDPOINT` (and
+`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` as usual)
+and `enable()` exports spans and metrics over OTLP/HTTP with no code change
+(`enable(otlp=False)` to refuse). The test starts a real OTLP/HTTP receiver on 127.0.0.1
+and decodes what arrives with `opentelemetry-proto`.
+
+**Metrics** (OpenTelemetry metrics SDK, readable with `obs.metrics_df()`): per observed bus
+`llmgine.bus.events.published`, `.events.handled`, `.handler.failures`, `.events.dropped`,
+`.events.rejected`, `.commands.executed`, `.commands.failed`, `.queue.depth` and
+`.handler.latency` (p50/p99), read from `bus.stats()` at collection time, so they cost the
+bus nothing per event; and the GenAI histograms `gen_ai.client.token.usage` and
+`gen_ai.client.operation.duration` with the spec's bucket boundaries.
+
+**Switching on and off.** `enable()` is idempotent (the same settings return the same
+`Observability`; new settings replace it and keep observing the same buses). llmgine never
+installs a global OpenTelemetry provider: it uses its own tracer, or adds one processor to
+`enable(tracer_provider=yours)`, which `disable()` switches off. Its own tracer
+(`observability/_tracer.py`) makes OpenTelemetry API spans that are also the SDK's
+`ReadableSpan`s, so context propagation, nesting, the SDK's exporters (OTLP) and its span
+processors work unchanged; it skips what llmgine does not use (sampling, span limits, a
+lock per attribute), which takes a span from about 32 µs to 10 µs: that matters inside a
+model call's budget. With your provider, spans are your SDK's, with all its settings. `disable()`
+ends open session spans (marked `llmgine.session.unfinished`), flushes files and exporters
+and shuts down what `enable()` started.
 """
 
 # ruff: noqa: E402 (the check below must run before the imports it guards)
