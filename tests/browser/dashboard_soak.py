@@ -16,12 +16,17 @@ waterfall), and at the end a fresh page is opened and switched, as in the report
 
 `Soak.problems` is the verdict, shared by the suite's short soak
 (``test_dashboard_soak.py``) and the ten-minute benchmark
-(``benchmarks/bench_dashboard_soak.py``):
+(``benchmarks/bench_dashboard_soak.py``). The suite judges what does not depend on how
+busy the machine is (memory, blank spells, errors, and that the page answers at all
+within the suite's deadline); the benchmark also judges speed (``timing=True``), because a
+200 ms bar on a shared two-core machine under load measures the load, not the dashboard
+(a CI run beside four other test runs saw 0.8 to 1.6 s round trips early and 43 ms late,
+with memory flat):
 
-- **responsive**: in every tab phase the median round trip is under 200 ms, and so is the
-  90th percentile of the whole run, and a fresh page's opened at the end; every tab
-  switch shows its tab within 15 s (the report's fresh page could not switch in 30 s;
-  the first draw of a tab on a busy machine takes seconds);
+- **responsive** (``timing=True``): in every tab phase the median round trip is under
+  200 ms, and so is the 90th percentile of the whole run, and a fresh page's opened at
+  the end; every tab switch shows its tab within 15 s (the report's fresh page could not
+  switch in 30 s; the first draw of a tab on a busy machine takes seconds);
 - **flat memory**: after the warm-up (the table filling to its rows, the trace to its
   spans), the median heap of the last third of the samples is at most 25% above that
   of the first third (or 3 MB, whichever is more: a GC's noise on a 20 MB heap); the DOM's
@@ -178,26 +183,12 @@ class Soak:
         third = max(1, len(after) // 3)
         return after[:third], after[-third:]
 
-    def problems(self) -> list[str]:
-        """Every way the soak failed the verdict (see the module's docstring)."""
-        found: list[str] = []
+    def problems(self, *, timing: bool = True) -> list[str]:
+        """Every way the soak failed the verdict (see the module's docstring); without
+        ``timing``, speed is judged only against the suite's deadline."""
         if not self.samples:
             return ["no samples were taken"]
-        for phase in self.phases():
-            median = statistics.median(s.round_trip_ms for s in phase)
-            if median >= ROUND_TRIP_MS:
-                found.append(
-                    f"{phase[0].tab} tab from {phase[0].t:.0f} s: median round trip "
-                    f"{median:.0f} ms (limit {ROUND_TRIP_MS:.0f})"
-                )
-        p90 = _percentile([s.round_trip_ms for s in self.samples], 0.9)
-        if p90 >= ROUND_TRIP_MS:
-            found.append(f"90th percentile round trip {p90:.0f} ms (limit {ROUND_TRIP_MS:.0f})")
-        slow = [round(ms) for ms in [*self.switches_ms, self.fresh_switch_ms] if ms >= SWITCH_MS]
-        if slow:
-            found.append(f"tab switches took {slow} ms (limit {SWITCH_MS:.0f})")
-        if self.fresh_round_trip_ms >= ROUND_TRIP_MS:
-            found.append(f"a fresh page's round trip took {self.fresh_round_trip_ms:.0f} ms")
+        found = self._too_slow() if timing else self._frozen()
         first, last = self.settled()
         found += _growth("JS heap (MB)", first, last, "heap_mb", HEAP_GROWTH, HEAP_SLACK_MB)
         found += _growth("DOM nodes", first, last, "nodes", NODES_GROWTH, NODES_SLACK)
@@ -213,6 +204,33 @@ class Soak:
         if unexpected(self.page_errors):
             found.append(f"uncaught errors in the page: {unexpected(self.page_errors)}")
         return found
+
+    def _too_slow(self) -> list[str]:
+        """The speed bars (the benchmark's verdict)."""
+        found: list[str] = []
+        for phase in self.phases():
+            median = statistics.median(s.round_trip_ms for s in phase)
+            if median >= ROUND_TRIP_MS:
+                found.append(
+                    f"{phase[0].tab} tab from {phase[0].t:.0f} s: median round trip "
+                    f"{median:.0f} ms (limit {ROUND_TRIP_MS:.0f})"
+                )
+        p90 = _percentile([s.round_trip_ms for s in self.samples], 0.9)
+        if p90 >= ROUND_TRIP_MS:
+            found.append(f"90th percentile round trip {p90:.0f} ms (limit {ROUND_TRIP_MS:.0f})")
+        slow = [round(ms) for ms in [*self.switches_ms, self.fresh_switch_ms] if ms >= SWITCH_MS]
+        if slow:
+            found.append(f"tab switches took {slow} ms (limit {SWITCH_MS:.0f})")
+        if self.fresh_round_trip_ms >= ROUND_TRIP_MS:
+            found.append(f"a fresh page's round trip took {self.fresh_round_trip_ms:.0f} ms")
+        return found
+
+    def _frozen(self) -> list[str]:
+        """The suite's verdict on speed: every wait ended within the deadline."""
+        waits = [s.round_trip_ms for s in self.samples]
+        waits += [*self.switches_ms, self.fresh_switch_ms, self.fresh_round_trip_ms]
+        frozen = [round(ms) for ms in waits if ms >= DEADLINE * 1000]
+        return [f"the page did not answer within the deadline: {frozen} ms"] if frozen else []
 
     def summary(self) -> dict[str, Any]:
         """Medians and extremes, for a report."""

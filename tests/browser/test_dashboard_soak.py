@@ -3,7 +3,8 @@
 The page once fell behind its own dashboard's updates (`dashboard_soak` says how, and
 what is measured). This is the short soak: 75 s at a demo session every 0.1 s (three
 times the rate in the report, so the table and the trace are full well within the first
-20 s and the rest is steady traffic). The ten minutes are in ``benchmarks/``.
+20 s and the rest is steady traffic). The ten minutes, and the speed bars, are in
+``benchmarks/``: here the verdict is what holds however busy the machine is.
 
 Slow by design (about 90 s): what it catches only shows after a minute of traffic.
 """
@@ -37,5 +38,7 @@ def test_the_dashboard_page_keeps_up_with_a_minute_of_traffic(
         (folder / "dashboard.log").write_text(server.output())
     (folder / "soak.json").write_text(json.dumps(result.as_json(), indent=2))
     print(f"soak: {json.dumps(result.summary())} (every sample in {folder / 'soak.json'})")
-    assert result.problems() == [], result.summary()
+    # Memory flat, never blank, no page errors, and every wait within the deadline; the
+    # 200 ms round-trip bar is the ten-minute benchmark's (see `dashboard_soak`).
+    assert result.problems(timing=False) == [], result.summary()
     assert result.samples[-1].rows_shown == DEFAULT_TABLE_ROWS  # the table filled: it was real
