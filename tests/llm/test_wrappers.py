@@ -209,9 +209,7 @@ async def test_a_traced_model_reports_to_the_tracer_it_was_given() -> None:
     assert tracer.calls[0].figures["output_tokens"] is not None
 
 
-async def test_by_default_a_model_holds_the_default_slot_and_records_nothing_while_empty() -> (
-    None
-):
+async def test_a_model_holds_a_slot_that_records_only_while_plugged() -> None:
     model = get_model("test:t", responses=["hi"])
     traced = cast(Traced, model.find(Traced))
     assert traced.tracer is tracer_for()
@@ -236,4 +234,3 @@ def test_a_bus_has_one_slot_of_its_own() -> None:
     assert tracer_for(one) is tracer_for(one)
     assert tracer_for(one) is not tracer_for(other)
     assert tracer_for(one) is not tracer_for()
-
