@@ -328,6 +328,12 @@ def enable(
     observe ``bus``. Idempotent: the same settings again return the same `Observability`
     (observing ``bus`` too); different settings replace it, keeping the buses observed.
 
+    Model calls and tool executions are traced through the tracers they hold, which this
+    plugs ``obs.call_tracer`` into: the default one, held by what was made outside any bus
+    (``get_model(...)``, ``ToolManager([...])``, made before or after this call), and each
+    observed bus's, held by what `LLMService`, a `ToolManager` on the bus and the tool loop
+    made for it. A bus that is not observed is not traced.
+
     Args:
         bus: a bus to observe now (more with ``.observe(bus)``).
         console: print spans and events (True for stdout, or a stream).
