@@ -109,10 +109,23 @@ Gemini's `finishReason`; `.partial` holds what arrived). A truncated answer neve
 for a whole one: the error is retryable, so `generate()` asks again, and a stream already
 being read raises it to the reader. SDK
 exceptions are translated at one boundary (`Provider`) with the original as `__cause__`.
+**Wrappers.** Cross-cutting concerns wrap a model through one base, `WrapperModel`: it
+holds the model it wraps (`wrapped`) and forwards everything, so a wrapper overrides only
+what it changes (a wrapper that overrides only `generate` still streams). `find(kind)`
+reaches a layer underneath (`model.find(ProviderModel)`, `model.find(Traced)`) and
+`innermost` the bottom one. `get_model` builds `Model(Retrying(Traced(ProviderModel)))`;
+`Model` is a wrapper too, so the models you hold go wherever a `LanguageModel` goes.
 **Retry** (`Retrying`, on by default in `get_model`) backs off and honours
 `retry_after`; the SDKs' own retries are off, so they never stack. A stream is retried only
-before its first item. **Fallback** is a wrapper too: `Fallback([model_a.inner,
-model_b.inner])` moves on for chosen errors. Tracing (`Traced`) makes each call a GenAI span.
+before its first item. **Fallback** takes the models you hold and moves on for chosen
+errors: `Model(Fallback([get_model("openai:gpt-4o-mini"), get_model("anthropic:...")]))`
+(each keeps its own defaults, retry and tracing). **Tracing** (`Traced`) makes each call a
+GenAI span with the `CallTracer` it is given (`get_model(..., tracer=...)`), never found
+in a global: by default the slot `llmgine.observability.enable()` plugs its tracer into,
+so calls are traced whenever observability is on; `tracer_for(bus)` is a bus's slot,
+plugged while observability observes that bus, which `LLMService`, a `ToolManager` on a
+bus and the tool loop give what they make, so a bus that is not observed records nothing;
+`NO_TRACER` records nothing.
 
 **Offline**: `demo:` is a labelled simulation with no model behind it: its answer says so,
 says how to get real answers, and echoes what a model would have received (messages and
@@ -137,9 +150,17 @@ back, structured output, usage with cache and reasoning tokens, finish reasons, 
 classes for the 4xx recordings, and stream = non-stream.
 """
 
+from llmgine._tracing import (
+    NO_TRACER,
+    CallTracer,
+    LLMCallSpan,
+    ToolCallSpan,
+    TracerSlot,
+    tracer_for,
+)
 from llmgine.llm._cost import cost_usd
 from llmgine.llm._demo import DemoProvider
-from llmgine.llm._model import LanguageModel, Model, Prompt, ProviderModel
+from llmgine.llm._model import LanguageModel, Model, Prompt, ProviderModel, WrapperModel
 from llmgine.llm._parts import (
     ChatMessage,
     Conversation,
@@ -196,6 +217,7 @@ from llmgine.llm._testing import ScriptedProvider
 from llmgine.llm._wrappers import Fallback, LLMRetryPolicy, Retrying, Traced
 
 __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
+    "CallTracer",
     "ChatMessage",
     "Conversation",
     "DEFAULT_MODEL",
@@ -208,6 +230,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "ImagePart",
     "LLMCallCompleted",
     "LLMCallFailed",
+    "LLMCallSpan",
     "LLMCallStarted",
     "LLMRequest",
     "LLMResponse",
@@ -217,6 +240,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "LanguageModel",
     "MODEL_VARIABLE",
     "Model",
+    "NO_TRACER",
     "Part",
     "Prompt",
     "Provider",
@@ -238,13 +262,16 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "TextPart",
     "ToolCallDelta",
     "ToolCallPart",
+    "ToolCallSpan",
     "ToolChoice",
     "ToolName",
     "ToolResultPart",
     "ToolSpec",
     "Traced",
+    "TracerSlot",
     "Usage",
     "UsageUpdate",
+    "WrapperModel",
     "cost_usd",
     "get_model",
     "import_sdk",
@@ -253,4 +280,5 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "provider_info",
     "register_provider",
     "resolve_api_key",
+    "tracer_for",
 ]

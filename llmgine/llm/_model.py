@@ -1,8 +1,12 @@
-"""Models: the `LanguageModel` interface, a provider's model, and `Model`, what users hold.
+"""Models: the `LanguageModel` interface, the `WrapperModel` base, a provider's model, and
+`Model`, what users hold.
 
-Cross-cutting concerns (tracing, retry, fallback) are `LanguageModel`s wrapping another
-(see `_wrappers`); `Model` is the friendly face over the chain: it accepts a prompt string,
-messages or a full `LLMRequest`, applies defaults, and does structured output.
+Cross-cutting concerns (tracing, retry, fallback, and whatever you add) are `WrapperModel`s:
+each wraps one model, forwards what it does not change and overrides what it does (see
+`_wrappers`). `Model` is the friendly face over the chain, itself a wrapper: it accepts a
+prompt string, messages or a full `LLMRequest`, applies defaults, and does structured
+output. Being a `LanguageModel`, a `Model` goes wherever one goes: ``Fallback([a, b])``
+takes the models you hold.
 
 Every request field `Model` takes (a model's defaults, a call's overrides, the prompt) is
 validated as `LLMRequest` validates it, before anything reaches a provider: overrides are
@@ -13,7 +17,7 @@ checked on their own first. A failure is an `InvalidRequestError` naming each fi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
@@ -26,9 +30,10 @@ from llmgine.llm._request import LLMRequest, ResponseFormat
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream
 
-__all__ = ["LanguageModel", "Model", "Prompt", "ProviderModel"]
+__all__ = ["LanguageModel", "Model", "Prompt", "ProviderModel", "WrapperModel"]
 
 T = TypeVar("T", bound=BaseModel)
+M = TypeVar("M")
 
 Prompt = str | ChatMessage | Sequence[ChatMessage] | LLMRequest
 REQUEST_FIELDS = frozenset(LLMRequest.model_fields) - {"messages"}
@@ -44,9 +49,82 @@ class LanguageModel(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def generate(self, request: LLMRequest) -> LLMResponse: ...
+    # Positional-only: `Model` takes a wider ``prompt`` in the same place.
+    async def generate(self, request: LLMRequest, /) -> LLMResponse: ...
 
-    def stream(self, request: LLMRequest) -> ResponseStream: ...
+    def stream(self, request: LLMRequest, /) -> ResponseStream: ...
+
+
+class WrapperModel:
+    """A `LanguageModel` around another, ``wrapped``: everything is forwarded to it, so a
+    subclass overrides only what it changes (as pydantic-ai's ``WrapperModel``).
+
+    A wrapper that overrides only `generate` still streams (through ``wrapped``); one
+    that must see every call overrides both. ``find(kind)`` reaches a layer underneath
+    (``find(ProviderModel)``: the provider's model, for its adapter and address), and
+    `aclose` closes what is underneath.
+
+    Example:
+        class Logged(WrapperModel):
+            async def generate(self, request: LLMRequest, /) -> LLMResponse:
+                print("asking", self.name)
+                return await self.wrapped.generate(request)
+
+        model = Model(Logged(get_model("demo:x")))
+    """
+
+    def __init__(self, wrapped: LanguageModel) -> None:
+        self.wrapped = wrapped
+
+    @property
+    def provider(self) -> str:
+        return self.wrapped.provider
+
+    @property
+    def name(self) -> str:
+        return self.wrapped.name
+
+    async def generate(self, request: LLMRequest, /) -> LLMResponse:
+        return await self.wrapped.generate(request)
+
+    def stream(self, request: LLMRequest, /) -> ResponseStream:
+        return self.wrapped.stream(request)
+
+    def layers(self) -> Iterator[LanguageModel]:
+        """This model, then each one it wraps, down to the innermost."""
+        model: LanguageModel = self
+        while True:
+            yield model
+            if not isinstance(model, WrapperModel):
+                return
+            model = model.wrapped
+
+    @property
+    def innermost(self) -> LanguageModel:
+        """The model at the bottom of the chain (usually a `ProviderModel`)."""
+        *_, last = self.layers()
+        return last
+
+    def find(self, kind: type[M]) -> M | None:
+        """The outermost layer that is a ``kind`` (this one included), or None."""
+        for model in self.layers():
+            if isinstance(model, kind):
+                return model
+        return None
+
+    async def aclose(self) -> None:
+        """Close what is underneath: a provider's connections (when the event loop is
+        about to end)."""
+        await _aclose(self.wrapped)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.provider}:{self.name}>"
+
+
+async def _aclose(model: LanguageModel) -> None:
+    # Only llmgine's own models own connections; any other `LanguageModel` closes itself.
+    if isinstance(model, WrapperModel | ProviderModel):
+        await model.aclose()
 
 
 class ProviderModel:
@@ -67,6 +145,10 @@ class ProviderModel:
     @property
     def adapter(self) -> Provider:
         return self._provider
+
+    async def aclose(self) -> None:
+        """Close the provider's connections."""
+        await self._provider.aclose()
 
     def _costed(self, response: LLMResponse) -> LLMResponse:
         if response.cost_usd is None and not response.demo:
@@ -95,12 +177,17 @@ def _messages(prompt: str | ChatMessage | Sequence[ChatMessage]) -> list[ChatMes
     return list(prompt)
 
 
-class Model:
+class Model(WrapperModel):
     """A model to call: ``await model.generate("Hi")``; ``model.stream(...)``.
 
     Made by `llmgine.llm.get_model("provider:model", **defaults)`. ``defaults`` are request
     fields (temperature, max_tokens, options, ...) applied to every call unless the call
     sets them.
+
+    A `Model` is a `WrapperModel` over the chain `get_model` builds (retry, then tracing,
+    then the provider's model): ``model.wrapped`` is the chain, ``model.adapter`` the
+    provider underneath. ``Model(any_language_model)`` gives any `LanguageModel` (a
+    `Fallback`, a wrapper of yours) the same friendly face.
 
     Example:
         model = get_model("openai:gpt-4o-mini", temperature=0.2)
@@ -109,23 +196,15 @@ class Model:
             async for item in s: ...
     """
 
-    def __init__(self, inner: LanguageModel, *, defaults: dict[str, Any] | None = None) -> None:
+    def __init__(self, wrapped: LanguageModel, *, defaults: dict[str, Any] | None = None) -> None:
         unknown = set(defaults or {}) - REQUEST_FIELDS
         if unknown:
             raise TypeError(
                 f"unknown request defaults {sorted(unknown)}; valid ones are "
                 f"{', '.join(sorted(REQUEST_FIELDS))}"
             )
-        self.inner = inner
+        super().__init__(wrapped)
         self.defaults = self._checked(dict(defaults or {}), "default")
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     @property
     def spec(self) -> str:
@@ -137,15 +216,15 @@ class Model:
 
     @property
     def adapter(self) -> Provider:
-        """The provider adapter under the wrappers (e.g. to script a test model)."""
-        inner: Any = self.inner
-        while not isinstance(inner, ProviderModel):
-            inner = inner.inner
-        return inner.adapter
-
-    async def aclose(self) -> None:
-        """Close the provider's connections (when the event loop is about to end)."""
-        await self.adapter.aclose()
+        """The provider adapter under the wrappers (e.g. to script a test model); for a
+        `Fallback`, its first model's."""
+        found = self.find(ProviderModel)
+        if found is None:
+            raise TypeError(
+                f"{self!r} has no provider's model underneath (its innermost model is "
+                f"{self.innermost!r}); only a chain built on a ProviderModel has an adapter"
+            )
+        return found.adapter
 
     def request(self, prompt: Prompt, **params: Any) -> LLMRequest:
         """The `LLMRequest` a call with these arguments sends (defaults applied)."""
@@ -197,11 +276,11 @@ class Model:
 
     async def generate(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """One answer, without streaming."""
-        return await self.inner.generate(self.request(prompt, **params))
+        return await self.wrapped.generate(self.request(prompt, **params))
 
     def stream(self, prompt: Prompt, **params: Any) -> ResponseStream:
         """One answer, streamed: iterate for items; ``.response`` at the end."""
-        return self.inner.stream(self.request(prompt, **params))
+        return self.wrapped.stream(self.request(prompt, **params))
 
     async def generate_structured(
         self, prompt: Prompt, output_type: type[T], *, max_attempts: int = 3, **params: Any
@@ -232,7 +311,7 @@ class Model:
         )
         errors = ""
         for _ in range(max_attempts):
-            response = await self.inner.generate(request)
+            response = await self.wrapped.generate(request)
             try:
                 response.parsed = output_type.model_validate_json(response.text)
                 return response

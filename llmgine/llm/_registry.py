@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llmgine._tracing import CallTracer
 from llmgine.errors import LLMConfigurationError, UnknownProviderError
 from llmgine.llm._model import REQUEST_FIELDS, LanguageModel, Model, ProviderModel
 from llmgine.llm._provider import Provider
@@ -127,6 +128,7 @@ def get_model(
     *,
     retry: LLMRetryPolicy | bool = True,
     trace: bool = True,
+    tracer: CallTracer | None = None,
     **options: Any,
 ) -> Model:
     """The model ``spec`` names (``"provider:model"``; by default ``$LLMGINE_MODEL``, else
@@ -134,9 +136,11 @@ def get_model(
 
     ``options`` that are request fields (temperature, max_tokens, tools, options, ...)
     become the model's defaults; the rest go to the provider (api_key, base_url, timeout,
-    http_client, ...). Each call is traced (a GenAI span when observability is on) and
-    transient failures are retried with backoff (``retry=False`` to turn that off, or an
-    `LLMRetryPolicy`).
+    http_client, ...). Transient failures are retried with backoff (``retry=False`` to turn
+    that off, or an `LLMRetryPolicy`). Each call is traced by ``tracer`` (``trace=False``:
+    not at all): by default the slot `llmgine.observability.enable` plugs its tracer into,
+    so a call is a GenAI span whenever observability is on; ``tracer_for(bus)`` traces
+    only while that bus is observed (what `LLMService` gives the models it makes).
 
     Example:
         model = get_model("anthropic:claude-sonnet-4-5", temperature=0.2)
@@ -156,7 +160,9 @@ def get_model(
     if trace:
         # The address actually called (base_url, its environment variable, the default).
         host, port = adapter.server
-        model = Traced(model, server_address=host or info.server_address, server_port=port)
+        model = Traced(
+            model, tracer=tracer, server_address=host or info.server_address, server_port=port
+        )
     if retry is not False:
         model = Retrying(model, retry if isinstance(retry, LLMRetryPolicy) else None)
     return Model(model, defaults=defaults)

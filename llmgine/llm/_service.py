@@ -3,9 +3,9 @@
 `LLMService(bus).install()` makes the bus answer `Generate` (on the bus or, with
 ``session=``, in one session). Each call publishes `LLMCallStarted`, then, when streamed,
 `LLMStreamDelta`s batched by time and size (a fast stream does not flood the bus), then
-`LLMCallCompleted` or `LLMCallFailed`. With observability on, the command is traced by
-its call's GenAI span (one span per attempt, carrying the command's id and session),
-instead of a command span with the GenAI span inside.
+`LLMCallCompleted` or `LLMCallFailed`. With observability on for the bus, the command is
+traced by its call's GenAI span (one span per attempt, carrying the command's id and
+session), instead of a command span with the GenAI span inside.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from typing import Any, ClassVar
 
 from llmgine import _semconv as sc
+from llmgine._tracing import tracer_for
 from llmgine.bus import (
     Command,
     ErrorInfo,
@@ -102,6 +103,12 @@ class LLMService:
             ``delta_interval`` seconds, or sooner once ``delta_chars`` have gathered.
         model_options: passed to `get_model` for models made from specs.
 
+    The models it makes from specs are traced through the bus's tracer
+    (``tracer_for(bus)``): their calls are spans while observability observes this bus
+    (`observability.enable(bus)`), and not while it observes only others. A `Model` you
+    hand it keeps the tracer it was made with (`get_model`'s ``tracer=``; by default
+    traced whenever observability is on).
+
     Example:
         LLMService(bus, "openai:gpt-4o-mini").install()
         result = await bus.execute(Generate(request=LLMRequest(messages=[...])))
@@ -121,7 +128,7 @@ class LLMService:
         self.session = session
         self.delta_interval = delta_interval
         self.delta_chars = delta_chars
-        self._options = model_options
+        self._options: dict[str, Any] = {"tracer": tracer_for(bus), **model_options}
         self._models: dict[str | None, Model] = {}
         self._default_spec: str | None = None
         if isinstance(default_model, Model):

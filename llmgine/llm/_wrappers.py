@@ -1,21 +1,25 @@
-"""Cross-cutting concerns as `LanguageModel`s around another: tracing, retry, fallback.
+"""Cross-cutting concerns as `WrapperModel`s around another model: tracing, retry,
+fallback. Each forwards what it does not change (see `WrapperModel`).
 
 A stream can be retried or handed to the next model only until its first item arrived:
 after that the reader has seen part of an answer, and the error is theirs to handle.
+
+`Traced` holds the `CallTracer` it is given (by default the slot observability plugs its
+tracer into when enabled, see `llmgine._tracing`); it never looks for observability.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmgine import _semconv as sc
 from llmgine._redact import redacting_logger
+from llmgine._tracing import CallTracer, LLMCallSpan, tracer_for
 from llmgine.errors import (
     IncompleteResponseError,
     LLMConnectionError,
@@ -24,7 +28,7 @@ from llmgine.errors import (
     RateLimitedError,
     ServerUnavailableError,
 )
-from llmgine.llm._model import LanguageModel
+from llmgine.llm._model import LanguageModel, WrapperModel, _aclose
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
@@ -40,34 +44,6 @@ TRANSIENT: tuple[type[LLMError], ...] = (
     LLMConnectionError,
     IncompleteResponseError,  # a stream cut short usually completes when asked again
 )
-
-
-if TYPE_CHECKING:
-    from llmgine.observability import LLMCall
-
-
-class _Untraced:
-    """What `Traced` holds when observability was never imported (so cannot be on)."""
-
-    capture = False
-
-    def input(self, messages: Any, *, system: Any = None) -> None: ...
-    def first_token(self, ms: float | None = None) -> None: ...
-    def response(self, **figures: Any) -> None: ...
-    def end(self, error: BaseException | None = None) -> None: ...
-
-
-_UNTRACED = _Untraced()
-
-
-def _start_llm_call(**args: Any) -> LLMCall | _Untraced:
-    # Looked up, not imported: the LLM layer must not need (or load at import) pandas and
-    # the OpenTelemetry SDK. Observability can only be on once its module was imported.
-    spans = sys.modules.get("llmgine.observability._spans")
-    if spans is None:
-        return _UNTRACED
-    call: LLMCall = spans.start_llm_call(**args)
-    return call
 
 
 @dataclass(frozen=True)
@@ -88,31 +64,35 @@ call_scope: ContextVar[CallScope | None] = ContextVar("llmgine_llm_call_scope", 
 _OPERATIONS = {"gemini": sc.OP_GENERATE_CONTENT}
 
 
-class Traced:
-    """Each call is a GenAI CLIENT span (see `llmgine.observability.llm_span`)."""
+class Traced(WrapperModel):
+    """Each call is a GenAI CLIENT span (see `llmgine.observability.llm_span`), made by
+    ``tracer``.
+
+    Args:
+        wrapped: the model whose calls are traced.
+        tracer: what makes the spans. By default the slot observability plugs its tracer
+            into while enabled (``llmgine.llm.tracer_for()``), so the calls are traced
+            whenever observability is on; ``tracer_for(bus)`` traces them only while
+            ``bus`` is observed; `NO_TRACER` never.
+        server_address / server_port: the address the calls go to, for the spans.
+    """
 
     def __init__(
         self,
-        inner: LanguageModel,
+        wrapped: LanguageModel,
         *,
+        tracer: CallTracer | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(wrapped)
+        self.tracer: CallTracer = tracer if tracer is not None else tracer_for(None)
         self.server_address = server_address
         self.server_port = server_port
 
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def _start(self, request: LLMRequest) -> LLMCall | _Untraced:
+    def _start(self, request: LLMRequest) -> LLMCallSpan:
         scope = call_scope.get()
-        call = _start_llm_call(
+        call = self.tracer.start_llm_call(
             provider=self.provider,
             model=self.name,
             operation=_OPERATIONS.get(self.provider, sc.OP_CHAT),
@@ -134,7 +114,7 @@ class Traced:
         return call
 
     @staticmethod
-    def _finish(call: LLMCall | _Untraced, response: LLMResponse) -> None:
+    def _finish(call: LLMCallSpan, response: LLMResponse) -> None:
         usage = response.usage
         if response.time_to_first_token_ms is not None:
             call.first_token(response.time_to_first_token_ms)
@@ -152,20 +132,20 @@ class Traced:
         )
         call.end()
 
-    async def generate(self, request: LLMRequest) -> LLMResponse:
+    async def generate(self, request: LLMRequest, /) -> LLMResponse:
         call = self._start(request)
         try:
-            response = await self.inner.generate(request)
+            response = await self.wrapped.generate(request)
         except BaseException as exc:
             call.end(exc)
             raise
         self._finish(call, response)
         return response
 
-    def stream(self, request: LLMRequest) -> ResponseStream:
+    def stream(self, request: LLMRequest, /) -> ResponseStream:
         call = self._start(request)
         try:
-            stream = self.inner.stream(request)
+            stream = self.wrapped.stream(request)
         except BaseException as exc:
             call.end(exc)
             raise
@@ -210,57 +190,55 @@ class LLMRetryPolicy:
         return backoff
 
 
-async def _restartable(
-    open_stream: Callable[[int], ResponseStream],
-    delay_for: Callable[[LLMError, int], Awaitable[float | None]],
-    current: list[ResponseStream],
-) -> AsyncIterator[StreamItem]:
-    """Items of ``open_stream(0)``; a failure before the first item opens the next one
-    when ``delay_for`` says so. ``current`` holds the stream being read, whose response
-    (with what its own wrappers added) becomes the outer one."""
-    attempt = 0
-    while True:
-        stream = open_stream(attempt)
-        current[:] = [stream]
-        started = False
-        try:
-            async for item in stream:
-                started = True
-                yield item
-            return
-        except LLMError as exc:
-            if started:
-                raise
-            attempt += 1
-            delay = await delay_for(exc, attempt)
-            if delay is None:
-                raise
+class _Restarting:
+    """The items of ``open_stream(0)``; a failure before the first item opens
+    ``open_stream(1)``, and so on, while ``delay_for`` says so (after waiting)."""
+
+    def __init__(
+        self,
+        open_stream: Callable[[int], ResponseStream],
+        delay_for: Callable[[LLMError, int], Awaitable[float | None]],
+    ) -> None:
+        self._open = open_stream
+        self._delay_for = delay_for
+        self.current: ResponseStream | None = None  # the stream being read
+
+    async def _items(self) -> AsyncIterator[StreamItem]:
+        attempt = 0
+        while True:
+            stream = self.current = self._open(attempt)
+            started = False
+            try:
+                async for item in stream:
+                    started = True
+                    yield item
+                return
+            except LLMError as exc:
+                if started:
+                    raise
+                attempt += 1
+                if await self._delay_for(exc, attempt) is None:
+                    raise
+
+    def _response(self, assembled: LLMResponse) -> LLMResponse:
+        # The inner stream's response carries what its own wrappers added (cost, timings).
+        inner = self.current.response if self.current is not None else None
+        return inner or assembled
+
+    def stream(self, model: LanguageModel) -> ResponseStream:
+        """The stream the reader sees, named after ``model``."""
+        outer = ResponseStream(self._items(), StreamAssembler(model.provider, model.name))
+        return outer.then(self._response)
 
 
-def _relay(
-    first: LanguageModel, items: AsyncIterator[StreamItem], current: list[ResponseStream]
-) -> ResponseStream:
-    outer = ResponseStream(items, StreamAssembler(first.provider, first.name))
-    # The inner stream's response carries what its own wrappers added (cost, timings).
-    return outer.then(lambda response: current[0].response or response)
-
-
-class Retrying:
+class Retrying(WrapperModel):
     """Retries transient failures (rate limits, 5xx, timeouts, connection errors) with
     backoff, honouring ``retry_after``. The SDKs' own retries are off, so they never
     stack with these."""
 
-    def __init__(self, inner: LanguageModel, policy: LLMRetryPolicy | None = None) -> None:
-        self.inner = inner
+    def __init__(self, wrapped: LanguageModel, policy: LLMRetryPolicy | None = None) -> None:
+        super().__init__(wrapped)
         self.policy = policy or LLMRetryPolicy()
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     async def _wait(self, exc: LLMError, retry: int) -> float | None:
         delay = self.policy.delay(exc, retry)
@@ -277,44 +255,42 @@ class Retrying:
             await self.policy.sleep(delay)
         return delay
 
-    async def generate(self, request: LLMRequest) -> LLMResponse:
+    async def generate(self, request: LLMRequest, /) -> LLMResponse:
         retry = 0
         while True:
             try:
-                return await self.inner.generate(request)
+                return await self.wrapped.generate(request)
             except LLMError as exc:
                 retry += 1
                 if await self._wait(exc, retry) is None:
                     raise
 
-    def stream(self, request: LLMRequest) -> ResponseStream:
-        current: list[ResponseStream] = []
-
+    def stream(self, request: LLMRequest, /) -> ResponseStream:
         def open_stream(attempt: int) -> ResponseStream:
-            return self.inner.stream(request)
+            return self.wrapped.stream(request)
 
-        return _relay(self, _restartable(open_stream, self._wait, current), current)
+        return _Restarting(open_stream, self._wait).stream(self)
 
 
-class Fallback:
+class Fallback(WrapperModel):
     """Tries each model in turn while the failure is one of ``on`` (by default the
-    transient ones); the last model's error is raised. Named after the first model."""
+    transient ones); the last model's error is raised.
+
+    ``models`` are any `LanguageModel`s, the `Model`s you hold included (each then
+    applies its own defaults, retry and tracing):
+    ``Model(Fallback([get_model("openai:gpt-4o-mini"), get_model("anthropic:...")]))``.
+    Named after the first model, which is also what it ``wraps`` (for `find`); `aclose`
+    closes every model.
+    """
 
     def __init__(
         self, models: Sequence[LanguageModel], *, on: tuple[type[LLMError], ...] = TRANSIENT
     ) -> None:
         if not models:
             raise ValueError("Fallback needs at least one model")
+        super().__init__(models[0])
         self.models = list(models)
         self.on = on
-
-    @property
-    def provider(self) -> str:
-        return self.models[0].provider
-
-    @property
-    def name(self) -> str:
-        return self.models[0].name
 
     async def _next(self, exc: LLMError, index: int) -> float | None:
         if index >= len(self.models) or not isinstance(exc, self.on):
@@ -331,7 +307,7 @@ class Fallback:
         )
         return 0.0
 
-    async def generate(self, request: LLMRequest) -> LLMResponse:
+    async def generate(self, request: LLMRequest, /) -> LLMResponse:
         for index, model in enumerate(self.models):
             try:
                 return await model.generate(request)
@@ -340,10 +316,12 @@ class Fallback:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def stream(self, request: LLMRequest) -> ResponseStream:
-        current: list[ResponseStream] = []
-
+    def stream(self, request: LLMRequest, /) -> ResponseStream:
         def open_stream(attempt: int) -> ResponseStream:
             return self.models[attempt].stream(request)
 
-        return _relay(self, _restartable(open_stream, self._next, current), current)
+        return _Restarting(open_stream, self._next).stream(self)
+
+    async def aclose(self) -> None:
+        for model in self.models:
+            await _aclose(model)

@@ -2,10 +2,10 @@
 
 `WorkbenchService` is an `LLMService` that also answers for `Model` objects registered
 with it, so a model made with options (``get_model("demo:x", latency=0)``, a scripted test
-model) is called through the bus like one named by a spec. `BusModel` is a `LanguageModel`
-whose calls are `Generate` commands executed in a bus session: wrapped in a `Model`, it
-goes wherever a model goes (the tool loop included), and every round publishes
-`LLMCallStarted`, `LLMStreamDelta`s and `LLMCallCompleted` in that session.
+model) is called through the bus like one named by a spec. `BusModel` is a `WrapperModel`
+of the target model whose calls are `Generate` commands executed in a bus session: wrapped
+in a `Model`, it goes wherever a model goes (the tool loop included), and every round
+publishes `LLMCallStarted`, `LLMStreamDelta`s and `LLMCallCompleted` in that session.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from llmgine.llm import (
     ResponseStream,
     StreamAssembler,
     StreamItem,
+    WrapperModel,
     items_from_parts,
 )
 
@@ -48,46 +49,38 @@ class WorkbenchService(LLMService):
         return registered if registered is not None else super().model(spec)
 
 
-class BusModel:
-    """A `LanguageModel` whose calls are streamed `Generate` commands in ``session``.
+class BusModel(WrapperModel):
+    """The ``target`` model, called through streamed `Generate` commands in ``session``.
 
     Always streamed, so the session's `LLMStreamDelta` events carry the answer as it
-    arrives, whichever way the caller asked for it.
+    arrives, whichever way the caller asked for it. It wraps ``target``, so its name,
+    provider and adapter (``Model(bus_model).adapter``) are the target's.
     """
 
     def __init__(self, session: Session, key: str, target: Model) -> None:
+        super().__init__(target)
         self.session = session
         self.key = key
         self.target = target
 
-    @property
-    def provider(self) -> str:
-        return self.target.provider
-
-    @property
-    def name(self) -> str:
-        return self.target.name
-
-    @property
-    def inner(self) -> Any:
-        # `Model.adapter` walks `.inner` down to the provider: lead it to the target's.
-        return self.target.inner
-
-    async def generate(self, request: LLMRequest) -> LLMResponse:
+    async def generate(self, request: LLMRequest, /) -> LLMResponse:
         command = Generate(request=request, model=self.key, stream=True)
         result = await self.session.execute(command)
         return result.unwrap()
 
-    def stream(self, request: LLMRequest) -> ResponseStream:
-        answered: list[LLMResponse] = []
+    def stream(self, request: LLMRequest, /) -> ResponseStream:
+        answered: LLMResponse | None = None
 
         async def items() -> AsyncIterator[StreamItem]:
-            response = await self.generate(request)
-            answered.append(response)
-            for item in items_from_parts(response.parts):
+            nonlocal answered
+            answered = await self.generate(request)
+            for item in items_from_parts(answered.parts):
                 yield item
-            yield Finish(reason=response.finish_reason, raw=response.raw_finish_reason)
+            yield Finish(reason=answered.finish_reason, raw=answered.raw_finish_reason)
 
-        # The assembled response is replaced by the command's own (usage, cost, timings).
+        def command_response(assembled: LLMResponse) -> LLMResponse:
+            # The command's own response (usage, cost, timings), not the re-assembly.
+            return answered if answered is not None else assembled
+
         stream = ResponseStream(items(), StreamAssembler(self.provider, self.name))
-        return stream.then(lambda _: answered[0])
+        return stream.then(command_response)

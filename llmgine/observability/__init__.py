@@ -43,8 +43,14 @@ a child span (`command Ask`, status and `error.type` from its result); a command
 by a handler nests under that handler's command. A `Generate` command is traced by its
 call's GenAI span alone (it carries `llmgine.command.id`), not by a command span with the
 GenAI span inside: one span per model call. LLM calls and tool executions are spans
-by the OpenTelemetry GenAI semantic conventions, through two helpers the LLM layer and the
-tool loop call:
+by the OpenTelemetry GenAI semantic conventions. The LLM layer and the tools never look
+for observability: they hold a `llmgine.llm.CallTracer` they were given, by default a slot
+(`llmgine.llm.tracer_for`) that `enable()` plugs `obs.call_tracer` into. The default slot
+is plugged while observability is on (what is made outside any bus: `get_model()`,
+`ToolManager([...])`); a bus's slot while `obs` observes that bus (what `LLMService`, a
+`ToolManager` on the bus and the tool loop make for it), so with two buses and one
+observed, the other's calls are not traced. `disable()` and `unobserve()` unplug. Code
+of yours traces the same way with two helpers, on the enabled observability:
 
 ```python
 from llmgine.observability import llm_span, tool_span

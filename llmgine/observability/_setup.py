@@ -25,6 +25,7 @@ from opentelemetry.trace import Span, Tracer
 
 from llmgine import _semconv as sc
 from llmgine._redact import Redactor, default_redactor, redacting_logger
+from llmgine._tracing import tracer_for
 from llmgine.bus import Event, MessageBus, Subscription
 from llmgine.errors import ObservabilityError
 from llmgine.observability import _state
@@ -34,6 +35,7 @@ from llmgine.observability._frames import Time, events_frame, spans_frame
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
+from llmgine.observability._spans import CallSpans
 from llmgine.observability._tracer import LiteTracer
 
 __all__ = ["Observability", "Settings", "current", "disable", "enable"]
@@ -78,7 +80,11 @@ class Observability:
     Attributes:
         buffer: the in-memory `SpanBuffer` (running and finished spans).
         events: the in-memory `EventLog` of delivered bus events.
-        tracer: the tracer llmgine's spans come from (yours may use it too).
+        tracer: the OpenTelemetry tracer llmgine's spans come from (yours may use it too).
+        call_tracer: the `llmgine.llm.CallTracer` that makes model-call and tool spans
+            here. `enable()` plugs it into the default slot (``tracer_for()``) and
+            `observe` into each observed bus's (``tracer_for(bus)``), which is how the
+            models and tool managers that hold those slots are handed it.
         redactor: what keeps secrets out of everything recorded.
     """
 
@@ -122,6 +128,7 @@ class Observability:
         else:
             self.tracer = LiteTracer(self._fanout, resource)
         self.metrics = Metrics(resource, metric_readers)
+        self.call_tracer = CallSpans(self)
         self._sinks = sinks
         self._sessions: dict[str, Span] = {}
         self._lock = threading.Lock()
@@ -148,12 +155,14 @@ class Observability:
             self.tracer, self.redactor, self._sinks, self._sessions, self._lock
         )
         self._observed[bus] = bus.add_observer(observer)
+        tracer_for(bus).plug(self.call_tracer)  # what works for this bus now traces here
         self._seen_from[bus] = bus.stats().observed
         self.metrics.observe_bus(bus, name or f"bus-{next(_bus_names)}")
 
     def unobserve(self, bus: MessageBus) -> None:
         """Stop observing ``bus`` (what was recorded stays)."""
         subscription = self._observed.pop(bus, None)
+        tracer_for(bus).unplug(self.call_tracer)
         if subscription is not None:
             self._seen_before += bus.stats().observed - self._seen_from.pop(bus, 0)
             subscription.remove()
@@ -247,6 +256,7 @@ class Observability:
         if self.closed:
             return
         self.closed = True
+        tracer_for(None).unplug(self.call_tracer)
         self.metrics.shutdown()  # first: its final export still reads the buses' stats
         for bus in list(self._observed):
             self.unobserve(bus)
@@ -318,6 +328,12 @@ def enable(
     observe ``bus``. Idempotent: the same settings again return the same `Observability`
     (observing ``bus`` too); different settings replace it, keeping the buses observed.
 
+    Model calls and tool executions are traced through the tracers they hold, which this
+    plugs ``obs.call_tracer`` into: the default one, held by what was made outside any bus
+    (``get_model(...)``, ``ToolManager([...])``, made before or after this call), and each
+    observed bus's, held by what `LLMService`, a `ToolManager` on the bus and the tool loop
+    made for it. A bus that is not observed is not traced.
+
     Args:
         bus: a bus to observe now (more with ``.observe(bus)``).
         console: print spans and events (True for stdout, or a stream).
@@ -364,6 +380,8 @@ def enable(
     if obs is None:
         obs = Observability(settings)
         _state.current = obs
+        # Handed to what traces outside any bus (get_model(), ToolManager([...])).
+        tracer_for(None).plug(obs.call_tracer)
     for known in buses:
         obs.observe(known)
     if bus is not None:

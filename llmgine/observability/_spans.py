@@ -1,6 +1,9 @@
 """Span helpers for LLM calls and tool executions, named by the GenAI conventions.
 
-The LLM layer and the tool loop call these around each call; with observability off they
+`CallSpans` is one `Observability`'s `llmgine.llm.CallTracer`: `enable()` plugs it into
+the slots the LLM layer and the tools hold (see `llmgine._tracing`), so they are handed
+it rather than finding it. The module-level `start_llm_call`, `llm_span` and `tool_span`
+are the same for code of yours, on the enabled observability; with observability off they
 cost a function call and record nothing. Content (prompts, completions, tool arguments and
 results) is recorded only when capture is on, and then redacted.
 """
@@ -12,7 +15,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Required, TypedDict
+from typing import TYPE_CHECKING, Any, Required, TypedDict
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -22,7 +25,11 @@ from typing_extensions import Unpack
 from llmgine import _semconv as sc
 from llmgine.observability import _state
 
+if TYPE_CHECKING:
+    from llmgine.observability._setup import Observability
+
 __all__ = [
+    "CallSpans",
     "LLMCall",
     "LLMCallArgs",
     "ToolCall",
@@ -59,22 +66,23 @@ def _jsonable(value: Any) -> Any:
 class _Call:
     """What `LLMCall` and `ToolCall` share: a span (or none), content capture, failure."""
 
-    def __init__(self, span: Span | None, capture: bool) -> None:
+    def __init__(self, span: Span | None, obs: Observability | None) -> None:
         self.span = span
-        self.capture = capture and span is not None
+        self._obs = obs if span is not None else None
+        self.capture = self._obs is not None and self._obs.capture_content
 
     def _set(self, key: str, value: Any) -> None:
         if self.span is not None and value is not None:
             self.span.set_attribute(key, value)
 
     def _set_content(self, key: str, value: Any) -> None:
-        obs = _state.current
+        obs = self._obs
         if self.capture and value is not None and obs is not None:
             self._set(key, obs.redactor.text(_content(value)))
 
     def _fail(self, exc: BaseException) -> str:
         kind = error_type(exc)
-        obs = _state.current
+        obs = self._obs
         if self.span is not None and obs is not None:
             message = obs.redactor.text(str(exc))
             self.span.set_attribute(sc.ERROR_TYPE, kind)
@@ -96,9 +104,13 @@ class LLMCall(_Call):
     """One model call's span: record the request content, the first token, the response."""
 
     def __init__(
-        self, span: Span | None, capture: bool, metric_attrs: dict[str, Any], started: float
+        self,
+        span: Span | None,
+        obs: Observability | None,
+        metric_attrs: dict[str, Any],
+        started: float,
     ) -> None:
-        super().__init__(span, capture)
+        super().__init__(span, obs)
         self._metric_attrs = metric_attrs
         self._started = started
         self.time_to_first_token_ms: float | None = None
@@ -164,7 +176,7 @@ class LLMCall(_Call):
         else:
             span.set_status(Status(StatusCode.OK))
         span.end()
-        obs = _state.current
+        obs = self._obs
         if obs is not None:
             obs.metrics.record_llm_call(
                 self._metric_attrs,
@@ -182,13 +194,12 @@ class ToolCall(_Call):
         self._set_content(sc.TOOL_CALL_RESULT, value)
 
 
-def _parent(session_id: str | None) -> Context | None:
+def _parent(obs: Observability, session_id: str | None) -> Context | None:
     """The current span if there is one (a command's), else the session's span, else root."""
     current = trace.get_current_span()
     if current.get_span_context().is_valid:
         return None  # start_span uses the current context
-    obs = _state.current
-    if session_id is not None and obs is not None:
+    if session_id is not None:
         session_span = obs.session_span(session_id)
         if session_span is not None:
             return trace.set_span_in_context(session_span)
@@ -221,64 +232,134 @@ class LLMCallArgs(TypedDict, total=False):
     attributes: Mapping[str, Any] | None
 
 
-def start_llm_call(
-    *,
-    provider: str,
-    model: str,
-    operation: str = sc.OP_CHAT,
-    session_id: str | None = None,
-    server_address: str | None = None,
-    server_port: int | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: Sequence[str] | None = None,
-    output_type: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
-) -> LLMCall:
-    """Start an LLM call's span without making it current; ``call.end(error)`` ends it.
+class CallSpans:
+    """The `llmgine.llm.CallTracer` of one `Observability` (``obs.call_tracer``): spans on
+    its tracer, content redacted by its redactor, GenAI metrics to its metrics."""
+
+    def __init__(self, obs: Observability) -> None:
+        self._obs = obs
+
+    @property
+    def capture_content(self) -> bool:
+        return self._obs.capture_content
+
+    def start_llm_call(
+        self,
+        *,
+        provider: str,
+        model: str,
+        operation: str = sc.OP_CHAT,
+        session_id: str | None = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        output_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> LLMCall:
+        """Start an LLM call's span without making it current; ``call.end(error)`` ends it
+        (see the module-level `start_llm_call`)."""
+        obs = self._obs
+        started = time.perf_counter()
+        session = _session_of(session_id)
+        attrs: dict[str, Any] = {
+            sc.OPERATION_NAME: operation,
+            sc.PROVIDER_NAME: provider,
+            sc.REQUEST_MODEL: model,
+            sc.SPAN_KIND: "llm",
+        }
+        metric_attrs = dict(attrs)
+        del metric_attrs[sc.SPAN_KIND]
+        optional = {
+            sc.CONVERSATION_ID: session,
+            sc.SESSION_ID: session,
+            sc.SERVER_ADDRESS: server_address,
+            sc.SERVER_PORT: server_port,
+            sc.REQUEST_TEMPERATURE: temperature,
+            sc.REQUEST_MAX_TOKENS: max_tokens,
+            sc.REQUEST_TOP_P: top_p,
+            sc.REQUEST_SEED: seed,
+            sc.REQUEST_STOP_SEQUENCES: list(stop) if stop else None,
+            sc.OUTPUT_TYPE: output_type,
+        }
+        attrs.update({k: v for k, v in optional.items() if v is not None})
+        if attributes:
+            attrs.update(attributes)
+        if server_address is not None:
+            metric_attrs[sc.SERVER_ADDRESS] = server_address
+        if server_port is not None:
+            metric_attrs[sc.SERVER_PORT] = server_port
+        span = obs.tracer.start_span(
+            f"{operation} {model}",
+            context=_parent(obs, session),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+        )
+        return LLMCall(span, obs, metric_attrs, started)
+
+    @contextmanager
+    def tool_span(
+        self,
+        name: str,
+        *,
+        call_id: str | None = None,
+        arguments: Any = None,
+        description: str | None = None,
+        session_id: str | None = None,
+    ) -> Iterator[ToolCall]:
+        """A span around one tool execution (see the module-level `tool_span`)."""
+        obs = self._obs
+        session = _session_of(session_id)
+        attrs: dict[str, Any] = {
+            sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
+            sc.TOOL_NAME: name,
+            sc.TOOL_TYPE: "function",
+            sc.SPAN_KIND: "tool",
+        }
+        optional = {
+            sc.TOOL_CALL_ID: call_id,
+            sc.TOOL_DESCRIPTION: description,
+            sc.CONVERSATION_ID: session,
+            sc.SESSION_ID: session,
+        }
+        attrs.update({k: v for k, v in optional.items() if v is not None})
+        span = obs.tracer.start_span(
+            f"{sc.OP_EXECUTE_TOOL} {name}", context=_parent(obs, session), attributes=attrs
+        )
+        call = ToolCall(span, obs)
+        call._set_content(sc.TOOL_CALL_ARGUMENTS, arguments)
+        try:
+            with trace.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                yield call
+        except BaseException as exc:
+            call._fail(exc)
+            raise
+        else:
+            span.set_status(Status(StatusCode.OK))
+        finally:
+            span.end()
+
+    def __repr__(self) -> str:
+        return f"<CallSpans of {self._obs!r}>"
+
+
+def start_llm_call(**call: Unpack[LLMCallArgs]) -> LLMCall:
+    """Start an LLM call's span, on the enabled observability, without making it current;
+    ``call.end(error)`` ends it. With observability off it records nothing.
 
     For calls that outlive one block, such as a stream read item by item. `llm_span` is
     the same as a context manager that also makes the span current. ``attributes`` are
     added to the span as they are (e.g. the id of the command the call answers).
     """
     obs = _state.current
-    started = time.perf_counter()
     if obs is None:
-        return LLMCall(None, False, {}, started)
-    session = _session_of(session_id)
-    attrs: dict[str, Any] = {
-        sc.OPERATION_NAME: operation,
-        sc.PROVIDER_NAME: provider,
-        sc.REQUEST_MODEL: model,
-        sc.SPAN_KIND: "llm",
-    }
-    metric_attrs = dict(attrs)
-    del metric_attrs[sc.SPAN_KIND]
-    optional = {
-        sc.CONVERSATION_ID: session,
-        sc.SESSION_ID: session,
-        sc.SERVER_ADDRESS: server_address,
-        sc.SERVER_PORT: server_port,
-        sc.REQUEST_TEMPERATURE: temperature,
-        sc.REQUEST_MAX_TOKENS: max_tokens,
-        sc.REQUEST_TOP_P: top_p,
-        sc.REQUEST_SEED: seed,
-        sc.REQUEST_STOP_SEQUENCES: list(stop) if stop else None,
-        sc.OUTPUT_TYPE: output_type,
-    }
-    attrs.update({k: v for k, v in optional.items() if v is not None})
-    if attributes:
-        attrs.update(attributes)
-    if server_address is not None:
-        metric_attrs[sc.SERVER_ADDRESS] = server_address
-    if server_port is not None:
-        metric_attrs[sc.SERVER_PORT] = server_port
-    span = obs.tracer.start_span(
-        f"{operation} {model}", context=_parent(session), kind=SpanKind.CLIENT, attributes=attrs
-    )
-    return LLMCall(span, obs.capture_content, metric_attrs, started)
+        return LLMCall(None, None, {}, time.perf_counter())
+    return obs.call_tracer.start_llm_call(**call)
 
 
 @contextmanager
@@ -320,43 +401,17 @@ def tool_span(
     description: str | None = None,
     session_id: str | None = None,
 ) -> Iterator[ToolCall]:
-    """A span named ``"execute_tool {name}"`` around one tool execution.
+    """A span named ``"execute_tool {name}"`` around one tool execution, on the enabled
+    observability (with it off, nothing is recorded).
 
     ``arguments`` are recorded (redacted) only when content capture is on; so is the value
     given to ``call.result(...)``. An exception sets ``error.type`` and is re-raised.
     """
     obs = _state.current
     if obs is None:
-        yield ToolCall(None, False)
+        yield ToolCall(None, None)
         return
-    session = _session_of(session_id)
-    attrs: dict[str, Any] = {
-        sc.OPERATION_NAME: sc.OP_EXECUTE_TOOL,
-        sc.TOOL_NAME: name,
-        sc.TOOL_TYPE: "function",
-        sc.SPAN_KIND: "tool",
-    }
-    optional = {
-        sc.TOOL_CALL_ID: call_id,
-        sc.TOOL_DESCRIPTION: description,
-        sc.CONVERSATION_ID: session,
-        sc.SESSION_ID: session,
-    }
-    attrs.update({k: v for k, v in optional.items() if v is not None})
-    span = obs.tracer.start_span(
-        f"{sc.OP_EXECUTE_TOOL} {name}", context=_parent(session), attributes=attrs
-    )
-    call = ToolCall(span, obs.capture_content)
-    call._set_content(sc.TOOL_CALL_ARGUMENTS, arguments)
-    try:
-        with trace.use_span(
-            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        ):
-            yield call
-    except BaseException as exc:
-        call._fail(exc)
-        raise
-    else:
-        span.set_status(Status(StatusCode.OK))
-    finally:
-        span.end()
+    with obs.call_tracer.tool_span(
+        name, call_id=call_id, arguments=arguments, description=description, session_id=session_id
+    ) as call:
+        yield call

@@ -1,4 +1,6 @@
-"""Which `Observability` is enabled now (``None`` when off): read by the span helpers."""
+"""Which `Observability` is enabled now (``None`` when off): read by `current()` and the
+module-level span helpers (for code of yours). The LLM layer and the tools never read it:
+they are handed a tracer (see `llmgine._tracing`)."""
 
 from __future__ import annotations
 

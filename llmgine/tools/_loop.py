@@ -41,6 +41,7 @@ from llmgine.llm import (
     ToolResultPart,
     Usage,
     get_model,
+    tracer_for,
 )
 from llmgine.tools._events import (
     StopReason,
@@ -187,7 +188,8 @@ async def _loop(
     session = session if session is not None else manager.session
     bus = session.bus if session is not None else (bus if bus is not None else manager.bus)
     owned = isinstance(model, str)
-    chosen = get_model(model) if isinstance(model, str) else model
+    # A model made here works for the loop's bus: traced while that bus is observed.
+    chosen = get_model(model, tracer=tracer_for(bus)) if isinstance(model, str) else model
     loop_id = uuid.uuid4().hex
 
     async def publish(event: Event) -> None:
@@ -324,8 +326,8 @@ async def run_tool_loop(
     """Run model -> tools -> model rounds until the model answers without tool calls.
 
     Args:
-        model: a `Model` or a ``"provider:model"`` spec (a model made from a spec is closed
-            at the end).
+        model: a `Model` or a ``"provider:model"`` spec (a model made from a spec is traced
+            through the bus's tracer, as the tools are, and closed at the end).
         prompt: a string, messages or an `LLMRequest` (its ``tools`` are replaced by the
             manager's; its other fields are kept every round, except a ``tool_choice``
             that forces a tool: ``"required"`` or ``ToolName`` applies to the first round

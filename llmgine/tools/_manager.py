@@ -14,21 +14,23 @@ and a `ToolCallLateFinished` event report it (so does a thread whose call was ca
 Invalid arguments are described by field and problem; the values the model sent appear
 (redacted) only when content capture is on, as everywhere content is recorded (see
 `llmgine.tools._schema`).
+
+Each execution is a span made by the manager's `CallTracer`, given to it or else its bus's
+(see `llmgine._tracing`): a manager never looks for observability.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from llmgine._redact import redact_text, redacting_logger
+from llmgine._tracing import CallTracer, tracer_for
 from llmgine.bus import Command, ErrorInfo, Event, MessageBus, Session, Subscription
 from llmgine.errors import (
     DuplicateToolError,
@@ -45,12 +47,8 @@ from llmgine.tools._events import (
     ToolCallStarted,
     ToolErrorKind,
 )
-from llmgine.tools._schema import content_captured
 from llmgine.tools._thread import Listener, ThreadRun
 from llmgine.tools._tool import Tool
-
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
 
 __all__ = ["ExecuteTool", "ToolManager"]
 
@@ -61,22 +59,6 @@ class ExecuteTool(Command[ToolResultPart]):
     """Run one tool call through the `ToolManager` installed on the bus or session."""
 
     call: ToolCallPart
-
-
-class _Untraced:
-    """What a tool span is when observability was never imported (so cannot be on)."""
-
-    def result(self, value: Any) -> None: ...
-
-
-def _tool_span(name: str, **args: Any) -> AbstractContextManager[Any]:
-    # Looked up, not imported: `import llmgine.tools` must not load pandas and the
-    # OpenTelemetry SDK. Observability can only be on once its module was imported.
-    spans = sys.modules.get("llmgine.observability._spans")
-    if spans is None:
-        return contextlib.nullcontext(_Untraced())
-    span: AbstractContextManager[Any] = spans.tool_span(name, **args)
-    return span
 
 
 class _BadResult(TypeError):
@@ -107,6 +89,10 @@ class ToolManager:
     execution publishes `ToolCallStarted`, `ToolCallFailed` when it failed, and
     `ToolCallFinished`, with the session's id.
 
+    Each execution is a span made by ``tracer``: by default the bus's
+    (``llmgine.llm.tracer_for(bus)``, traced while observability observes that bus), or,
+    with no bus, the one observability plugs in whenever it is enabled.
+
     Example:
         manager = ToolManager([get_weather, search], bus=bus, timeout=10)
         results = await manager.execute_all(response.tool_calls)   # in call order
@@ -120,6 +106,7 @@ class ToolManager:
         session: Session | None = None,
         max_concurrency: int = 8,
         timeout: float | None = 30.0,
+        tracer: CallTracer | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -129,6 +116,7 @@ class ToolManager:
             raise ValueError("the session belongs to another bus; pass the session alone")
         self.session = session
         self.bus = session.bus if session is not None else bus
+        self.tracer: CallTracer = tracer if tracer is not None else tracer_for(self.bus)
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self._tools: dict[str, Tool] = {}
@@ -256,7 +244,7 @@ class ToolManager:
         found = self._tools.get(call.name)
         arguments = call.arguments if call.invalid_arguments is None else call.invalid_arguments
         try:
-            with _tool_span(
+            with self.tracer.tool_span(
                 call.name,
                 call_id=call.id,
                 arguments=arguments,
@@ -302,7 +290,7 @@ class ToolManager:
         found = self.get(call.name)
         if call.invalid_arguments is not None:
             text = call.invalid_arguments
-            if content_captured():  # the text is content: shown only when captured
+            if self.tracer.capture_content:  # the text is content: shown only if captured
                 shown = redact_text(text if len(text) <= 200 else text[:197] + "...")
                 what = f": {shown!r}"
             else:
