@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["dashboard"]:  # its own options (--port, --models, ...) parse there
         require("notebook", "llmgine dashboard")
-        from llmgine.notebook._dashboard import main_dashboard
+        from llmgine.notebook._dashboard_server import main_dashboard
 
         return main_dashboard(argv[1:])
     parser = argparse.ArgumentParser(prog="llmgine", description=DESCRIPTION)

@@ -72,7 +72,7 @@ def test_lab_refuses_a_folder_that_does_not_exist(
 
 
 def test_the_cli_hands_dashboard_options_to_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmgine.notebook import _dashboard
+    from llmgine.notebook import _dashboard_server
 
     seen: list[list[str]] = []
 
@@ -80,6 +80,6 @@ def test_the_cli_hands_dashboard_options_to_the_dashboard(monkeypatch: pytest.Mo
         seen.append(argv)
         return 0
 
-    monkeypatch.setattr(_dashboard, "main_dashboard", fake)
+    monkeypatch.setattr(_dashboard_server, "main_dashboard", fake)
     assert main(["dashboard", "--port", "5999"]) == 0
     assert seen == [["--port", "5999"]]

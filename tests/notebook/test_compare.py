@@ -28,7 +28,7 @@ from llmgine.llm import (
     get_model,
 )
 from llmgine.notebook import CompareView
-from llmgine.notebook._compare import ColumnUpdate
+from llmgine.notebook._compare_view import ColumnUpdate
 from tests.notebook.magics_helpers import BreaksMidwayProvider, gated_model, make_shell
 
 
@@ -230,7 +230,7 @@ def test_the_view_and_its_columns_have_stable_class_names() -> None:
 
 
 def test_answers_render_as_markdown_with_raw_html_escaped() -> None:
-    from llmgine.notebook._compare import _body_html, _Column
+    from llmgine.notebook._compare_view import _body_html, _Column
 
     column = _Column("m", "demo:m")
     column.text = "**bold** and <script>alert(1)</script>"

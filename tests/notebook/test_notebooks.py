@@ -1,11 +1,11 @@
 """The notebooks in ``notebooks/``: committed run and clean, and run again by nbval.
 
 nbval runs in a child pytest (``pytest --nbval-lax``), because the suite's own run
-collects ``tests/`` and README.md, not notebooks: each notebook runs top to bottom in a fresh kernel of this
-virtual environment (``--nbval-current-env``), offline (no provider keys, no
-``LLMGINE_MODEL``: the demo model), and the cells marked ``# NBVAL_CHECK_OUTPUT`` must
-give their committed output again, after `nbval_sanitize.cfg` has masked ids, times and
-costs. To refresh the committed outputs: ``python -m tests.notebook.nb_refresh``.
+collects ``tests/`` and README.md, not notebooks: each notebook runs top to bottom in a
+fresh kernel of this virtual environment (``--nbval-current-env``), offline (no provider
+keys, no ``LLMGINE_MODEL``: the demo model), and the cells marked ``# NBVAL_CHECK_OUTPUT``
+must give their committed output again, after `nbval_sanitize.cfg` has masked ids, times
+and costs. To refresh the committed outputs: ``python -m tests.notebook.nb_refresh``.
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ from llmgine.llm import (
     Prompt,
     get_model,
 )
-from llmgine.notebook._display import DEMO_NOTE, describe_error
-from llmgine.notebook._m_bus import WorkbenchService
+from llmgine.notebook.magics._bus import WorkbenchService
+from llmgine.notebook.magics._display import DEMO_NOTE, describe_error
 
 __all__ = ["ColumnUpdate", "CompareView"]
 
