@@ -117,13 +117,13 @@ def _main(argv: list[str]) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
-        from llmgine._demo import run_demo
+        from llmgine._tour import run_tour
 
         logging.basicConfig(
             level=logging.WARNING, format="  (log) %(levelname)s %(message)s", stream=sys.stdout
         )
         try:
-            asyncio.run(run_demo())
+            asyncio.run(run_tour())
         except KeyboardInterrupt:
             print("\nllmgine: demo stopped (Ctrl-C)")
     return 0
