@@ -48,11 +48,11 @@ async def test_a_slow_model_does_not_hold_up_the_others(bus: MessageBus) -> None
     fast_done = asyncio.Event()
 
     def emit(update: ColumnUpdate) -> None:
-        view._apply(update)
+        view.apply_update(update)
         if update.kind == "done" and update.index == 1:
             fast_done.set()
 
-    run = asyncio.create_task(view._run(emit))
+    run = asyncio.create_task(view.run_emitting(emit))
     await fast_done.wait()  # the fast model answered while the slow one waits at its gate
     assert not run.done()
     assert view.columns[0].status == "streaming"
@@ -63,7 +63,7 @@ async def test_a_slow_model_does_not_hold_up_the_others(bus: MessageBus) -> None
     assert isinstance(results["gated:slow"], LLMResponse)
     assert results["gated:slow"].text == "slow answer"
     assert view.wall_ms is not None
-    view._refresh()
+    view.refresh()
     assert "done in" in view._header.value
 
 
@@ -203,7 +203,7 @@ async def test_a_view_runs_once() -> None:
     with pytest.raises(RuntimeError, match="already run"):
         await view.run()
     with pytest.raises(RuntimeError, match="before the view runs"):
-        view._fail_column(0, ValueError("too late"))
+        view.fail_column(0, ValueError("too late"))
 
 
 def test_bad_arguments_are_refused() -> None:

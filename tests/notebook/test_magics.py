@@ -239,7 +239,7 @@ def test_displays_are_updated_on_the_cells_thread_only(
 ) -> None:
     threads: set[threading.Thread] = set()
     refresh = AnswerDisplay.refresh
-    apply = CompareView._apply
+    apply = CompareView.apply_update
 
     def record_refresh(self: AnswerDisplay) -> None:
         threads.add(threading.current_thread())
@@ -250,7 +250,7 @@ def test_displays_are_updated_on_the_cells_thread_only(
         apply(self, update)
 
     monkeypatch.setattr(AnswerDisplay, "refresh", record_refresh)
-    monkeypatch.setattr(CompareView, "_apply", record_apply)
+    monkeypatch.setattr(CompareView, "apply_update", record_apply)
     with capture_output():
         shell.cell("", "Hello")
         shell.cell("fast,fast2", "Hello")

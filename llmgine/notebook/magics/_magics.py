@@ -240,14 +240,18 @@ class LLMgineMagics(Magics):
             **params,
         )
         for index, error in unmade.items():
-            view._fail_column(index, error)
+            view.fail_column(index, error)
         if len(unmade) < len(entries):  # models will be called: this is the last cell's trace
             workbench.last_session_id = view.session_id
         text_mode = uses_text_output(self.ipython)
         handle = None if text_mode else show(view, update=True)
         try:
+            # The calls run on the workbench's loop; the widgets change on this thread.
             results = workbench.loop.stream(
-                view._run, view._apply, view._refresh, interval=workbench.update_interval
+                view.run_emitting,
+                view.apply_update,
+                view.refresh,
+                interval=workbench.update_interval,
             )
         except Exception as exc:  # the run itself failed (not a model): the bus, say
             raise CellFailedError(describe_error(exc), exc) from exc
