@@ -32,7 +32,7 @@ from comm.base_comm import BaseComm
 
 from llmgine.bus import MessageBus
 from llmgine.notebook import EventStream
-from llmgine.notebook._widget_events import DEFAULT_CAPACITY
+from llmgine.notebook._event_feed import DEFAULT_CAPACITY
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "widgets.json"
 # Floods long enough for the flusher to run several times a round (at 0.1 s a flush, the

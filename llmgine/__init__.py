@@ -31,14 +31,14 @@ def load_ipython_extension(ipython: Any) -> None:
     from llmgine._extras import require
 
     require("notebook", "%load_ext llmgine")
-    from llmgine.notebook._magics import load_ipython_extension as load
+    from llmgine.notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext llmgine``."""
-    from llmgine.notebook._magics import unload_ipython_extension as unload
+    from llmgine.notebook.magics import unload_ipython_extension as unload
 
     unload(ipython)
 

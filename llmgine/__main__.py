@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["dashboard"]:  # its own options (--port, --models, ...) parse there
         require("notebook", "llmgine dashboard")
-        from llmgine.notebook._dashboard import main_dashboard
+        from llmgine.notebook._dashboard_server import main_dashboard
 
         return main_dashboard(argv[1:])
     parser = argparse.ArgumentParser(prog="llmgine", description=DESCRIPTION)
@@ -117,13 +117,13 @@ def _main(argv: list[str]) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
-        from llmgine._demo import run_demo
+        from llmgine._tour import run_tour
 
         logging.basicConfig(
             level=logging.WARNING, format="  (log) %(levelname)s %(message)s", stream=sys.stdout
         )
         try:
-            asyncio.run(run_demo())
+            asyncio.run(run_tour())
         except KeyboardInterrupt:
             print("\nllmgine: demo stopped (Ctrl-C)")
     return 0

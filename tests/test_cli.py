@@ -1,4 +1,5 @@
-"""The command line as a person uses it: real processes, stopped with Ctrl-C.
+"""The command line: what each command starts (in-process), and the commands as a person
+uses them: real processes, stopped with Ctrl-C.
 
 A terminal's Ctrl-C sends SIGINT to the whole foreground process group, so each command
 runs in its own group here and the group gets the signal. The command must stop, say so,
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from llmgine.__main__ import main
+from llmgine import __main__ as cli
+from llmgine.__main__ import lab_command, main
 from tests.deadline import DEADLINE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +140,50 @@ def test_help_is_plain_text(command: list[str], capsys: pytest.CaptureFixture[st
     text = capsys.readouterr().out
     assert "usage: llmgine" in text
     assert "``" not in text  # no reST markup in what a terminal shows
+
+
+def test_the_cli_needs_a_command() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+
+
+def test_lab_starts_jupyterlab_on_localhost_on_the_notebooks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[list[str]] = []
+
+    def run_child(command: list[str], what: str) -> int:
+        started.append(command)
+        return 0
+
+    monkeypatch.setattr(cli, "run_child", run_child)
+    for name in ("LLMGINE_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    assert main(["lab", str(tmp_path), "--port", "9999", "--ServerApp.token=x"]) == 0
+    assert started == [lab_command(tmp_path.resolve(), 9999, ["--ServerApp.token=x"])]
+    assert "--ServerApp.ip=127.0.0.1" in started[0]
+    assert "--no-browser" in started[0]
+    assert "offline demo model" in capsys.readouterr().out
+
+
+def test_lab_refuses_a_folder_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", str(tmp_path / "missing")]) == 2
+    assert "no directory" in capsys.readouterr().err
+
+
+def test_the_cli_hands_dashboard_options_to_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmgine.notebook import _dashboard_server
+
+    seen: list[list[str]] = []
+
+    def fake(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    monkeypatch.setattr(_dashboard_server, "main_dashboard", fake)
+    assert main(["dashboard", "--port", "5999"]) == 0
+    assert seen == [["--port", "5999"]]

@@ -90,6 +90,13 @@ Binder. `TraceView` uses plotly's own `FigureWidget`, whose plotly.js ships in t
 package. The Panel dashboard uses Panel's own components (Tabulator, a Plotly pane) over
 the same data: embedding ipywidgets in `panel serve` needs `ipywidgets_bokeh`, which we do
 not add for this.
+
+Where the code lives: each widget in a module named after it (`_event_stream`,
+`_trace_view`, `_compare_view`, `_dashboard_view`; `_dashboard_server` serves the
+dashboard and is ``llmgine dashboard``), over the plain feeds the widgets and the dashboard
+share (`_event_feed`, `_span_feed`), with `_ticker` (the throttled flush) and
+`_static_html` (saved-notebook HTML, the shipped front end). The magics are the `magics`
+package; its docstring maps its modules.
 """
 
 from __future__ import annotations
@@ -98,11 +105,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmgine.notebook._compare import CompareView
-    from llmgine.notebook._dashboard import dashboard
-    from llmgine.notebook._events import EventStream
-    from llmgine.notebook._magics import load_ipython_extension, unload_ipython_extension
-    from llmgine.notebook._trace import TraceView
+    from llmgine.notebook._compare_view import CompareView
+    from llmgine.notebook._dashboard_view import dashboard
+    from llmgine.notebook._event_stream import EventStream
+    from llmgine.notebook._trace_view import TraceView
+    from llmgine.notebook.magics import load_ipython_extension, unload_ipython_extension
 
 __all__ = [
     "CompareView",
@@ -116,12 +123,12 @@ __all__ = [
 # Loaded on first use: importing llmgine.notebook must not pull in ipywidgets, plotly and
 # panel for a program that only wants one of them.
 _HOMES = {
-    "CompareView": "llmgine.notebook._compare",
-    "EventStream": "llmgine.notebook._events",
-    "TraceView": "llmgine.notebook._trace",
-    "dashboard": "llmgine.notebook._dashboard",
-    "load_ipython_extension": "llmgine.notebook._magics",
-    "unload_ipython_extension": "llmgine.notebook._magics",
+    "CompareView": "llmgine.notebook._compare_view",
+    "EventStream": "llmgine.notebook._event_stream",
+    "TraceView": "llmgine.notebook._trace_view",
+    "dashboard": "llmgine.notebook._dashboard_view",
+    "load_ipython_extension": "llmgine.notebook.magics",
+    "unload_ipython_extension": "llmgine.notebook.magics",
 }
 
 

@@ -49,9 +49,9 @@ from panel.viewable import Viewer
 from llmgine._redact import redacting_logger
 from llmgine.bus import MessageBus, Session
 from llmgine.llm import Model
-from llmgine.notebook._widget_events import EventFeed, Row
-from llmgine.notebook._widget_html import counts_line
-from llmgine.notebook._widget_spans import SpanFeed, figure, observability_for, summary_line
+from llmgine.notebook._event_feed import EventFeed, Row
+from llmgine.notebook._span_feed import SpanFeed, figure, observability_for, summary_line
+from llmgine.notebook._static_html import counts_line
 from llmgine.observability import Observability
 
 __all__ = [
@@ -319,7 +319,7 @@ class Dashboard(Viewer):
             self._compare_message("Type a prompt and at least one provider:model spec.")
             return None
         try:
-            from llmgine.notebook._compare import CompareView
+            from llmgine.notebook._compare_view import CompareView
         except ImportError as exc:
             log.exception("CompareView could not be imported")
             self._compare_message(f"CompareView is not available: {exc}")

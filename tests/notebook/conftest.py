@@ -12,7 +12,7 @@ from IPython.utils.capture import capture_output
 
 from llmgine import observability
 from llmgine.llm import get_model
-from llmgine.notebook._magics import LLMgineMagics
+from llmgine.notebook.magics._magics import LLMgineMagics
 from tests.notebook.magics_helpers import Shell, loop_threads, make_shell
 
 

@@ -28,7 +28,7 @@ from llmgine.llm import (
     get_model,
 )
 from llmgine.notebook import CompareView
-from llmgine.notebook._compare import ColumnUpdate
+from llmgine.notebook._compare_view import ColumnUpdate
 from tests.notebook.magics_helpers import BreaksMidwayProvider, gated_model, make_shell
 
 
@@ -48,11 +48,11 @@ async def test_a_slow_model_does_not_hold_up_the_others(bus: MessageBus) -> None
     fast_done = asyncio.Event()
 
     def emit(update: ColumnUpdate) -> None:
-        view._apply(update)
+        view.apply_update(update)
         if update.kind == "done" and update.index == 1:
             fast_done.set()
 
-    run = asyncio.create_task(view._run(emit))
+    run = asyncio.create_task(view.run_emitting(emit))
     await fast_done.wait()  # the fast model answered while the slow one waits at its gate
     assert not run.done()
     assert view.columns[0].status == "streaming"
@@ -63,7 +63,7 @@ async def test_a_slow_model_does_not_hold_up_the_others(bus: MessageBus) -> None
     assert isinstance(results["gated:slow"], LLMResponse)
     assert results["gated:slow"].text == "slow answer"
     assert view.wall_ms is not None
-    view._refresh()
+    view.refresh()
     assert "done in" in view._header.value
 
 
@@ -203,7 +203,7 @@ async def test_a_view_runs_once() -> None:
     with pytest.raises(RuntimeError, match="already run"):
         await view.run()
     with pytest.raises(RuntimeError, match="before the view runs"):
-        view._fail_column(0, ValueError("too late"))
+        view.fail_column(0, ValueError("too late"))
 
 
 def test_bad_arguments_are_refused() -> None:
@@ -230,7 +230,7 @@ def test_the_view_and_its_columns_have_stable_class_names() -> None:
 
 
 def test_answers_render_as_markdown_with_raw_html_escaped() -> None:
-    from llmgine.notebook._compare import _body_html, _Column
+    from llmgine.notebook._compare_view import _body_html, _Column
 
     column = _Column("m", "demo:m")
     column.text = "**bold** and <script>alert(1)</script>"

@@ -28,7 +28,7 @@ from llmgine.llm import (
     get_model,
 )
 from llmgine.notebook import dashboard
-from llmgine.notebook._dashboard import (
+from llmgine.notebook._dashboard_server import (
     Dashboard,
     DashboardServer,
     _serve_until_stopped,

@@ -13,9 +13,9 @@ import pytest
 
 from llmgine.bus import MessageBus, SessionStarted, message_type_name
 from llmgine.notebook import EventStream
-from llmgine.notebook._widget_events import EventFeed
-from llmgine.notebook._widget_html import asset
-from llmgine.notebook._widget_ticker import Ticker
+from llmgine.notebook._event_feed import EventFeed
+from llmgine.notebook._static_html import asset
+from llmgine.notebook._ticker import Ticker
 
 from .widgets_support import PLANTED_KEY, Leaky, Ping, Pong, front_end
 

@@ -26,14 +26,14 @@ from llmgine.errors import (
     ServerUnavailableError,
 )
 from llmgine.llm import LLMResponse, Model, TextDelta, get_model
-from llmgine.notebook import _magics
-from llmgine.notebook._compare import CompareView
-from llmgine.notebook._display import AnswerDisplay, describe_error, uses_text_output
-from llmgine.notebook._m_bus import BusModel, WorkbenchService
-from llmgine.notebook._m_loop import LoopThread
-from llmgine.notebook._m_prompt import answer_json
-from llmgine.notebook._m_workbench import Workbench
-from llmgine.notebook._magics import LLMgineMagics
+from llmgine.notebook._compare_view import CompareView
+from llmgine.notebook.magics import _magics
+from llmgine.notebook.magics._bus import BusModel, WorkbenchService
+from llmgine.notebook.magics._display import AnswerDisplay, describe_error, uses_text_output
+from llmgine.notebook.magics._loop import LoopThread
+from llmgine.notebook.magics._magics import LLMgineMagics
+from llmgine.notebook.magics._prompt import answer_json
+from llmgine.notebook.magics._workbench import Workbench
 from llmgine.tools import tool
 from tests.notebook.magics_helpers import (
     Shell,
@@ -239,7 +239,7 @@ def test_displays_are_updated_on_the_cells_thread_only(
 ) -> None:
     threads: set[threading.Thread] = set()
     refresh = AnswerDisplay.refresh
-    apply = CompareView._apply
+    apply = CompareView.apply_update
 
     def record_refresh(self: AnswerDisplay) -> None:
         threads.add(threading.current_thread())
@@ -250,7 +250,7 @@ def test_displays_are_updated_on_the_cells_thread_only(
         apply(self, update)
 
     monkeypatch.setattr(AnswerDisplay, "refresh", record_refresh)
-    monkeypatch.setattr(CompareView, "_apply", record_apply)
+    monkeypatch.setattr(CompareView, "apply_update", record_apply)
     with capture_output():
         shell.cell("", "Hello")
         shell.cell("fast,fast2", "Hello")

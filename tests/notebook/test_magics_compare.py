@@ -22,8 +22,8 @@ from llmgine.errors import (
     UnknownProviderError,
 )
 from llmgine.llm import LLMResponse, Model, ProviderModel
-from llmgine.notebook import _magics
-from llmgine.notebook._magics import LLMgineMagics
+from llmgine.notebook.magics import _magics
+from llmgine.notebook.magics._magics import LLMgineMagics
 from tests.notebook.magics_helpers import BreaksMidwayProvider, Shell, final, output_data, scripted
 
 pytestmark = pytest.mark.usefixtures("magics")  # the shell's magics, reset after each test

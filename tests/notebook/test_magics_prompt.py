@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from IPython.utils.capture import capture_output
 
-from llmgine.notebook import _magics
-from llmgine.notebook._m_prompt import fill, substitute
+from llmgine.notebook.magics import _magics
+from llmgine.notebook.magics._prompt import fill, substitute
 from tests.notebook.magics_helpers import Shell, output_data, scripted
 
 pytestmark = pytest.mark.usefixtures("magics")  # the shell's magics, reset after each test

@@ -12,7 +12,7 @@ from llmgine.bus import MessageBus
 from llmgine.errors import ObservabilityError
 from llmgine.llm import ChatMessage, Generate, LLMRequest, LLMService
 from llmgine.notebook import TraceView
-from llmgine.notebook._widget_spans import (
+from llmgine.notebook._span_feed import (
     AXIS_PX,
     INDENT_PX,
     KIND_COLOURS,

@@ -16,7 +16,7 @@ import plotly.offline  # type: ignore[import-untyped]
 import pytest
 
 from llmgine import observability
-from llmgine.notebook._widget_spans import INDENT_PX, Bar, SpanFeed, figure
+from llmgine.notebook._span_feed import INDENT_PX, Bar, SpanFeed, figure
 from tests.browser.browser_support import chromium
 
 from .widgets_support import observability_off

@@ -18,8 +18,7 @@ import ipywidgets  # type: ignore[import-untyped]
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 
 from llmgine.bus import MessageBus, Session
-from llmgine.notebook._widget_html import html_table
-from llmgine.notebook._widget_spans import (
+from llmgine.notebook._span_feed import (
     DEFAULT_MAX_SPANS,
     KIND_LABELS,
     Bar,
@@ -28,7 +27,8 @@ from llmgine.notebook._widget_spans import (
     observability_for,
     summary_line,
 )
-from llmgine.notebook._widget_ticker import Ticker
+from llmgine.notebook._static_html import html_table
+from llmgine.notebook._ticker import Ticker
 from llmgine.observability import Observability
 from llmgine.observability import semconv as sc
 

@@ -1,6 +1,6 @@
 """Showing answers in a notebook: streamed into one display, or printed in a terminal.
 
-Everything here runs on the thread that runs the cell (see `_m_loop`): display handles and
+Everything here runs on the thread that runs the cell (see `_loop`): display handles and
 widgets are touched from that thread only. What is shown is built from plain values: an
 answer's text, its provenance (provider, model, usage, cost, the demo flag) as display
 metadata under ``"llmgine"``, and errors as one short, redacted message with what to do
@@ -32,7 +32,7 @@ from llmgine.errors import (
     UnknownProviderError,
 )
 from llmgine.llm import LLMResponse, list_providers
-from llmgine.notebook._m_prompt import Format, answer_code
+from llmgine.notebook.magics._prompt import Format, answer_code
 
 __all__ = [
     "AnswerDisplay",

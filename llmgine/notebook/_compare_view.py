@@ -16,10 +16,12 @@ Every call is a `Generate` command on a bus, in a session of its own (``session_
 models, so it works on any bus (the magics pass theirs) or, without one, on a private bus
 for the run.
 
-The run (`_run`) only *emits* updates; `_apply` and `_refresh` change the widgets. With
-``await view.run()`` they run on the awaiting loop's thread; the ``%%llmgine`` magic runs
-`_run` on its loop thread and applies the updates on the cell's thread (widgets are not
-thread-safe).
+A run comes apart into three public steps, because widgets are not thread-safe and the
+calls may run on another thread's loop: `run_emitting` makes the calls and only *emits*
+`ColumnUpdate`s, `apply_update` takes one into the view's state, and `refresh` shows that
+state in the widgets. ``await view.run()`` does all three on the awaiting loop's thread;
+the ``%%llmgine`` magic runs `run_emitting` on its loop thread and applies and refreshes
+on the cell's thread.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from llmgine.llm import (
     Prompt,
     get_model,
 )
-from llmgine.notebook._display import DEMO_NOTE, describe_error
-from llmgine.notebook._m_bus import WorkbenchService
+from llmgine.notebook.magics._bus import WorkbenchService
+from llmgine.notebook.magics._display import DEMO_NOTE, describe_error
 
 __all__ = ["ColumnUpdate", "CompareView"]
 
@@ -112,7 +114,9 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
 
     A model that fails shows its error in its column; `run` returns that exception as
     the model's value and never raises for a model's failure, even when every model
-    fails (check the values). The bus session the calls run in is ``session_id``.
+    fails (check the values). The bus session the calls run in is ``session_id``. To run
+    the calls on another thread's loop, use `run_emitting` there and `apply_update` and
+    `refresh` on the widgets' thread (see the module docstring).
 
     Example:
         view = CompareView(["demo:a", "openai:gpt-4o-mini"], "Explain RAFT in 3 lines.")
@@ -166,7 +170,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         self._charted: tuple[Any, ...] = ()
         super().__init__([self._header, grid, self._table, self._chart])
         self.add_class("llmgine-compare")
-        self._refresh()
+        self.refresh()
 
     # -- running -----------------------------------------------------------------------
 
@@ -175,12 +179,13 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         """Whether any model was asked (not every column failed before its call)."""
         return any(c.called for c in self.columns)
 
-    def _fail_column(self, index: int, error: BaseException) -> None:
-        """Mark column ``index`` failed before the run: its model could not even be made
-        (the magics resolve names and specs themselves). The run leaves it as it is."""
+    def fail_column(self, index: int, error: BaseException) -> None:
+        """Mark column ``index`` failed before the run, with ``error`` shown in it: for a
+        model that could not even be made (the magics resolve names and specs themselves).
+        The run leaves that column as it is and returns ``error`` as its value."""
         if self._started:
             raise RuntimeError("columns can only be failed before the view runs")
-        self._apply(ColumnUpdate(index, "failed", error=error))
+        self.apply_update(ColumnUpdate(index, "failed", error=error))
 
     async def run(self) -> dict[str, LLMResponse | BaseException]:
         """Ask every model at once; returns each model's response, or its exception."""
@@ -188,20 +193,23 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
 
         def emit(update: ColumnUpdate) -> None:
             nonlocal last
-            self._apply(update)
+            self.apply_update(update)
             now = time.monotonic()
             if now - last >= self.refresh_interval:
-                self._refresh()
+                self.refresh()
                 last = now
 
         try:
-            return await self._run(emit)
+            return await self.run_emitting(emit)
         finally:
-            self._refresh()
+            self.refresh()
 
-    async def _run(
+    async def run_emitting(
         self, emit: Callable[[ColumnUpdate], None]
     ) -> dict[str, LLMResponse | BaseException]:
+        """Ask every model at once, as `run` does, without touching the widgets: each change
+        is passed to ``emit`` as a `ColumnUpdate` (from this loop's thread), for the caller
+        to hand to `apply_update` and `refresh` on the thread that owns the widgets."""
         if self._started:
             raise RuntimeError("this CompareView has already run; make a new one to run again")
         self._started = True
@@ -229,7 +237,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 session.on_event(LLMStreamDelta, on_delta)
 
                 async def ask(index: int, column: _Column) -> LLMResponse | BaseException:
-                    if column.error is not None:  # failed before the run (_fail_column)
+                    if column.error is not None:  # failed before the run (fail_column)
                         return column.error
                     try:
                         if isinstance(column.entry, Model):
@@ -268,8 +276,9 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         emit(ColumnUpdate(-1, "finished", wall_ms=wall_ms))
         return {c.label: o for c, o in zip(self.columns, outcomes, strict=True)}
 
-    def _apply(self, update: ColumnUpdate) -> None:
-        """Take one update into the view's state (shown at the next `_refresh`)."""
+    def apply_update(self, update: ColumnUpdate) -> None:
+        """Take one update from `run_emitting` into the view's state (shown at the next
+        `refresh`). Call it on the thread that owns the widgets."""
         if update.kind == "finished":
             self.wall_ms = update.wall_ms
             return
@@ -292,8 +301,8 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
 
     # -- showing -----------------------------------------------------------------------
 
-    def _refresh(self) -> None:
-        """Show the current state in the widgets."""
+    def refresh(self) -> None:
+        """Show the current state in the widgets (on the thread that owns them)."""
         self._header.value = self._header_html()
         for column, title, body in zip(self.columns, self._titles, self._bodies, strict=True):
             title.value = _title_html(column)

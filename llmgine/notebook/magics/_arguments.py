@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from llmgine.errors import MagicUsageError
-from llmgine.notebook._m_prompt import FORMATS
+from llmgine.notebook.magics._prompt import FORMATS
 
 __all__ = ["COMMANDS", "cell_arguments", "help_text", "parse_cell_line"]
 

@@ -1,6 +1,6 @@
 """`Workbench`: what the magics of one IPython shell own, and how a cell is answered.
 
-One loop thread (see `_m_loop` for why), one started `MessageBus` on it with a
+One loop thread (see `_loop` for why), one started `MessageBus` on it with a
 `WorkbenchService` answering `Generate`, observability watching that bus, the named
 conversations (``--session``) on a `MemoryContextStore`, and the default model.
 
@@ -37,9 +37,9 @@ from llmgine.llm import (
     get_model,
     provider_info,
 )
-from llmgine.notebook._display import Chunk, Note
-from llmgine.notebook._m_bus import BusModel, WorkbenchService
-from llmgine.notebook._m_loop import LoopThread
+from llmgine.notebook.magics._bus import BusModel, WorkbenchService
+from llmgine.notebook.magics._display import Chunk, Note
+from llmgine.notebook.magics._loop import LoopThread
 from llmgine.observability import Observability
 from llmgine.tools import Tool, ToolCallFailed, ToolCallFinished, ToolCallStarted, run_tool_loop
 

@@ -19,7 +19,7 @@ import traitlets
 
 from llmgine._redact import Redactor
 from llmgine.bus import MessageBus, Session
-from llmgine.notebook._widget_events import (
+from llmgine.notebook._event_feed import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_ROWS,
     EventFeed,
@@ -27,8 +27,8 @@ from llmgine.notebook._widget_events import (
     Row,
     TypeSpec,
 )
-from llmgine.notebook._widget_html import asset, counts_line, html_table
-from llmgine.notebook._widget_ticker import Ticker
+from llmgine.notebook._static_html import asset, counts_line, html_table
+from llmgine.notebook._ticker import Ticker
 
 __all__ = ["EventStream"]
 

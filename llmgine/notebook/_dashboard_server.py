@@ -29,7 +29,7 @@ import panel as pn
 
 from llmgine.bus import MessageBus
 from llmgine.notebook._dashboard_view import DEFAULT_MODELS, Dashboard, dashboard, split_specs
-from llmgine.notebook._widget_spans import observability_for
+from llmgine.notebook._span_feed import observability_for
 
 if TYPE_CHECKING:
     from bokeh.server.server import Server

@@ -1,4 +1,5 @@
-"""A short, offline tour of the bus: commands, events, sessions, retry and stats."""
+"""``python -m llmgine demo``: a short, offline tour of the bus (commands, events, sessions,
+retry and stats) and of an LLM call on it, traced."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Forgotten(Command[None]):
     pass
 
 
-async def run_demo(out: list[str] | None = None) -> list[str]:
+async def run_tour(out: list[str] | None = None) -> list[str]:
     """Run the tour, printing as it goes; returns the printed lines."""
     lines = out if out is not None else []
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from llmgine import _semconv as sc
 from llmgine.bus import Session
 from llmgine.errors import ObservabilityError
-from llmgine.notebook._widget_events import session_key
+from llmgine.notebook._event_feed import session_key
 from llmgine.observability import Observability, SpanRecord, current
 
 __all__ = [

@@ -3,13 +3,13 @@
     %%llmgine demo:llmgine-demo -o answer
     Tell me about {topic}.
 
-The cell's text is the prompt (``{name}`` filled in by `_m_prompt`; a name that does not
+The cell's text is the prompt (``{name}`` filled in by `_prompt`; a name that does not
 resolve is sent as written, after a warning in the cell's output); the answer streams
 into the cell's output. Several models (``demo:a,openai:gpt-4o-mini``) open a
 `CompareView`. The line magic has commands: ``%llmgine models``, ``use``, ``events``,
 ``trace``, ``spans``, ``events-df``, ``compare``, ``sessions``, ``reset``, ``help``
-(listed in `_m_args`). How the synchronous magics drive the asynchronous calls is
-explained in `_m_loop`; what they own, in `_m_workbench`.
+(listed in `_arguments`). How the synchronous magics drive the asynchronous calls is
+explained in `_loop`; what they own, in `_workbench`.
 
 Errors show as one short message (what went wrong, what to do next) and fail the cell:
 the exceptions here render without a traceback (IPython's ``_render_traceback_``). A
@@ -31,8 +31,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from llmgine import observability
 from llmgine.errors import CellFailedError, MagicUsageError
 from llmgine.llm import ChatMessage, LLMResponse, Model, list_providers
-from llmgine.notebook._compare import CompareView
-from llmgine.notebook._display import (
+from llmgine.notebook._compare_view import CompareView
+from llmgine.notebook.magics._arguments import COMMANDS, cell_arguments, help_text, parse_cell_line
+from llmgine.notebook.magics._display import (
     AnswerDisplay,
     answer_bundle,
     describe_error,
@@ -43,9 +44,8 @@ from llmgine.notebook._display import (
     show_warning,
     uses_text_output,
 )
-from llmgine.notebook._m_args import COMMANDS, cell_arguments, help_text, parse_cell_line
-from llmgine.notebook._m_prompt import Format, answer_code, answer_json, fill
-from llmgine.notebook._m_workbench import CellAnswer, CellRequest, Workbench
+from llmgine.notebook.magics._prompt import Format, answer_code, answer_json, fill
+from llmgine.notebook.magics._workbench import CellAnswer, CellRequest, Workbench
 from llmgine.tools import Tool
 
 __all__ = [
@@ -240,14 +240,18 @@ class LLMgineMagics(Magics):
             **params,
         )
         for index, error in unmade.items():
-            view._fail_column(index, error)
+            view.fail_column(index, error)
         if len(unmade) < len(entries):  # models will be called: this is the last cell's trace
             workbench.last_session_id = view.session_id
         text_mode = uses_text_output(self.ipython)
         handle = None if text_mode else show(view, update=True)
         try:
+            # The calls run on the workbench's loop; the widgets change on this thread.
             results = workbench.loop.stream(
-                view._run, view._apply, view._refresh, interval=workbench.update_interval
+                view.run_emitting,
+                view.apply_update,
+                view.refresh,
+                interval=workbench.update_interval,
             )
         except Exception as exc:  # the run itself failed (not a model): the bus, say
             raise CellFailedError(describe_error(exc), exc) from exc
