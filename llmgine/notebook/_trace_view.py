@@ -78,11 +78,17 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         self.renders = 0
         self.summary = ipywidgets.HTML()
         self.summary.add_class("llmgine-trace-summary")
-        self.figure = go.FigureWidget(figure([], height=height))
+        # Born with the spans there are, not drawn into afterwards: plotly's page side
+        # applies an update only once its script has loaded, and one sent before that
+        # (a 5 MB script, seconds on a busy machine) is lost, so a view of a finished
+        # session updated right after it was made could stay empty for good.
+        feed.flush()
+        self.bars = feed.bars()
+        self.figure = go.FigureWidget(self._spec())
         self.figure.add_class("llmgine-trace-figure")
         super().__init__(children=[self.summary, self.figure], **kwargs)
         self.add_class("llmgine-trace")
-        self._draw()
+        self._show_counts()
         self._ticker.start()
 
     @property
@@ -116,9 +122,12 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     def _tick(self) -> None:
         self.refresh()
 
+    def _spec(self) -> dict[str, Any]:
+        return figure(self.bars, title=self._title(), height=self.height)
+
     def _draw(self) -> None:
         self.bars = self.feed.bars()
-        spec = figure(self.bars, title=self._title(), height=self.height)
+        spec = self._spec()
         layout = dict(spec["layout"])
         # A merging update would change existing annotations in place and never drop one
         # (plotly's update merges arrays element by element): the row labels are replaced.
@@ -128,6 +137,9 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
                 trace.update(data, overwrite=True)
             self.figure.layout.update(layout, overwrite=False)
             self.figure.layout.annotations = labels
+        self._show_counts()
+
+    def _show_counts(self) -> None:
         counts = escape(summary_line(self.feed))
         self.summary.value = f'<span class="llmgine-trace-counts">{counts}</span>'
         self.renders += 1

@@ -103,6 +103,26 @@ async def test_a_session_with_a_demo_call_becomes_bars_with_kinds_colours_and_pa
         view.close()
 
 
+async def test_a_view_of_a_finished_session_is_born_with_its_bars(bus: MessageBus) -> None:
+    """What a page that renders the view later draws is the widget's synced state; an
+    update sent before plotly's script loaded in the page is lost there, so the bars of
+    spans that had ended must be in that state from the start (the trace of a finished
+    cell, which `%llmgine trace` shows)."""
+    observability.enable(bus)
+    await plan(bus)
+    view = TraceView(interval=3600)
+    try:
+        state = view.figure.get_state()  # ipywidgets' public view of the synced state
+        drawn = {t["name"]: list(t["y"]) for t in state["_widget_data"]}
+        assert drawn["LLM call"] == [2, 4]
+        assert sum(len(rows) for rows in drawn.values()) == len(view.bars) == 5
+        labels = [a["text"] for a in state["_widget_layout"]["annotations"]]
+        assert labels == [b.record.name for b in view.bars]
+        assert "5 spans" in view.summary.value
+    finally:
+        view.close()
+
+
 async def test_the_waterfall_indents_left_aligned_names_and_keeps_the_legend_clear(
     bus: MessageBus,
 ) -> None:
