@@ -2,7 +2,7 @@
 
 An adapter (``providers/openai.py`` and its siblings) implements three methods:
 
-* ``_generate(request, model)``: map the request out to the SDK, call it, map the response
+* ``_generate(request, model)`` (``model`` is ``request.model``): map the request out to the SDK, call it, map the response
   back to parts and build the response with `StreamAssembler.whole` (equal to what the
   same answer streamed assembles to);
 * ``_stream(request, model)``: the same call streamed, as `StreamItem`s, ending with a
@@ -30,7 +30,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from llmgine._redact import add_credential
-from llmgine.errors import LLMError, MissingCredentialsError, ProviderNotInstalledError
+from llmgine.errors import (
+    LLMConfigurationError,
+    LLMError,
+    MissingCredentialsError,
+    ProviderNotInstalledError,
+)
 from llmgine.llm._error_table import (
     Caller,
     Failure,
@@ -256,8 +261,9 @@ class Provider(ABC):
             port = {"https": 443, "http": 80}.get(parts.scheme)
         return parts.hostname, port
 
-    async def generate(self, request: LLMRequest, model: str) -> LLMResponse:
-        """One call without streaming; SDK errors leave as `LLMError`s."""
+    async def generate(self, request: LLMRequest) -> LLMResponse:
+        """One call without streaming, to ``request.model``; SDK errors leave as `LLMError`s."""
+        model = self._model_of(request)
         started = time.perf_counter()
         try:
             response = await self._generate(request, model)
@@ -269,10 +275,21 @@ class Provider(ABC):
             response.latency_ms = (time.perf_counter() - started) * 1000
         return response
 
-    def stream(self, request: LLMRequest, model: str) -> ResponseStream:
-        """One streamed call: iterate it for items; ``.response`` when done."""
+    def stream(self, request: LLMRequest) -> ResponseStream:
+        """One streamed call to ``request.model``: iterate it for items; ``.response`` when
+        done."""
+        model = self._model_of(request)
         assembler = StreamAssembler(self.name, model)
         return ResponseStream(self._guarded(request, model, assembler), assembler)
+
+    def _model_of(self, request: LLMRequest) -> str:
+        if not request.model:
+            raise LLMConfigurationError(
+                f"the request names no model: set LLMRequest(model=...), or call through "
+                f"get_model('{self.name}:<model>'), which sets it",
+                provider=self.name,
+            )
+        return request.model
 
     async def _guarded(
         self, request: LLMRequest, model: str, assembler: StreamAssembler

@@ -242,7 +242,7 @@ class AnthropicProvider(Provider):
 
     Example:
         provider = AnthropicProvider()  # reads ANTHROPIC_API_KEY
-        response = await provider.generate(LLMRequest(messages=[...]), "claude-sonnet-4-5")
+        response = await provider.generate(LLMRequest(model="claude-sonnet-4-5", messages=[...]))
     """
 
     name = "anthropic"

@@ -217,7 +217,7 @@ class OpenAIProvider(Provider):
 
     Example:
         provider = OpenAIProvider()  # the key from OPENAI_API_KEY
-        response = await provider.generate(LLMRequest(messages=[...]), "gpt-4o-mini")
+        response = await provider.generate(LLMRequest(model="gpt-4o-mini", messages=[...]))
     """
 
     name = "openai"
@@ -607,7 +607,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     Example:
         ollama = OpenAICompatibleProvider("ollama")
-        response = await ollama.generate(request, "llama3.2")
+        response = await ollama.generate(request.model_copy(update={"model": "llama3.2"}))
     """
 
     _max_tokens_param = "max_tokens"  # the one field every compatible server knows
