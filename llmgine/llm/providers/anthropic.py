@@ -27,8 +27,8 @@ Choices worth knowing:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -51,13 +51,13 @@ from llmgine.llm._provider import (
     find_api_key,
     import_sdk,
     incomplete,
-    post_json,
-    read_events,
     reading,
-    whole_answer,
+    whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
+from llmgine.llm._schema_rules import anthropic_json_schema
+from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
 from llmgine.llm._stream import (
     Finish,
     ReasoningDelta,
@@ -117,118 +117,6 @@ class AnthropicOptions(ProviderOptions):
     betas: list[str] = Field(default_factory=list)
 
 
-# -- structured output schemas --------------------------------------------------------------
-
-# What Anthropic's structured outputs accept as they are; other keywords (numeric and length
-# bounds, ...) are folded into the description so the model may still follow them.
-_SCHEMA_KEEP = frozenset(
-    {"$ref", "type", "enum", "const", "title", "description", "required", "default", "pattern"}
-)
-_STRING_FORMATS = frozenset(
-    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
-)
-
-
-def anthropic_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` rewritten for Anthropic's structured outputs: every object gets
-    ``additionalProperties: false`` (required), ``oneOf`` becomes ``anyOf``, and keywords the
-    API rejects (``minimum``, ``maxLength``, ``minItems`` above 1, unknown ``format`` ...) move
-    into the ``description`` as ``{key: value}`` hints. The input is not modified."""
-    out = _strict_schema(schema)
-    assert isinstance(out, dict)
-    return out
-
-
-def _strict_schema(node: Any) -> Any:
-    if not isinstance(node, Mapping):
-        return node  # a boolean schema or a malformed value: the API will say
-    rest = dict(node)
-    out: dict[str, Any] = {}
-    for key in ("$defs", "definitions"):
-        if isinstance(rest.get(key), Mapping):
-            out[key] = {name: _strict_schema(sub) for name, sub in rest.pop(key).items()}
-    for key in _SCHEMA_KEEP & rest.keys():
-        out[key] = rest.pop(key)
-    for key in ("anyOf", "oneOf", "allOf"):
-        if isinstance(rest.get(key), list):
-            variants = [_strict_schema(sub) for sub in rest.pop(key)]
-            target = "allOf" if key == "allOf" else "anyOf"
-            out[target] = out.get(target, []) + variants
-    if "items" in rest:
-        out["items"] = _strict_schema(rest.pop("items"))
-    if rest.get("minItems") in (0, 1):
-        out["minItems"] = rest.pop("minItems")
-    if rest.get("format") in _STRING_FORMATS:
-        out["format"] = rest.pop("format")
-    types = out.get("type")
-    if types == "object" or (isinstance(types, list) and "object" in types) or "properties" in rest:
-        props = rest.pop("properties", {})
-        out["properties"] = {name: _strict_schema(sub) for name, sub in props.items()}
-        rest.pop("additionalProperties", None)
-        out["additionalProperties"] = False
-    if rest:
-        hints = "{" + ", ".join(f"{key}: {value}" for key, value in rest.items()) + "}"
-        described = out.get("description")
-        out["description"] = f"{described}\n\n{hints}" if described else hints
-    return out
-
-
-# -- httpx bridge ---------------------------------------------------------------------------
-
-
-def _bridge_httpx(client: httpx.AsyncClient) -> httpx2.AsyncClient:
-    """An ``httpx2`` client that sends through ``client`` (an ``httpx.AsyncClient``): the SDK
-    only takes ``httpx2`` clients, but users (and test transports) often hold ``httpx`` ones.
-    Bodies come back decoded by httpx, so the encoding headers are dropped; httpx timeouts
-    are raised as httpx2's so the SDK reports them as timeouts."""
-    import httpx
-    import httpx2
-
-    def as_httpx2(exc: httpx.TransportError) -> httpx2.TransportError:
-        kind = httpx2.ReadTimeout if isinstance(exc, httpx.TimeoutException) else httpx2.ReadError
-        return kind(str(exc) or type(exc).__name__)
-
-    class Body(httpx2.AsyncByteStream):
-        def __init__(self, response: httpx.Response) -> None:
-            self._response = response
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
-                async for chunk in self._response.aiter_bytes():
-                    yield chunk
-            except httpx.TransportError as exc:
-                raise as_httpx2(exc) from exc
-
-        async def aclose(self) -> None:
-            await self._response.aclose()
-
-    class Bridge(httpx2.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-            timeout = request.extensions.get("timeout")  # the SDK's per-request timeout
-            sent = client.build_request(
-                request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
-                content=await request.aread(),
-                timeout=httpx.Timeout(**timeout)
-                if isinstance(timeout, dict)
-                else httpx.USE_CLIENT_DEFAULT,
-            )
-            try:
-                response = await client.send(sent, stream=True)
-            except httpx.TransportError as exc:
-                raise as_httpx2(exc) from exc
-            skip = {"content-encoding", "content-length"}
-            headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
-            return httpx2.Response(
-                response.status_code, headers=headers, stream=Body(response), request=request
-            )
-
-    return httpx2.AsyncClient(
-        transport=Bridge(), timeout=httpx2.Timeout(**client.timeout.as_dict())
-    )
-
-
 # -- the provider ---------------------------------------------------------------------------
 
 
@@ -266,10 +154,7 @@ class AnthropicProvider(Provider):
         if timeout is not None:
             kwargs["timeout"] = timeout
         if http_client is not None:
-            # Told apart by module name, so that httpx need not be installed to use httpx2.
-            if type(http_client).__module__.partition(".")[0] == "httpx":
-                http_client = _bridge_httpx(cast("httpx.AsyncClient", http_client))
-            kwargs["http_client"] = http_client
+            kwargs["http_client"] = httpx2_client(http_client)
         self._client: Any = self._sdk.AsyncAnthropic(**kwargs)
         self.default_max_tokens = default_max_tokens
         self._warned_seed = False
@@ -363,55 +248,30 @@ class AnthropicProvider(Provider):
             if not assembler.finished:
                 raise ProviderFailed(incomplete(assembler))
             return assembler.response()
-        message = await post_json(  # the wire JSON as it is: see post_json
-            self._client,
-            "/v1/messages",
-            {**params, "stream": False},
-            provider=self.name,
-            model=model,
-        )
+        message = await post_json(self._client, "/v1/messages", {**params, "stream": False})
         with reading(message):
-            return _message_response(assembler, message)
+            items = message_items(message)
+            return whole_response(assembler, items, raw=message, marker="stop_reason")
 
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         return self._events(self._params(request, model))
 
     async def _events(self, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
-        stream = await self._client.messages.create(**params, stream=True)
-        events = _StreamEvents()
-        try:
-            async for event in read_events(stream):
-                with reading(event):
-                    items = list(events.items(event))
-                for item in items:
-                    yield item
-        finally:
-            await stream.close()  # also when the reader stops early: frees the connection
+        events = MessageEvents()
+        arguments = {**params, "stream": True}
+        async for event in post_events(self._client, self._sdk, "/v1/messages", arguments):
+            with reading(event):
+                items = list(events.items(event))
+            for item in items:
+                yield item
 
     # -- errors -----------------------------------------------------------------------------
 
     def _failure(self, exc: Exception) -> Failure | None:
         sdk = self._sdk
-        if isinstance(exc, sdk.APIStatusError):
-            status: int = exc.status_code
-            return Failure(
-                # An error event inside a stream arrives with the stream's own 200.
-                status=status if status >= 400 else None,
-                codes=(exc.type,) if exc.type else (),
-                message=exc.api_message or exc.message,
-                headers=exc.response.headers,
-                body=exc.body,
-            )
-        if isinstance(exc, sdk.APITimeoutError):
-            return Failure(kind="timeout")
-        if isinstance(exc, sdk.APIConnectionError):
-            return Failure(kind="connection", detail=str(exc.__cause__ or exc))
-        import httpx2  # present with the SDK; raised by a stream that breaks mid-way
-
-        if isinstance(exc, httpx2.TimeoutException):
-            return Failure(kind="timeout", detail=f"the stream stalled: {exc}")
-        if isinstance(exc, httpx2.TransportError):
-            return Failure(kind="connection", detail=f"the connection broke mid-stream: {exc}")
+        failure = stainless_failure(sdk, exc)
+        if failure is not None:
+            return failure
         if isinstance(exc, sdk.AnthropicError):
             return Failure(message=f"the Anthropic SDK failed: {exc}")
         return None
@@ -562,43 +422,39 @@ def _finish(stop_reason: str) -> Finish:
     return Finish(reason=_FINISH.get(stop_reason, "other"), raw=stop_reason)
 
 
-def _message_parts(message: dict[str, Any]) -> list[Part]:
-    parts: list[Part] = []
-    for block in message.get("content") or ():
+def message_items(message: dict[str, Any]) -> list[StreamItem]:
+    """A whole message (its JSON) as the items its stream would have carried, block index
+    as the key; the `Finish` only if it says why it ended (``stop_reason``)."""
+    items: list[StreamItem] = [
+        ResponseMeta(model=message.get("model"), response_id=message.get("id")),
+        UsageUpdate(usage=_usage(message.get("usage"))),
+    ]
+    for index, block in enumerate(message.get("content") or ()):
         kind = block.get("type")
         if kind == "text" and block.get("text"):
-            parts.append(TextPart(text=block["text"]))
+            items.append(TextDelta(key=index, text=block["text"]))
         elif kind == "thinking":
-            parts.append(
-                ReasoningPart(
-                    text=block.get("thinking", ""), signature=block.get("signature") or None
-                )
+            signature = block.get("signature") or None
+            items.append(
+                ReasoningDelta(key=index, text=block.get("thinking", ""), signature=signature)
             )
         elif kind == "redacted_thinking":
-            parts.append(ReasoningPart(redacted=True, provider_data={"data": block.get("data")}))
+            data = {"data": block.get("data")}
+            items.append(ReasoningDelta(key=index, redacted=True, provider_data=data))
         elif kind == "tool_use":
-            parts.append(
-                ToolCallPart(id=block["id"], name=block["name"], arguments=block.get("input") or {})
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            items.append(
+                ToolCallDelta(key=index, id=block["id"], name=block["name"], arguments=arguments)
             )
         # Server-side tool blocks (web search, code execution, ...) stay in `raw` only.
-    return parts
+    if stop_reason := message.get("stop_reason"):
+        items.append(_finish(stop_reason))
+    return items
 
 
-def _message_response(assembler: StreamAssembler, message: dict[str, Any]) -> LLMResponse:
-    """A whole message (its JSON) as the response its stream would assemble to."""
-    stop_reason = message.get("stop_reason")
-    return assembler.whole(
-        _message_parts(message),
-        usage=_usage(message.get("usage")),
-        finish=whole_answer(_finish(stop_reason) if stop_reason else None, "stop_reason"),
-        model=message.get("model"),
-        response_id=message.get("id"),
-        raw=message,
-    )
-
-
-class _StreamEvents:
-    """Turns the SDK's raw stream events into items, block index as the part key."""
+class MessageEvents:
+    """Reads the Messages event stream (each event's JSON) into items, block index as the
+    part key; the `Finish` comes with ``message_stop``, the end marker."""
 
     def __init__(self) -> None:
         self._counts: dict[str, int | None] = {}
@@ -606,51 +462,54 @@ class _StreamEvents:
         self._pending: dict[int, dict[str, Any]] = {}
         self._finish: Finish | None = None  # from message_delta, sent at message_stop
 
-    def items(self, event: Any) -> Iterator[StreamItem]:
-        kind = event.type
+    def items(self, event: dict[str, Any]) -> Iterator[StreamItem]:
+        kind = event["type"]
         if kind == "message_start":
-            message = event.message
-            yield ResponseMeta(model=message.model, response_id=message.id)
-            yield UsageUpdate(usage=_usage(message.usage.model_dump(), self._counts))
+            message = event["message"]
+            yield ResponseMeta(model=message.get("model"), response_id=message.get("id"))
+            yield UsageUpdate(usage=_usage(message.get("usage"), self._counts))
         elif kind == "content_block_start":
-            yield from self._start(event.index, event.content_block)
+            yield from self._start(event["index"], event["content_block"])
         elif kind == "content_block_delta":
-            yield from self._delta(event.index, event.delta)
+            yield from self._delta(event["index"], event["delta"])
         elif kind == "content_block_stop":
-            pending = self._pending.pop(event.index, None)
+            pending = self._pending.pop(event["index"], None)
             if pending is not None:
-                yield ToolCallDelta(key=event.index, arguments=json.dumps(pending))
+                yield ToolCallDelta(key=event["index"], arguments=json.dumps(pending))
         elif kind == "message_delta":
-            yield UsageUpdate(usage=_usage(event.usage.model_dump(), self._counts))
-            if event.delta.stop_reason:
-                self._finish = _finish(event.delta.stop_reason)
+            yield UsageUpdate(usage=_usage(event.get("usage"), self._counts))
+            if stop_reason := (event.get("delta") or {}).get("stop_reason"):
+                self._finish = _finish(stop_reason)
         elif kind == "message_stop":
             # The end marker: only now is the answer known to be whole.
             yield self._finish or Finish(reason="other")
         # ping carries nothing.
 
-    def _start(self, index: int, block: Any) -> Iterator[StreamItem]:
-        kind = block.type
-        if kind == "text" and block.text:
-            yield TextDelta(key=index, text=block.text)
+    def _start(self, index: int, block: dict[str, Any]) -> Iterator[StreamItem]:
+        kind = block["type"]
+        if kind == "text" and block.get("text"):
+            yield TextDelta(key=index, text=block["text"])
         elif kind == "thinking":
-            yield ReasoningDelta(key=index, text=block.thinking, signature=block.signature or None)
+            signature = block.get("signature") or None
+            yield ReasoningDelta(key=index, text=block.get("thinking", ""), signature=signature)
         elif kind == "redacted_thinking":
-            yield ReasoningDelta(key=index, redacted=True, provider_data={"data": block.data})
+            yield ReasoningDelta(
+                key=index, redacted=True, provider_data={"data": block.get("data")}
+            )
         elif kind == "tool_use":
-            yield ToolCallDelta(key=index, id=block.id, name=block.name)
-            if block.input:
-                self._pending[index] = dict(block.input)
+            yield ToolCallDelta(key=index, id=block["id"], name=block["name"])
+            if block.get("input"):
+                self._pending[index] = dict(block["input"])
 
-    def _delta(self, index: int, delta: Any) -> Iterator[StreamItem]:
-        kind = delta.type
+    def _delta(self, index: int, delta: dict[str, Any]) -> Iterator[StreamItem]:
+        kind = delta["type"]
         if kind == "text_delta":
-            yield TextDelta(key=index, text=delta.text)
+            yield TextDelta(key=index, text=delta["text"])
         elif kind == "thinking_delta":
-            yield ReasoningDelta(key=index, text=delta.thinking)
+            yield ReasoningDelta(key=index, text=delta["thinking"])
         elif kind == "signature_delta":
-            yield ReasoningDelta(key=index, signature=delta.signature)
+            yield ReasoningDelta(key=index, signature=delta["signature"])
         elif kind == "input_json_delta":
-            if delta.partial_json:
+            if delta.get("partial_json"):
                 self._pending.pop(index, None)  # the arguments arrive as deltas after all
-            yield ToolCallDelta(key=index, arguments=delta.partial_json)
+            yield ToolCallDelta(key=index, arguments=delta.get("partial_json") or "")

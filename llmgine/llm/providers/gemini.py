@@ -56,6 +56,8 @@ from llmgine.llm._provider import (
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions, ToolChoice, ToolName, ToolSpec
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
+from llmgine.llm._schema_rules import gemini_json_schema
+from llmgine.llm._send import transport_failure
 from llmgine.llm._stream import (
     Finish,
     ReasoningDelta,
@@ -130,47 +132,6 @@ class GeminiOptions(ProviderOptions):
     allowed_function_names: list[str] | None = None
 
 
-# Keywords Gemini's function-declaration schemas reject (title: python-genai#1732).
-_DROP_KEYS = frozenset(
-    ("$schema", "$id", "title", "examples", "discriminator", "exclusiveMinimum", "exclusiveMaximum")
-)
-_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
-_SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames")
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-
-
-def gemini_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a tool's JSON schema that Gemini's function declarations accept.
-
-    Drops the keywords Gemini rejects, turns ``const`` into a one-value ``enum``, and moves
-    a string ``format`` into the description. Property *names* are left alone: only
-    keywords of (sub)schemas change.
-    """
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in _DROP_KEYS:
-            continue
-        if key in _SCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {k: _sub(v) for k, v in value.items()}
-        elif key in _SCHEMA_ONE and isinstance(value, dict):
-            out[key] = gemini_json_schema(value)
-        elif key in _SCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_sub(v) for v in value]
-        elif key == "const":
-            out["enum"] = [value]
-        else:
-            out[key] = value
-    if out.get("type") == "string" and "format" in out:
-        fmt = out.pop("format")
-        description = out.get("description")
-        out["description"] = f"{description} (format: {fmt})" if description else f"Format: {fmt}"
-    return out
-
-
-def _sub(value: Any) -> Any:
-    return gemini_json_schema(value) if isinstance(value, dict) else value
-
-
 def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
 
@@ -185,23 +146,6 @@ def _unb64(text: str | None) -> bytes | None:
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))  # HttpOptions.timeout is in milliseconds
-
-
-def _http_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """Timeout and transport error classes of httpx2 (the SDK's) and httpx (if present:
-    a client passed in may be either)."""
-    import httpx2
-
-    timeouts: list[type[Exception]] = [httpx2.TimeoutException]
-    transport: list[type[Exception]] = [httpx2.TransportError]
-    try:
-        import httpx
-    except ImportError:
-        pass
-    else:
-        timeouts.append(httpx.TimeoutException)
-        transport.append(httpx.TransportError)
-    return tuple(timeouts), tuple(transport)
 
 
 class GeminiProvider(Provider):
@@ -389,12 +333,7 @@ class GeminiProvider(Provider):
                 headers=getattr(exc.response, "headers", None),
                 body=exc.details,
             )
-        timeouts, transport_errors = _http_errors()
-        if isinstance(exc, timeouts):
-            return Failure(kind="timeout", detail=type(exc).__name__)
-        if isinstance(exc, transport_errors):
-            return Failure(kind="connection", detail=f"{type(exc).__name__}: {exc}")
-        return None
+        return transport_failure(exc)
 
 
 class _ChunkState:
