@@ -160,11 +160,9 @@ def transport_failure(exc: Exception) -> Failure | None:
         timeouts += (httpx.TimeoutException,)
         transport += (httpx.TransportError,)
     if isinstance(exc, timeouts):
-        return Failure(kind="timeout", detail=f"the stream stalled: {type(exc).__name__} {exc}")
+        return Failure(kind="timeout", detail=f"{type(exc).__name__}: {exc}")
     if isinstance(exc, transport):
-        return Failure(
-            kind="connection", detail=f"the connection broke: {type(exc).__name__}: {exc}"
-        )
+        return Failure(kind="connection", detail=f"{type(exc).__name__}: {exc}")
     return None
 
 

@@ -198,7 +198,7 @@ async def test_generate_plain_text_keeps_the_text_signature() -> None:
     assert response.response_id == "4q8MarKdCf2Fz7IP2PffmQk"
     assert response.provider == "gemini"
     assert isinstance(response.raw, dict)
-    assert response.raw["response_id"] == "4q8MarKdCf2Fz7IP2PffmQk"
+    assert response.raw == recorded_response(transport, 0)  # the wire JSON, as sent
     json.dumps(response.raw)  # plain JSON data, no SDK object
     transport.assert_all_used()
 
@@ -1214,3 +1214,24 @@ async def test_a_blocked_prompt_is_a_content_filter_finish() -> None:
     )
     assert (response.finish_reason, response.raw_finish_reason) == ("content_filter", "SAFETY")
     assert response.parts == []
+
+
+def test_the_private_genai_call_llmgine_uses_is_still_there() -> None:
+    """llmgine/llm/providers/_genai_raw.py sends wire JSON through google-genai's private
+    ``client.aio._api_client.async_request`` / ``async_request_streamed`` (the SDK has no
+    public raw call). If this fails, a new google-genai changed them: adapt _genai_raw.py."""
+    import inspect
+
+    from google import genai
+    from google.genai._api_client import BaseApiClient
+
+    client = genai.Client(api_key="test-key")
+    api_client = client.aio._api_client
+    assert isinstance(api_client, BaseApiClient), "_genai_raw.py: client.aio._api_client moved"
+    for name in ("async_request", "async_request_streamed"):
+        method = getattr(api_client, name, None)
+        assert inspect.iscoroutinefunction(method), f"_genai_raw.py: {name} is gone"
+        params = list(inspect.signature(method).parameters)
+        assert params[:4] == ["http_method", "path", "request_dict", "http_options"], (
+            f"_genai_raw.py: {name} now takes {params}"
+        )
