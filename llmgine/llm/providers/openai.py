@@ -1,9 +1,10 @@
 """The OpenAI adapter: Chat Completions and the Responses API, and OpenAI-compatible servers.
 
-`OpenAIProvider` maps an `LLMRequest` to the official ``openai`` SDK and its answer back to
-an `LLMResponse`, streamed or not; both go through the shared `StreamAssembler`, so a
-streamed call and the same call without streaming give equal responses. Which endpoint a
-call uses:
+`OpenAIProvider` picks the endpoint, lets its translator (``openai_chat.py``,
+``openai_responses.py``) build the wire JSON, sends it with the official ``openai`` SDK
+client's own ``post`` (llmgine/llm/_send.py), and has the answer's JSON translated back to
+`StreamItem`s; streamed or not, they go through the shared `StreamAssembler`, so a streamed
+call and the same call without streaming give equal responses. Which endpoint a call uses:
 
 * ``OpenAIOptions(api="chat" | "responses")`` on the request decides for that call;
 * else the provider's ``api=`` (``"chat"``, ``"responses"``), if it is not ``"auto"``;
