@@ -186,7 +186,7 @@ def _gemini_stream() -> bytes:
         candidate: dict[str, object] = {"content": {"parts": [{"text": piece}], "role": "model"}}
         if i == len(PIECES) - 1:
             candidate["finishReason"] = "STOP"
-        chunk = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
+        chunk: dict[str, object] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
         chunk["responseId"] = "gemini-bench"
         if i == len(PIECES) - 1:
             chunk["usageMetadata"] = whole["usageMetadata"]
