@@ -46,7 +46,7 @@ from llmgine.llm._error_table import (
 )
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
-from llmgine.llm._stream import Finish, ResponseStream, StreamAssembler, StreamItem
+from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
 __all__ = [
     "Caller",
@@ -60,7 +60,6 @@ __all__ = [
     "reading",
     "resolve_api_key",
     "retry_after_seconds",
-    "whole_answer",
     "whole_response",
 ]
 
@@ -130,14 +129,6 @@ async def read_events(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
             )
             raise ProviderFailed(failure) from exc
         yield event
-
-
-def whole_answer(finish: Finish | None, marker: str) -> Finish:
-    """The `Finish` of a non-streamed answer, which must say why it ended (its
-    ``marker``): an answer without it is not a whole one. Call inside `reading`."""
-    if finish is None:
-        raise ValueError(f"the answer has no {marker}, so it is not a whole answer")
-    return finish
 
 
 def whole_response(
