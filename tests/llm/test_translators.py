@@ -8,11 +8,15 @@ responses; what differs is only ``raw`` (kept for a whole answer).
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import llmgine.llm.providers
 from llmgine.llm import (
     ChatMessage,
     LLMRequest,
@@ -22,7 +26,8 @@ from llmgine.llm import (
     ToolCallPart,
     ToolSpec,
 )
-from llmgine.llm._stream import StreamAssembler, StreamItem
+from llmgine.llm._response import Usage
+from llmgine.llm._stream import Finish, StreamAssembler, StreamItem, TextDelta, UsageUpdate
 from llmgine.llm.providers.anthropic import AnthropicOptions
 from llmgine.llm.providers.anthropic_messages import MessageEvents, message_items, messages_body
 from llmgine.llm.providers.gemini import GeminiOptions
@@ -276,3 +281,50 @@ def test_request_bodies_are_built_without_a_client() -> None:
     gemini = gemini_body(request, GeminiOptions())
     assert gemini["systemInstruction"] == {"parts": [{"text": "Be brief."}], "role": "user"}
     assert gemini["tools"][0]["functionDeclarations"][0]["name"] == "w"
+
+
+# -- the recipes of providers/README.md run as written ------------------------------------------
+
+README = Path(llmgine.llm.providers.__file__).with_name("README.md")
+
+
+def readme_blocks() -> list[str]:
+    blocks = re.findall(r"^( *)```python\n(.*?)^\1```", README.read_text(), re.S | re.M)
+    return [textwrap.dedent(body) for _, body in blocks]
+
+
+def test_the_readme_registration_recipe_makes_a_provider() -> None:
+    from llmgine.llm import _registry
+
+    namespace: dict[str, Any] = {}
+    try:
+        exec(readme_blocks()[0], namespace)
+        model = namespace["model"]
+        assert model.provider == "lmstudio"
+        assert model.adapter.base_url.startswith("http://localhost:1234/v1")
+    finally:
+        _registry._PROVIDERS.pop("lmstudio", None)
+
+
+def test_the_readme_translator_recipe_gives_equal_whole_and_streamed_answers() -> None:
+    namespace: dict[str, Any] = {
+        "Any": Any,
+        "LLMRequest": LLMRequest,
+        "StreamItem": StreamItem,
+        "TextDelta": TextDelta,
+        "UsageUpdate": UsageUpdate,
+        "Usage": Usage,
+        "Finish": Finish,
+    }
+    exec(readme_blocks()[1], namespace)
+    request = LLMRequest(messages=[ChatMessage.user("Hi")])
+    assert namespace["acme_body"](request, "acme-1") == {"model": "acme-1", "prompt": ["Hi"]}
+    events: list[dict[str, Any]] = [
+        {"type": "delta", "text": "Hel"},
+        {"type": "delta", "text": "lo"},
+        {"type": "done", "tokens": 2, "why": "end"},
+    ]
+    whole = {"text": "Hello", "tokens": 2, "why": "end"}
+    streamed_response = assemble("acme", streamed(namespace["AcmeEvents"](), events))
+    assert streamed_response == assemble("acme", namespace["acme_answer_items"](whole))
+    assert streamed_response.text == "Hello"
