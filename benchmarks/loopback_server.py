@@ -1,7 +1,9 @@
 """A loopback HTTP server that speaks just enough of the OpenAI Chat Completions and
-Anthropic Messages wire formats for the LLM benchmark: each POST gets a fixed, realistic
-answer at once, over keep-alive HTTP/1.1. Run: ``python loopback_server.py``; it binds
-127.0.0.1 on a free port and prints the port on its first line of output.
+Responses, Anthropic Messages and Gemini generateContent wire formats for the LLM
+benchmark: each POST gets a fixed, realistic answer at once (as JSON, or as server-sent
+events when the request streams), over keep-alive HTTP/1.1. Run: ``python
+loopback_server.py``; it binds 127.0.0.1 on a free port and prints the port on its first
+line of output.
 """
 
 from __future__ import annotations
@@ -50,6 +52,170 @@ ANTHROPIC = json.dumps(
 ).encode()
 
 
+TEXT = "Paris is the capital of France."
+PIECES = ["Paris", " is", " the", " capital", " of", " France", "."]
+RESPONSES = json.dumps(
+    {
+        "id": "resp_bench",
+        "object": "response",
+        "created_at": 1764547200,
+        "status": "completed",
+        "model": "gpt-4o-mini-2024-07-18",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_bench",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": TEXT, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": 24,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 8,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 32,
+        },
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+).encode()
+GEMINI = json.dumps(
+    {
+        "candidates": [
+            {"content": {"parts": [{"text": TEXT}], "role": "model"}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": {"promptTokenCount": 24, "candidatesTokenCount": 8, "totalTokenCount": 32},
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "gemini-bench",
+    }
+).encode()
+
+
+def _sse(events: list[tuple[str | None, dict[str, object]]]) -> bytes:
+    out = []
+    for name, data in events:
+        head = f"event: {name}\n" if name else ""
+        out.append(f"{head}data: {json.dumps(data)}\n\n")
+    return "".join(out).encode()
+
+
+def _openai_stream() -> bytes:
+    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1764547200}
+    base["model"] = "gpt-4o-mini-2024-07-18"
+    chunks: list[tuple[str | None, dict[str, object]]] = []
+    for i, piece in enumerate(PIECES):
+        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+        chunks.append((None, {**base, "choices": [{"index": 0, "delta": delta}]}))
+    done = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    chunks.append((None, {**base, "choices": [done]}))
+    usage = json.loads(OPENAI)["usage"]
+    chunks.append((None, {**base, "choices": [], "usage": usage}))
+    return _sse(chunks) + b"data: [DONE]\n\n"
+
+
+def _responses_stream() -> bytes:
+    whole = json.loads(RESPONSES)
+    started = {**whole, "status": "in_progress", "output": [], "usage": None}
+    item = {"type": "message", "id": "msg_bench", "status": "in_progress", "role": "assistant"}
+    events: list[tuple[str | None, dict[str, object]]] = [
+        ("response.created", {"type": "response.created", "response": started}),
+        ("response.in_progress", {"type": "response.in_progress", "response": started}),
+        (
+            "response.output_item.added",
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "content": []},
+            },
+        ),
+    ]
+    for piece in PIECES:
+        delta = {"type": "response.output_text.delta", "item_id": "msg_bench", "output_index": 0}
+        events.append(("response.output_text.delta", {**delta, "content_index": 0, "delta": piece}))
+    done = whole["output"][0]
+    events.append(
+        (
+            "response.output_item.done",
+            {"type": "response.output_item.done", "output_index": 0, "item": done},
+        )
+    )
+    events.append(("response.completed", {"type": "response.completed", "response": whole}))
+    return _sse([(name, {**data, "sequence_number": i}) for i, (name, data) in enumerate(events)])
+
+
+def _anthropic_stream() -> bytes:
+    whole = json.loads(ANTHROPIC)
+    start = {
+        **whole,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**whole["usage"], "output_tokens": 1},
+    }
+    events: list[tuple[str | None, dict[str, object]]] = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+    ]
+    for piece in PIECES:
+        delta = {"type": "text_delta", "text": piece}
+        events.append(
+            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        )
+    events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    stop = {"stop_reason": "end_turn", "stop_sequence": None}
+    events.append(
+        ("message_delta", {"type": "message_delta", "delta": stop, "usage": {"output_tokens": 8}})
+    )
+    events.append(("message_stop", {"type": "message_stop"}))
+    return _sse(events)
+
+
+def _gemini_stream() -> bytes:
+    whole = json.loads(GEMINI)
+    chunks: list[tuple[str | None, dict[str, object]]] = []
+    for i, piece in enumerate(PIECES):
+        candidate: dict[str, object] = {"content": {"parts": [{"text": piece}], "role": "model"}}
+        if i == len(PIECES) - 1:
+            candidate["finishReason"] = "STOP"
+        chunk: dict[str, object] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
+        chunk["responseId"] = "gemini-bench"
+        if i == len(PIECES) - 1:
+            chunk["usageMetadata"] = whole["usageMetadata"]
+        chunks.append((None, chunk))
+    return _sse(chunks)
+
+
+STREAMS = {
+    "openai": _openai_stream(),
+    "responses": _responses_stream(),
+    "anthropic": _anthropic_stream(),
+    "gemini": _gemini_stream(),
+}
+
+
+def answer(path: str, body: bytes) -> tuple[bytes, bytes]:
+    """The content type and body answering a POST to ``path`` with ``body``."""
+    if ":streamGenerateContent" in path:
+        return b"text/event-stream", STREAMS["gemini"]
+    if ":generateContent" in path:
+        return b"application/json", GEMINI
+    api = "anthropic" if path.startswith("/v1/messages") else "openai"
+    if path.endswith("/responses"):
+        api = "responses"
+    if json.loads(body or b"{}").get("stream"):
+        return b"text/event-stream", STREAMS[api]
+    return b"application/json", {"anthropic": ANTHROPIC, "responses": RESPONSES}.get(api, OPENAI)
+
+
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -60,11 +226,12 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             for line in lines[1:]:
                 if line.lower().startswith("content-length:"):
                     length = int(line.split(":", 1)[1])
-            if length:
-                await reader.readexactly(length)
-            body = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+            request = await reader.readexactly(length) if length else b""
+            content_type, body = answer(path, request)
             writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"HTTP/1.1 200 OK\r\ncontent-type: "
+                + content_type
+                + b"\r\n"
                 + f"content-length: {len(body)}\r\n\r\n".encode()
                 + body
             )

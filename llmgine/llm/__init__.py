@@ -76,9 +76,11 @@ naming the extra): `openai` (Chat Completions and the Responses API, chosen per 
 `OpenAIOptions(api=...)`), `ollama` / `vllm` / `llamacpp` (any OpenAI-compatible server, by
 `base_url`), `anthropic` (Messages: system, tools, thinking with signatures, prompt-cache
 usage), `gemini` (generateContent and streaming, function calling, thought parts and
-thought signatures, response schemas). Each adapter has one shape: map the request out,
-call the SDK, map the response back through the one `StreamAssembler` every provider shares,
-so a streamed answer and the same answer unstreamed are equal `LLMResponse`s. Tools with
+thought signatures, response schemas). Each adapter is a translator of the API's wire JSON
+(`llmgine/llm/providers/README.md`): the request out as the body, sent with the SDK
+client's own raw call; each stream event and a whole answer parsed into the same items for
+the one `StreamAssembler` every provider shares, so a streamed answer and the same answer
+unstreamed are equal `LLMResponse`s. Tools with
 every `tool_choice` and parallel calls; structured output from a pydantic model with
 `model.generate_structured(prompt, MyModel)` (native JSON schema, adapted to each provider's
 schema rules, validated, re-asked with the errors up to `max_attempts`, result in

@@ -260,8 +260,8 @@ class DemoProvider(Provider):
             assembler.add(item)
         return _as_demo(assembler.response())
 
-    def stream(self, request: LLMRequest, model: str) -> ResponseStream:
-        return super().stream(request, model).then(_as_demo)
+    def stream(self, request: LLMRequest) -> ResponseStream:
+        return super().stream(request).then(_as_demo)
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         answer = self.answer(request, model)

@@ -162,11 +162,11 @@ class ProviderModel:
             return await self.stream(request).get_response()
         if request.model != self._name:
             request = request.model_copy(update={"model": self._name})
-        return self._costed(await self._provider.generate(request, self._name))
+        return self._costed(await self._provider.generate(request))
 
     def stream(self, request: LLMRequest) -> ResponseStream:
         request = request.model_copy(update={"model": self._name, "stream": True})
-        return self._provider.stream(request, self._name).then(self._costed)
+        return self._provider.stream(request).then(self._costed)
 
 
 def _messages(prompt: str | ChatMessage | Sequence[ChatMessage]) -> list[ChatMessage]:

@@ -1,12 +1,13 @@
-"""`Provider`: the one shape every adapter has, and the one place SDK errors are translated.
+"""`Provider`: the one shape every adapter has, and the one place errors are translated.
 
-An adapter (``providers/openai.py`` and its siblings) implements three methods:
+An adapter is a translator between llmgine's contracts and one provider's wire JSON (see
+``providers/README.md``) plus a small `Provider` subclass that sends what it builds:
 
-* ``_generate(request, model)``: map the request out to the SDK, call it, map the response
-  back to parts and build the response with `StreamAssembler.whole` (equal to what the
-  same answer streamed assembles to);
-* ``_stream(request, model)``: the same call streamed, as `StreamItem`s, ending with a
-  `Finish` only when the API's end marker arrived;
+* ``_generate(request, model)`` (``model`` is ``request.model``): build the body, send it
+  (`llmgine.llm._send`), parse the whole answer into the `StreamItem`s its stream would
+  have carried and assemble them with `whole_response`;
+* ``_stream(request, model)``: the same call streamed, each event parsed into items,
+  ending with a `Finish` only when the API's end marker arrived;
 * ``_failure(exc)``: an SDK exception described as a `Failure` (status, codes, message).
 
 `Provider.generate` and `Provider.stream` wrap those so that every failure leaves as an
@@ -24,13 +25,18 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from llmgine._redact import add_credential
-from llmgine.errors import LLMError, MissingCredentialsError, ProviderNotInstalledError
+from llmgine.errors import (
+    LLMConfigurationError,
+    LLMError,
+    MissingCredentialsError,
+    ProviderNotInstalledError,
+)
 from llmgine.llm._error_table import (
     Caller,
     Failure,
@@ -40,7 +46,7 @@ from llmgine.llm._error_table import (
 )
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
-from llmgine.llm._stream import Finish, ResponseStream, StreamAssembler, StreamItem
+from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 
 __all__ = [
     "Caller",
@@ -50,13 +56,11 @@ __all__ = [
     "find_api_key",
     "import_sdk",
     "incomplete",
-    "json_body",
-    "post_json",
     "read_events",
     "reading",
     "resolve_api_key",
     "retry_after_seconds",
-    "whole_answer",
+    "whole_response",
 ]
 
 
@@ -127,57 +131,18 @@ async def read_events(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield event
 
 
-def whole_answer(finish: Finish | None, marker: str) -> Finish:
-    """The `Finish` of a non-streamed answer, which must say why it ended (its
-    ``marker``): an answer without it is not a whole one. Call inside `reading`."""
-    if finish is None:
+def whole_response(
+    assembler: StreamAssembler, items: Iterable[StreamItem], *, raw: Any, marker: str
+) -> LLMResponse:
+    """A non-streamed answer, parsed into the items its stream would have carried, built by
+    the same assembler a stream goes through (so both give equal responses), with its JSON
+    as ``raw``. It must say why it ended (its ``marker``): an answer without the `Finish`
+    is not a whole one. Call inside `reading`."""
+    for item in items:
+        assembler.add(item)
+    if not assembler.finished:
         raise ValueError(f"the answer has no {marker}, so it is not a whole answer")
-    return finish
-
-
-def json_body(http: Any, provider: str, model: str) -> dict[str, Any]:
-    """The JSON object of a successful answer (an ``httpx`` response the SDK already read):
-    exactly what the provider sent, which is what ``LLMResponse.raw`` keeps for debugging."""
-    with reading(http.content, status=http.status_code):
-        body = json.loads(http.content)
-        if not isinstance(body, dict):
-            raise TypeError(f"the body is a JSON {type(body).__name__}, not an object")
-    return body
-
-
-# `create` keyword arguments that are request options of the SDK client's `post`.
-_CREATE_OPTIONS = {"extra_body": "extra_json", "extra_headers": "headers", "timeout": "timeout"}
-
-
-async def post_json(
-    client: Any,
-    path: str,
-    arguments: dict[str, Any],
-    *,
-    provider: str,
-    model: str,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Send a non-streamed call with the SDK client's own ``post``; its answer's JSON object.
-
-    ``arguments`` are what the SDK's ``create`` would take: body fields, plus ``extra_body``
-    (merged into the body, winning), ``extra_headers`` and ``timeout``; ``options`` are more
-    request options. ``post`` is the SDKs' documented way to send a body as it is: the
-    adapters already build the wire JSON, so ``create``'s transform of its arguments (about
-    200 µs a call on OpenAI's) and its response models would be work thrown away. Auth,
-    headers, timeouts and status errors are the SDK's, as with ``create``.
-    """
-    import httpx2  # the openai and anthropic SDKs' HTTP client (their dependency)
-
-    body: dict[str, Any] = {}
-    request_options = dict(options or {})
-    for key, value in arguments.items():
-        if key in _CREATE_OPTIONS:
-            request_options[_CREATE_OPTIONS[key]] = value
-        else:
-            body[key] = value
-    http = await client.post(path, cast_to=httpx2.Response, body=body, options=request_options)
-    return json_body(http, provider, model)
+    return assembler.response(raw=raw)
 
 
 def import_sdk(module: str, extra: str) -> Any:
@@ -256,8 +221,9 @@ class Provider(ABC):
             port = {"https": 443, "http": 80}.get(parts.scheme)
         return parts.hostname, port
 
-    async def generate(self, request: LLMRequest, model: str) -> LLMResponse:
-        """One call without streaming; SDK errors leave as `LLMError`s."""
+    async def generate(self, request: LLMRequest) -> LLMResponse:
+        """One call without streaming, to ``request.model``; SDK errors leave as `LLMError`s."""
+        model = self._model_of(request)
         started = time.perf_counter()
         try:
             response = await self._generate(request, model)
@@ -269,10 +235,21 @@ class Provider(ABC):
             response.latency_ms = (time.perf_counter() - started) * 1000
         return response
 
-    def stream(self, request: LLMRequest, model: str) -> ResponseStream:
-        """One streamed call: iterate it for items; ``.response`` when done."""
+    def stream(self, request: LLMRequest) -> ResponseStream:
+        """One streamed call to ``request.model``: iterate it for items; ``.response`` when
+        done."""
+        model = self._model_of(request)
         assembler = StreamAssembler(self.name, model)
         return ResponseStream(self._guarded(request, model, assembler), assembler)
+
+    def _model_of(self, request: LLMRequest) -> str:
+        if not request.model:
+            raise LLMConfigurationError(
+                f"the request names no model: set LLMRequest(model=...), or call through "
+                f"get_model('{self.name}:<model>'), which sets it",
+                provider=self.name,
+            )
+        return request.model
 
     async def _guarded(
         self, request: LLMRequest, model: str, assembler: StreamAssembler

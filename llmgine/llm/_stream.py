@@ -1,13 +1,13 @@
 """Streaming: typed deltas, and the one assembler every provider shares.
 
-A provider adapter turns its SDK's stream into `StreamItem`s: content deltas keyed by the
-part they belong to (`TextDelta`, `ReasoningDelta`, `ToolCallDelta`), then `UsageUpdate`,
-`Finish` and `ResponseMeta`. Items are slotted dataclasses, not pydantic models: a stream
-makes one per chunk, so they must cost next to nothing. `StreamAssembler` builds the
-`LLMResponse` from them. Adapters map a non-streamed response to parts and build it with
-`StreamAssembler.whole`, which gives what adding those parts as items
-(`items_from_parts`) would, so a streamed call and the same call without streaming give
-equal responses (the tests hold ``whole`` to the item path).
+A provider's translator turns each stream event into `StreamItem`s: content deltas keyed
+by the part they belong to (`TextDelta`, `ReasoningDelta`, `ToolCallDelta`), then
+`UsageUpdate`, `Finish` and `ResponseMeta`. Items are slotted dataclasses, not pydantic
+models: a stream makes one per chunk, so they must cost next to nothing. `StreamAssembler`
+builds the `LLMResponse` from them. A non-streamed answer is parsed into the same items and
+goes through the same assembler, so a streamed call and the same call without streaming
+give equal responses. `StreamAssembler.whole` builds a response from parts already made
+(equal to adding `items_from_parts(parts)`; the tests hold the two ways equal).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ async def collect(
 ) -> tuple[list[StreamItem], LLMResponse]:
     """Stream one call to the end: its items, and the response they assembled into."""
     items: list[StreamItem] = []
-    async with provider.stream(request, model) as stream:
+    async with provider.stream(request.model_copy(update={"model": model})) as stream:
         async for item in stream:
             items.append(item)
     assert stream.response is not None

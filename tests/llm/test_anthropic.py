@@ -113,7 +113,7 @@ async def test_plain_text_with_sampling_params() -> None:
         temperature=0.2,
         options=[AnthropicOptions(top_k=40)],
     )
-    response = await provider.generate(request, recorded["model"])
+    response = await provider.generate(request.model_copy(update={"model": recorded["model"]}))
 
     # temperature and top_k have no SDK argument: they must still reach the wire.
     assert transport.sent_json(0) == recorded
@@ -140,7 +140,7 @@ async def test_system_prompt_goes_top_level() -> None:
     request = LLMRequest(
         messages=[ChatMessage.system(recorded["system"]), ChatMessage.user(user_text(recorded))]
     )
-    response = await provider.generate(request, recorded["model"])
+    response = await provider.generate(request.model_copy(update={"model": recorded["model"]}))
 
     sent = transport.sent_json(0)
     assert sent == recorded
@@ -160,7 +160,7 @@ async def test_structured_output_json_schema() -> None:
         messages=[ChatMessage.user(user_text(recorded))],
         response_format=ResponseFormat(name="City", json_schema=schema),
     )
-    response = await provider.generate(request, MODEL_SONNET)
+    response = await provider.generate(request.model_copy(update={"model": MODEL_SONNET}))
 
     sent = transport.sent_json(0)
     assert sent == recorded
@@ -178,7 +178,9 @@ async def test_prompt_cache_usage_over_two_turns() -> None:
     first, second = transport.recorded_json(0), transport.recorded_json(1)
     options = [AnthropicOptions(cache_control="5m")]
     history = [ChatMessage.system(first["system"]), ChatMessage.user(user_text(first))]
-    response = await provider.generate(LLMRequest(messages=history, options=options), MODEL_SONNET)
+    response = await provider.generate(
+        LLMRequest(messages=history, options=options, model=MODEL_SONNET)
+    )
 
     assert transport.sent_json(0) == first
     assert transport.sent_json(0)["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
@@ -188,7 +190,9 @@ async def test_prompt_cache_usage_over_two_turns() -> None:
     assert response.usage.cache_write_tokens == 0
 
     history += [response.message, ChatMessage.user(user_text(second, 2))]
-    again = await provider.generate(LLMRequest(messages=history, options=options), MODEL_SONNET)
+    again = await provider.generate(
+        LLMRequest(messages=history, options=options, model=MODEL_SONNET)
+    )
     assert transport.sent_json(1) == second
     # 3 uncached + 1111 read + 418 written.
     assert again.usage.input_tokens == 3 + 1111 + 418
@@ -207,7 +211,7 @@ async def test_multiturn_thinking_sends_the_signed_block_back() -> None:
     reasoning = Reasoning(budget_tokens=1024)
     history = [ChatMessage.user(user_text(first))]
     response = await provider.generate(
-        LLMRequest(messages=history, reasoning=reasoning), MODEL_SONNET
+        LLMRequest(messages=history, reasoning=reasoning, model=MODEL_SONNET)
     )
 
     assert transport.sent_json(0) == first
@@ -220,7 +224,9 @@ async def test_multiturn_thinking_sends_the_signed_block_back() -> None:
     assert response.text.startswith("Here's how to cross the street safely")
 
     history += [response.message, ChatMessage.user(user_text(second, 2))]
-    again = await provider.generate(LLMRequest(messages=history, reasoning=reasoning), MODEL_SONNET)
+    again = await provider.generate(
+        LLMRequest(messages=history, reasoning=reasoning, model=MODEL_SONNET)
+    )
     sent = transport.sent_json(1)
     assert sent == second
     assert sent["messages"][1]["content"][0]["signature"] == thinking.signature
@@ -236,7 +242,7 @@ async def test_tool_use_then_tool_result() -> None:
     tools = tools_of(first)
     history = [ChatMessage.user(user_text(first))]
     response = await provider.generate(
-        LLMRequest(messages=history, tools=tools, tool_choice="required"), MODEL_SONNET
+        LLMRequest(messages=history, tools=tools, tool_choice="required", model=MODEL_SONNET)
     )
 
     assert transport.sent_json(0) == first
@@ -252,7 +258,7 @@ async def test_tool_use_then_tool_result() -> None:
     result = ToolResultPart(call_id=call.id, name=call.name, content="Mexico")
     history += [response.message, ChatMessage.tool_results([result])]
     again = await provider.generate(
-        LLMRequest(messages=history, tools=tools, tool_choice="required"), MODEL_SONNET
+        LLMRequest(messages=history, tools=tools, tool_choice="required", model=MODEL_SONNET)
     )
     assert transport.sent_json(1) == second
     [final] = again.tool_calls
@@ -267,7 +273,7 @@ async def test_four_parallel_tool_calls_and_their_results() -> None:
     tools = tools_of(first)
     history = [ChatMessage.system(first["system"]), ChatMessage.user(user_text(first))]
     response = await provider.generate(
-        LLMRequest(messages=history, tools=tools, tool_choice="auto"), "claude-haiku-4-5"
+        LLMRequest(messages=history, tools=tools, tool_choice="auto", model="claude-haiku-4-5")
     )
 
     assert transport.sent_json(0) == first
@@ -286,7 +292,7 @@ async def test_four_parallel_tool_calls_and_their_results() -> None:
     results = [ToolResultPart(call_id=c.id, content=a) for c, a in zip(calls, answers, strict=True)]
     history += [response.message, ChatMessage.tool_results(results)]
     again = await provider.generate(
-        LLMRequest(messages=history, tools=tools, tool_choice="auto"), "claude-haiku-4-5"
+        LLMRequest(messages=history, tools=tools, tool_choice="auto", model="claude-haiku-4-5")
     )
     assert transport.sent_json(1) == second
     assert "Daisy is the youngest" in again.text
@@ -300,7 +306,7 @@ async def test_tool_use_with_thinking_round_trip() -> None:
     reasoning = Reasoning(budget_tokens=3000)
     history = [ChatMessage.user(user_text(first))]
     request = LLMRequest(messages=history, tools=tools, tool_choice="auto", reasoning=reasoning)
-    response = await provider.generate(request, "claude-sonnet-4-0")
+    response = await provider.generate(request.model_copy(update={"model": "claude-sonnet-4-0"}))
 
     assert transport.sent_json(0) == first
     assert [type(p).__name__ for p in response.parts] == [
@@ -315,7 +321,7 @@ async def test_tool_use_with_thinking_round_trip() -> None:
     result = ToolResultPart(call_id=call.id, content="Mexico")
     history += [response.message, ChatMessage.tool_results([result])]
     request = LLMRequest(messages=history, tools=tools, tool_choice="auto", reasoning=reasoning)
-    again = await provider.generate(request, "claude-sonnet-4-0")
+    again = await provider.generate(request.model_copy(update={"model": "claude-sonnet-4-0"}))
     sent = transport.sent_json(1)
     assert sent == second
     assert sent["messages"][1]["content"][0]["type"] == "thinking"
@@ -425,7 +431,7 @@ async def test_error_400_is_bad_request() -> None:
         options=[AnthropicOptions(effort="xhigh")],
     )
     with pytest.raises(BadRequestError) as caught:
-        await provider.generate(request, recorded["model"])
+        await provider.generate(request.model_copy(update={"model": recorded["model"]}))
 
     assert transport.sent_json(0) == recorded
     assert type(caught.value) is BadRequestError
@@ -441,7 +447,7 @@ async def test_error_404_is_model_not_found() -> None:
     provider, transport = replay("messages_error_404_model_not_found")
     request = LLMRequest(messages=[ChatMessage.user("hello")])
     with pytest.raises(ModelNotFoundError) as caught:
-        await provider.generate(request, "claude-sonet-4-5")
+        await provider.generate(request.model_copy(update={"model": "claude-sonet-4-5"}))
 
     assert transport.sent_json(0) == transport.recorded_json(0)
     assert type(caught.value) is ModelNotFoundError
@@ -483,7 +489,7 @@ def answer(request: httpx.Request) -> httpx.Response:
 
 async def sent_body(request: LLMRequest, model: str = "claude-test") -> dict[str, Any]:
     provider, seen = mock(answer)
-    await provider.generate(request, model)
+    await provider.generate(request.model_copy(update={"model": model}))
     body: dict[str, Any] = json.loads(seen[0].content)
     return body
 
@@ -669,8 +675,8 @@ async def test_options_and_sampling_reach_the_wire(caplog: pytest.LogCaptureFixt
         ],
     )
     with caplog.at_level(logging.WARNING, logger="llmgine.llm"):
-        await provider.generate(request, "claude-test")
-        await provider.generate(request, "claude-test")
+        await provider.generate(request.model_copy(update={"model": "claude-test"}))
+        await provider.generate(request.model_copy(update={"model": "claude-test"}))
     body = json.loads(seen[0].content)
     assert body["system"] == [
         {"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}
@@ -759,7 +765,7 @@ async def test_usage_counts_cached_tokens_as_input() -> None:
         return httpx.Response(200, json={**MESSAGE, "usage": USAGE_WITH_CACHE})
 
     provider, _ = mock(cached)
-    response = await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "m")
+    response = await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="m"))
     usage = response.usage
     assert usage.input_tokens == 125  # 5 uncached + 100 read + 20 written
     assert usage.cache_read_tokens == 100
@@ -786,7 +792,7 @@ async def test_finish_reasons(stop_reason: str, finish: str) -> None:
         return httpx.Response(200, json={**MESSAGE, "stop_reason": stop_reason})
 
     provider, _ = mock(stopped)
-    response = await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "m")
+    response = await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="m"))
     assert (response.finish_reason, response.raw_finish_reason) == (finish, stop_reason)
 
 
@@ -905,7 +911,7 @@ def full_answer(request: httpx.Request) -> httpx.Response:
 async def test_streamed_and_plain_responses_are_equal() -> None:
     provider, seen = mock(full_answer)
     request = LLMRequest(messages=[ChatMessage.user("hi")])
-    plain = await provider.generate(request, "claude-test")
+    plain = await provider.generate(request.model_copy(update={"model": "claude-test"}))
     items, streamed = await collect(provider, request, "claude-test")
 
     assert [json.loads(r.content).get("stream") for r in seen] == [False, True]
@@ -952,7 +958,7 @@ async def test_reasoning_budget(
     request = LLMRequest(
         messages=[ChatMessage.user("hi")], reasoning=reasoning, max_tokens=max_tokens
     )
-    response = await provider.generate(request, "claude-test")
+    response = await provider.generate(request.model_copy(update={"model": "claude-test"}))
     body = json.loads(seen[0].content)
     assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
     assert body["max_tokens"] == sent_max
@@ -991,7 +997,7 @@ async def test_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(record))
     provider = AnthropicProvider(http_client=client)
-    await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "m")
+    await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="m"))
     sent = seen[0].headers
     # The SDK decides the header (x-api-key or a bearer token); the key must be in it.
     assert "sk-ant-from-env" in sent.get("x-api-key", "") + sent.get("authorization", "")
@@ -1097,7 +1103,7 @@ async def test_rate_limit_over_http_is_not_retried_by_the_sdk() -> None:
 
     provider, seen = mock(limited)
     with pytest.raises(RateLimitedError) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "m")
+        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="m"))
     assert caught.value.retry_after == 3.0
     assert isinstance(caught.value.__cause__, anthropic.RateLimitError)
     assert len(seen) == 1  # max_retries=0: llmgine's retry wrapper decides, not the SDK
@@ -1118,7 +1124,7 @@ async def test_transport_failures(
 
     provider, _ = mock(broken)
     with pytest.raises(expected) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "m")
+        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="m"))
     assert type(caught.value.__cause__) is cause
     assert type(caught.value) is expected
 
@@ -1146,7 +1152,7 @@ async def test_stream_broken_mid_way_is_a_connection_error() -> None:
 
     provider, _ = mock(broken)
     items: list[StreamItem] = []
-    stream = provider.stream(LLMRequest(messages=[ChatMessage.user("hi")]), "m")
+    stream = provider.stream(LLMRequest(messages=[ChatMessage.user("hi")], model="m"))
 
     async def read() -> None:
         async for item in stream:
@@ -1161,6 +1167,6 @@ async def test_stream_broken_mid_way_is_a_connection_error() -> None:
 async def test_a_success_whose_body_is_not_json_is_a_clear_provider_error() -> None:
     provider, _ = mock(lambda _: httpx.Response(200, content=b"<html>proxy login</html>"))
     with pytest.raises(ProviderError, match=r"could not be read.*base_url") as info:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "claude-test")
+        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="claude-test"))
     assert (info.value.provider, info.value.status_code) == ("anthropic", 200)
     assert "proxy login" in str(info.value)

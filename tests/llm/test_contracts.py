@@ -281,3 +281,15 @@ def test_same_content_ignores_timings_and_raw() -> None:
     b = LLMResponse(parts=[TextPart(text="x")], latency_ms=2, time_to_first_token_ms=1)
     assert a.same_content(b)
     assert not a.same_content(LLMResponse(parts=[TextPart(text="y")]))
+
+
+async def test_a_provider_called_without_a_model_says_to_name_one() -> None:
+    from llmgine.errors import LLMConfigurationError
+    from llmgine.llm._demo import DemoProvider
+
+    provider = DemoProvider()
+    request = LLMRequest(messages=[ChatMessage.user("hi")])
+    with pytest.raises(LLMConfigurationError, match=r"LLMRequest\(model=\.\.\.\)"):
+        await provider.generate(request)
+    with pytest.raises(LLMConfigurationError, match="names no model"):
+        provider.stream(request)

@@ -174,7 +174,7 @@ async def test_generate_plain_text_keeps_the_text_signature() -> None:
     provider, transport = replay("generate_plain_text")
     question = "What is 2 + 2? Reply with just the number."
     request = LLMRequest(messages=[ChatMessage.user(question)], options=[TEXT])
-    response = await provider.generate(request, "gemini-3.5-flash")
+    response = await provider.generate(request.model_copy(update={"model": "gemini-3.5-flash"}))
 
     assert transport.sent_json(0) == transport.recorded_json(0)
     recorded_part = recorded_response(transport, 0)["candidates"][0]["content"]["parts"][0]
@@ -198,7 +198,7 @@ async def test_generate_plain_text_keeps_the_text_signature() -> None:
     assert response.response_id == "4q8MarKdCf2Fz7IP2PffmQk"
     assert response.provider == "gemini"
     assert isinstance(response.raw, dict)
-    assert response.raw["response_id"] == "4q8MarKdCf2Fz7IP2PffmQk"
+    assert response.raw == recorded_response(transport, 0)  # the wire JSON, as sent
     json.dumps(response.raw)  # plain JSON data, no SDK object
     transport.assert_all_used()
 
@@ -209,7 +209,7 @@ async def test_generate_system_instruction() -> None:
         messages=[ChatMessage.system("You are a chatbot."), ChatMessage.user("Hello!")],
         options=[TEXT],
     )
-    response = await provider.generate(request, "gemini-2.5-flash")
+    response = await provider.generate(request.model_copy(update={"model": "gemini-2.5-flash"}))
 
     assert transport.sent_json(0) == transport.recorded_json(0)
     assert transport.sent_json(0)["systemInstruction"]["parts"] == [{"text": "You are a chatbot."}]
@@ -230,7 +230,7 @@ async def test_generate_multiturn_with_an_empty_assistant_turn() -> None:
         ],
         options=[TEXT],
     )
-    response = await provider.generate(request, "gemini-2.5-flash")
+    response = await provider.generate(request.model_copy(update={"model": "gemini-2.5-flash"}))
 
     assert transport.sent_json(0) == transport.recorded_json(0)
     assert [c["role"] for c in transport.sent_json(0)["contents"]] == ["user", "model", "user"]
@@ -257,7 +257,7 @@ async def test_function_call_then_response() -> None:
     messages = [ChatMessage.user("What is the largest city in the user country?")]
     request = LLMRequest(messages=messages, tools=tools, tool_choice="required", options=[options])
 
-    first = await provider.generate(request, "gemini-2.0-flash")
+    first = await provider.generate(request.model_copy(update={"model": "gemini-2.0-flash"}))
     assert_sent_as_recorded(transport, 0)
     assert first.tool_calls == [
         ToolCallPart(id="call_0", name="get_user_country", arguments={}, provider="gemini")
@@ -270,7 +270,9 @@ async def test_function_call_then_response() -> None:
 
     messages += [first.message, results_for(first, ["Mexico"])]
     second = await provider.generate(
-        request.model_copy(update={"messages": messages}), "gemini-2.0-flash"
+        request.model_copy(update={"messages": messages}).model_copy(
+            update={"model": "gemini-2.0-flash"}
+        )
     )
     sent = assert_sent_as_recorded(transport, 1)
     # The result found its tool's name through the call id, and the ids pair up.
@@ -315,7 +317,7 @@ async def test_parallel_function_calls_multistep_round_trips_thought_signatures(
     request = LLMRequest(messages=messages, tools=tools, tool_choice="required", options=[options])
     model = "gemini-3-flash-preview"
 
-    first = await provider.generate(request, model)
+    first = await provider.generate(request.model_copy(update={"model": model}))
     assert_sent_as_recorded(transport, 0)
     recorded = recorded_response(transport, 0)["candidates"][0]["content"]["parts"]
     # Three parallel calls, in order; only the first carries a thought signature.
@@ -330,7 +332,9 @@ async def test_parallel_function_calls_multistep_round_trips_thought_signatures(
     steps: list[list[str]] = [["cars", "penguins", "cars"], ["penguins"], ["cars"], ["penguins"]]
     for step, values in enumerate(steps, start=1):
         messages = [*messages, response.message, results_for(response, values)]
-        response = await provider.generate(request.model_copy(update={"messages": messages}), model)
+        response = await provider.generate(
+            request.model_copy(update={"messages": messages}).model_copy(update={"model": model})
+        )
         # Every earlier signature went back exactly as recorded (url-safe, as the SDK sends).
         sent = assert_sent_as_recorded(transport, step)
         calls, results = sent_call_ids(sent)
@@ -358,7 +362,7 @@ async def test_stream_text_arrives_incrementally() -> None:
         ],
         temperature=0.0,
     )
-    stream = provider.stream(request, "gemini-2.0-flash-exp")
+    stream = provider.stream(request.model_copy(update={"model": "gemini-2.0-flash-exp"}))
     items = [item async for item in stream]
     response = stream.response
     assert response is not None
@@ -382,7 +386,7 @@ async def test_stream_usage_metadata_is_live() -> None:
     provider, transport = replay("stream_usage_metadata")
     question = "Count from 1 to 30, one number per line, digits only."
     request = LLMRequest(messages=[ChatMessage.user(question)], options=[TEXT])
-    stream = provider.stream(request, "gemini-2.5-flash")
+    stream = provider.stream(request.model_copy(update={"model": "gemini-2.5-flash"}))
     items = [item async for item in stream]
     response = stream.response
     assert response is not None
@@ -428,7 +432,7 @@ async def test_stream_function_calls_multistep() -> None:
     responses = []
     for step, result in enumerate(["Paris", "30°C", None]):
         request = LLMRequest(messages=messages, tools=tools)
-        stream = provider.stream(request, model)
+        stream = provider.stream(request.model_copy(update={"model": model}))
         items = [item async for item in stream]
         assert stream.response is not None
         responses.append(stream.response)
@@ -461,7 +465,7 @@ async def test_stream_thinking_with_tool() -> None:
         tools=[ToolSpec(name="dummy")],
         reasoning=Reasoning(),
     )
-    stream = provider.stream(request, "gemini-2.5-pro")
+    stream = provider.stream(request.model_copy(update={"model": "gemini-2.5-pro"}))
     items = [item async for item in stream]
     response = stream.response
     assert response is not None
@@ -498,7 +502,7 @@ async def test_stream_function_call_thought_signature_is_sent_back() -> None:
     request = LLMRequest(messages=messages, tools=[tool], options=[TEXT])
     model = "gemini-3-pro-preview"
 
-    stream = provider.stream(request, model)
+    stream = provider.stream(request.model_copy(update={"model": model}))
     first = await stream.get_response()
     assert_sent_as_recorded(transport, 0)
     recorded = recorded_chunks(transport, 0)[0]["candidates"][0]["content"]["parts"][0]
@@ -516,7 +520,9 @@ async def test_stream_function_call_thought_signature_is_sent_back() -> None:
     assert first.usage.output_tokens == 10 + 202
 
     messages = [*messages, first.message, results_for(first, ["Mexico"])]
-    stream = provider.stream(request.model_copy(update={"messages": messages}), model)
+    stream = provider.stream(
+        request.model_copy(update={"messages": messages}).model_copy(update={"model": model})
+    )
     second = await stream.get_response()
     sent = assert_sent_as_recorded(transport, 1)
     sent_signature = sent["contents"][1]["parts"][0]["thoughtSignature"]
@@ -551,7 +557,7 @@ async def test_thinking_thought_parts_multiturn() -> None:
     )
     model = "gemini-3-pro-preview"
 
-    first = await provider.generate(request, model)
+    first = await provider.generate(request.model_copy(update={"model": model}))
     assert_sent_as_recorded(transport, 0)
     recorded = recorded_response(transport, 0)["candidates"][0]["content"]["parts"]
     assert first.parts == [
@@ -569,7 +575,9 @@ async def test_thinking_thought_parts_multiturn() -> None:
 
     question = "Considering the way to cross the street, analogously, how do I cross the river?"
     messages = [*messages, first.message, ChatMessage.user(question)]
-    second = await provider.generate(request.model_copy(update={"messages": messages}), model)
+    second = await provider.generate(
+        request.model_copy(update={"messages": messages}).model_copy(update={"model": model})
+    )
     sent = assert_sent_as_recorded(transport, 1)
     # Thought sent back as a thought; the signature back on the text it signed.
     model_turn = sent["contents"][1]["parts"]
@@ -594,7 +602,7 @@ async def test_structured_output_response_json_schema() -> None:
         response_format=ResponseFormat(name="CityLocation", json_schema=schema),
         options=[TEXT],
     )
-    response = await provider.generate(request, "gemini-2.0-flash")
+    response = await provider.generate(request.model_copy(update={"model": "gemini-2.0-flash"}))
 
     assert transport.sent_json(0) == transport.recorded_json(0)
     config = transport.sent_json(0)["generationConfig"]
@@ -609,7 +617,7 @@ async def test_error_404_model_not_found() -> None:
     provider, transport = replay("error_404_model_not_found")
     request = LLMRequest(messages=[ChatMessage.user("hello")], options=[TEXT])
     with pytest.raises(ModelNotFoundError) as caught:
-        await provider.generate(request, "gemini-3.6-flahs")
+        await provider.generate(request.model_copy(update={"model": "gemini-3.6-flahs"}))
 
     error = caught.value
     assert transport.sent_json(0) == transport.recorded_json(0)
@@ -651,7 +659,7 @@ def mocked(responder: Responder | None = None) -> tuple[GeminiProvider, list[htt
 
 async def sent_body(request: LLMRequest) -> dict[str, Any]:
     provider, seen = mocked()
-    await provider.generate(request, "gemini-2.5-flash")
+    await provider.generate(request.model_copy(update={"model": "gemini-2.5-flash"}))
     assert len(seen) == 1
     body: dict[str, Any] = json.loads(seen[0].content)
     return body
@@ -722,7 +730,7 @@ async def test_no_tool_choice_sends_no_tool_config_and_contradictions_fail() -> 
         options=[GeminiOptions(allowed_function_names=["lookup"])],
     )
     with pytest.raises(LLMConfigurationError, match="tool_choice='required'"):
-        await provider.generate(request, "gemini-2.5-flash")
+        await provider.generate(request.model_copy(update={"model": "gemini-2.5-flash"}))
     assert seen == []
 
 
@@ -766,7 +774,7 @@ async def test_a_tool_result_whose_name_cannot_be_found_fails_clearly() -> None:
         ChatMessage.tool_results([ToolResultPart(call_id="ghost", content="?")]),
     ]
     with pytest.raises(LLMConfigurationError, match="ghost") as caught:
-        await provider.generate(LLMRequest(messages=messages), "gemini-2.5-flash")
+        await provider.generate(LLMRequest(messages=messages, model="gemini-2.5-flash"))
     assert "ToolResultPart(name=...)" in str(caught.value)
     assert seen == []
 
@@ -892,7 +900,7 @@ async def test_extra_body_and_request_timeout_reach_the_wire() -> None:
     request = LLMRequest(
         messages=[ChatMessage.user("x")], temperature=0.5, timeout=2.5, options=[options]
     )
-    await provider.generate(request, "gemini-2.5-flash")
+    await provider.generate(request.model_copy(update={"model": "gemini-2.5-flash"}))
     body = json.loads(seen[0].content)
     assert body["generationConfig"] == {
         "temperature": 0.5,
@@ -918,7 +926,7 @@ async def test_the_provider_timeout_is_the_default_for_every_request() -> None:
     provider = GeminiProvider(
         api_key="k", timeout=12, http_client=client, base_url="https://proxy.test"
     )
-    await provider.generate(LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash")
+    await provider.generate(LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash"))
     assert seen[0].extensions["timeout"]["read"] == 12
     assert seen[0].url.host == "proxy.test"
 
@@ -955,7 +963,9 @@ async def test_429_with_retry_delay_is_rate_limited_and_not_retried_by_the_sdk()
     ]
     provider, seen = mocked(_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", details=details))
     with pytest.raises(RateLimitedError) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash")
+        await provider.generate(
+            LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
+        )
     error = caught.value
     assert error.retry_after == 13.0
     assert error.status_code == 429
@@ -973,7 +983,9 @@ async def test_429_retry_after_header_wins() -> None:
 
     provider, _ = mocked(respond)
     with pytest.raises(RateLimitedError) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash")
+        await provider.generate(
+            LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
+        )
     assert caught.value.retry_after == 7.0
 
 
@@ -1015,7 +1027,9 @@ async def test_status_first_error_mapping(
 ) -> None:
     provider, seen = mocked(_error(code, status, message))
     with pytest.raises(expected) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash")
+        await provider.generate(
+            LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
+        )
     assert type(caught.value) is expected
     assert caught.value.status_code == code
     assert message in str(caught.value)
@@ -1027,7 +1041,7 @@ async def test_errors_while_streaming_are_translated() -> None:
     provider, _ = mocked(_error(503, "UNAVAILABLE", "The model is overloaded."))
     with pytest.raises(ServerUnavailableError):
         await provider.stream(
-            LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash"
+            LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
         ).get_response()
 
 
@@ -1044,7 +1058,9 @@ async def test_transport_errors(raised: Exception, expected: type[LLMError]) -> 
 
     provider, seen = mocked(respond)
     with pytest.raises(expected) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash")
+        await provider.generate(
+            LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
+        )
     assert caught.value.__cause__ is raised
     assert caught.value.provider == "gemini"
     assert len(seen) == 1
@@ -1117,8 +1133,8 @@ def both(request: httpx.Request) -> httpx.Response:
 async def test_streamed_and_unstreamed_responses_are_equal() -> None:
     provider, seen = mocked(both)
     request = LLMRequest(messages=[ChatMessage.user("weather in Paris and Tokyo?")])
-    plain = await provider.generate(request, "gemini-2.5-flash")
-    stream = provider.stream(request, "gemini-2.5-flash")
+    plain = await provider.generate(request.model_copy(update={"model": "gemini-2.5-flash"}))
+    stream = provider.stream(request.model_copy(update={"model": "gemini-2.5-flash"}))
     deltas = [item async for item in stream]
     streamed = stream.response
     assert streamed is not None
@@ -1152,9 +1168,9 @@ async def test_streamed_and_unstreamed_responses_are_equal() -> None:
 async def test_an_answer_goes_back_as_gemini_sent_it() -> None:
     provider, seen = mocked(both)
     messages = [ChatMessage.user("weather in Paris and Tokyo?")]
-    answer = await provider.generate(LLMRequest(messages=messages), "gemini-2.5-flash")
+    answer = await provider.generate(LLMRequest(messages=messages, model="gemini-2.5-flash"))
     messages += [answer.message, results_for(answer, ["sunny", "rain"])]
-    await provider.generate(LLMRequest(messages=messages), "gemini-2.5-flash")
+    await provider.generate(LLMRequest(messages=messages, model="gemini-2.5-flash"))
 
     model_turn = json.loads(seen[1].content)["contents"][1]
     assert model_turn["role"] == "model"
@@ -1185,7 +1201,7 @@ async def test_finish_reasons(raw: str, expected: str) -> None:
     body = {**OK, "candidates": [{**OK["candidates"][0], "finishReason": raw}]}
     provider, _ = mocked(lambda request: httpx.Response(200, json=body))
     response = await provider.generate(
-        LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash"
+        LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
     )
     assert (response.finish_reason, response.raw_finish_reason) == (expected, raw)
 
@@ -1194,7 +1210,28 @@ async def test_a_blocked_prompt_is_a_content_filter_finish() -> None:
     body = {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": "gemini-2.5-flash"}
     provider, _ = mocked(lambda request: httpx.Response(200, json=body))
     response = await provider.generate(
-        LLMRequest(messages=[ChatMessage.user("x")]), "gemini-2.5-flash"
+        LLMRequest(messages=[ChatMessage.user("x")], model="gemini-2.5-flash")
     )
     assert (response.finish_reason, response.raw_finish_reason) == ("content_filter", "SAFETY")
     assert response.parts == []
+
+
+def test_the_private_genai_call_llmgine_uses_is_still_there() -> None:
+    """llmgine/llm/providers/_genai_raw.py sends wire JSON through google-genai's private
+    ``client.aio._api_client.async_request`` / ``async_request_streamed`` (the SDK has no
+    public raw call). If this fails, a new google-genai changed them: adapt _genai_raw.py."""
+    import inspect
+
+    from google import genai
+    from google.genai._api_client import BaseApiClient
+
+    client = genai.Client(api_key="test-key")
+    api_client = client.aio._api_client
+    assert isinstance(api_client, BaseApiClient), "_genai_raw.py: client.aio._api_client moved"
+    for name in ("async_request", "async_request_streamed"):
+        method = getattr(api_client, name, None)
+        assert inspect.iscoroutinefunction(method), f"_genai_raw.py: {name} is gone"
+        params = list(inspect.signature(method).parameters)
+        assert params[:4] == ["http_method", "path", "request_dict", "http_options"], (
+            f"_genai_raw.py: {name} now takes {params}"
+        )

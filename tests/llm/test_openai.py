@@ -103,7 +103,7 @@ async def test_chat_plain_text() -> None:
     provider, transport = replay("chat_plain_text.yaml")
     request = LLMRequest(messages=[ChatMessage.user("What is the capital of France?")])
 
-    response = await provider.generate(request, "gpt-4o")
+    response = await provider.generate(request.model_copy(update={"model": "gpt-4o"}))
 
     sent, recorded = transport.sent_json(0), transport.recorded_json(0)
     assert sent["messages"] == recorded["messages"]
@@ -135,7 +135,7 @@ async def test_chat_system_prompt() -> None:
         ]
     )
 
-    response = await provider.generate(request, "gpt-4o")
+    response = await provider.generate(request.model_copy(update={"model": "gpt-4o"}))
 
     assert transport.sent_json(0)["messages"] == transport.recorded_json(0)["messages"]
     assert response.text == "The capital of France is Paris."
@@ -148,7 +148,7 @@ async def test_chat_tool_call_result_then_multiturn() -> None:
     messages = [ChatMessage.user("What is the weather in Paris? Use the tool.")]
 
     first = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto"), "gpt-4o"
+        LLMRequest(messages=messages, tools=tools, tool_choice="auto", model="gpt-4o")
     )
     sent = transport.sent_json(0)
     assert sent["tools"] == transport.recorded_json(0)["tools"]
@@ -167,7 +167,7 @@ async def test_chat_tool_call_result_then_multiturn() -> None:
         ChatMessage.tool_results([ToolResultPart(call_id=call.id, content="sunny in Paris")]),
     ]
     second = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto"), "gpt-4o"
+        LLMRequest(messages=messages, tools=tools, tool_choice="auto", model="gpt-4o")
     )
     assert canon(transport.sent_json(1)["messages"]) == canon(
         transport.recorded_json(1)["messages"]
@@ -177,7 +177,7 @@ async def test_chat_tool_call_result_then_multiturn() -> None:
 
     messages += [second.message, ChatMessage.user("Reply with exactly: OK")]
     for index in (2, 3):  # the follow-up, without tools, was recorded twice
-        third = await provider.generate(LLMRequest(messages=messages), "gpt-4o")
+        third = await provider.generate(LLMRequest(messages=messages, model="gpt-4o"))
         sent = transport.sent_json(index)
         assert canon(sent["messages"]) == canon(transport.recorded_json(index)["messages"])
         assert "tools" not in sent
@@ -195,7 +195,7 @@ async def test_chat_parallel_tool_calls_with_results() -> None:
     ]
 
     first = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto"), "gpt-4o"
+        LLMRequest(messages=messages, tools=tools, tool_choice="auto", model="gpt-4o")
     )
     assert transport.sent_json(0)["tools"] == transport.recorded_json(0)["tools"]
     assert transport.sent_json(0)["messages"] == transport.recorded_json(0)["messages"]
@@ -217,7 +217,7 @@ async def test_chat_parallel_tool_calls_with_results() -> None:
         ),
     ]
     second = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto"), "gpt-4o"
+        LLMRequest(messages=messages, tools=tools, tool_choice="auto", model="gpt-4o")
     )
     sent_messages = transport.sent_json(1)["messages"]
     assert canon(sent_messages) == canon(transport.recorded_json(1)["messages"])
@@ -288,8 +288,9 @@ async def test_chat_structured_output_json_schema_with_tool() -> None:
     messages = [ChatMessage.user("What is the largest city in the user country?")]
 
     first = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto", response_format=fmt),
-        "gpt-4o",
+        LLMRequest(
+            messages=messages, tools=tools, tool_choice="auto", response_format=fmt, model="gpt-4o"
+        ),
     )
     sent, recorded = transport.sent_json(0), transport.recorded_json(0)
     assert sent["response_format"] == recorded["response_format"]
@@ -302,8 +303,9 @@ async def test_chat_structured_output_json_schema_with_tool() -> None:
         ChatMessage.tool_results([ToolResultPart(call_id=call.id, content="Mexico")]),
     ]
     second = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto", response_format=fmt),
-        "gpt-4o",
+        LLMRequest(
+            messages=messages, tools=tools, tool_choice="auto", response_format=fmt, model="gpt-4o"
+        ),
     )
     assert canon(transport.sent_json(1)["messages"]) == canon(
         transport.recorded_json(1)["messages"]
@@ -346,7 +348,7 @@ async def test_chat_two_step_tool_chain_gzip_recording() -> None:
     ]
     for index, (name, arguments) in enumerate(expected_calls):
         response = await provider.generate(
-            LLMRequest(messages=messages, tools=tools), "gpt-4o-mini"
+            LLMRequest(messages=messages, tools=tools, model="gpt-4o-mini")
         )
         sent, recorded = transport.sent_json(index), transport.recorded_json(index)
         assert sent["tools"] == recorded["tools"]
@@ -358,7 +360,7 @@ async def test_chat_two_step_tool_chain_gzip_recording() -> None:
             response.message,
             ChatMessage.tool_results([ToolResultPart(call_id=call.id, content=results[name])]),
         ]
-    final = await provider.generate(LLMRequest(messages=messages, tools=tools), "gpt-4o-mini")
+    final = await provider.generate(LLMRequest(messages=messages, tools=tools, model="gpt-4o-mini"))
     assert canon(transport.sent_json(2)["messages"]) == canon(
         transport.recorded_json(2)["messages"]
     )
@@ -379,7 +381,7 @@ async def test_chat_error_400_invalid_request() -> None:
     )
 
     with pytest.raises(BadRequestError) as caught:
-        await provider.generate(request, "gpt-4o")
+        await provider.generate(request.model_copy(update={"model": "gpt-4o"}))
 
     error = caught.value
     assert type(error) is BadRequestError
@@ -398,7 +400,9 @@ async def test_chat_error_404_model_not_found() -> None:
     provider, _ = replay("chat_error_404_model_not_found.yaml")
 
     with pytest.raises(ModelNotFoundError) as caught:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("hello")]), "gpt-5.2-proo")
+        await provider.generate(
+            LLMRequest(messages=[ChatMessage.user("hello")], model="gpt-5.2-proo")
+        )
 
     error = caught.value
     assert error.status_code == 404
@@ -459,7 +463,7 @@ class Server:
 
 async def sent_body(request: LLMRequest, model: str = "gpt-4o-mini", **kwargs: Any) -> Any:
     server = Server()
-    await server.provider(**kwargs).generate(request, model)
+    await server.provider(**kwargs).generate(request.model_copy(update={"model": model}))
     return server.body()
 
 
@@ -554,7 +558,7 @@ async def test_a_file_by_url_is_refused_by_chat_with_what_to_do() -> None:
     request = LLMRequest(messages=[ChatMessage.user([FilePart(url="https://example.com/a.pdf")])])
 
     with pytest.raises(LLMConfigurationError, match="api='responses'"):
-        await server.provider().generate(request, "gpt-4o-mini")
+        await server.provider().generate(request.model_copy(update={"model": "gpt-4o-mini"}))
     assert server.requests == []  # refused before anything was sent
 
 
@@ -612,7 +616,7 @@ async def test_sampling_reasoning_and_options_reach_the_wire() -> None:
         ],
     )
 
-    await server.provider().generate(request, "o4-mini")
+    await server.provider().generate(request.model_copy(update={"model": "o4-mini"}))
 
     body = server.body()
     assert server.requests[0].url.path == "/v1/chat/completions"  # stop/seed keep it on Chat
@@ -689,7 +693,7 @@ async def test_compatible_server_has_its_own_name_and_needs_no_key(
         options=[OpenAIOptions(api="responses", store=True)],
     )
 
-    response = await ollama.generate(request, "llama3.2")
+    response = await ollama.generate(request.model_copy(update={"model": "llama3.2"}))
 
     sent = server.requests[0]
     assert ollama.name == "ollama"
@@ -701,7 +705,7 @@ async def test_compatible_server_has_its_own_name_and_needs_no_key(
     assert "max_completion_tokens" not in server.body()
 
     own = request.model_copy(update={"options": [OpenAIOptions(provider="ollama", user="me")]})
-    await ollama.generate(own, "llama3.2")
+    await ollama.generate(own.model_copy(update={"model": "llama3.2"}))
     assert server.body()["user"] == "me"
     assert "store" not in server.body()
     assert COMPATIBLE_SERVERS == {
@@ -731,7 +735,7 @@ async def test_compatible_server_reasoning_content_is_read() -> None:
     )
     vllm = OpenAICompatibleProvider("vllm", http_client=server.client())
 
-    response = await vllm.generate(LLMRequest(messages=[ChatMessage.user("?")]), "qwen3")
+    response = await vllm.generate(LLMRequest(messages=[ChatMessage.user("?")], model="qwen3"))
 
     [reasoning] = response.reasoning
     assert (reasoning.text, reasoning.provider, response.text) == ("6 times 7", "vllm", "42")
@@ -763,7 +767,7 @@ async def test_auto_picks_the_endpoint(
     server = Server(respond)
     request = LLMRequest(messages=[ChatMessage.user("hi")], **request_kwargs)
 
-    await server.provider().generate(request, model)
+    await server.provider().generate(request.model_copy(update={"model": model}))
 
     assert server.requests[0].url.path == path
 
@@ -771,7 +775,7 @@ async def test_auto_picks_the_endpoint(
 async def test_a_fixed_api_wins_over_auto() -> None:
     server = Server()
     request = LLMRequest(messages=[ChatMessage.user("hi")], reasoning=Reasoning(effort="high"))
-    await server.provider(api="chat").generate(request, "gpt-5")
+    await server.provider(api="chat").generate(request.model_copy(update={"model": "gpt-5"}))
     assert server.requests[0].url.path == "/v1/chat/completions"
     assert server.body()["reasoning_effort"] == "high"
 
@@ -781,7 +785,7 @@ async def test_responses_only_options_are_refused_on_chat() -> None:
         messages=[ChatMessage.user("hi")], options=[OpenAIOptions(previous_response_id="resp_1")]
     )
     with pytest.raises(LLMConfigurationError, match="previous_response_id"):
-        await Server().provider().generate(request, "gpt-4o")
+        await Server().provider().generate(request.model_copy(update={"model": "gpt-4o"}))
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -895,7 +899,9 @@ async def test_server_errors_are_not_retried_by_the_sdk() -> None:
     server = Server(lambda _: httpx.Response(503, json={"error": {"message": "overloaded"}}))
 
     with pytest.raises(ServerUnavailableError) as caught:
-        await server.provider().generate(LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o")
+        await server.provider().generate(
+            LLMRequest(messages=[ChatMessage.user("hi")], model="gpt-4o")
+        )
 
     assert len(server.requests) == 1  # max_retries=0: llmgine's own retries take over
     assert isinstance(caught.value.__cause__, openai.InternalServerError)
@@ -911,11 +917,11 @@ async def test_timeouts_and_connection_failures() -> None:
 
     request = LLMRequest(messages=[ChatMessage.user("hi")])
     with pytest.raises(LLMTimeoutError, match="timeout=") as timed_out:
-        await Server(time_out).provider().generate(request, "gpt-4o")
+        await Server(time_out).provider().generate(request.model_copy(update={"model": "gpt-4o"}))
     assert isinstance(timed_out.value.__cause__, openai.APITimeoutError)
 
     with pytest.raises(LLMConnectionError, match="could not reach OpenAI") as refused:
-        await Server(refuse).provider().generate(request, "gpt-4o")
+        await Server(refuse).provider().generate(request.model_copy(update={"model": "gpt-4o"}))
     assert isinstance(refused.value.__cause__, openai.APIConnectionError)
     assert not isinstance(refused.value, ProviderError)
 
@@ -988,7 +994,7 @@ async def test_streamed_and_non_streamed_chat_answers_are_equal() -> None:
         messages=[ChatMessage.user("Weather in Paris and Rome?")], tools=[ToolSpec(name="weather")]
     )
 
-    plain = await provider.generate(request, "gpt-4o-mini")
+    plain = await provider.generate(request.model_copy(update={"model": "gpt-4o-mini"}))
     items, streamed = await collect(provider, request, "gpt-4o-mini")
 
     assert streamed.same_content(plain)
@@ -1030,7 +1036,7 @@ async def test_a_refusal_is_text_with_a_content_filter_finish() -> None:
     provider = Server(respond).provider()
     request = LLMRequest(messages=[ChatMessage.user("something bad")])
 
-    plain = await provider.generate(request, "gpt-4o-mini")
+    plain = await provider.generate(request.model_copy(update={"model": "gpt-4o-mini"}))
     _, streamed = await collect(provider, request, "gpt-4o-mini")
 
     assert plain.text == refusal
@@ -1047,7 +1053,7 @@ async def test_a_success_whose_body_is_not_a_json_object_is_a_clear_provider_err
     # E.g. a base_url that points at a web server or a proxy's landing page.
     provider = Server(lambda _: httpx.Response(200, content=body)).provider()
     with pytest.raises(ProviderError, match=r"could not be read.*Check that base_url") as info:
-        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o-mini")
+        await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")], model="gpt-4o-mini"))
     assert (info.value.provider, info.value.model, info.value.status_code) == (
         "openai",
         "gpt-4o-mini",
@@ -1060,6 +1066,8 @@ async def test_the_raw_response_is_the_json_the_server_sent() -> None:
     sent = completion_json(content="hi")
     sent["vendor_field"] = {"kept": True}  # not in the SDK's models: still in `raw`
     provider = Server(lambda _: httpx.Response(200, json=sent)).provider()
-    response = await provider.generate(LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o-mini")
+    response = await provider.generate(
+        LLMRequest(messages=[ChatMessage.user("hi")], model="gpt-4o-mini")
+    )
     assert response.raw == sent
     assert response.text == "hi"

@@ -102,7 +102,7 @@ async def test_responses_system_instructions() -> None:
         options=[RESPONSES],
     )
 
-    response = await provider.generate(request, "gpt-4o")
+    response = await provider.generate(request.model_copy(update={"model": "gpt-4o"}))
 
     sent, recorded = transport.sent_json(0), transport.recorded_json(0)
     assert transport.sent[0].url.path == "/v1/responses"
@@ -129,8 +129,9 @@ async def test_responses_tool_call_then_result() -> None:
     messages = [ChatMessage.user("What is the capital of PotatoLand?")]
 
     first = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto", options=[RESPONSES]),
-        "gpt-4o",
+        LLMRequest(
+            messages=messages, tools=tools, tool_choice="auto", options=[RESPONSES], model="gpt-4o"
+        ),
     )
     sent, recorded = transport.sent_json(0), transport.recorded_json(0)
     assert sent["input"] == recorded["input"]
@@ -152,8 +153,9 @@ async def test_responses_tool_call_then_result() -> None:
         ChatMessage.tool_results([ToolResultPart(call_id=call.id, content="Potato City")]),
     ]
     second = await provider.generate(
-        LLMRequest(messages=messages, tools=tools, tool_choice="auto", options=[RESPONSES]),
-        "gpt-4o",
+        LLMRequest(
+            messages=messages, tools=tools, tool_choice="auto", options=[RESPONSES], model="gpt-4o"
+        ),
     )
     assert canon(transport.sent_json(1)["input"]) == canon(transport.recorded_json(1)["input"])
     assert second.text == "The capital of PotatoLand is Potato City."
@@ -167,7 +169,7 @@ async def test_responses_parallel_function_calls_with_results() -> None:
         messages=messages, tools=[location_tool()], tool_choice="auto", options=[RESPONSES]
     )
 
-    first = await provider.generate(request, "gpt-4o")
+    first = await provider.generate(request.model_copy(update={"model": "gpt-4o"}))
 
     assert transport.sent_json(0)["tools"] == transport.recorded_json(0)["tools"]
     assert [(c.id, c.arguments) for c in first.tool_calls] == [
@@ -193,7 +195,9 @@ async def test_responses_parallel_function_calls_with_results() -> None:
             ]
         ),
     ]
-    second = await provider.generate(request.model_copy(update={"messages": messages}), "gpt-4o")
+    second = await provider.generate(
+        request.model_copy(update={"messages": messages}).model_copy(update={"model": "gpt-4o"})
+    )
 
     sent_input = transport.sent_json(1)["input"]
     assert canon(sent_input) == canon(transport.recorded_json(1)["input"])
@@ -275,7 +279,7 @@ async def test_responses_structured_output_json_schema_with_tool() -> None:
         options=[RESPONSES],
     )
 
-    first = await provider.generate(request, "gpt-4o")
+    first = await provider.generate(request.model_copy(update={"model": "gpt-4o"}))
 
     sent, recorded = transport.sent_json(0), transport.recorded_json(0)
     assert sent["text"] == recorded["text"]  # strict, and the strict transform kept it equal
@@ -287,7 +291,9 @@ async def test_responses_structured_output_json_schema_with_tool() -> None:
         first.message,
         ChatMessage.tool_results([ToolResultPart(call_id=call.id, content="Mexico")]),
     ]
-    second = await provider.generate(request.model_copy(update={"messages": messages}), "gpt-4o")
+    second = await provider.generate(
+        request.model_copy(update={"messages": messages}).model_copy(update={"model": "gpt-4o"})
+    )
 
     assert canon(transport.sent_json(1)["input"]) == canon(transport.recorded_json(1)["input"])
     assert json.loads(second.text) == {"city": "Mexico City", "country": "Mexico"}
@@ -369,7 +375,7 @@ async def test_responses_stream_reasoning_tool_call_usage() -> None:
             ],
         }
     )
-    await server.provider().generate(follow_up, "gpt-5")
+    await server.provider().generate(follow_up.model_copy(update={"model": "gpt-5"}))
     sent_input = server.body()["input"]
     assert server.requests[0].url.path == "/v1/responses"
     assert sent_input[1] == {
@@ -484,7 +490,7 @@ class Server:
 
 async def sent_body(request: LLMRequest, model: str = "gpt-4o") -> Any:
     server = Server()
-    await server.provider().generate(request, model)
+    await server.provider().generate(request.model_copy(update={"model": model}))
     return server.body()
 
 
@@ -546,7 +552,7 @@ async def test_streamed_and_non_streamed_responses_are_equal() -> None:
     provider = Server(whole, events).provider()
     request = LLMRequest(messages=[ChatMessage.user("look up x")], tools=[ToolSpec(name="lookup")])
 
-    plain = await provider.generate(request, "gpt-5")
+    plain = await provider.generate(request.model_copy(update={"model": "gpt-5"}))
     items, streamed = await collect(provider, request, "gpt-5")
 
     assert streamed.same_content(plain)
@@ -589,7 +595,7 @@ async def test_responses_finish_reasons(
     server = Server(response_json(MESSAGE_ITEM, status=status, incomplete_details=details))
 
     response = await server.provider().generate(
-        LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o"
+        LLMRequest(messages=[ChatMessage.user("hi")], model="gpt-4o")
     )
 
     assert (response.finish_reason, response.raw_finish_reason) == (reason, raw)
@@ -603,7 +609,7 @@ async def test_a_failed_response_raises() -> None:
         await (
             Server(failed)
             .provider()
-            .generate(LLMRequest(messages=[ChatMessage.user("hi")]), "gpt-4o")
+            .generate(LLMRequest(messages=[ChatMessage.user("hi")], model="gpt-4o"))
         )
 
 
@@ -742,13 +748,13 @@ async def test_chat_only_parameters_are_refused_on_responses() -> None:
     request = LLMRequest(messages=[ChatMessage.user("hi")], stop=["END"], seed=3)
 
     with pytest.raises(LLMConfigurationError, match="stop, seed") as caught:
-        await server.provider().generate(request, "gpt-4o")
+        await server.provider().generate(request.model_copy(update={"model": "gpt-4o"}))
     assert "api='chat'" in str(caught.value)
     assert server.requests == []
 
 
 async def read_texts(provider: OpenAIProvider, request: LLMRequest, texts: list[str]) -> None:
-    async for item in provider.stream(request, "gpt-4o"):
+    async for item in provider.stream(request.model_copy(update={"model": "gpt-4o"})):
         if isinstance(item, TextDelta):
             texts.append(item.text)
 

@@ -1,6 +1,7 @@
 """The Anthropic adapter: `LLMRequest` to the Messages API and back, streamed or not.
 
-Requests map out to ``client.messages.create`` (system messages become the top-level
+The translator (``anthropic_messages.py``) maps requests out to the wire JSON of
+``POST /v1/messages`` (system messages become the top-level
 ``system``, tool results a ``user`` turn of ``tool_result`` blocks, consecutive same-role
 turns are merged because the API requires alternation). Responses come back through the
 shared `StreamAssembler`: a non-streamed message is turned into the items a stream of it
@@ -17,33 +18,20 @@ Choices worth knowing:
   since the API counts thinking inside ``max_tokens``.
 * ``Reasoning.include_thoughts`` is not sent: Anthropic returns the (summarised) thinking
   whenever thinking is on, and it must be sent back with tool results anyway.
-* The SDK (2.x) has no ``temperature``/``top_p``/``top_k`` arguments and speaks ``httpx2``:
-  sampling parameters go in the JSON body (``extra_body``), and a plain
-  ``httpx.AsyncClient`` passed as ``http_client`` is bridged to ``httpx2``.
+* The body is sent with the SDK client's own ``post`` (llmgine/llm/_send.py). The SDK speaks
+  ``httpx2``: a plain ``httpx.AsyncClient`` passed as ``http_client`` is bridged to it.
 * The SDK refuses a non-streamed call whose ``max_tokens`` may take over 10 minutes unless
   a timeout is given; `generate` then streams and assembles (the same response, no ``raw``).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from llmgine._redact import redacting_logger
-from llmgine.errors import LLMConfigurationError
-from llmgine.llm._parts import (
-    ChatMessage,
-    FilePart,
-    ImagePart,
-    Part,
-    ReasoningPart,
-    TextPart,
-    ToolCallPart,
-    ToolResultPart,
-)
 from llmgine.llm._provider import (
     Failure,
     Provider,
@@ -51,48 +39,31 @@ from llmgine.llm._provider import (
     find_api_key,
     import_sdk,
     incomplete,
-    post_json,
-    read_events,
     reading,
-    whole_answer,
+    whole_response,
 )
-from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
-from llmgine.llm._response import FinishReason, LLMResponse, Usage
+from llmgine.llm._request import LLMRequest, ProviderOptions
+from llmgine.llm._response import LLMResponse
+from llmgine.llm._schema_rules import anthropic_json_schema
+from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
 from llmgine.llm._stream import (
-    Finish,
-    ReasoningDelta,
-    ResponseMeta,
     StreamAssembler,
     StreamItem,
-    TextDelta,
-    ToolCallDelta,
-    UsageUpdate,
 )
 
 if TYPE_CHECKING:
     import httpx
     import httpx2
 
+from llmgine.llm.providers.anthropic_messages import MessageEvents, message_items, messages_body
+
 __all__ = ["AnthropicOptions", "AnthropicProvider", "anthropic_json_schema"]
 
 _log = redacting_logger("llmgine.llm")
 
-# Thinking budget for a `Reasoning(effort=...)` that names no budget (the API minimum is 1024).
-_EFFORT_BUDGETS: dict[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-
 # The largest max_tokens the SDK sends without streaming (it expects 128k tokens to take an
 # hour and refuses calls expected to pass 10 minutes unless given a timeout).
 _NONSTREAMING_MAX_TOKENS = 128_000 * 10 // 60
-
-_FINISH: dict[str, FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-    "pause_turn": "other",
-}
 
 
 class AnthropicOptions(ProviderOptions):
@@ -117,118 +88,6 @@ class AnthropicOptions(ProviderOptions):
     betas: list[str] = Field(default_factory=list)
 
 
-# -- structured output schemas --------------------------------------------------------------
-
-# What Anthropic's structured outputs accept as they are; other keywords (numeric and length
-# bounds, ...) are folded into the description so the model may still follow them.
-_SCHEMA_KEEP = frozenset(
-    {"$ref", "type", "enum", "const", "title", "description", "required", "default", "pattern"}
-)
-_STRING_FORMATS = frozenset(
-    {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"}
-)
-
-
-def anthropic_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` rewritten for Anthropic's structured outputs: every object gets
-    ``additionalProperties: false`` (required), ``oneOf`` becomes ``anyOf``, and keywords the
-    API rejects (``minimum``, ``maxLength``, ``minItems`` above 1, unknown ``format`` ...) move
-    into the ``description`` as ``{key: value}`` hints. The input is not modified."""
-    out = _strict_schema(schema)
-    assert isinstance(out, dict)
-    return out
-
-
-def _strict_schema(node: Any) -> Any:
-    if not isinstance(node, Mapping):
-        return node  # a boolean schema or a malformed value: the API will say
-    rest = dict(node)
-    out: dict[str, Any] = {}
-    for key in ("$defs", "definitions"):
-        if isinstance(rest.get(key), Mapping):
-            out[key] = {name: _strict_schema(sub) for name, sub in rest.pop(key).items()}
-    for key in _SCHEMA_KEEP & rest.keys():
-        out[key] = rest.pop(key)
-    for key in ("anyOf", "oneOf", "allOf"):
-        if isinstance(rest.get(key), list):
-            variants = [_strict_schema(sub) for sub in rest.pop(key)]
-            target = "allOf" if key == "allOf" else "anyOf"
-            out[target] = out.get(target, []) + variants
-    if "items" in rest:
-        out["items"] = _strict_schema(rest.pop("items"))
-    if rest.get("minItems") in (0, 1):
-        out["minItems"] = rest.pop("minItems")
-    if rest.get("format") in _STRING_FORMATS:
-        out["format"] = rest.pop("format")
-    types = out.get("type")
-    if types == "object" or (isinstance(types, list) and "object" in types) or "properties" in rest:
-        props = rest.pop("properties", {})
-        out["properties"] = {name: _strict_schema(sub) for name, sub in props.items()}
-        rest.pop("additionalProperties", None)
-        out["additionalProperties"] = False
-    if rest:
-        hints = "{" + ", ".join(f"{key}: {value}" for key, value in rest.items()) + "}"
-        described = out.get("description")
-        out["description"] = f"{described}\n\n{hints}" if described else hints
-    return out
-
-
-# -- httpx bridge ---------------------------------------------------------------------------
-
-
-def _bridge_httpx(client: httpx.AsyncClient) -> httpx2.AsyncClient:
-    """An ``httpx2`` client that sends through ``client`` (an ``httpx.AsyncClient``): the SDK
-    only takes ``httpx2`` clients, but users (and test transports) often hold ``httpx`` ones.
-    Bodies come back decoded by httpx, so the encoding headers are dropped; httpx timeouts
-    are raised as httpx2's so the SDK reports them as timeouts."""
-    import httpx
-    import httpx2
-
-    def as_httpx2(exc: httpx.TransportError) -> httpx2.TransportError:
-        kind = httpx2.ReadTimeout if isinstance(exc, httpx.TimeoutException) else httpx2.ReadError
-        return kind(str(exc) or type(exc).__name__)
-
-    class Body(httpx2.AsyncByteStream):
-        def __init__(self, response: httpx.Response) -> None:
-            self._response = response
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
-                async for chunk in self._response.aiter_bytes():
-                    yield chunk
-            except httpx.TransportError as exc:
-                raise as_httpx2(exc) from exc
-
-        async def aclose(self) -> None:
-            await self._response.aclose()
-
-    class Bridge(httpx2.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-            timeout = request.extensions.get("timeout")  # the SDK's per-request timeout
-            sent = client.build_request(
-                request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
-                content=await request.aread(),
-                timeout=httpx.Timeout(**timeout)
-                if isinstance(timeout, dict)
-                else httpx.USE_CLIENT_DEFAULT,
-            )
-            try:
-                response = await client.send(sent, stream=True)
-            except httpx.TransportError as exc:
-                raise as_httpx2(exc) from exc
-            skip = {"content-encoding", "content-length"}
-            headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
-            return httpx2.Response(
-                response.status_code, headers=headers, stream=Body(response), request=request
-            )
-
-    return httpx2.AsyncClient(
-        transport=Bridge(), timeout=httpx2.Timeout(**client.timeout.as_dict())
-    )
-
-
 # -- the provider ---------------------------------------------------------------------------
 
 
@@ -242,7 +101,7 @@ class AnthropicProvider(Provider):
 
     Example:
         provider = AnthropicProvider()  # reads ANTHROPIC_API_KEY
-        response = await provider.generate(LLMRequest(messages=[...]), "claude-sonnet-4-5")
+        response = await provider.generate(LLMRequest(model="claude-sonnet-4-5", messages=[...]))
     """
 
     name = "anthropic"
@@ -266,10 +125,7 @@ class AnthropicProvider(Provider):
         if timeout is not None:
             kwargs["timeout"] = timeout
         if http_client is not None:
-            # Told apart by module name, so that httpx need not be installed to use httpx2.
-            if type(http_client).__module__.partition(".")[0] == "httpx":
-                http_client = _bridge_httpx(cast("httpx.AsyncClient", http_client))
-            kwargs["http_client"] = http_client
+            kwargs["http_client"] = httpx2_client(http_client)
         self._client: Any = self._sdk.AsyncAnthropic(**kwargs)
         self.default_max_tokens = default_max_tokens
         self._warned_seed = False
@@ -280,80 +136,25 @@ class AnthropicProvider(Provider):
 
     # -- request out ------------------------------------------------------------------------
 
-    def _params(self, request: LLMRequest, model: str) -> dict[str, Any]:
+    def _arguments(self, request: LLMRequest, model: str) -> dict[str, Any]:
+        """The body, and what ``post`` takes besides: extra_body, headers, timeout."""
         options: AnthropicOptions = request.options_for(self.name, AnthropicOptions)
-        params: dict[str, Any] = {"model": model, "messages": _messages(request.messages)}
-        body: dict[str, Any] = {}  # JSON fields the SDK has no argument for
-        cache_ttl = options.cache_control if isinstance(options.cache_control, str) else None
-        cache: dict[str, Any] = {"type": "ephemeral"} | ({"ttl": cache_ttl} if cache_ttl else {})
-
-        system = request.system_text
-        if system is not None:
-            params["system"] = (
-                [{"type": "text", "text": system, "cache_control": cache}]
-                if options.cache_system
-                else system
-            )
-        if options.cache_control:
-            params["cache_control"] = cache
-
-        budget = options.thinking_budget_tokens
-        if budget is None and request.reasoning is not None:
-            reasoning = request.reasoning
-            budget = reasoning.budget_tokens or _EFFORT_BUDGETS.get(reasoning.effort or "", 4096)
-        max_tokens = request.max_tokens
-        if max_tokens is None:
-            max_tokens = self.default_max_tokens
-            if budget is not None and budget >= max_tokens:
-                max_tokens = budget + self.default_max_tokens
-        params["max_tokens"] = max_tokens
-        if budget is not None:
-            params["thinking"] = {"type": "enabled", "budget_tokens": budget}
-
-        if request.tools:
-            params["tools"] = [_tool(spec) for spec in request.tools]
-            choice = _tool_choice(request)
-            if choice is not None:
-                params["tool_choice"] = choice
-
-        output_config: dict[str, Any] = {}
-        if request.response_format is not None:
-            schema = anthropic_json_schema(request.response_format.json_schema)
-            output_config["format"] = {"type": "json_schema", "schema": schema}
-        if options.effort is not None:
-            output_config["effort"] = options.effort
-        if output_config:
-            params["output_config"] = output_config
-
-        for field, value in (
-            ("temperature", request.temperature),
-            ("top_p", request.top_p),
-            ("top_k", options.top_k),
-        ):
-            if value is not None:
-                body[field] = value
-        if request.stop:
-            params["stop_sequences"] = list(request.stop)
+        body = messages_body(request, model, options, default_max_tokens=self.default_max_tokens)
         if request.seed is not None and not self._warned_seed:
             self._warned_seed = True
             _log.warning("Anthropic has no seed parameter: seed=%s is ignored", request.seed)
-        if options.metadata_user_id is not None:
-            params["metadata"] = {"user_id": options.metadata_user_id}
-        if options.service_tier is not None:
-            params["service_tier"] = options.service_tier
         if options.betas:
-            params["extra_headers"] = {"anthropic-beta": ",".join(options.betas)}
-        body.update(options.extra_body)  # verbatim, and last: the caller's word wins
-        if body:
-            params["extra_body"] = body
+            body["extra_headers"] = {"anthropic-beta": ",".join(options.betas)}
+        if options.extra_body:
+            body["extra_body"] = dict(options.extra_body)  # merged last: the caller's word wins
         if request.timeout is not None:
-            params["timeout"] = request.timeout
-        return params
+            body["timeout"] = request.timeout
+        return body
 
     # -- calls ------------------------------------------------------------------------------
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
-        params = self._params(request, model)
+        params = self._arguments(request, model)
         assembler = StreamAssembler(self.name, model)
         if "timeout" not in params and params["max_tokens"] > _NONSTREAMING_MAX_TOKENS:
             # The SDK refuses a non-streamed call that may outlast 10 minutes (networks drop
@@ -363,294 +164,30 @@ class AnthropicProvider(Provider):
             if not assembler.finished:
                 raise ProviderFailed(incomplete(assembler))
             return assembler.response()
-        message = await post_json(  # the wire JSON as it is: see post_json
-            self._client,
-            "/v1/messages",
-            {**params, "stream": False},
-            provider=self.name,
-            model=model,
-        )
+        message = await post_json(self._client, "/v1/messages", {**params, "stream": False})
         with reading(message):
-            return _message_response(assembler, message)
+            items = message_items(message)
+            return whole_response(assembler, items, raw=message, marker="stop_reason")
 
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
-        return self._events(self._params(request, model))
+        return self._events(self._arguments(request, model))
 
     async def _events(self, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
-        stream = await self._client.messages.create(**params, stream=True)
-        events = _StreamEvents()
-        try:
-            async for event in read_events(stream):
-                with reading(event):
-                    items = list(events.items(event))
-                for item in items:
-                    yield item
-        finally:
-            await stream.close()  # also when the reader stops early: frees the connection
+        events = MessageEvents()
+        arguments = {**params, "stream": True}
+        async for event in post_events(self._client, self._sdk, "/v1/messages", arguments):
+            with reading(event):
+                items = list(events.items(event))
+            for item in items:
+                yield item
 
     # -- errors -----------------------------------------------------------------------------
 
     def _failure(self, exc: Exception) -> Failure | None:
         sdk = self._sdk
-        if isinstance(exc, sdk.APIStatusError):
-            status: int = exc.status_code
-            return Failure(
-                # An error event inside a stream arrives with the stream's own 200.
-                status=status if status >= 400 else None,
-                codes=(exc.type,) if exc.type else (),
-                message=exc.api_message or exc.message,
-                headers=exc.response.headers,
-                body=exc.body,
-            )
-        if isinstance(exc, sdk.APITimeoutError):
-            return Failure(kind="timeout")
-        if isinstance(exc, sdk.APIConnectionError):
-            return Failure(kind="connection", detail=str(exc.__cause__ or exc))
-        import httpx2  # present with the SDK; raised by a stream that breaks mid-way
-
-        if isinstance(exc, httpx2.TimeoutException):
-            return Failure(kind="timeout", detail=f"the stream stalled: {exc}")
-        if isinstance(exc, httpx2.TransportError):
-            return Failure(kind="connection", detail=f"the connection broke mid-stream: {exc}")
+        failure = stainless_failure(sdk, exc)
+        if failure is not None:
+            return failure
         if isinstance(exc, sdk.AnthropicError):
             return Failure(message=f"the Anthropic SDK failed: {exc}")
         return None
-
-
-# -- request mapping ------------------------------------------------------------------------
-
-
-def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
-    """Chat messages as Messages API turns: system dropped (it is top-level), tool results in
-    user turns, empty turns skipped, and consecutive same-role turns merged."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "system":
-            continue
-        role = "assistant" if message.role == "assistant" else "user"
-        blocks = [block for part in message.parts if (block := _block(part)) is not None]
-        if not blocks:
-            continue  # e.g. only another provider's reasoning: the API rejects empty turns
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    for turn in out:
-        if turn["role"] == "user":
-            # The API wants a turn's tool_result blocks before anything else in it.
-            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-    return out
-
-
-def _block(part: Part) -> dict[str, Any] | None:
-    if isinstance(part, TextPart):
-        # The API rejects empty text blocks.
-        return {"type": "text", "text": part.text} if part.text else None
-    if isinstance(part, ToolCallPart):
-        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
-    if isinstance(part, ToolResultPart):
-        return {
-            "type": "tool_result",
-            "tool_use_id": part.call_id,
-            "content": part.text,
-            "is_error": part.is_error,
-        }
-    if isinstance(part, ReasoningPart):
-        return _thinking(part)
-    if isinstance(part, ImagePart):
-        return {"type": "image", "source": _source(part)}
-    return _document(part)
-
-
-def _thinking(part: ReasoningPart) -> dict[str, Any] | None:
-    # Only Anthropic's own signed thinking can go back; other providers' reasoning is dropped.
-    if part.provider != AnthropicProvider.name:
-        return None
-    if part.redacted:
-        data = (part.provider_data or {}).get("data")
-        return {"type": "redacted_thinking", "data": data} if data else None
-    if not part.signature:
-        return None
-    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
-
-
-def _source(part: ImagePart | FilePart) -> dict[str, Any]:
-    if part.url is not None:
-        return {"type": "url", "url": part.url}
-    return {"type": "base64", "media_type": part.media_type, "data": part.base64()}
-
-
-def _document(part: FilePart) -> dict[str, Any]:
-    media = part.media_type or ""
-    if media == "application/pdf" or (part.url is not None and not media):
-        block: dict[str, Any] = {"type": "document", "source": _source(part)}
-    elif media == "text/plain" and part.data is not None:
-        text = part.data.decode("utf-8", errors="replace")
-        source = {"type": "text", "media_type": "text/plain", "data": text}
-        block = {"type": "document", "source": source}
-    else:
-        raise LLMConfigurationError(
-            f"Anthropic takes PDF (application/pdf) and plain-text (text/plain) files, not "
-            f"{media or 'this file'}: convert it, or send it as an ImagePart if it is an image",
-            provider=AnthropicProvider.name,
-        )
-    if part.name:
-        block["title"] = part.name
-    return block
-
-
-def _tool(spec: ToolSpec) -> dict[str, Any]:
-    tool: dict[str, Any] = {
-        "name": spec.name,
-        "description": spec.description,
-        "input_schema": anthropic_json_schema(spec.parameters) if spec.strict else spec.parameters,
-    }
-    if spec.strict:
-        tool["strict"] = True
-    return tool
-
-
-def _tool_choice(request: LLMRequest) -> dict[str, Any] | None:
-    choice = request.tool_choice
-    if choice == "none":
-        return {"type": "none"}
-    if isinstance(choice, ToolName):
-        out: dict[str, Any] = {"type": "tool", "name": choice.name}
-    elif choice == "required":
-        out = {"type": "any"}
-    elif choice == "auto" or request.parallel_tool_calls is False:
-        out = {"type": "auto"}
-    else:
-        return None
-    if request.parallel_tool_calls is False:
-        out["disable_parallel_tool_use"] = True
-    return out
-
-
-# -- response mapping -----------------------------------------------------------------------
-
-
-_USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-)
-
-
-def _usage(usage: dict[str, Any] | None, counts: dict[str, int | None] | None = None) -> Usage:
-    """Usage from its JSON. Anthropic's ``input_tokens`` excludes cached tokens; llmgine's
-    counts every prompt token, so the cache reads and writes are added back. ``counts``
-    (streaming) collects the latest non-null value of each field across events."""
-    counts = {} if counts is None else counts
-    for field in _USAGE_FIELDS:
-        value = (usage or {}).get(field)
-        if value is not None:
-            counts[field] = value
-    read = counts.get("cache_read_input_tokens")
-    write = counts.get("cache_creation_input_tokens")
-    inputs = [n for n in (counts.get("input_tokens"), read, write) if n is not None]
-    return Usage(
-        input_tokens=sum(inputs) if inputs else None,  # unknown stays unknown
-        output_tokens=counts.get("output_tokens"),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-    )
-
-
-def _finish(stop_reason: str) -> Finish:
-    return Finish(reason=_FINISH.get(stop_reason, "other"), raw=stop_reason)
-
-
-def _message_parts(message: dict[str, Any]) -> list[Part]:
-    parts: list[Part] = []
-    for block in message.get("content") or ():
-        kind = block.get("type")
-        if kind == "text" and block.get("text"):
-            parts.append(TextPart(text=block["text"]))
-        elif kind == "thinking":
-            parts.append(
-                ReasoningPart(
-                    text=block.get("thinking", ""), signature=block.get("signature") or None
-                )
-            )
-        elif kind == "redacted_thinking":
-            parts.append(ReasoningPart(redacted=True, provider_data={"data": block.get("data")}))
-        elif kind == "tool_use":
-            parts.append(
-                ToolCallPart(id=block["id"], name=block["name"], arguments=block.get("input") or {})
-            )
-        # Server-side tool blocks (web search, code execution, ...) stay in `raw` only.
-    return parts
-
-
-def _message_response(assembler: StreamAssembler, message: dict[str, Any]) -> LLMResponse:
-    """A whole message (its JSON) as the response its stream would assemble to."""
-    stop_reason = message.get("stop_reason")
-    return assembler.whole(
-        _message_parts(message),
-        usage=_usage(message.get("usage")),
-        finish=whole_answer(_finish(stop_reason) if stop_reason else None, "stop_reason"),
-        model=message.get("model"),
-        response_id=message.get("id"),
-        raw=message,
-    )
-
-
-class _StreamEvents:
-    """Turns the SDK's raw stream events into items, block index as the part key."""
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int | None] = {}
-        # A tool_use block whose start already carried its input (no deltas will follow).
-        self._pending: dict[int, dict[str, Any]] = {}
-        self._finish: Finish | None = None  # from message_delta, sent at message_stop
-
-    def items(self, event: Any) -> Iterator[StreamItem]:
-        kind = event.type
-        if kind == "message_start":
-            message = event.message
-            yield ResponseMeta(model=message.model, response_id=message.id)
-            yield UsageUpdate(usage=_usage(message.usage.model_dump(), self._counts))
-        elif kind == "content_block_start":
-            yield from self._start(event.index, event.content_block)
-        elif kind == "content_block_delta":
-            yield from self._delta(event.index, event.delta)
-        elif kind == "content_block_stop":
-            pending = self._pending.pop(event.index, None)
-            if pending is not None:
-                yield ToolCallDelta(key=event.index, arguments=json.dumps(pending))
-        elif kind == "message_delta":
-            yield UsageUpdate(usage=_usage(event.usage.model_dump(), self._counts))
-            if event.delta.stop_reason:
-                self._finish = _finish(event.delta.stop_reason)
-        elif kind == "message_stop":
-            # The end marker: only now is the answer known to be whole.
-            yield self._finish or Finish(reason="other")
-        # ping carries nothing.
-
-    def _start(self, index: int, block: Any) -> Iterator[StreamItem]:
-        kind = block.type
-        if kind == "text" and block.text:
-            yield TextDelta(key=index, text=block.text)
-        elif kind == "thinking":
-            yield ReasoningDelta(key=index, text=block.thinking, signature=block.signature or None)
-        elif kind == "redacted_thinking":
-            yield ReasoningDelta(key=index, redacted=True, provider_data={"data": block.data})
-        elif kind == "tool_use":
-            yield ToolCallDelta(key=index, id=block.id, name=block.name)
-            if block.input:
-                self._pending[index] = dict(block.input)
-
-    def _delta(self, index: int, delta: Any) -> Iterator[StreamItem]:
-        kind = delta.type
-        if kind == "text_delta":
-            yield TextDelta(key=index, text=delta.text)
-        elif kind == "thinking_delta":
-            yield ReasoningDelta(key=index, text=delta.thinking)
-        elif kind == "signature_delta":
-            yield ReasoningDelta(key=index, signature=delta.signature)
-        elif kind == "input_json_delta":
-            if delta.partial_json:
-                self._pending.pop(index, None)  # the arguments arrive as deltas after all
-            yield ToolCallDelta(key=index, arguments=delta.partial_json)

@@ -1,16 +1,19 @@
 """Google Gemini (Developer API) adapter, over the official ``google-genai`` SDK.
 
 Requests go to ``generateContent`` / ``streamGenerateContent`` of the ``v1beta`` API (the
-version with structured output, thinking and function calling). The SDK talks through an
-httpx client this adapter owns (or the one passed in), so it never tries aiohttp, and its
-own retries are off: llmgine's retry wrapper decides, and retries must not stack.
+version with structured output, thinking and function calling). The translator
+(``gemini_generate.py``) builds the wire JSON and reads the answer's JSON; the SDK sends it
+(``_genai_raw.py``: its one private call, as google-genai has no public raw one), with its
+key header, timeouts and errors. It talks through an httpx client this adapter owns (or
+the one passed in), so it never tries aiohttp, and its own retries are off: llmgine's retry
+wrapper decides, and retries must not stack.
 
 How the unified contract maps onto Gemini:
 
-* system messages become ``system_instruction``; assistant turns are role ``model``; tool
-  results are ``function_response`` parts of a user turn (``{"result": ...}``, or
+* system messages become ``systemInstruction``; assistant turns are role ``model``; tool
+  results are ``functionResponse`` parts of a user turn (``{"result": ...}``, or
   ``{"error": ...}`` when the tool failed).
-* Thought signatures (opaque bytes in the SDK) are kept as standard base64 text in
+* Thought signatures (opaque bytes) are kept as standard base64 text in
   ``signature`` and decoded when sent back. A signature on a function call lives on its
   `ToolCallPart`; one on a thought on its `ReasoningPart`. Gemini also signs plain text
   parts: such a signature is kept in an empty `ReasoningPart` placed right after the text
@@ -24,85 +27,43 @@ How the unified contract maps onto Gemini:
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import mimetypes
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from llmgine.errors import LLMConfigurationError
-from llmgine.llm._parts import (
-    ChatMessage,
-    FilePart,
-    ImagePart,
-    Part,
-    ReasoningPart,
-    TextPart,
-    ToolCallPart,
-    ToolResultPart,
-)
 from llmgine.llm._provider import (
     Failure,
     Provider,
     find_api_key,
     import_sdk,
-    read_events,
     reading,
-    whole_answer,
+    whole_response,
 )
-from llmgine.llm._request import LLMRequest, ProviderOptions, ToolChoice, ToolName, ToolSpec
-from llmgine.llm._response import FinishReason, LLMResponse, Usage
-from llmgine.llm._stream import (
-    Finish,
-    ReasoningDelta,
-    ResponseMeta,
-    StreamAssembler,
-    StreamItem,
-    TextDelta,
-    ToolCallDelta,
-    UsageUpdate,
+from llmgine.llm._request import LLMRequest, ProviderOptions
+from llmgine.llm._response import LLMResponse
+from llmgine.llm._schema_rules import gemini_json_schema
+from llmgine.llm._send import transport_failure
+from llmgine.llm._stream import StreamAssembler, StreamItem
+from llmgine.llm.providers._genai_raw import post_events, post_json
+from llmgine.llm.providers.gemini_generate import (
+    GeminiEvents,
+    gemini_answer_items,
+    gemini_body,
+    gemini_path,
 )
 
 if TYPE_CHECKING:
     import httpx
     import httpx2
     from google.genai import Client
-    from google.genai import types as gt
 
 __all__ = ["GeminiOptions", "GeminiProvider", "gemini_json_schema"]
 
 _API_VERSION = "v1beta"
 _DEFAULT_TIMEOUT = 600.0  # seconds; the SDK sends no timeout at all unless given one
-# Reasoning effort as a thinking budget (tokens), for models that take a budget (2.5).
-_EFFORT_BUDGETS = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
-# Marks the empty ReasoningPart that carries the thought signature of the text before it.
-_TEXT_SIGNATURE = {"gemini": "text_signature"}
-
-_FILTERED = frozenset(
-    [
-        "SAFETY",
-        "RECITATION",
-        "BLOCKLIST",
-        "PROHIBITED_CONTENT",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "IMAGE_RECITATION",
-        "MODEL_ARMOR",
-    ]
-)
-_FAILED = frozenset(
-    [
-        "MALFORMED_FUNCTION_CALL",
-        "MALFORMED_RESPONSE",
-        "UNEXPECTED_TOOL_CALL",
-        "MISSING_THOUGHT_SIGNATURE",
-    ]
-)
 _DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 
 
@@ -130,78 +91,8 @@ class GeminiOptions(ProviderOptions):
     allowed_function_names: list[str] | None = None
 
 
-# Keywords Gemini's function-declaration schemas reject (title: python-genai#1732).
-_DROP_KEYS = frozenset(
-    ("$schema", "$id", "title", "examples", "discriminator", "exclusiveMinimum", "exclusiveMaximum")
-)
-_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
-_SCHEMA_ONE = ("items", "additionalProperties", "not", "contains", "propertyNames")
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-
-
-def gemini_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a tool's JSON schema that Gemini's function declarations accept.
-
-    Drops the keywords Gemini rejects, turns ``const`` into a one-value ``enum``, and moves
-    a string ``format`` into the description. Property *names* are left alone: only
-    keywords of (sub)schemas change.
-    """
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in _DROP_KEYS:
-            continue
-        if key in _SCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {k: _sub(v) for k, v in value.items()}
-        elif key in _SCHEMA_ONE and isinstance(value, dict):
-            out[key] = gemini_json_schema(value)
-        elif key in _SCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_sub(v) for v in value]
-        elif key == "const":
-            out["enum"] = [value]
-        else:
-            out[key] = value
-    if out.get("type") == "string" and "format" in out:
-        fmt = out.pop("format")
-        description = out.get("description")
-        out["description"] = f"{description} (format: {fmt})" if description else f"Format: {fmt}"
-    return out
-
-
-def _sub(value: Any) -> Any:
-    return gemini_json_schema(value) if isinstance(value, dict) else value
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
-
-
-def _unb64(text: str | None) -> bytes | None:
-    # Accept both alphabets: the API answers in standard base64, the SDK echoes url-safe.
-    if not text:
-        return None
-    text = text.replace("-", "+").replace("_", "/")
-    return base64.b64decode(text + "=" * (-len(text) % 4))
-
-
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))  # HttpOptions.timeout is in milliseconds
-
-
-def _http_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """Timeout and transport error classes of httpx2 (the SDK's) and httpx (if present:
-    a client passed in may be either)."""
-    import httpx2
-
-    timeouts: list[type[Exception]] = [httpx2.TimeoutException]
-    transport: list[type[Exception]] = [httpx2.TransportError]
-    try:
-        import httpx
-    except ImportError:
-        pass
-    else:
-        timeouts.append(httpx.TimeoutException)
-        transport.append(httpx.TransportError)
-    return tuple(timeouts), tuple(transport)
 
 
 class GeminiProvider(Provider):
@@ -263,111 +154,41 @@ class GeminiProvider(Provider):
                     api_version=_API_VERSION,
                     timeout=_ms(self._timeout),
                     retry_options=types.HttpRetryOptions(attempts=1),
-                    httpx_async_client=http,
+                    httpx_async_client=http,  # httpx or httpx2: the SDK takes both
                 ),
             )
         return self._sdk
 
-    # -- calls --------------------------------------------------------------------------
+    # -- calls: translate, send, translate back ---------------------------------------------
+
+    def _send_args(self, request: LLMRequest, model: str, *, stream: bool) -> tuple[Any, ...]:
+        options: GeminiOptions = request.options_for(self.name, GeminiOptions)
+        http: dict[str, Any] | None = None
+        if request.timeout is not None or options.extra_body:
+            http = {}
+            if request.timeout is not None:
+                http["timeout"] = _ms(request.timeout)
+            if options.extra_body:
+                http["extra_body"] = dict(options.extra_body)  # merged by the SDK, winning
+        path = gemini_path(model, stream=stream)
+        return self._client(), path, gemini_body(request, options), http
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
-        from google.genai import errors
-
-        contents, config = self._request_out(request)
-        # Only an answer is parsed as JSON: these can only mean a body that is not.
-        with reading(None, errors=(json.JSONDecodeError, errors.UnknownApiResponseError)):
-            response = await self._client().aio.models.generate_content(
-                model=model, contents=contents, config=config
-            )
-        # What the SDK read, as JSON: kept as `raw`, and quoted if it is not an answer.
-        raw = response.model_dump(
-            mode="json", exclude_none=True, exclude={"sdk_http_response"}, warnings=False
-        )
-        with reading(raw):
-            return self._response(response, raw, model)
-
-    def _response(
-        self, response: gt.GenerateContentResponse, raw: dict[str, Any], model: str
-    ) -> LLMResponse:
-        reader = _Reader()
-        candidate = response.candidates[0] if response.candidates else None
-        sdk_parts = candidate.content.parts if candidate and candidate.content else None
-        # The same reader as a stream, so both calls agree on where parts begin and end.
-        scratch = StreamAssembler(self.name, model)
-        for delta in reader.read(sdk_parts or []):
-            scratch.add(delta)
-        return StreamAssembler(self.name, model).whole(
-            scratch.parts(),
-            usage=_usage(response.usage_metadata),
-            finish=whole_answer(_finish(candidate, response, reader.calls > 0), "finishReason"),
-            model=response.model_version,
-            response_id=response.response_id,
-            raw=raw,
-        )
+        answer = await post_json(*self._send_args(request, model, stream=False))
+        with reading(answer):
+            items = gemini_answer_items(answer)
+            assembler = StreamAssembler(self.name, model)
+            return whole_response(assembler, items, raw=answer, marker="finishReason")
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
-        contents, config = self._request_out(request)
-        chunks = await self._client().aio.models.generate_content_stream(
-            model=model, contents=contents, config=config
-        )
-        state = _ChunkState()
-        try:
-            async for chunk in read_events(chunks):
-                with reading(chunk):
-                    items = state.items(chunk)
-                for item in items:
-                    yield item
-        finally:
-            # Frees the connection when the reader stops early or the stream fails.
-            await cast("AsyncGenerator[Any, None]", chunks).aclose()
-        # The end marker is a chunk with a finish reason (or a blocked prompt); sent last,
-        # since only now is it known whether the answer held function calls. A stream cut
-        # before it sends no Finish, and is reported incomplete.
-        with reading(state.final):
-            done = state.finish()
-        if done is not None:
-            yield done
-
-    # -- request out --------------------------------------------------------------------
-
-    def _request_out(
-        self, request: LLMRequest
-    ) -> tuple[list[gt.Content], gt.GenerateContentConfig]:
-        from google.genai import types
-
-        opts: GeminiOptions = request.options_for(self.name, GeminiOptions)
-        http: types.HttpOptions | None = None
-        if request.timeout is not None or opts.extra_body:
-            http = types.HttpOptions(
-                timeout=_ms(request.timeout) if request.timeout is not None else None,
-                extra_body=dict(opts.extra_body) or None,
-            )
-        response_format = request.response_format
-        config = types.GenerateContentConfig(
-            system_instruction=request.system_text,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            top_k=opts.top_k,
-            max_output_tokens=request.max_tokens,
-            stop_sequences=request.stop,
-            seed=request.seed,
-            candidate_count=opts.candidate_count,
-            presence_penalty=opts.presence_penalty,
-            frequency_penalty=opts.frequency_penalty,
-            response_modalities=opts.response_modalities,
-            cached_content=opts.cached_content,
-            safety_settings=[types.SafetySetting.model_validate(s) for s in opts.safety_settings]
-            or None,
-            response_mime_type="application/json" if response_format else None,
-            response_json_schema=response_format.json_schema if response_format else None,
-            tools=_tools(request.tools),
-            tool_config=_tool_config(request.tool_choice, opts.allowed_function_names),
-            thinking_config=_thinking(request, opts),
-            # We map tool calls ourselves; the SDK must never run or answer them.
-            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
-            http_options=http,
-        )
-        return _contents(request.messages), config
+        events = GeminiEvents()
+        async for chunk in post_events(*self._send_args(request, model, stream=True)):
+            with reading(chunk):
+                items = events.items(chunk)
+            for item in items:
+                yield item
+        for item in events.end():
+            yield item
 
     # -- errors -------------------------------------------------------------------------
 
@@ -389,254 +210,4 @@ class GeminiProvider(Provider):
                 headers=getattr(exc.response, "headers", None),
                 body=exc.details,
             )
-        timeouts, transport_errors = _http_errors()
-        if isinstance(exc, timeouts):
-            return Failure(kind="timeout", detail=type(exc).__name__)
-        if isinstance(exc, transport_errors):
-            return Failure(kind="connection", detail=f"{type(exc).__name__}: {exc}")
-        return None
-
-
-class _ChunkState:
-    """What a Gemini stream has said so far; `items` maps one chunk."""
-
-    def __init__(self) -> None:
-        self.reader = _Reader()
-        self.meta: ResponseMeta | None = None
-        self.final: gt.GenerateContentResponse | None = None  # the chunk saying why it ended
-
-    def items(self, chunk: gt.GenerateContentResponse) -> list[StreamItem]:
-        out: list[StreamItem] = []
-        now = ResponseMeta(model=chunk.model_version, response_id=chunk.response_id)
-        if now != self.meta and (now.model or now.response_id):
-            self.meta = now
-            out.append(now)
-        candidate = chunk.candidates[0] if chunk.candidates else None
-        if candidate is not None and candidate.content and candidate.content.parts:
-            out.extend(self.reader.read(candidate.content.parts))
-        if chunk.usage_metadata is not None:
-            out.append(UsageUpdate(usage=_usage(chunk.usage_metadata)))
-        blocked = chunk.prompt_feedback and chunk.prompt_feedback.block_reason
-        if (candidate is not None and candidate.finish_reason) or blocked:
-            self.final = chunk
-        return out
-
-    def finish(self) -> Finish | None:
-        if self.final is None:
-            return None
-        last = self.final.candidates[0] if self.final.candidates else None
-        return _finish(last, self.final, self.reader.calls > 0)
-
-
-# -- mapping helpers (SDK types stay inside this module) -----------------------------------
-
-
-def _contents(messages: list[ChatMessage]) -> list[gt.Content]:
-    from google.genai import types
-
-    names: dict[str, str] = {}  # tool call id -> tool name, for results that omit the name
-    contents: list[types.Content] = []
-    for message in messages:
-        if message.role == "system":
-            continue  # sent as system_instruction
-        parts: list[types.Part] = []
-        for part in message.parts:
-            _part_out(part, parts, names)
-        if parts:  # Gemini rejects a turn without parts (e.g. only foreign reasoning)
-            role = "model" if message.role == "assistant" else "user"
-            contents.append(types.Content(role=role, parts=parts))
-    return contents
-
-
-def _part_out(part: Part, out: list[gt.Part], names: dict[str, str]) -> None:
-    from google.genai import types
-
-    if isinstance(part, TextPart):
-        out.append(types.Part(text=part.text))
-    elif isinstance(part, ImagePart | FilePart):
-        mime = part.media_type or (mimetypes.guess_type(part.url or "")[0])
-        if part.data is not None:
-            out.append(types.Part(inline_data=types.Blob(data=part.data, mime_type=mime)))
-        else:
-            out.append(types.Part(file_data=types.FileData(file_uri=part.url, mime_type=mime)))
-    elif isinstance(part, ReasoningPart):
-        if part.provider != "gemini":
-            return  # another provider's reasoning means nothing to Gemini
-        signature = _unb64(part.signature)
-        if part.provider_data == _TEXT_SIGNATURE:
-            last = out[-1] if out else None
-            if (
-                last is not None
-                and last.text is not None
-                and not last.thought
-                and last.thought_signature is None
-            ):
-                last.thought_signature = signature
-                return
-            out.append(types.Part(text="", thought_signature=signature))
-        elif part.text or signature:
-            out.append(types.Part(text=part.text, thought=True, thought_signature=signature))
-    elif isinstance(part, ToolCallPart):
-        names[part.id] = part.name
-        signature = _unb64(part.signature) if part.provider == "gemini" else None
-        call = types.FunctionCall(id=part.id, name=part.name, args=part.arguments)
-        out.append(types.Part(function_call=call, thought_signature=signature))
-    elif isinstance(part, ToolResultPart):
-        name = part.name or names.get(part.call_id)
-        if name is None:
-            raise LLMConfigurationError(
-                f"Gemini needs the tool name of every tool result, and result "
-                f"{part.call_id!r} has none: set ToolResultPart(name=...), or keep the "
-                f"assistant message with that tool call earlier in the conversation",
-                provider="gemini",
-            )
-        response = {"error": part.content} if part.is_error else {"result": part.content}
-        result = types.FunctionResponse(id=part.call_id, name=name, response=response)
-        out.append(types.Part(function_response=result))
-
-
-def _tools(tools: list[ToolSpec]) -> list[gt.Tool] | None:
-    from google.genai import types
-
-    if not tools:
-        return None
-    declarations = [
-        types.FunctionDeclaration(
-            name=tool.name,
-            description=tool.description,
-            parameters_json_schema=gemini_json_schema(tool.parameters),
-        )
-        for tool in tools
-    ]
-    return [types.Tool(function_declarations=declarations)]
-
-
-def _tool_config(choice: ToolChoice | None, allowed: list[str] | None) -> gt.ToolConfig | None:
-    from google.genai import types
-
-    if isinstance(choice, ToolName):
-        mode, allowed = "ANY", [choice.name]
-    elif choice is None:
-        if not allowed:
-            return None
-        mode = "ANY"
-    else:
-        mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]
-        if allowed and mode != "ANY":
-            raise LLMConfigurationError(
-                f"GeminiOptions(allowed_function_names=...) forces a tool call, which "
-                f"contradicts tool_choice={choice!r}: use tool_choice='required' or drop one",
-                provider="gemini",
-            )
-    calling = types.FunctionCallingConfig(
-        mode=types.FunctionCallingConfigMode(mode), allowed_function_names=allowed or None
-    )
-    return types.ToolConfig(function_calling_config=calling)
-
-
-def _thinking(request: LLMRequest, opts: GeminiOptions) -> gt.ThinkingConfig | None:
-    from google.genai import types
-
-    budget, include, level = opts.thinking_budget, opts.include_thoughts, opts.thinking_level
-    reasoning = request.reasoning
-    if reasoning is not None:
-        if budget is None and level is None:
-            budget = reasoning.budget_tokens
-            if budget is None and reasoning.effort is not None:
-                budget = _EFFORT_BUDGETS[reasoning.effort]
-        if include is None:
-            include = reasoning.include_thoughts
-    if budget is None and include is None and level is None:
-        return None
-    return types.ThinkingConfig(
-        thinking_budget=budget,
-        include_thoughts=include,
-        thinking_level=types.ThinkingLevel(level.upper()) if level else None,
-    )
-
-
-# -- response back -----------------------------------------------------------------------
-
-
-class _Reader:
-    """Turns Gemini parts, chunk after chunk, into keyed content deltas.
-
-    Consecutive text (or thought) parts share one key, so streamed chunks merge into one
-    part; a new key starts when the kind changes, and for every function call (Gemini sends
-    each one whole). Calls without an API id get ``call_<n>``, n counting this response's
-    calls, so a stream and the same response unstreamed get the same ids.
-    """
-
-    def __init__(self) -> None:
-        self._key = -1
-        self._kind: str | None = None
-        self.calls = 0
-
-    def _key_for(self, kind: str) -> int:
-        if kind != self._kind or kind == "call":
-            self._key += 1
-            self._kind = kind
-        return self._key
-
-    def read(
-        self, parts: Iterable[gt.Part]
-    ) -> Iterator[TextDelta | ReasoningDelta | ToolCallDelta]:
-        for part in parts:
-            signature = _b64(part.thought_signature)
-            if part.function_call is not None:
-                call = part.function_call
-                key = self._key_for("call")
-                call_id = call.id or f"call_{self.calls}"
-                self.calls += 1
-                yield ToolCallDelta(
-                    key=key,
-                    id=call_id,
-                    name=call.name or "",
-                    arguments=json.dumps(call.args or {}, ensure_ascii=False),
-                    signature=signature,
-                )
-            elif part.thought and part.text is not None:
-                key = self._key_for("thought")
-                yield ReasoningDelta(key=key, text=part.text, signature=signature)
-            elif part.text is not None or signature is not None:
-                key = self._key_for("text")
-                yield TextDelta(key=key, text=part.text or "")
-                if signature is not None:
-                    # Keyed by the text it signs, so it lands right after that text.
-                    yield ReasoningDelta(
-                        key=("signature", key), signature=signature, provider_data=_TEXT_SIGNATURE
-                    )
-
-
-def _usage(meta: gt.GenerateContentResponseUsageMetadata | None) -> Usage:
-    if meta is None:
-        return Usage()
-    thoughts = meta.thoughts_token_count
-    outputs = [n for n in (meta.candidates_token_count, thoughts) if n is not None]
-    return Usage(
-        input_tokens=meta.prompt_token_count,  # cached tokens included; None if unsaid
-        output_tokens=sum(outputs) if outputs else None,
-        cache_read_tokens=meta.cached_content_token_count,
-        reasoning_tokens=thoughts,
-    )
-
-
-def _finish(
-    candidate: gt.Candidate | None, response: gt.GenerateContentResponse, calls: bool
-) -> Finish | None:
-    if candidate is not None and candidate.finish_reason is not None:
-        raw = str(candidate.finish_reason.value)
-        reason: FinishReason = "other"
-        if raw == "STOP":
-            reason = "tool_calls" if calls else "stop"  # Gemini says STOP after calls too
-        elif raw == "MAX_TOKENS":
-            reason = "length"
-        elif raw in _FILTERED:
-            reason = "content_filter"
-        elif raw in _FAILED:
-            reason = "error"
-        return Finish(reason=reason, raw=raw)
-    feedback = response.prompt_feedback
-    if feedback is not None and feedback.block_reason is not None:
-        return Finish(reason="content_filter", raw=str(feedback.block_reason.value))
-    return None
+        return transport_failure(exc)

@@ -1,9 +1,10 @@
 """The OpenAI adapter: Chat Completions and the Responses API, and OpenAI-compatible servers.
 
-`OpenAIProvider` maps an `LLMRequest` to the official ``openai`` SDK and its answer back to
-an `LLMResponse`, streamed or not; both go through the shared `StreamAssembler`, so a
-streamed call and the same call without streaming give equal responses. Which endpoint a
-call uses:
+`OpenAIProvider` picks the endpoint, lets its translator (``openai_chat.py``,
+``openai_responses.py``) build the wire JSON, sends it with the official ``openai`` SDK
+client's own ``post`` (llmgine/llm/_send.py), and has the answer's JSON translated back to
+`StreamItem`s; streamed or not, they go through the shared `StreamAssembler`, so a streamed
+call and the same call without streaming give equal responses. Which endpoint a call uses:
 
 * ``OpenAIOptions(api="chat" | "responses")`` on the request decides for that call;
 * else the provider's ``api=`` (``"chat"``, ``"responses"``), if it is not ``"auto"``;
@@ -25,62 +26,41 @@ layers of retries would multiply. SDK errors are described in `_failure` and bec
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmgine.errors import LLMError
-from llmgine.llm._parts import (
-    ChatMessage,
-    FilePart,
-    ImagePart,
-    Part,
-    ReasoningPart,
-    TextPart,
-    ToolCallPart,
-    ToolResultPart,
-)
+from llmgine.llm._parts import ReasoningPart
 from llmgine.llm._provider import (
     Failure,
     Provider,
     find_api_key,
     import_sdk,
-    post_json,
-    read_events,
     reading,
-    whole_answer,
+    whole_response,
 )
-from llmgine.llm._request import LLMRequest, ProviderOptions, ToolName, ToolSpec
-from llmgine.llm._response import FinishReason, LLMResponse, Usage
-from llmgine.llm._stream import (
-    Finish,
-    ReasoningDelta,
-    ResponseMeta,
-    StreamAssembler,
-    StreamItem,
-    TextDelta,
-    ToolCallDelta,
-    UsageUpdate,
-)
-from llmgine.llm.providers._openai_responses import (
+from llmgine.llm._request import LLMRequest, ProviderOptions
+from llmgine.llm._response import LLMResponse
+from llmgine.llm._schema_rules import strict_json_schema
+from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
+from llmgine.llm._stream import StreamAssembler, StreamItem
+from llmgine.llm.providers._openai_shared import (
     config_error,
-    data_url,
-    effort_for,
     is_reasoning_model,
     responses_only_model,
-    responses_params,
-    responses_response,
-    responses_stream_items,
-    strict_json_schema,
+)
+from llmgine.llm.providers.openai_chat import ChatEvents, chat_answer_items, chat_body
+from llmgine.llm.providers.openai_responses import (
+    ResponsesEvents,
+    responses_answer_items,
+    responses_body,
 )
 
 if TYPE_CHECKING:
     import httpx
     import httpx2
-    from openai import AsyncOpenAI, AsyncStream
-    from openai.types.chat import ChatCompletionChunk
-    from openai.types.responses import Response, ResponseStreamEvent
+    from openai import AsyncOpenAI
 
 __all__ = [
     "COMPATIBLE_SERVERS",
@@ -133,91 +113,12 @@ class OpenAIOptions(ProviderOptions):
     truncation: Literal["auto", "disabled"] | None = None
 
 
-_FINISH: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-}
-_AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
-# Reasoning text that some compatible servers (vLLM, Ollama, DeepSeek) add to Chat messages.
-_REASONING_FIELDS = ("reasoning_content", "reasoning")
-
-
-def _finish(raw: str | None, refused: bool) -> Finish:
-    if refused and raw in (None, "stop"):
-        return Finish(reason="content_filter", raw=raw)  # the model declined: say so
-    if raw is None:
-        return Finish(reason="stop")
-    return Finish(reason=_FINISH.get(raw, "other"), raw=raw)
-
-
-def _chat_usage(usage: dict[str, Any] | None) -> Usage:
-    """Usage from its JSON (a streamed chunk's usage is dumped to JSON first); a count
-    the server did not report stays None."""
-    if not usage:
-        return Usage()
-    prompt = usage.get("prompt_tokens_details") or {}
-    completion = usage.get("completion_tokens_details") or {}
-    return Usage(
-        input_tokens=usage.get("prompt_tokens"),
-        output_tokens=usage.get("completion_tokens"),
-        cache_read_tokens=prompt.get("cached_tokens"),
-        cache_write_tokens=prompt.get("cache_write_tokens"),
-        reasoning_tokens=completion.get("reasoning_tokens"),
-    )
-
-
-def _extra_text(fields: dict[str, Any]) -> str | None:
-    for name in _REASONING_FIELDS:
-        value = fields.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _chat_response(assembler: StreamAssembler, completion: dict[str, Any]) -> LLMResponse:
-    """A whole Chat completion (its JSON) as the response its stream would assemble to."""
-    parts: list[Part] = []
-    raw_finish: str | None = None
-    refused = False
-    if choices := completion.get("choices"):
-        choice = choices[0]
-        message, raw_finish = choice.get("message") or {}, choice.get("finish_reason")
-        if (reasoning := _extra_text(message)) is not None:
-            parts.append(ReasoningPart(text=reasoning))
-        if content := message.get("content"):
-            parts.append(TextPart(text=content))
-        if refusal := message.get("refusal"):
-            refused = True
-            parts.append(TextPart(text=refusal))
-        for call in message.get("tool_calls") or ():
-            if call.get("type", "function") == "function":
-                function = call["function"]
-                parts.append(
-                    ToolCallPart.from_json_arguments(
-                        call["id"], function["name"], function.get("arguments") or ""
-                    )
-                )
-    return assembler.whole(
-        parts,
-        usage=_chat_usage(completion.get("usage")),
-        finish=whole_answer(
-            _finish(raw_finish, refused) if raw_finish else None, "choices[0].finish_reason"
-        ),
-        model=completion.get("model"),
-        response_id=completion.get("id"),
-        raw=completion,
-    )
-
-
 class OpenAIProvider(Provider):
     """OpenAI through the official SDK: Chat Completions and the Responses API.
 
     Example:
         provider = OpenAIProvider()  # the key from OPENAI_API_KEY
-        response = await provider.generate(LLMRequest(messages=[...]), "gpt-4o-mini")
+        response = await provider.generate(LLMRequest(model="gpt-4o-mini", messages=[...]))
     """
 
     name = "openai"
@@ -247,14 +148,14 @@ class OpenAIProvider(Provider):
             key, self.key_source = _NO_KEY, None  # a local server that needs none
         else:
             key, self.key_source = find_api_key(self.name, api_key, key_variables)
+        self._sdk = sdk
         self._client: AsyncOpenAI = sdk.AsyncOpenAI(
             api_key=key,
             # The SDK reads OPENAI_BASE_URL itself; read here too so it is plain to see.
             base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
             organization=organization,
             max_retries=0,
-            # The SDK takes an httpx2 client and, at run time, a plain httpx one too.
-            http_client=cast("httpx2.AsyncClient | None", http_client),
+            http_client=httpx2_client(http_client) if http_client is not None else None,
             **extra,
         )
 
@@ -306,293 +207,55 @@ class OpenAIProvider(Provider):
             args["timeout"] = request.timeout
         return args
 
-    # -- the calls ---------------------------------------------------------------------
+    # -- the calls: translate, send, translate back ----------------------------------------
+
+    def _body(self, request: LLMRequest, model: str, *, stream: bool) -> tuple[Api, str, Any]:
+        """Which API, its path, and the body and request options of this call."""
+        options, own = self._options(request)
+        api = self._api_for(request, model, options, own)
+        if api == "responses":
+            body = responses_body(request, model, options, provider=self.name, stream=stream)
+            path = "/responses"
+        else:
+            body = chat_body(
+                request,
+                model,
+                options,
+                provider=self.name,
+                max_tokens_param=self._max_tokens_param,
+                stream=stream,
+            )
+            path = "/chat/completions"
+        return api, path, {**body, **self._call_args(request, options)}
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
-        options, own = self._options(request)
+        api, path, arguments = self._body(request, model, stream=False)
+        answer = await post_json(self._client, path, arguments, options=_BEARER)
         assembler = StreamAssembler(self.name, model)
-        args = self._call_args(request, options)
-        if self._api_for(request, model, options, own) == "responses":
-            params = responses_params(request, model, options, provider=self.name, stream=False)
-            # **params makes the overloads unresolvable (Any): name the type they return.
-            with reading(None, errors=(json.JSONDecodeError,)):  # a body that is not JSON
-                response: Response = await self._client.responses.create(**params, **args)
-            with reading(response):  # a non-JSON body of another type arrives as a str
-                return responses_response(assembler, response)
-        params = self._chat_params(request, model, options, stream=False)
-        completion = await post_json(  # the wire JSON as it is: see post_json
-            self._client,
-            "/chat/completions",
-            {**params, **args},
-            provider=self.name,
-            model=model,
-            options=_BEARER,
-        )
-        with reading(completion):
-            return _chat_response(assembler, completion)
+        with reading(answer):
+            if api == "responses":
+                items = responses_answer_items(answer)
+                return whole_response(assembler, items, raw=answer, marker="status")
+            items = chat_answer_items(answer)
+            return whole_response(assembler, items, raw=answer, marker="choices[0].finish_reason")
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
-        options, own = self._options(request)
-        args = self._call_args(request, options)
-        if self._api_for(request, model, options, own) == "responses":
-            params = responses_params(request, model, options, provider=self.name, stream=True)
-            events: AsyncStream[ResponseStreamEvent] = await self._client.responses.create(
-                **params, **args
-            )
-            try:
-                async for item in responses_stream_items(read_events(events)):
-                    yield item
-            finally:
-                await events.close()  # release the connection even if the caller stops early
-            return
-        params = self._chat_params(request, model, options, stream=True)
-        chunks: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
-            **params, **args
-        )
-        try:
-            async for item in self._chat_stream_items(read_events(chunks)):
-                yield item
-        finally:
-            await chunks.close()
-
-    # -- Chat Completions: the request out -----------------------------------------------
-
-    def _chat_params(
-        self, request: LLMRequest, model: str, options: OpenAIOptions, *, stream: bool
-    ) -> dict[str, Any]:
-        responses_only = {
-            "reasoning_summary": options.reasoning_summary,
-            "previous_response_id": options.previous_response_id,
-            "include": options.include,
-            "truncation": options.truncation,
-        }
-        given = [key for key, value in responses_only.items() if value is not None]
-        if given:
-            raise config_error(
-                f"Chat Completions has no {', '.join(given)}; leave them unset, or send this "
-                f"request with OpenAIOptions(api='responses')",
-                self.name,
-                model,
-            )
-        params: dict[str, Any] = {
-            "model": model,
-            "messages": self._chat_messages(request, model, options.system_role or "system"),
-            "stream": stream,
-        }
-        if stream:
-            params["stream_options"] = {"include_usage": True}  # else no usage when streaming
-        if request.tools:
-            params["tools"] = [self._chat_tool(spec) for spec in request.tools]
-            choice = request.tool_choice
-            if isinstance(choice, ToolName):
-                params["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
-            elif choice is not None:
-                params["tool_choice"] = choice
-            if request.parallel_tool_calls is not None:
-                params["parallel_tool_calls"] = request.parallel_tool_calls
-        if (fmt := request.response_format) is not None:
-            schema: dict[str, Any] = {
-                "name": fmt.name,
-                "schema": strict_json_schema(fmt.json_schema) if fmt.strict else fmt.json_schema,
-                "strict": fmt.strict,
-            }
-            if fmt.description:
-                schema["description"] = fmt.description
-            params["response_format"] = {"type": "json_schema", "json_schema": schema}
-        plain = {
-            "temperature": request.temperature,
-            self._max_tokens_param: request.max_tokens,
-            "top_p": request.top_p,
-            "stop": request.stop,
-            "seed": request.seed,
-            "reasoning_effort": options.reasoning_effort or effort_for(request),
-            "service_tier": options.service_tier,
-            "store": options.store,
-            "user": options.user,
-            "logprobs": options.logprobs,
-            "top_logprobs": options.top_logprobs,
-            "frequency_penalty": options.frequency_penalty,
-            "presence_penalty": options.presence_penalty,
-            "metadata": options.metadata,
-            "prompt_cache_key": options.prompt_cache_key,
-            "safety_identifier": options.safety_identifier,
-            "verbosity": options.verbosity,
-        }
-        params.update({key: value for key, value in plain.items() if value is not None})
-        return params
-
-    @staticmethod
-    def _chat_tool(spec: ToolSpec) -> dict[str, Any]:
-        function: dict[str, Any] = {
-            "name": spec.name,
-            "description": spec.description,
-            "parameters": strict_json_schema(spec.parameters) if spec.strict else spec.parameters,
-        }
-        if spec.strict is not None:
-            function["strict"] = spec.strict
-        return {"type": "function", "function": function}
-
-    def _chat_messages(
-        self, request: LLMRequest, model: str, system_role: str
-    ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for message in request.messages:
-            if message.role == "system":
-                out.append({"role": system_role, "content": message.text})
-                continue
-            # Tool results may sit in a tool message or (Anthropic style) a user message.
-            for part in message.parts:
-                if isinstance(part, ToolResultPart):
-                    out.append({"role": "tool", "tool_call_id": part.call_id, "content": part.text})
-            if message.role == "assistant":
-                if (assistant := self._chat_assistant(message)) is not None:
-                    out.append(assistant)
-                continue
-            others = [p for p in message.parts if not isinstance(p, ToolResultPart)]
-            if others:
-                out.append({"role": "user", "content": self._chat_user(others, model)})
-        return out
-
-    @staticmethod
-    def _chat_assistant(message: ChatMessage) -> dict[str, Any] | None:
-        # Chat Completions takes no reasoning back: reasoning parts are left out, by design.
-        text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
-        calls = [
-            {
-                "type": "function",
-                "id": call.id,
-                "function": {"name": call.name, "arguments": call.arguments_json},
-            }
-            for call in message.tool_calls
-        ]
-        if not text and not calls:
-            return None
-        out: dict[str, Any] = {"role": "assistant"}
-        if text:
-            out["content"] = text
-        if calls:
-            out["tool_calls"] = calls
-        return out
-
-    def _chat_user(self, parts: Sequence[Part], model: str) -> str | list[dict[str, Any]]:
-        content: list[dict[str, Any]] = []
-        for part in parts:
-            if isinstance(part, TextPart):
-                content.append({"type": "text", "text": part.text})
-            elif isinstance(part, ImagePart):
-                content.append({"type": "image_url", "image_url": {"url": data_url(part)}})
-            elif isinstance(part, FilePart):
-                content.append(self._chat_file(part, model))
-            elif isinstance(part, ToolCallPart):
-                raise config_error(
-                    "a user message cannot hold a ToolCallPart; put tool calls in the "
-                    "assistant message that made them",
-                    self.name,
-                    model,
-                )
-        if len(content) == 1 and content[0]["type"] == "text":
-            return str(content[0]["text"])  # plain text, as every compatible server takes it
-        return content
-
-    def _chat_file(self, part: FilePart, model: str) -> dict[str, Any]:
-        if part.data is None:
-            raise config_error(
-                "Chat Completions takes files as bytes only, not by URL: pass "
-                "FilePart(data=..., media_type=...), or use OpenAIOptions(api='responses'), "
-                "which takes file URLs",
-                self.name,
-                model,
-            )
-        audio = _AUDIO_FORMATS.get(part.media_type or "")
-        if audio is not None:
-            return {"type": "input_audio", "input_audio": {"data": part.base64(), "format": audio}}
-        return {
-            "type": "file",
-            "file": {"filename": part.name or "file", "file_data": data_url(part)},
-        }
-
-    # -- Chat Completions: the response back ---------------------------------------------
-
-    async def _chat_stream_items(
-        self, chunks: AsyncIterator[ChatCompletionChunk]
-    ) -> AsyncIterator[StreamItem]:
-        state = _ChatState()
-        async for chunk in chunks:
-            with reading(chunk):
-                items = state.items(chunk)
+        api, path, arguments = self._body(request, model, stream=True)
+        events = ResponsesEvents() if api == "responses" else ChatEvents()
+        async for event in post_events(self._client, self._sdk, path, arguments, options=_BEARER):
+            with reading(event):
+                items = events.items(event)
             for item in items:
                 yield item
-        # The end marker: a chunk with a finish_reason (a stream cut before it has none,
-        # and then no Finish is sent: the stream is reported incomplete, not whole).
-        if state.raw_finish is not None:
-            yield _finish(state.raw_finish, state.refused)
+        if isinstance(events, ChatEvents):
+            # The end marker: a chunk with a finish_reason; sent last, once all is known.
+            for item in events.end():
+                yield item
 
     # -- errors ------------------------------------------------------------------------
 
     def _failure(self, exc: Exception) -> Failure | None:
-        import openai
-
-        if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError, its base
-            return Failure(kind="timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            return Failure(kind="connection", detail=str(exc.__cause__ or exc))
-        if isinstance(exc, openai.APIError):  # a status error, or an error event mid-stream
-            body = exc.body
-            error = body.get("error", body) if isinstance(body, dict) else None
-            error = error if isinstance(error, dict) else {}
-            said = error.get("message")
-            status = getattr(exc, "status_code", None)
-            response = getattr(exc, "response", None)
-            return Failure(
-                status=status,
-                codes=tuple(str(c) for c in (exc.code, exc.type, error.get("type")) if c),
-                message=str(said or exc.message),
-                headers=response.headers if response is not None else None,
-                body=body,
-                param=exc.param,
-            )
-        return None
-
-
-class _ChatState:
-    """What a Chat stream's chunks have said so far; `items` maps one chunk."""
-
-    def __init__(self) -> None:
-        self.raw_finish: str | None = None
-        self.refused = False
-        self._meta = False
-
-    def items(self, chunk: ChatCompletionChunk) -> list[StreamItem]:
-        out: list[StreamItem] = []
-        if not self._meta:
-            self._meta = True
-            out.append(ResponseMeta(model=chunk.model, response_id=chunk.id))
-        if chunk.usage is not None:  # the last chunk, with choices: []
-            out.append(UsageUpdate(usage=_chat_usage(chunk.usage.model_dump())))
-        if not chunk.choices:
-            return out
-        choice = chunk.choices[0]
-        delta = choice.delta
-        self.raw_finish = choice.finish_reason or self.raw_finish
-        # Keys match the part order of a non-streamed answer: reasoning, text, refusal.
-        if (reasoning := _extra_text(delta.model_extra or {})) is not None:
-            out.append(ReasoningDelta(key="reasoning", text=reasoning))
-        if delta.content:
-            out.append(TextDelta(key="text", text=delta.content))
-        if delta.refusal:
-            self.refused = True
-            out.append(TextDelta(key="refusal", text=delta.refusal))
-        for call in delta.tool_calls or []:
-            function = call.function
-            out.append(
-                ToolCallDelta(
-                    key=call.index,
-                    id=call.id,
-                    name=function.name if function is not None else None,
-                    arguments=(function.arguments or "") if function is not None else "",
-                )
-            )
-        return out
+        return stainless_failure(self._sdk, exc)
 
 
 class OpenAICompatibleProvider(OpenAIProvider):
@@ -607,7 +270,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     Example:
         ollama = OpenAICompatibleProvider("ollama")
-        response = await ollama.generate(request, "llama3.2")
+        response = await ollama.generate(request.model_copy(update={"model": "llama3.2"}))
     """
 
     _max_tokens_param = "max_tokens"  # the one field every compatible server knows
