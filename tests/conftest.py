@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
 
 from llmgine.bus import MessageBus
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background of a non-interactive shell (`.ci/run &`, as CI
+    # harnesses do) inherits SIGINT *ignored*, and an ignored signal stays ignored across
+    # exec: every server the tests start would then shrug off the Ctrl-C the CLI tests
+    # send, as no person's terminal ever does. Handled signals reset to the default at
+    # exec, so handling it here gives the children a real Ctrl-C.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        print("conftest: SIGINT was ignored (a background job); restored for child processes")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class FakeClock:
