@@ -170,7 +170,7 @@ def _as_demo(response: LLMResponse) -> LLMResponse:
 class DemoProvider(Provider):
     """The offline demo model. ``latency`` scales its pacing (0 for none, in tests)."""
 
-    name: ClassVar[str] = "demo"
+    name = "demo"
     offline: ClassVar[bool] = True
 
     def __init__(self, *, latency: float = 1.0) -> None:

@@ -188,7 +188,9 @@ class Provider(ABC):
     """Base of every provider adapter. Subclasses set ``name`` and implement the three
     underscored methods; users reach providers through `llmgine.llm.get_model`."""
 
-    name: ClassVar[str]
+    # The provider's name: a class default an instance may replace (an OpenAI-compatible
+    # server answers to its own name).
+    name: str
     offline: ClassVar[bool] = False  # needs no key and no network (test, demo)
     # Set by adapters: where the key came from ("api_key=", a variable, None: none sent)
     # and which variables would have held one; error hints name them.

@@ -68,7 +68,7 @@ class ScriptedProvider(Provider):
         assert (await model.generate("Capital of France?")).text == "Paris."
     """
 
-    name: ClassVar[str] = "test"
+    name = "test"
     offline: ClassVar[bool] = True
 
     def __init__(self, responses: Iterable[Script] = (), *, chunk: int = 4) -> None:

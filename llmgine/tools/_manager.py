@@ -301,14 +301,20 @@ class ToolManager:
                 errors=[{"loc": [], "msg": "not a JSON object", "type": "json_invalid"}],
             )
         limit = found.timeout if found.timeout is not None else self.timeout
+        quote_values = self.tracer.capture_content  # argument errors quote them only then
         threads: list[ThreadRun] = []
         try:
             if limit is None or math.isinf(limit):
-                return _content(found.name, await found._invoke(call.arguments, threads.append))
+                return _content(
+                    found.name,
+                    await found._invoke(call.arguments, threads.append, show_values=quote_values),
+                )
             scope = asyncio.timeout(limit)
             try:
                 async with scope:
-                    value = await found._invoke(call.arguments, threads.append)
+                    value = await found._invoke(
+                        call.arguments, threads.append, show_values=quote_values
+                    )
             except TimeoutError as exc:
                 if not scope.expired():
                     raise  # the tool's own TimeoutError: an exception like any other

@@ -7,11 +7,12 @@ is then cleaned for providers (`clean_schema`): ``$defs`` inlined (kept only for
 models, which cannot be inlined), no ``title`` noise, ``additionalProperties: false`` on
 every object with fixed properties.
 
-Validation errors never quote the values a model sent unless content capture is on
-(`content_captured`): they reach spans, bus events, JSONL and the console, where content
-is recorded only then. Without capture an error names each field and what is wrong, with
-any value a validator's own words repeat cut out; with capture the values are shown,
-redacted like any recorded content (whole under keys such as ``password``).
+Validation errors never quote the values a model sent unless the caller says content is
+captured (``show_values``; a `ToolManager` passes its tracer's content capture): they reach
+spans, bus events, JSONL and the console, where content is recorded only then. Without
+capture an error names each field and what is wrong, with any value a validator's own
+words repeat cut out; with capture the values are shown, redacted like any recorded
+content (whole under keys such as ``password``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import copy
 import functools
 import inspect
 import json
-import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -38,7 +38,6 @@ __all__ = [
     "FunctionSignature",
     "argument_errors",
     "clean_schema",
-    "content_captured",
     "function_signature",
     "parse_docstring",
 ]
@@ -74,17 +73,6 @@ _TEMPLATED = frozenset(typing.get_args(core_schema.ErrorType)) - {
 }
 _INPUT_SHOWN = 80  # characters of a wrong value shown (with capture on)
 _CUT = "<value hidden>"
-
-
-def content_captured() -> bool:
-    """Whether observability is on with content capture, so values may be recorded.
-
-    Looked up, not imported: ``import llmgine.tools`` must not load the OpenTelemetry SDK,
-    and observability can only be on once its module was imported.
-    """
-    state = sys.modules.get("llmgine.observability._state")
-    current = getattr(state, "current", None)
-    return bool(getattr(current, "capture_content", False))
 
 
 def parse_docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
@@ -170,9 +158,12 @@ class FunctionSignature:
     description: str
     params: tuple[_Param, ...]
 
-    def bind(self, tool: str, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def bind(
+        self, tool: str, arguments: Mapping[str, Any], *, show_values: bool = False
+    ) -> tuple[list[Any], dict[str, Any]]:
         """Validate (and coerce) ``arguments``; return the call's positional and keyword
-        arguments. Raises `ToolArgumentsError`, naming each field that is wrong."""
+        arguments. Raises `ToolArgumentsError`, naming each field that is wrong (and,
+        with ``show_values``, quoting what was sent, redacted)."""
         if not isinstance(arguments, Mapping):
             raise ToolArgumentsError(
                 f"the arguments for tool {tool!r} must be a JSON object, got "
@@ -183,7 +174,7 @@ class FunctionSignature:
         try:
             validated = self.model.model_validate(dict(arguments))
         except ValidationError as exc:
-            captured = content_captured()
+            captured = show_values
             errors = argument_errors(exc, values=captured)
             error = ToolArgumentsError(
                 f"invalid arguments for tool {tool!r}: {_describe(errors)}",
@@ -204,13 +195,10 @@ class FunctionSignature:
         return args, kwargs
 
 
-def argument_errors(exc: ValidationError, *, values: bool | None = None) -> list[dict[str, Any]]:
+def argument_errors(exc: ValidationError, *, values: bool = False) -> list[dict[str, Any]]:
     """A pydantic validation error as plain, JSON-able data: location, message and type
-    of each wrong field, never the values sent, unless ``values`` (by default: whether
-    content is captured, see `content_captured`); then also the ``input`` (redacted,
-    shortened) of each field that was not missing."""
-    if values is None:
-        values = content_captured()
+    of each wrong field, never the values sent, unless ``values`` (content is captured);
+    then also the ``input`` (redacted, shortened) of each field that was not missing."""
     out: list[dict[str, Any]] = []
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])

@@ -202,18 +202,23 @@ class Tool:
         twin.name = _check_name(name)
         return twin
 
-    async def run(self, arguments: Mapping[str, Any]) -> Any:
-        """Validate ``arguments`` (`ToolArgumentsError` names each wrong field), then run
-        the tool and return what it returned; whatever the tool raises propagates.
+    async def run(self, arguments: Mapping[str, Any], *, show_values: bool = False) -> Any:
+        """Validate ``arguments`` (`ToolArgumentsError` names each wrong field, and quotes
+        the values sent, redacted, only with ``show_values``), then run the tool and return
+        what it returned; whatever the tool raises propagates.
 
         A sync tool runs in a worker thread: cancelling the call (or a timeout around it)
         stops the waiting, not the thread, which Python cannot stop. `ToolManager` reports
         such a thread's late finish; called directly, it finishes unobserved.
         """
-        return await self._invoke(arguments, None)
+        return await self._invoke(arguments, None, show_values=show_values)
 
     async def _invoke(
-        self, arguments: Mapping[str, Any], on_thread: Callable[[ThreadRun], None] | None
+        self,
+        arguments: Mapping[str, Any],
+        on_thread: Callable[[ThreadRun], None] | None,
+        *,
+        show_values: bool = False,
     ) -> Any:
         """`run`, telling ``on_thread`` of the worker thread a sync tool runs in (so the
         manager can watch a thread that outlives its timeout)."""
@@ -228,7 +233,7 @@ class Tool:
             return await self._remote(dict(arguments))
         assert self.function is not None
         assert self.signature is not None
-        args, kwargs = self.signature.bind(self.name, arguments)
+        args, kwargs = self.signature.bind(self.name, arguments, show_values=show_values)
         if self.is_async:
             return await self.function(*args, **kwargs)
         # A sync tool may block (files, HTTP, CPU): keep it off the event loop.

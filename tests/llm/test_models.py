@@ -74,7 +74,7 @@ async def test_model_accepts_a_string_messages_or_a_request_and_applies_defaults
 async def test_cost_is_added_from_the_price_table_and_unknown_models_cost_none() -> None:
     usage = Usage(input_tokens=1000, output_tokens=500)
     known, _ = scripted(LLMResponse(parts=[TextPart(text="x")], usage=usage), name="gpt-4o-mini")
-    known._provider.name = "openai"  # type: ignore[misc]  # priced as OpenAI's model
+    known._provider.name = "openai"  # priced as OpenAI's model
     reply = await known.generate(LLMRequest(messages=[ChatMessage.user("q")]))
     assert reply.cost_usd == pytest.approx(0.00045)  # 1000 x $0.15/M + 500 x $0.60/M
     unknown, _ = scripted("x", name="no-such-model")

@@ -103,7 +103,7 @@ def plain_texts(captured: CapturedIO) -> list[str]:
 class GatedProvider(Provider):
     """Streams "slow " at once, then waits for ``gate`` before the rest of its answer."""
 
-    name: ClassVar[str] = "gated"
+    name = "gated"
     offline: ClassVar[bool] = True
 
     def __init__(self, gate: asyncio.Event) -> None:
@@ -141,7 +141,7 @@ def output_data(captured: CapturedIO, mime: str) -> Iterator[Any]:
 class BreaksMidwayProvider(Provider):
     """Streams "half an " and then loses the connection."""
 
-    name: ClassVar[str] = "midway"
+    name = "midway"
     offline: ClassVar[bool] = True
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:

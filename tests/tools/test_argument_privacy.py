@@ -79,7 +79,7 @@ async def run_observed(
                 results = await manager.execute_all(calls())
                 for call in calls():
                     with pytest.raises(ToolArgumentsError) as caught:
-                        await login.run(call.arguments)
+                        await login.run(call.arguments, show_values=capture)
                     errors.append(f"{caught.value} {caught.value.errors}")
             await bus.drain()
         spans, events = text_of(obs.spans_df()), text_of(obs.events_df())
@@ -156,17 +156,16 @@ async def test_nested_values_are_hidden_or_redacted_where_they_sit() -> None:
         "Value error, scopes ['<value hidden>', '<value hidden>'] include admin; use <value hidden>"
     )
     assert caught.value.__cause__ is None  # pydantic's text would repeat the validator's
-    observability.enable(capture_content=True)
-    try:
-        with pytest.raises(ToolArgumentsError) as caught:
-            await connect.run({"credentials": {"password": "nested-secret-pw", "scopes": []}})
-        [error] = caught.value.errors
-        assert (error["loc"], error["input"]) == (["credentials", "password"], f'"{REDACTED}"')
-        assert isinstance(caught.value.__cause__, ValidationError)
-        assert "nested-secret-pw" not in str(caught.value.__cause__)  # inputs hidden there
-        with pytest.raises(ToolArgumentsError) as caught:
-            await connect.run({"credentials": sent})
-        assert "nested-secret-pw" not in str(caught.value)  # whole dict: password redacted
-        assert "admin-scope" in str(caught.value)
-    finally:
-        observability.disable()
+    # Values shown (as a ToolManager shows them when its tracer captures content):
+    with pytest.raises(ToolArgumentsError) as caught:
+        await connect.run(
+            {"credentials": {"password": "nested-secret-pw", "scopes": []}}, show_values=True
+        )
+    [error] = caught.value.errors
+    assert (error["loc"], error["input"]) == (["credentials", "password"], f'"{REDACTED}"')
+    assert isinstance(caught.value.__cause__, ValidationError)
+    assert "nested-secret-pw" not in str(caught.value.__cause__)  # inputs hidden there
+    with pytest.raises(ToolArgumentsError) as caught:
+        await connect.run({"credentials": sent}, show_values=True)
+    assert "nested-secret-pw" not in str(caught.value)  # whole dict: password redacted
+    assert "admin-scope" in str(caught.value)

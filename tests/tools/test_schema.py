@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmgine import observability
 from llmgine.llm import ToolSpec
 from llmgine.tools import (
     Tool,
@@ -328,21 +327,18 @@ async def test_bad_arguments_name_each_wrong_field() -> None:
 
 
 async def test_with_content_capture_the_wrong_values_are_shown_and_shortened() -> None:
-    observability.enable(capture_content=True)
-    try:
-        made = Tool.from_function(rich)
-        with pytest.raises(ToolArgumentsError) as caught:
-            await made.run({"units": "kelvin", "needed_or_null": None})
-        where = {tuple(e["loc"]): e for e in caught.value.errors}
-        assert "input" not in where[("city",)]
-        assert where[("units",)]["input"] == '"kelvin"'
-        assert '(got "kelvin")' in str(caught.value)
-        with pytest.raises(ToolArgumentsError) as caught:
-            await Tool.from_function(google).run({"city": "x", "days": "many " * 50})
-        assert caught.value.errors[0]["input"].endswith("...")
-        assert len(caught.value.errors[0]["input"]) == 80
-    finally:
-        observability.disable()
+    # show_values: what a ToolManager passes when its tracer captures content.
+    made = Tool.from_function(rich)
+    with pytest.raises(ToolArgumentsError) as caught:
+        await made.run({"units": "kelvin", "needed_or_null": None}, show_values=True)
+    where = {tuple(e["loc"]): e for e in caught.value.errors}
+    assert "input" not in where[("city",)]
+    assert where[("units",)]["input"] == '"kelvin"'
+    assert '(got "kelvin")' in str(caught.value)
+    with pytest.raises(ToolArgumentsError) as caught:
+        await Tool.from_function(google).run({"city": "x", "days": "many " * 50}, show_values=True)
+    assert caught.value.errors[0]["input"].endswith("...")
+    assert len(caught.value.errors[0]["input"]) == 80
 
 
 async def test_arguments_must_be_an_object() -> None:

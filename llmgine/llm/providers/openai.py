@@ -138,8 +138,7 @@ class OpenAIProvider(Provider):
         key_variables: Sequence[str] = ("OPENAI_API_KEY",),
     ) -> None:
         if name is not None:
-            # `name` is a ClassVar on Provider; an instance may still answer to its own name.
-            self.__dict__["name"] = name
+            self.name = name
         sdk = import_sdk("openai", "openai")
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         self.api = api
