@@ -67,7 +67,8 @@ name the call id; a sync call that is cancelled is followed the same way. Such a
 threads no longer count against `max_concurrency`. Invalid arguments are described by field
 and problem (`password: Input should be a valid integer`); the values sent appear in that
 text, `ToolArgumentsError.errors`, events, spans, JSONL and console only when content
-capture is on, and then redacted (whole under keys such as `password` or
+capture is on (a `ToolManager` asks its tracer; `Tool.run` takes ``show_values=True``),
+and then redacted (whole under keys such as `password` or
 `authorization`). Every execution is a `tool_span` and publishes
 `ToolCallStarted`/`ToolCallFinished`.
 
