@@ -360,6 +360,28 @@ def test_invalid_queue_settings_are_refused(kwargs: dict[str, Any], message: str
         MessageBus(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"queue_capacity": 5},
+        {"backpressure": "reject"},
+        {"high_watermark": 4},
+        {"low_watermark": 1},
+        {"workers": 2},
+    ],
+)
+def test_queue_options_beside_a_transport_are_refused(option: dict[str, Any]) -> None:
+    (name,) = option
+    with pytest.raises(ValueError, match=f"also given {name}, which configure only") as info:
+        MessageBus(transport=LocalTransport(10), **option)
+    assert "configure the transport itself" in str(info.value)
+
+
+def test_a_transport_alone_is_used_as_given() -> None:
+    transport = LocalTransport(7, "reject")
+    assert MessageBus(transport=transport).stats().queue_capacity == 7
+
+
 async def test_drain_inside_a_handler_raises_bus_error(bus: MessageBus) -> None:
     errors: list[BaseException] = []
 
