@@ -197,9 +197,9 @@ Delivery of queued events sits behind one small protocol, `llmgine.bus.Transport
 (`send`, `send_nowait`, `drain`, `flush_session`, `start`, `stop`, `stats`).
 `LocalTransport` is the in-process bounded queue; `MessageBus(transport=...)` takes any
 transport, configured on its own (`queue_capacity=`, `backpressure=` and the other queue
-options beside it are refused with a `ValueError`, as they would be ignored). A NATS transport will implement the same
-protocol so the same `Command` and `Event` classes travel between processes without
-changes to the public API.
+options beside it are refused with a `ValueError`, as they would be ignored). A NATS
+transport will implement the same protocol so the same `Command` and `Event` classes
+travel between processes without changes to the public API.
 """
 
 from llmgine.bus._bus import MessageBus
