@@ -169,7 +169,8 @@ class SpanBuffer(SpanProcessor):
             return list(self._finished)
 
     def running(self) -> list[ReadableSpan]:
-        """The SDK spans started and not yet ended (live objects, not yet redacted)."""
+        """The spans started and not yet ended: live objects, not yet redacted, that read
+        as a `ReadableSpan` does (SDK spans, or llmgine's own `LiteSpan`)."""
         self.catch_up()
         with self._lock:
             return list(self._running.values())
