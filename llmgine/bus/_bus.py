@@ -42,7 +42,7 @@ from llmgine.bus._resilience import CircuitBreaker, CommandPolicy
 from llmgine.bus._scheduler import ScheduledEvent, Scheduler
 from llmgine.bus._session import Session
 from llmgine.bus._stats import BusStats, LatencyHistogram
-from llmgine.bus._transport import BackpressureStrategy, LocalTransport, Transport
+from llmgine.bus._transport import BackpressureStrategy, Transport, transport_for
 from llmgine.errors import BusError, BusStoppedError
 
 __all__ = ["MessageBus"]
@@ -58,13 +58,14 @@ class MessageBus:
     """An asyncio message bus. Create as many as you like; each is independent.
 
     Args:
-        queue_capacity: the most events queued for delivery at once.
-        backpressure: what a publish does when the queue is full: ``"block"`` (wait for
-            room), ``"drop_oldest"`` (count and drop the oldest queued event) or
-            ``"reject"`` (raise `BackpressureError`).
+        queue_capacity: the most events queued for delivery at once (default 10,000).
+        backpressure: what a publish does when the queue is full: ``"block"`` (the
+            default: wait for room), ``"drop_oldest"`` (count and drop the oldest queued
+            event) or ``"reject"`` (raise `BackpressureError`).
         high_watermark / low_watermark: depth at which the queue is marked under pressure,
             and at which that ends (blocked publishers resume); default 80% and 40%.
-        workers: tasks delivering queued events; 1 keeps delivery in publish order.
+        workers: tasks delivering queued events; 1 (the default) keeps delivery in
+            publish order.
         dead_letter_size: how many commands that failed for good are kept for replay.
         clock: monotonic seconds for circuit breakers (tests pass a fake).
         transport: carry events some other way (e.g. over NATS). The queue options above
@@ -91,31 +92,14 @@ class MessageBus:
         clock: Callable[[], float] = time.monotonic,
         transport: Transport | None = None,
     ) -> None:
-        queue_options = {
-            "queue_capacity": queue_capacity,
-            "backpressure": backpressure,
-            "high_watermark": high_watermark,
-            "low_watermark": low_watermark,
-            "workers": workers,
-        }
-        if transport is not None:
-            given = [name for name, value in queue_options.items() if value is not None]
-            if given:
-                raise ValueError(
-                    f"MessageBus(transport=...) was also given {', '.join(given)}, which "
-                    "configure only the built-in queue and would be ignored; configure the "
-                    "transport itself (e.g. LocalTransport(capacity, strategy, ...)) and "
-                    "pass it alone."
-                )
-            self._transport: Transport = transport
-        else:
-            self._transport = LocalTransport(
-                10_000 if queue_capacity is None else queue_capacity,
-                backpressure or "block",
-                high_watermark=high_watermark,
-                low_watermark=low_watermark,
-                workers=1 if workers is None else workers,
-            )
+        self._transport: Transport = transport_for(
+            transport,
+            queue_capacity=queue_capacity,
+            backpressure=backpressure,
+            high_watermark=high_watermark,
+            low_watermark=low_watermark,
+            workers=workers,
+        )
         self._transport.bind(self._dispatch)
         self._registry = HandlerRegistry()
         self._scheduler = Scheduler(self.publish)

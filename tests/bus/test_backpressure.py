@@ -381,9 +381,10 @@ def test_invalid_queue_settings_are_refused(kwargs: dict[str, Any], message: str
 )
 def test_queue_options_beside_a_transport_are_refused(option: dict[str, Any]) -> None:
     (name,) = option
-    with pytest.raises(ValueError, match=f"also given {name}, which configure only") as info:
+    with pytest.raises(ValueError, match=f"also given {name}: queue options") as info:
         MessageBus(transport=LocalTransport(10), **option)
-    assert "configure the transport itself" in str(info.value)
+    assert "would be ignored" in str(info.value)
+    assert "Configure the transport itself" in str(info.value)
 
 
 def test_a_transport_alone_is_used_as_given() -> None:
