@@ -1,6 +1,7 @@
 """Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
 
-NAME is one of bus, observability, llm, widgets, dashboard (ten minutes in Chromium).
+NAME is one of bus, observability, llm, widgets, internals, dashboard (ten minutes in
+Chromium).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 import bench_bus  # run.py is run as a script, so its own folder is on sys.path
 import bench_dashboard_soak
+import bench_internals
 import bench_llm
 import bench_observability
 import bench_widgets
@@ -23,6 +25,7 @@ BENCHMARKS = {
     "observability": bench_observability.run,
     "llm": bench_llm.run,
     "widgets": bench_widgets.run,
+    "internals": bench_internals.run,
     "dashboard": bench_dashboard_soak.run,
 }
 

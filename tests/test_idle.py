@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 
-from llmgine._idle import MAX_TURNS, when_idle
+import pytest
+
+from llmgine import _idle
+from llmgine._idle import MAX_TURNS, is_stopping, ready_callbacks, when_idle
 
 
 async def test_work_waits_until_the_request_is_fully_written() -> None:
@@ -99,3 +104,60 @@ async def test_failing_work_is_reported_and_the_rest_still_runs() -> None:
     assert len(reported) == 1
     assert isinstance(reported[0]["exception"], RuntimeError)
     assert "idle-time work" in str(reported[0]["message"])
+
+
+@pytest.mark.parametrize("make", [asyncio.new_event_loop, asyncio.SelectorEventLoop])
+def test_the_asyncio_internals_when_idle_reads_still_mean_what_it_needs(
+    make: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # llmgine._idle reads asyncio's private BaseEventLoop._ready and _stopping (nothing
+    # public says whether other callbacks are ready). If this fails, a Python release
+    # changed them and when_idle has fallen back to the next turn: update llmgine/_idle.py.
+    loop = make()
+    try:
+        ready = ready_callbacks(loop)
+        assert ready is not None, (
+            f"{type(loop).__name__} has no deque `_ready` any more (Python "
+            f"{sys.version.split()[0]}): update ready_callbacks() in llmgine/_idle.py"
+        )
+        seen: list[tuple[str, int, bool]] = []
+
+        def look(label: str) -> None:
+            seen.append((label, len(ready), is_stopping(loop)))
+
+        def alone() -> None:
+            look("alone")
+            loop.stop()
+            look("after stop()")
+
+        loop.call_soon(look, "busy")
+        loop.call_soon(lambda: None)
+        loop.call_soon(loop.call_soon, alone)  # next turn, with nothing beside it
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert seen == [("busy", 2, False), ("alone", 0, False), ("after stop()", 0, True)], (
+        f"asyncio's `_ready` / `_stopping` no longer behave as llmgine/_idle.py expects "
+        f"(Python {sys.version.split()[0]}): {seen}"
+    )
+
+
+def test_an_asyncio_loop_without_its_ready_queue_is_logged_and_still_served(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a Python release that moved `_ready` would look like at run time.
+    monkeypatch.setattr(_idle, "_warned", False)
+    monkeypatch.setattr(_idle, "ready_callbacks", lambda loop: None)
+    loop = asyncio.new_event_loop()
+    try:
+        ran: list[str] = []
+        when_idle(loop, lambda: ran.append("work"))
+        when_idle(loop, lambda: ran.append("more"))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    assert ran == ["work", "more"]
+    warnings = [r for r in caplog.records if "llmgine._idle" in r.getMessage()]
+    assert len(warnings) == 1  # once, not per piece of work
+    assert "next turn" in warnings[0].getMessage()

@@ -71,10 +71,11 @@ instead of passing for cancelled. Cancelling the bus or the caller (a task's `ca
 **Commands.** `await bus.execute(command)` runs the one handler registered for the
 command's class (or the nearest base class) and returns a `CommandResult` with `success`,
 `value`, `error` (type, message, traceback), `attempts` and `duration_ms`;
-`result.unwrap()` returns the value or raises. A missing handler, a handler that raises,
-times out or meets an open breaker gives a failed result, never an exception, and the bus
-publishes `CommandFailed` and keeps the command in the dead-letter queue. Registering a
-second handler for a command class in the same scope is an error.
+`result.unwrap()` returns the value or raises (`CommandResult.failure(exc, ...)` makes a
+failed result that keeps its exception, as the bus does). A missing handler, a handler
+that raises, times out or meets an open breaker gives a failed result, never an exception,
+and the bus publishes `CommandFailed` and keeps the command in the dead-letter queue.
+Registering a second handler for a command class in the same scope is an error.
 
 **Handlers may publish** with or without `wait=True`, execute commands, open sessions and
 so on: nothing of that deadlocks. A fire-and-forget publish from a handler into a full
@@ -195,9 +196,11 @@ Transports
 
 Delivery of queued events sits behind one small protocol, `llmgine.bus.Transport`
 (`send`, `send_nowait`, `drain`, `flush_session`, `start`, `stop`, `stats`).
-`LocalTransport` is the in-process bounded queue. A NATS transport will implement the same
-protocol so the same `Command` and `Event` classes travel between processes without
-changes to the public API.
+`LocalTransport` is the in-process bounded queue; `MessageBus(transport=...)` takes any
+transport, configured on its own (`queue_capacity=`, `backpressure=` and the other queue
+options beside it are refused with a `ValueError`, as they would be ignored). A NATS
+transport will implement the same protocol so the same `Command` and `Event` classes
+travel between processes without changes to the public API.
 """
 
 from llmgine.bus._bus import MessageBus

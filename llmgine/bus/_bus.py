@@ -12,11 +12,11 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from llmgine._redact import redacting_logger
+from llmgine.bus._commands import CommandRunner
 from llmgine.bus._delivery import (
     _CLEAN,
     _FILTERED,
     CommandMiddleware,
-    CommandNext,
     Delivery,
     EventMiddleware,
     EventNext,
@@ -24,31 +24,26 @@ from llmgine.bus._delivery import (
     MessageFilter,
     cancelled_result,
     handler_cancelled,
-    invoke,
-    link_command,
     link_event,
     not_an_event,
 )
-from llmgine.bus._execution import run_with_policy
 from llmgine.bus._loop import LoopBinding
 from llmgine.bus._messages import (
     Command,
-    CommandFailed,
     CommandResult,
     ErrorInfo,
     Event,
     EventHandlerFailed,
-    Message,
     message_type_name,
 )
-from llmgine.bus._observer import BusObserver
+from llmgine.bus._observer import BusObserver, Observers
 from llmgine.bus._registry import CommandHandler, EventHandler, HandlerRegistry, Subscription
-from llmgine.bus._resilience import CircuitBreaker, CommandPolicy, DeadLetter, DeadLetterQueue
+from llmgine.bus._resilience import CircuitBreaker, CommandPolicy
 from llmgine.bus._scheduler import ScheduledEvent, Scheduler
 from llmgine.bus._session import Session
 from llmgine.bus._stats import BusStats, LatencyHistogram
-from llmgine.bus._transport import BackpressureStrategy, LocalTransport, Transport
-from llmgine.errors import BusError, BusStoppedError, NoHandlerError
+from llmgine.bus._transport import BackpressureStrategy, Transport, transport_for
+from llmgine.errors import BusError, BusStoppedError
 
 __all__ = ["MessageBus"]
 
@@ -63,16 +58,19 @@ class MessageBus:
     """An asyncio message bus. Create as many as you like; each is independent.
 
     Args:
-        queue_capacity: the most events queued for delivery at once.
-        backpressure: what a publish does when the queue is full: ``"block"`` (wait for
-            room), ``"drop_oldest"`` (count and drop the oldest queued event) or
-            ``"reject"`` (raise `BackpressureError`).
+        queue_capacity: the most events queued for delivery at once (default 10,000).
+        backpressure: what a publish does when the queue is full: ``"block"`` (the
+            default: wait for room), ``"drop_oldest"`` (count and drop the oldest queued
+            event) or ``"reject"`` (raise `BackpressureError`).
         high_watermark / low_watermark: depth at which the queue is marked under pressure,
             and at which that ends (blocked publishers resume); default 80% and 40%.
-        workers: tasks delivering queued events; 1 keeps delivery in publish order.
+        workers: tasks delivering queued events; 1 (the default) keeps delivery in
+            publish order.
         dead_letter_size: how many commands that failed for good are kept for replay.
         clock: monotonic seconds for circuit breakers (tests pass a fake).
-        transport: carry events some other way (e.g. over NATS); replaces the queue options.
+        transport: carry events some other way (e.g. over NATS). The queue options above
+            configure the built-in `LocalTransport` only; giving any of them beside a
+            ``transport`` is refused with a ``ValueError`` (configure the transport itself).
 
     Example:
         bus = MessageBus()
@@ -85,18 +83,19 @@ class MessageBus:
     def __init__(
         self,
         *,
-        queue_capacity: int = 10_000,
-        backpressure: BackpressureStrategy = "block",
+        queue_capacity: int | None = None,
+        backpressure: BackpressureStrategy | None = None,
         high_watermark: int | None = None,
         low_watermark: int | None = None,
-        workers: int = 1,
+        workers: int | None = None,
         dead_letter_size: int = 1_000,
         clock: Callable[[], float] = time.monotonic,
         transport: Transport | None = None,
     ) -> None:
-        self._transport: Transport = transport or LocalTransport(
-            queue_capacity,
-            backpressure,
+        self._transport: Transport = transport_for(
+            transport,
+            queue_capacity=queue_capacity,
+            backpressure=backpressure,
             high_watermark=high_watermark,
             low_watermark=low_watermark,
             workers=workers,
@@ -104,28 +103,25 @@ class MessageBus:
         self._transport.bind(self._dispatch)
         self._registry = HandlerRegistry()
         self._scheduler = Scheduler(self.publish)
-        self._clock = clock
+        self._commands = CommandRunner(
+            self._registry,
+            self._dispatch,
+            self._replay,
+            dead_letter_size=dead_letter_size,
+            clock=clock,
+        )
+        self.dead_letters = self._commands.dead_letters
         self._sessions: dict[str, Session] = {}
         self._filters: list[Subscription] = []
         self._event_mw: list[Subscription] = []
-        self._observers: tuple[BusObserver, ...] = ()
-        # What the hot path calls per event when observed: the one observer's on_event
-        # itself (looked up once), or a function calling each of several.
-        self._event_tap: Callable[[Event], None] | None = None
-        self._observer_failures = 0
+        self._observers = Observers()
         self._observed = 0
-        self._command_mw: list[Subscription] = []
         self._event_chain: EventNext | None = None
-        self._policies: dict[type[Message], CommandPolicy] = {}
-        self._policy_cache: dict[type[Message], CommandPolicy | None] = {}
-        self._breakers: dict[type[Message], CircuitBreaker] = {}
-        self.dead_letters = DeadLetterQueue(dead_letter_size, self._replay)
         self._binding = LoopBinding()
         self._stopped = False
         self._published = self._delivered = self._filtered = self._handler_failures = 0
-        self._executed = self._succeeded = self._failed = 0
+        self._executed = 0
         self._event_latency = LatencyHistogram()
-        self._command_latency = LatencyHistogram()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -215,59 +211,12 @@ class MessageBus:
     def add_command_middleware(self, middleware: CommandMiddleware) -> Subscription:
         """Wrap every command execution (retries included): ``await middleware(cmd, next)``
         returns the handler's value or raises."""
-        return self._add_to(self._command_mw, middleware)
+        return self._add_to(self._commands.middleware, middleware)
 
     def add_observer(self, observer: BusObserver) -> Subscription:
         """Let ``observer`` watch every event and command (see `BusObserver`); observers
         are not handlers and are not counted as deliveries."""
-        if not isinstance(observer, BusObserver):
-            raise TypeError(
-                f"add_observer() takes a BusObserver, got {type(observer).__name__}; "
-                "subclass llmgine.bus.BusObserver"
-            )
-
-        def remove(sub: Subscription) -> None:
-            self._set_observers(tuple(o for o in self._observers if o is not observer))
-
-        self._set_observers((*self._observers, observer))
-        return Subscription(type(observer), on_remove=remove)
-
-    def _set_observers(self, observers: tuple[BusObserver, ...]) -> None:
-        self._observers = observers
-        if len(observers) == 1:
-            self._event_tap = observers[0].on_event
-            return
-        taps = tuple((o, o.on_event) for o in observers)
-
-        def tap_all(event: Event) -> None:
-            for observer, on_event in taps:
-                try:
-                    on_event(event)
-                except Exception as exc:
-                    self._observer_failed(observer, "on_event", exc)
-                except asyncio.CancelledError as exc:
-                    self._observer_cancelled(observer, "on_event", exc)
-
-        self._event_tap = tap_all if taps else None
-
-    def _notify_observers(self, what: str, *args: Any) -> None:
-        for observer in self._observers:
-            try:
-                getattr(observer, what)(*args)
-            except Exception as exc:
-                self._observer_failed(observer, what, exc)
-            except asyncio.CancelledError as exc:
-                self._observer_cancelled(observer, what, exc)
-
-    def _observer_failed(self, observer: BusObserver, what: str, exc: Exception) -> None:
-        self._observer_failures += 1
-        log.error("bus observer %r failed in %s", observer, what, exc_info=exc)
-
-    def _observer_cancelled(
-        self, observer: BusObserver, what: str, exc: asyncio.CancelledError
-    ) -> None:
-        error = handler_cancelled(exc, f"bus observer {observer!r} ({what})")
-        self._observer_failed(observer, what, error)
+        return self._observers.add(observer)
 
     def _add_to(self, items: list[Subscription], fn: Callable[..., Any]) -> Subscription:
         if not callable(fn):
@@ -306,20 +255,12 @@ class MessageBus:
     def set_policy(self, command_type: type[Command[Any]], policy: CommandPolicy | None) -> None:
         """Set (or with ``None`` clear) the timeout, retry and breaker of a command type and
         its subclasses."""
-        if policy is None:
-            self._policies.pop(command_type, None)
-        else:
-            self._policies[command_type] = policy
-        self._policy_cache.clear()
-        self._breakers = {
-            t: b
-            for t, b in self._breakers.items()
-            if (p := self._policy_for(t)) is not None and p.breaker is b.policy
-        }
+        self._commands.set_policy(command_type, policy)
 
     def breaker(self, command_type: type[Command[Any]]) -> CircuitBreaker | None:
         """The circuit breaker of a command type, if its policy has one."""
-        return self._breaker_for(command_type, self._policy_for(command_type))
+        commands = self._commands
+        return commands.breaker_for(command_type, commands.policy_for(command_type))
 
     # -- sessions and scheduling -------------------------------------------------------
 
@@ -386,15 +327,13 @@ class MessageBus:
 
     def _dispatch(self, event: Event) -> Awaitable[Delivery]:
         # A plain function returning the coroutine to await: one frame less per event.
-        tap = self._event_tap
+        tap = self._observers.tap
         if tap is not None:
             self._observed += 1
             try:
                 tap(event)
-            except Exception as exc:  # only a single observer's own error reaches here
-                self._observer_failed(self._observers[0], "on_event", exc)
-            except asyncio.CancelledError as exc:
-                self._observer_cancelled(self._observers[0], "on_event", exc)
+            except (Exception, asyncio.CancelledError) as exc:
+                self._observers.tap_failed(exc)  # only a single observer's own error
         if self._filters:
             return self._filter_then_dispatch(event)
         if self._event_chain is not None:
@@ -509,139 +448,20 @@ class MessageBus:
             raise ValueError(f"timeout must be positive seconds, got {timeout}")
         self._executed += 1
         observers = self._observers
-        if not observers:
-            return await self._execute(command, timeout)
-        tokens: list[tuple[BusObserver, object]] = []
-        for observer in observers:
-            try:
-                tokens.append((observer, observer.on_command_start(command)))
-            except Exception as exc:
-                self._observer_failed(observer, "on_command_start", exc)
-            except asyncio.CancelledError as exc:
-                self._observer_cancelled(observer, "on_command_start", exc)
+        if not observers.all:
+            return await self._commands.run(command, timeout)
+        tokens = observers.command_started(command)
         result: CommandResult[R] | None = None
         try:
-            result = await self._execute(command, timeout)
+            result = await self._commands.run(command, timeout)
             return result
         finally:
             # Also when cancelled: an observer may hold a span open and a context attached.
             ended = result if result is not None else cancelled_result(command)
-            for observer, token in reversed(tokens):
-                try:
-                    observer.on_command_end(command, ended, token)
-                except Exception as exc:
-                    self._observer_failed(observer, "on_command_end", exc)
-                except asyncio.CancelledError as exc:
-                    self._observer_cancelled(observer, "on_command_end", exc)
-
-    async def _execute(self, command: Command[R], timeout: float | None) -> CommandResult[R]:
-        started = perf_counter_ns()
-        attempts = [0]
-        try:
-            if self._command_mw:
-                value = await self._command_chain(timeout, attempts)(command)
-            else:
-                value = await self._run_command(command, timeout, attempts)
-        except Exception as exc:
-            return await self._command_failed(command, exc, attempts[0], started)
-        except asyncio.CancelledError as exc:
-            # Handlers and middleware report their own; this is anything else on the way.
-            error = handler_cancelled(exc, f"executing {type(command).__name__}")
-            return await self._command_failed(command, error, attempts[0], started)
-        elapsed = perf_counter_ns() - started
-        self._command_latency.record(elapsed)
-        self._succeeded += 1
-        return CommandResult(
-            command_id=command.id,
-            command_type=message_type_name(type(command)),
-            success=True,
-            value=value,
-            error=None,
-            attempts=attempts[0],
-            duration_ms=elapsed / 1e6,
-            session_id=command.session_id,
-        )
-
-    def _command_chain(self, timeout: float | None, attempts: list[int]) -> CommandNext:
-        async def run(cmd: Command[Any]) -> Any:
-            return await self._run_command(cmd, timeout, attempts)
-
-        chain: CommandNext = run
-        for mw in reversed(self._command_mw):
-            chain = link_command(mw, chain)
-        return chain
-
-    async def _run_command(
-        self, command: Command[Any], timeout: float | None, attempts: list[int]
-    ) -> Any:
-        cls = type(command)
-        sub = self._registry.command_for(cls, command.session_id)
-        if sub is None:
-            raise NoHandlerError(
-                f"no handler is registered for {cls.__name__}; register one with "
-                f"bus.on_command({cls.__name__}, handler) (or on the command's session)"
-            )
-        policy = self._policy_cache.get(cls, _MISSING)
-        if policy is _MISSING:
-            policy = self._policy_for(cls)
-        breaker = self._breaker_for(cls, policy)
-        return await run_with_policy(
-            lambda: invoke(sub, command), cls.__name__, policy, timeout, breaker, attempts
-        )
-
-    async def _command_failed(
-        self, command: Command[R], exc: Exception, attempts: int, started: int
-    ) -> CommandResult[R]:
-        elapsed = perf_counter_ns() - started
-        self._command_latency.record(elapsed)
-        self._failed += 1
-        error = ErrorInfo.from_exception(exc)
-        type_name = message_type_name(type(command))
-        result: CommandResult[R] = CommandResult(
-            command_id=command.id,
-            command_type=type_name,
-            success=False,
-            value=None,
-            error=error,
-            attempts=max(attempts, 1),
-            duration_ms=elapsed / 1e6,
-            session_id=command.session_id,
-        )
-        result._exception = exc
-        log.warning("command %s %s failed: %s", type(command).__name__, command.id, exc)
-        self.dead_letters.add(DeadLetter(command, error, exc, max(attempts, 1)))
-        await self._dispatch(
-            CommandFailed(
-                command_id=command.id,
-                command_type=type_name,
-                error=error,
-                attempts=max(attempts, 1),
-                session_id=command.session_id,
-            )
-        )
-        return result
+            observers.command_ended(command, ended, tokens)
 
     async def _replay(self, command: Command[Any]) -> CommandResult[Any]:
         return await self.execute(command)
-
-    def _policy_for(self, cls: type[Message]) -> CommandPolicy | None:
-        if cls not in self._policy_cache:
-            self._policy_cache[cls] = next(
-                (self._policies[b] for b in cls.__mro__ if b in self._policies), None
-            )
-        return self._policy_cache[cls]
-
-    def _breaker_for(
-        self, cls: type[Message], policy: CommandPolicy | None
-    ) -> CircuitBreaker | None:
-        if policy is None or policy.breaker is None:
-            return None
-        breaker = self._breakers.get(cls)
-        if breaker is None:
-            breaker = self._breakers[cls] = CircuitBreaker(
-                cls.__name__, policy.breaker, self._clock
-            )
-        return breaker
 
     # -- metrics -----------------------------------------------------------------------
 
@@ -654,8 +474,8 @@ class MessageBus:
             filtered=self._filtered,
             handler_failures=self._handler_failures,
             commands_executed=self._executed,
-            commands_succeeded=self._succeeded,
-            commands_failed=self._failed,
+            commands_succeeded=self._commands.succeeded,
+            commands_failed=self._commands.failed,
             dropped=t.dropped,
             rejected=t.rejected,
             blocked_publishes=t.blocked,
@@ -664,16 +484,13 @@ class MessageBus:
             under_pressure=t.under_pressure,
             high_watermark_hits=t.high_watermark_hits,
             event_latency=self._event_latency.summary(),
-            command_latency=self._command_latency.summary(),
-            breakers={b.name: b.state for b in self._breakers.values()},
+            command_latency=self._commands.latency.summary(),
+            breakers=self._commands.breaker_states(),
             dead_letters=len(self.dead_letters),
             dead_letters_evicted=self.dead_letters.evicted,
             scheduled_pending=self._scheduler.pending,
             active_sessions=len(self._sessions),
             dropped_by_type=t.dropped_by_type,
-            observer_failures=self._observer_failures,
+            observer_failures=self._observers.failures,
             observed=self._observed,
         )
-
-
-_MISSING: Any = object()

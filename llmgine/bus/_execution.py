@@ -1,7 +1,7 @@
 """Running one command's handler under its policy: timeout, circuit breaker and retry.
 
-Retry uses tenacity (see `_resilience` for why); ``attempts[0]`` is kept up to date so the
-caller can report how many attempts were made even when the last one raised.
+Retry uses tenacity (see `_resilience` for why); the caller's `Attempts` is kept up to date
+so it can report how many attempts were made even when the last one raised.
 """
 
 from __future__ import annotations
@@ -16,11 +16,20 @@ from llmgine._redact import redacting_logger
 from llmgine.bus._resilience import CircuitBreaker, CommandPolicy
 from llmgine.errors import CommandTimeoutError
 
-__all__ = ["run_with_policy"]
+__all__ = ["Attempts", "run_with_policy"]
 
 log = redacting_logger("llmgine.bus")
 
 Call = Callable[[], Awaitable[Any]]
+
+
+class Attempts:
+    """How many attempts a command's handler has had so far (0 before the first)."""
+
+    __slots__ = ("made",)
+
+    def __init__(self) -> None:
+        self.made = 0
 
 
 async def run_with_policy(
@@ -29,7 +38,7 @@ async def run_with_policy(
     policy: CommandPolicy | None,
     timeout: float | None,
     breaker: CircuitBreaker | None,
-    attempts: list[int],
+    attempts: Attempts,
 ) -> Any:
     """Await ``call()`` with the policy's timeout (unless ``timeout`` overrides it), its
     breaker and its retries; returns the value or raises the last failure."""
@@ -37,11 +46,11 @@ async def run_with_policy(
         timeout = policy.timeout
     retry = policy.retry if policy is not None else None
     if retry is None:
-        attempts[0] = 1
+        attempts.made = 1
         return await _attempt(call, name, timeout, breaker)
 
     def count(state: Any) -> None:
-        attempts[0] = state.attempt_number
+        attempts.made = state.attempt_number
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retry.attempts),

@@ -225,6 +225,31 @@ class CommandResult(BaseModel, Generic[R]):
 
     _exception: BaseException | None = PrivateAttr(default=None)
 
+    @classmethod
+    def failure(
+        cls,
+        exception: BaseException,
+        *,
+        command_id: str,
+        command_type: str,
+        attempts: int = 1,
+        duration_ms: float = 0.0,
+        session_id: str | None = None,
+    ) -> CommandResult[R]:
+        """A failed result that keeps ``exception`` (for ``.exception`` and ``unwrap()``),
+        described (redacted) in ``error``."""
+        result = cls(
+            command_id=command_id,
+            command_type=command_type,
+            success=False,
+            error=ErrorInfo.from_exception(exception),
+            attempts=attempts,
+            duration_ms=duration_ms,
+            session_id=session_id,
+        )
+        result._exception = exception
+        return result
+
     @property
     def exception(self) -> BaseException | None:
         return self._exception

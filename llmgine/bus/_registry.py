@@ -168,14 +168,13 @@ class HandlerRegistry:
                 del self._commands[sub.scope]
             self._changed()
 
-    def remove_scope(self, scope: str) -> int:
-        """Remove every handler of one session; returns how many there were."""
+    def remove_scope(self, scope: str) -> None:
+        """Remove every handler of one session."""
         subs = self._events.pop(scope, [])
         commands = self._commands.pop(scope, {})
         for sub in [*subs, *commands.values()]:
             sub.active = False
         self._changed()
-        return len(subs) + len(commands)
 
     def events_for(self, cls: type[Message], scope: str | None) -> tuple[Subscription, ...]:
         """Handlers for an event of class ``cls`` in ``scope``, highest priority first."""
@@ -219,6 +218,3 @@ class HandlerRegistry:
                     break
         self._command_cache[key] = found
         return found
-
-    def count(self, scope: str | None) -> int:
-        return len(self._events.get(scope, ())) + len(self._commands.get(scope, {}))

@@ -59,7 +59,7 @@ class Session:
         self.bus._check_loop()
         self.bus._session_opened(self)
         self.state = "open"
-        self.bus._notify_observers("on_session_start", self)
+        self.bus._observers.notify("on_session_start", self)
         await self.bus.publish(SessionStarted(name=self.name, session_id=self.id), wait=True)
         return self
 
@@ -80,7 +80,7 @@ class Session:
         finally:
             self.state = "closed"
             self.bus._session_closed(self)
-            self.bus._notify_observers("on_session_end", self, exc)
+            self.bus._observers.notify("on_session_end", self, exc)
 
     def _check_usable(self) -> None:
         if self.state == "closed":

@@ -405,6 +405,43 @@ class LocalTransport:
         )
 
 
+def transport_for(
+    transport: Transport | None,
+    *,
+    queue_capacity: int | None,
+    backpressure: BackpressureStrategy | None,
+    high_watermark: int | None,
+    low_watermark: int | None,
+    workers: int | None,
+) -> Transport:
+    """``transport`` as given (refusing queue options beside it, which it would ignore),
+    or a `LocalTransport` with those options (``None``: the default)."""
+    if transport is None:
+        return LocalTransport(
+            10_000 if queue_capacity is None else queue_capacity,
+            "block" if backpressure is None else backpressure,
+            high_watermark=high_watermark,
+            low_watermark=low_watermark,
+            workers=1 if workers is None else workers,
+        )
+    options = {
+        "queue_capacity": queue_capacity,
+        "backpressure": backpressure,
+        "high_watermark": high_watermark,
+        "low_watermark": low_watermark,
+        "workers": workers,
+    }
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"MessageBus(transport=...) was also given {', '.join(given)}: queue options "
+            "only configure the built-in queue, so they would be ignored. Configure the "
+            "transport itself (e.g. LocalTransport(capacity, strategy, ...)) and pass it "
+            "alone."
+        )
+    return transport
+
+
 def _escaped(event: Event, exc: asyncio.CancelledError) -> None:
     """A CancelledError reached the transport although its task was not cancelled: the
     dispatcher reports user code's own, so this is a bug; log it and keep the worker."""

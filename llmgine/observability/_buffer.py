@@ -63,15 +63,19 @@ _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "er
 
 def plain_attributes(span: ReadableSpan) -> dict[str, Any]:
     """A span's attributes as a plain dict (a copy)."""
-    # The SDK keeps them in a BoundedAttributes, a Python-level mapping that takes a lock
-    # per item: copying its inner dict is about 16 times faster than iterating it.
-    kept = getattr(span, "_attributes", None)
-    if type(kept) is dict:  # llmgine's own LiteSpan
-        return kept.copy()
-    inner = getattr(kept, "_dict", None)
-    if isinstance(inner, dict):
-        return inner.copy()
-    return dict(span.attributes or {})
+    attributes = span.attributes
+    if not attributes:
+        return {}
+    # A ReadableSpan's attributes are a read-only proxy whose public copy() copies what it
+    # wraps: a dict (llmgine's spans) or the SDK's BoundedAttributes, whose own copy()
+    # copies its dict at C speed. Iterating that Python-level mapping instead takes a
+    # lock per item and is about 16 times slower.
+    copy = getattr(attributes, "copy", None)
+    if copy is not None:
+        copied = copy()
+        if type(copied) is dict:
+            return copied
+    return dict(attributes)
 
 
 def span_record(span: ReadableSpan) -> SpanRecord:
@@ -165,7 +169,8 @@ class SpanBuffer(SpanProcessor):
             return list(self._finished)
 
     def running(self) -> list[ReadableSpan]:
-        """The SDK spans started and not yet ended (live objects, not yet redacted)."""
+        """The spans started and not yet ended: live objects, not yet redacted, that read
+        as a `ReadableSpan` does (SDK spans, or llmgine's own `LiteSpan`)."""
         self.catch_up()
         with self._lock:
             return list(self._running.values())
@@ -293,19 +298,20 @@ class RedactingFanout(SpanProcessor):
             self._hold(span, None, True)
 
     def _hold(self, span: ReadableSpan, context: Context | None, ended: bool) -> None:
-        loop = asyncio._get_running_loop()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # a thread without a loop: handed over at once, below
+            loop = None
+        schedule_on: asyncio.AbstractEventLoop | None = None
         with self._held_lock:
             self._held.append((span, context, ended))
             if loop is not None and len(self._held) < HOLD_LIMIT:
                 if self._scheduled_on is loop:
                     return
                 # Scheduled on no loop, or on another (which may close before running it).
-                self._scheduled_on = loop
-                schedule = True
-            else:
-                schedule = False
-        if schedule:
-            when_idle(loop, self.hand_over)  # type: ignore[arg-type]
+                self._scheduled_on = schedule_on = loop
+        if schedule_on is not None:
+            when_idle(schedule_on, self.hand_over)
         else:
             self.hand_over()
 

@@ -5,8 +5,11 @@ is kept), span limits over a locked attribute mapping, and a chain of span proce
 span there costs about 20 µs to start and end, which matters beside an LLM call whose
 whole budget for llmgine is 100 µs. `LiteTracer` makes `LiteSpan`s instead: they implement
 the OpenTelemetry API `Span` (so `trace.use_span`, context propagation and nesting work as
-usual) and the SDK's `ReadableSpan` (so the SDK's exporters, OTLP included, and llmgine's
-consumers read them unchanged), keeping attributes in a plain dict.
+usual), keeping attributes in a plain dict, and read like the SDK's `ReadableSpan` while
+they run; when one ends, its processor gets a genuine `ReadableSpan`, made with that
+class's public constructor (so the SDK's exporters, OTLP included, and llmgine's consumers
+read it unchanged). Nothing here touches the SDK's private fields: an SDK release that
+renames them changes nothing (see benchmarks/bench_internals.py for what this costs).
 
 It is used only for llmgine's own tracer provider; with ``tracer_provider=`` of yours,
 llmgine's spans come from your SDK provider with all its settings.
@@ -19,7 +22,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from time import time_ns
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, cast
 
 from opentelemetry import trace as trace_api
@@ -49,8 +52,10 @@ def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-class LiteSpan(trace_api.Span, ReadableSpan):
-    """One span: an API span while it runs, a `ReadableSpan` for whoever reads it."""
+class LiteSpan(trace_api.Span):
+    """One span: an API span while it runs, readable as a `ReadableSpan` by llmgine's
+    consumers meanwhile (the same read-only properties); when it ends, its processor gets
+    a genuine SDK `ReadableSpan` of it, made with that class's public constructor."""
 
     def __init__(
         self,
@@ -65,36 +70,85 @@ class LiteSpan(trace_api.Span, ReadableSpan):
         scope: InstrumentationScope,
         processor: SpanProcessor,
     ) -> None:
-        ReadableSpan.__init__(
-            self,
-            name=name,
-            context=context,
-            parent=parent,
-            resource=resource,
-            attributes=attributes,
-            events=[],
-            links=tuple(links),
-            kind=kind,
-            start_time=start_time,
-            instrumentation_scope=scope,
-        )
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._kind = kind
+        self._attributes = attributes
+        self._events: list[Event] = []
+        self._links = tuple(links)
+        self._start_time = start_time
+        self._end_time: int | None = None
+        self._status = Status(StatusCode.UNSET)
+        self._resource = resource
+        self._scope = scope
         self._processor = processor
+
+    # -- read, as a ReadableSpan is (for whoever looks at a running span) ---------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context(self) -> SpanContext:
+        return self._context
+
+    @property
+    def parent(self) -> SpanContext | None:
+        return self._parent
+
+    @property
+    def kind(self) -> SpanKind:
+        return self._kind
+
+    @property
+    def start_time(self) -> int:
+        return self._start_time
+
+    @property
+    def end_time(self) -> int | None:
+        return self._end_time
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._attributes)
+
+    @property
+    def events(self) -> Sequence[Event]:
+        return tuple(self._events)
+
+    @property
+    def links(self) -> Sequence[Link]:
+        return self._links
+
+    @property
+    def resource(self) -> Resource:
+        return self._resource
+
+    @property
+    def instrumentation_scope(self) -> InstrumentationScope:
+        return self._scope
 
     # -- the API span ------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
-        return self._context  # type: ignore[return-value]  # always set for a LiteSpan
+        return self._context
 
     def is_recording(self) -> bool:
         return self._end_time is None
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         if self._end_time is None:
-            self._attributes.update(_clean(attributes))  # type: ignore[union-attr]
+            self._attributes.update(_clean(attributes))
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         if self._end_time is None:
-            self._attributes.update(_clean({key: value}))  # type: ignore[union-attr]
+            self._attributes.update(_clean({key: value}))
 
     def add_event(
         self,
@@ -104,7 +158,7 @@ class LiteSpan(trace_api.Span, ReadableSpan):
     ) -> None:
         if self._end_time is None:
             event = Event(name, _clean(attributes), timestamp or time_ns())
-            self._events.append(event)  # type: ignore[attr-defined]
+            self._events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._end_time is None and context.is_valid:
@@ -143,8 +197,22 @@ class LiteSpan(trace_api.Span, ReadableSpan):
         if self._end_time is not None:
             return  # only the first end counts
         self._end_time = end_time or time_ns()
-        self._events = tuple(self._events)
-        self._processor.on_end(self)
+        # What exporters read: the SDK's own class, made with its public constructor.
+        finished = ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._resource,
+            attributes=self._attributes,  # not copied: an ended span changes no more
+            events=tuple(self._events),
+            links=self._links,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start_time,
+            end_time=self._end_time,
+            instrumentation_scope=self._scope,
+        )
+        self._processor.on_end(finished)
 
     def __exit__(
         self,

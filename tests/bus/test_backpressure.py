@@ -1,19 +1,22 @@
 """The bounded event queue: drop_oldest, reject and block backpressure, and watermarks.
 
-The single worker is parked inside a handler on a semaphore the test controls, so the queue
-fills exactly as each test chooses; the test lets events through one at a time.
+What these check is what the bus's docstring promises, seen from outside: depths, counts,
+who waits and who does not. The single worker is parked inside a handler on a semaphore the
+test controls, so the queue fills exactly as each test chooses; the test lets events
+through one at a time and waits (on a future, never on time or a number of loop turns)
+until the worker holds the next one. asyncio runs ready callbacks in the order they were
+scheduled, so by then anything the worker's progress woke (a blocked publisher) has run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from llmgine._idle import when_idle
+from llmgine._idle import MAX_TURNS, ready_callbacks, when_idle
 from llmgine.bus import (
     BackpressureStrategy,
     Delivery,
@@ -45,11 +48,23 @@ class Worker:
         self.permits = asyncio.Semaphore(0)
         self.entered = asyncio.Event()
         self.seen: list[int] = []
+        self._holding: dict[int, asyncio.Future[None]] = {}
 
     async def __call__(self, event: Tick) -> None:
         self.entered.set()
+        self._held(event.n).set_result(None)
         await self.permits.acquire()
         self.seen.append(event.n)
+
+    def _held(self, n: int) -> asyncio.Future[None]:
+        if n not in self._holding:
+            self._holding[n] = asyncio.get_running_loop().create_future()
+        return self._holding[n]
+
+    async def holds(self, n: int) -> None:
+        """Return once the worker has taken Tick ``n`` off the queue and is parked on it."""
+        async with asyncio.timeout(10):  # a broken bus fails here, not at the suite timeout
+            await self._held(n)
 
     def let_through(self, count: int = 1) -> None:
         for _ in range(count):
@@ -88,12 +103,6 @@ async def make_bus() -> AsyncIterator[Buses]:
     for bus, worker in buses.made:
         worker.open()
         await bus.stop()
-
-
-async def settle(times: int = 10) -> None:
-    """Let every ready task run (yields only; no time passes)."""
-    for _ in range(times):
-        await asyncio.sleep(0)
 
 
 async def park(bus: MessageBus, worker: Worker) -> None:
@@ -208,23 +217,25 @@ async def test_block_holds_the_publisher_until_the_low_watermark(make_bus: Buses
     bus, worker = await make_bus(4, "block", high=3, low=1)
     await park(bus, worker)
     await publish(bus, range(1, 5))  # full: depth 4
-    publisher = asyncio.create_task(bus.publish(Tick(n=5)))
+    resumed_at: list[int] = []
 
-    await settle()
-    assert not publisher.done()
-    assert bus.stats().blocked_publishes == 1
+    async def publisher() -> None:
+        await bus.publish(Tick(n=5))
+        resumed_at.append(bus.stats().queue_depth)
 
-    for depth in (3, 2):  # above the low watermark: still blocked
+    task = asyncio.create_task(publisher())
+
+    for n, depth in ((1, 3), (2, 2)):  # above the low watermark: still blocked
         worker.let_through()
-        await settle()
+        await worker.holds(n)
         assert bus.stats().queue_depth == depth
-        assert not publisher.done()
+        assert bus.stats().blocked_publishes == 1
+        assert not task.done()
 
-    worker.let_through()  # depth falls to 1, the low watermark
-    await settle()
-    assert publisher.done()
-    await publisher
-    assert bus.stats().queue_depth == 2  # Tick 4 and Tick 5
+    worker.let_through()
+    await worker.holds(3)  # depth fell to 1, the low watermark: the publisher went on
+    assert task.done()
+    assert resumed_at == [2]  # Tick 4 and its own Tick 5
     assert bus.stats().blocked_publishes == 1
     worker.open()
     await bus.drain()
@@ -237,11 +248,7 @@ async def test_block_delivers_every_event_exactly_once_in_order(make_bus: Buses)
     publishers = [
         asyncio.create_task(publish(bus, range(start, start + 30))) for start in (1, 101, 201)
     ]
-    await settle()
-    assert not any(p.done() for p in publishers)
-    assert bus.stats().queue_depth == 4
-
-    worker.open()
+    worker.open()  # the publishers fill the queue and block before the worker moves on
     async with asyncio.timeout(10):
         await asyncio.gather(*publishers)
         await bus.drain()
@@ -262,10 +269,11 @@ async def test_a_handler_publishing_into_a_full_block_queue_does_not_deadlock(
 ) -> None:
     bus, worker = await make_bus(2, "block")
     log: list[str] = []
-    go, done = asyncio.Event(), asyncio.Event()
+    started, go, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
     deliveries: list[Delivery] = []
 
     async def outer(event: Outer) -> None:
+        started.set()
         await go.wait()
         if wait:
             deliveries.append(await bus.publish(Inner(), wait=True))
@@ -280,7 +288,7 @@ async def test_a_handler_publishing_into_a_full_block_queue_does_not_deadlock(
     bus.on_event(Outer, outer)
     bus.on_event(Inner, inner)
     await bus.publish(Outer())
-    await settle()
+    await started.wait()  # the worker is inside Outer's handler
     await publish(bus, range(1, 3))  # the queue is now full behind Outer's handler
     assert bus.stats().queue_depth == 2
 
@@ -326,9 +334,10 @@ async def test_pressure_ends_at_the_low_watermark_and_episodes_are_counted(
     assert bus.stats().under_pressure
     assert bus.stats().high_watermark_hits == 1
 
-    for depth in range(8, 1, -1):
+    for n in range(1, 8):
         worker.let_through()
-        await settle()
+        await worker.holds(n)
+        depth = 9 - n
         stats = bus.stats()
         assert stats.queue_depth == depth
         assert stats.under_pressure == (depth > 2), depth
@@ -360,6 +369,29 @@ def test_invalid_queue_settings_are_refused(kwargs: dict[str, Any], message: str
         MessageBus(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"queue_capacity": 5},
+        {"backpressure": "reject"},
+        {"high_watermark": 4},
+        {"low_watermark": 1},
+        {"workers": 2},
+    ],
+)
+def test_queue_options_beside_a_transport_are_refused(option: dict[str, Any]) -> None:
+    (name,) = option
+    with pytest.raises(ValueError, match=f"also given {name}: queue options") as info:
+        MessageBus(transport=LocalTransport(10), **option)
+    assert "would be ignored" in str(info.value)
+    assert "Configure the transport itself" in str(info.value)
+
+
+def test_a_transport_alone_is_used_as_given() -> None:
+    transport = LocalTransport(7, "reject")
+    assert MessageBus(transport=transport).stats().queue_capacity == 7
+
+
 async def test_drain_inside_a_handler_raises_bus_error(bus: MessageBus) -> None:
     errors: list[BaseException] = []
 
@@ -379,44 +411,39 @@ async def test_drain_inside_a_handler_raises_bus_error(bus: MessageBus) -> None:
     assert "wait=True" in str(errors[0])
 
 
-class CountingDeque(deque[Event]):
-    """A queue that counts how often anyone looks at its length (a polling worker would)."""
+async def idle_turn() -> int:
+    """Wait for the loop's first turn with nothing else ready (`when_idle`: at most
+    `MAX_TURNS` turns); returns how many callbacks were ready then (0 if it was idle)."""
+    loop = asyncio.get_running_loop()
+    turn: asyncio.Future[int] = loop.create_future()
+    when_idle(loop, lambda: turn.set_result(len(ready_callbacks(loop) or ())))
+    return await turn
 
-    looks = 0
 
-    def __len__(self) -> int:
-        self.looks += 1
-        return super().__len__()
+async def checkpoint() -> None:
+    """What an HTTP client does between writing a request's headers and its body: yield
+    to the loop once, ready to go on at once. (A model of the publisher, not a wait.)"""
+    await asyncio.sleep(0)
 
 
-async def test_an_idle_worker_waits_on_a_future_instead_of_polling() -> None:
-    probe = CountingDeque()
-    assert not probe
-    assert probe.looks == 1  # a truth test (the worker's `if not queue`) is a look
-    transport = LocalTransport(100)
-    queue = CountingDeque()
-    transport._queue = queue
-    bus = MessageBus(transport=transport)
+async def test_an_idle_bus_leaves_the_loop_idle_and_its_worker_parked() -> None:
+    bus = MessageBus()
     seen: list[int] = []
     bus.on_event(Tick, lambda e: seen.append(e.n))
     async with bus:
         await bus.publish(Tick(n=1))
         await bus.drain()
-        await settle()
+        stats, tasks = bus.stats(), len(asyncio.all_tasks())
+
+        # A polling worker would always be ready to run again: the loop would never idle.
+        assert await idle_turn() == 0
+
         workers = [t for t in asyncio.all_tasks() if t.get_name().startswith("llmgine-bus-worker")]
         assert len(workers) == 1
-        stats = bus.stats()
-        tasks = len(asyncio.all_tasks())
-        looks = queue.looks
-
-        await settle(50)
-
-        assert queue.looks == looks  # nobody checked the queue while it was idle
+        frames = workers[0].get_stack()
+        assert [f.f_code.co_name for f in frames] == ["_work"]  # awaiting, not in sleep()
         assert len(asyncio.all_tasks()) == tasks
         assert bus.stats() == stats
-        frames = workers[0].get_stack()
-        assert [f.f_code.co_name for f in frames] == ["_work"]  # not inside asyncio.sleep
-        assert not workers[0].done()
 
         await bus.publish(Tick(n=2))  # and it wakes up for the next event
         await bus.drain()
@@ -426,26 +453,34 @@ async def test_an_idle_worker_waits_on_a_future_instead_of_polling() -> None:
 async def test_a_few_queued_events_wait_for_the_publisher_to_wait(bus: MessageBus) -> None:
     # A publisher about to send a request: delivery must not come between its yields
     # (headers written, body not yet) but once it waits for the answer.
-
     order: list[str] = []
     bus.on_event(Tick, lambda e: order.append(f"delivered {e.n}"))
     await bus.publish(Tick(n=1))
-    await asyncio.sleep(0)  # the client's checkpoint: its task is ready again at once
-    await asyncio.sleep(0)
+    for _ in range(MAX_TURNS // 2):  # a client yielding a few times between its writes
+        await checkpoint()
     order.append("request sent")
-    answer = asyncio.get_running_loop().create_future()
-    when_idle(asyncio.get_running_loop(), lambda: answer.set_result(None))
-    await answer  # waiting for the network: the loop is idle
+    await idle_turn()  # waiting for the network: the loop is idle
     await bus.drain()
     assert order == ["request sent", "delivered 1"]
 
 
 async def test_a_backlog_is_delivered_without_waiting_for_an_idle_loop(bus: MessageBus) -> None:
-
     seen: list[int] = []
     bus.on_event(Tick, lambda e: seen.append(e.n))
-    for n in range(IDLE_BATCH * 2):
-        await bus.publish(Tick(n=n))
-    await asyncio.sleep(0)  # the worker wakes
-    await asyncio.sleep(0)  # and delivers: no idle turn was needed
-    assert seen == list(range(IDLE_BATCH * 2))
+    stop_busy = asyncio.Event()
+
+    async def busy() -> None:  # keeps the loop from ever being idle
+        while not stop_busy.is_set():
+            await checkpoint()
+
+    keeping_busy = asyncio.create_task(busy())
+    try:
+        for n in range(IDLE_BATCH * 2):
+            await bus.publish(Tick(n=n))
+        # Asked after publishing, on a loop that never idles: answered only after the most
+        # turns `when_idle` waits. The backlog was delivered before that: at once.
+        assert await idle_turn() > 0  # the loop really was busy
+        assert seen == list(range(IDLE_BATCH * 2))
+    finally:
+        stop_busy.set()
+        await keeping_busy

@@ -29,10 +29,14 @@ class Backend:
         self.calls = 0
         self.running = 0
         self.gate: asyncio.Event | None = None
+        self._arrivals: list[tuple[int, asyncio.Future[None]]] = []
 
     async def __call__(self, cmd: Command[Any]) -> str:
         self.calls += 1
         self.running += 1
+        for count, arrived in self._arrivals:
+            if self.running >= count and not arrived.done():
+                arrived.set_result(None)
         try:
             if self.gate is not None:
                 await self.gate.wait()
@@ -41,6 +45,15 @@ class Backend:
         if not self.healthy:
             raise ConnectionError("backend down")
         return "done"
+
+    async def until_running(self, count: int) -> None:
+        """Return once ``count`` calls are inside the backend at the same time."""
+        arrived = asyncio.get_running_loop().create_future()
+        self._arrivals.append((count, arrived))
+        if self.running >= count:
+            arrived.set_result(None)
+        async with asyncio.timeout(10):  # a wedged bus fails here, not at the suite timeout
+            await arrived
 
 
 @pytest.fixture
@@ -190,8 +203,7 @@ async def test_half_open_admits_at_most_max_calls_concurrent_trials(
     backend.gate = asyncio.Event()
 
     trials = [asyncio.create_task(cbus.execute(Charge())) for _ in range(max_calls)]
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await backend.until_running(max_calls)
     assert backend.running == max_calls
 
     extra = await cbus.execute(Charge())
@@ -331,8 +343,7 @@ async def test_a_cancelled_half_open_trial_does_not_wedge_the_breaker(
     backend.healthy = True
     backend.gate = asyncio.Event()
     trial = asyncio.create_task(cbus.execute(Charge()))
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await backend.until_running(1)
     assert backend.running == 1
 
     trial.cancel()  # e.g. the caller gave up

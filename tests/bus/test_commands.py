@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from llmgine.bus import Command, CommandFailed, CommandNext, Event, MessageBus
+from llmgine.bus import (
+    Command,
+    CommandFailed,
+    CommandNext,
+    CommandResult,
+    ErrorInfo,
+    Event,
+    MessageBus,
+)
 from llmgine.errors import CommandFailedError, HandlerRegistrationError, NoHandlerError
 
 
@@ -162,8 +170,26 @@ async def test_execute_checks_its_arguments(bus: MessageBus) -> None:
 
 
 async def test_unwrap_of_a_value_less_failure_says_what_failed() -> None:
-    bus = MessageBus()
-    result = await bus.execute(Fail())
-    result._exception = None
-    with pytest.raises(CommandFailedError, match="Fail failed"):
+    # A result without the exception object, as one read back from JSON is.
+    result = CommandResult[int](
+        command_id="c1",
+        command_type="Fail",
+        success=False,
+        error=ErrorInfo(type="ValueError", message="bad input"),
+    )
+    with pytest.raises(CommandFailedError, match="Fail failed: ValueError: bad input"):
         result.unwrap()
+
+
+def test_a_failure_result_keeps_its_exception_and_describes_it() -> None:
+    error = KeyError("missing")
+    result = CommandResult[int].failure(
+        error, command_id="c1", command_type="Fail", attempts=3, session_id="s1"
+    )
+    assert not result.success
+    assert result.exception is error
+    assert result.error is not None
+    assert (result.error.type, result.attempts, result.session_id) == ("builtins.KeyError", 3, "s1")
+    with pytest.raises(KeyError) as raised:
+        result.unwrap()
+    assert raised.value is error

@@ -156,18 +156,3 @@ def test_publish_nowait_before_any_loop_is_delivered_later() -> None:
 def test_queue_settings_are_checked(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LocalTransport(**kwargs)  # type: ignore[arg-type]
-
-
-async def test_an_idle_bus_has_its_worker_parked_on_a_future(bus: MessageBus) -> None:
-    await bus.publish(Job(), wait=False)
-    await bus.drain()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    transport = bus._transport
-    assert isinstance(transport, LocalTransport)
-    (worker,) = transport._tasks
-    # A parked worker waits on one pending future that only a publish resolves; a polling
-    # worker would have no such waiter (it would be in a sleep).
-    assert not worker.done()
-    assert len(transport._worker_waiters) == 1
-    assert not transport._worker_waiters[0].done()

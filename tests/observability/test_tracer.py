@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from llmgine.observability._buffer import plain_attributes
 from llmgine.observability._tracer import LiteTracer
 
 
@@ -80,3 +83,56 @@ def test_an_exception_leaving_a_span_is_recorded_with_an_error_status() -> None:
     assert event.name == "exception"
     assert (event.attributes or {})["exception.type"] == "ValueError"
     assert "boom" in str((event.attributes or {})["exception.stacktrace"])
+
+
+class Watching(SpanProcessor):
+    """Keeps what it is handed, and what a running span read as when it started."""
+
+    def __init__(self) -> None:
+        self.started: list[ReadableSpan] = []
+        self.ended: list[ReadableSpan] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
+
+
+def test_a_running_span_reads_live_and_its_end_hands_over_a_frozen_sdk_span() -> None:
+    watching = Watching()
+    tr = LiteTracer(watching, Resource.create({}))
+    span = tr.start_span("call", attributes={"a": 1})
+    (running,) = watching.started
+    span.set_attribute("b", [1, 2])
+    span.add_event("chunk", {"n": 3})
+    span.update_name("call renamed")
+    assert running.name == "call renamed"  # what a live view of running spans shows
+    assert dict(running.attributes or {}) == {"a": 1, "b": (1, 2)}
+    assert [e.name for e in running.events] == ["chunk"]
+    assert running.end_time is None
+    with pytest.raises(TypeError):
+        running.attributes["c"] = 3  # type: ignore[index]  # read-only, as the SDK's
+
+    span.end()
+    (ended,) = watching.ended
+    assert type(ended) is ReadableSpan  # the SDK's own class, made publicly
+    assert ended.name == "call renamed"
+    assert dict(ended.attributes or {}) == {"a": 1, "b": (1, 2)}
+    assert ended.end_time is not None
+    assert ended.context == span.get_span_context()
+
+
+def test_plain_attributes_copies_sdk_and_llmgine_spans_alike() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    lite, lite_exporter = tracer()
+    for source in (provider.get_tracer("t"), lite):
+        source.start_span("s", attributes={"k": "v", "seq": ["a"]}).end()
+    for span in (*exporter.get_finished_spans(), *lite_exporter.get_finished_spans()):
+        copied = plain_attributes(span)
+        assert type(copied) is dict
+        assert copied == {"k": "v", "seq": ("a",)}
+        copied["k"] = "changed"
+        assert (span.attributes or {})["k"] == "v"  # a copy, not the span's own
