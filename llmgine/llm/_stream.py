@@ -6,8 +6,7 @@ by the part they belong to (`TextDelta`, `ReasoningDelta`, `ToolCallDelta`), the
 models: a stream makes one per chunk, so they must cost next to nothing. `StreamAssembler`
 builds the `LLMResponse` from them. A non-streamed answer is parsed into the same items and
 goes through the same assembler, so a streamed call and the same call without streaming
-give equal responses. `StreamAssembler.whole` builds a response from parts already made
-(equal to adding `items_from_parts(parts)`; the tests hold the two ways equal).
+give equal responses.
 """
 
 from __future__ import annotations
@@ -201,46 +200,6 @@ class StreamAssembler:
             provider=self.provider,
             model=self._model,
             response_id=self._response_id,
-            raw=raw,
-        )
-
-    def whole(
-        self,
-        parts: Iterable[Part],
-        *,
-        usage: Usage | None = None,
-        finish: Finish | None = None,
-        model: str | None = None,
-        response_id: str | None = None,
-        raw: Any = None,
-    ) -> LLMResponse:
-        """The response to a non-streamed answer already mapped to parts: equal to adding
-        `items_from_parts(parts)` and the other items, without rebuilding each part (the
-        tests hold the two ways equal). Nothing else may have been added."""
-        if self._parts:
-            raise RuntimeError("whole() builds a response from parts alone; items were added")
-        out: list[Part] = []
-        tool_call = False
-        for part in parts:
-            if isinstance(part, TextPart):
-                if part.text:
-                    out.append(part)
-            elif isinstance(part, ReasoningPart | ToolCallPart):
-                tool_call = tool_call or isinstance(part, ToolCallPart)
-                if part.provider != self.provider:  # a stream's parts are the provider's
-                    part = part.model_copy(update={"provider": self.provider})
-                out.append(part)
-            else:
-                raise TypeError(f"a model response cannot contain a {type(part).__name__}")
-        finish = finish or Finish(reason="tool_calls" if tool_call else "stop")
-        return LLMResponse(
-            parts=out,
-            finish_reason=finish.reason,
-            raw_finish_reason=finish.raw,
-            usage=usage or Usage(),
-            provider=self.provider,
-            model=model or self._model,
-            response_id=response_id,
             raw=raw,
         )
 

@@ -220,56 +220,6 @@ def test_parts_round_trip_through_stream_items() -> None:
         items_from_parts([ToolResultPart(call_id="c")])
 
 
-@pytest.mark.parametrize(
-    ("parts", "finish"),
-    [
-        ([TextPart(text="just text")], Finish(reason="stop", raw="end_turn")),
-        ([TextPart(text="")], None),  # an empty text part is no part, either way
-        (
-            [
-                ReasoningPart(text="think", signature="sig"),  # no provider yet: gets "p"
-                ReasoningPart(redacted=True, provider_data={"data": "opaque"}),
-                ReasoningPart(text="theirs", provider="other"),  # a stream's are "p"'s
-                TextPart(text="answer"),
-                ToolCallPart(id="c1", name="f", arguments={"x": [1, {"y": None}]}),
-                ToolCallPart(id="c2", name="g", invalid_arguments="{not json"),
-                ToolCallPart(id="c3", name="h", signature="s3", provider_data={"k": 1}),
-            ],
-            None,  # no finish: tool calls mean "tool_calls"
-        ),
-        ([], Finish(reason="length", raw="max_tokens")),
-    ],
-    ids=["text", "empty-text", "everything", "nothing"],
-)
-def test_whole_gives_exactly_what_the_items_of_those_parts_assemble_to(
-    parts: list[Part], finish: Finish | None
-) -> None:
-    usage = Usage(input_tokens=3, output_tokens=4, cache_read_tokens=1)
-    by_items = StreamAssembler("p", "m")
-    for item in items_from_parts(parts):
-        by_items.add(item)
-    by_items.add(UsageUpdate(usage=usage))
-    if finish is not None:
-        by_items.add(finish)
-    by_items.add(ResponseMeta(model="m-2025", response_id="r9"))
-    expected = by_items.response(raw={"id": "r9"})
-
-    got = StreamAssembler("p", "m").whole(
-        parts, usage=usage, finish=finish, model="m-2025", response_id="r9", raw={"id": "r9"}
-    )
-    assert got == expected
-    assert got.model_dump() == expected.model_dump()
-
-
-def test_whole_refuses_an_assembler_that_already_has_items() -> None:
-    assembler = StreamAssembler("p", "m")
-    assembler.add(TextDelta(key=0, text="x"))
-    with pytest.raises(RuntimeError, match="items were added"):
-        assembler.whole([TextPart(text="y")])
-    with pytest.raises(TypeError, match="cannot contain a ToolResultPart"):
-        StreamAssembler("p", "m").whole([ToolResultPart(call_id="c")])
-
-
 def test_without_a_finish_item_tool_calls_mean_tool_calls() -> None:
     assembler = StreamAssembler("p", "m")
     assembler.add(ToolCallDelta(id="c", name="n", arguments="{}"))
