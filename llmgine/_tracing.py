@@ -69,6 +69,8 @@ class LLMCallSpan(Protocol):
         reasoning_tokens: int | None = None,
         cost_usd: float | None = None,
         output: Any = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> None: ...
 
     def end(self, error: BaseException | None = None) -> None: ...

@@ -43,7 +43,8 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
         │   ├── MissingCredentialsError   no API key: names the variable to set
         │   ├── UnknownProviderError      "provider:model" names no registered provider
         │   ├── ProviderNotInstalledError the provider's SDK is missing: names the extra
-        │   └── InvalidRequestError       a request field or override is invalid: names it
+        │   ├── InvalidRequestError       a request field or override is invalid: names it
+        │   └── LocalModelError           a local model's file is missing or damaged: the fix
         ├── ProviderError             the provider answered with an error (status first)
         │   ├── AuthenticationError       401: the key is wrong or revoked
         │   ├── PermissionDeniedError     403: the key may not use this model or feature
@@ -58,6 +59,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
         │   └── IncompleteResponseError   a stream cut before its end marker: ``partial``
         ├── LLMTimeoutError           no answer within the timeout
         ├── LLMConnectionError        the provider could not be reached
+        │   └── LocalServerError          the local model's server did not start, or stopped
         └── StructuredOutputError     the answer did not validate against the schema
 
 Messages say what happened and what to do next.
@@ -99,6 +101,8 @@ __all__ = [
     "LLMError",
     "LLMTimeoutError",
     "LLMgineError",
+    "LocalModelError",
+    "LocalServerError",
     "MagicUsageError",
     "MalformedResponseError",
     "McpConnectionError",
@@ -357,6 +361,25 @@ class LLMConnectionError(LLMError):
     """The provider could not be reached (DNS, refused connection, TLS, ...)."""
 
     retryable = True
+
+
+class LocalModelError(LLMConfigurationError):
+    """A local model cannot be served: its file is missing, unreadable or not a GGUF, or
+    the name is unknown. ``path`` is the file, when there is one."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message, provider="local")
+        self.path = path
+
+
+class LocalServerError(LLMConnectionError):
+    """The local model's server could not start (the port is taken, the model failed to
+    load) or stopped while answering. Retryable: the next call starts a new server.
+    ``log`` is the end of the server's log, when it said why."""
+
+    def __init__(self, message: str, *, model: str | None = None, log: str = "") -> None:
+        super().__init__(message, provider="local", model=model)
+        self.log = log
 
 
 class StructuredOutputError(LLMError):

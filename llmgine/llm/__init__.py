@@ -178,8 +178,10 @@ from llmgine.llm._parts import (
 from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
 from llmgine.llm._registry import (
     DEFAULT_MODEL,
+    LOCAL_MODEL,
     MODEL_VARIABLE,
     ProviderInfo,
+    default_model,
     get_model,
     list_providers,
     provider_info,
@@ -223,6 +225,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "ChatMessage",
     "Conversation",
     "DEFAULT_MODEL",
+    "LOCAL_MODEL",
     "DemoProvider",
     "Fallback",
     "FilePart",
@@ -241,6 +244,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "LLMStreamDelta",
     "LanguageModel",
     "MODEL_VARIABLE",
+    "default_model",
     "Model",
     "NO_TRACER",
     "Part",

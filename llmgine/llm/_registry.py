@@ -22,8 +22,10 @@ from llmgine.llm._wrappers import LLMRetryPolicy, Retrying, Traced
 
 __all__ = [
     "DEFAULT_MODEL",
+    "LOCAL_MODEL",
     "MODEL_VARIABLE",
     "ProviderInfo",
+    "default_model",
     "get_model",
     "list_providers",
     "provider_info",
@@ -31,7 +33,20 @@ __all__ = [
 ]
 
 MODEL_VARIABLE = "LLMGINE_MODEL"
-DEFAULT_MODEL = "demo:llmgine-demo"
+DEFAULT_MODEL = "demo:llmgine-demo"  # without keys and without the local model
+LOCAL_MODEL = "local:smollm2"  # without keys, where the local model is installed
+
+
+def default_model() -> str:
+    """The model `get_model()` uses when none is named: ``$LLMGINE_MODEL``, else the local
+    model where it is installed (a real model, offline), else the demo (a simulation)."""
+    configured = os.environ.get(MODEL_VARIABLE)
+    if configured:
+        return configured
+    from llmgine.local import local_model_installed
+
+    return LOCAL_MODEL if local_model_installed() else DEFAULT_MODEL
+
 
 ProviderFactory = Callable[..., Provider]
 
@@ -111,9 +126,9 @@ def _parse(spec: str | None) -> tuple[str, str]:
         raise LLMConfigurationError(
             f"the model spec is empty ({spec!r}); name a model as 'provider:model' (e.g. "
             f"'openai:gpt-4o-mini', 'demo:any'), or call get_model() without one for "
-            f"${MODEL_VARIABLE} or else the offline demo"
+            f"${MODEL_VARIABLE}, else the local model or the offline demo"
         )
-    spec = spec or os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL
+    spec = spec or default_model()
     provider, sep, model = spec.partition(":")
     if not sep or not provider or not model:
         raise LLMConfigurationError(
@@ -132,7 +147,8 @@ def get_model(
     **options: Any,
 ) -> Model:
     """The model ``spec`` names (``"provider:model"``; by default ``$LLMGINE_MODEL``, else
-    the offline demo; an empty spec is an `LLMConfigurationError`, not the default).
+    the local model where it is installed, else the offline demo; an empty spec is an
+    `LLMConfigurationError`, not the default).
 
     ``options`` that are request fields (temperature, max_tokens, tools, options, ...)
     become the model's defaults; the rest go to the provider (api_key, base_url, timeout,
@@ -161,7 +177,12 @@ def get_model(
         # The address actually called (base_url, its environment variable, the default).
         host, port = adapter.server
         model = Traced(
-            model, tracer=tracer, server_address=host or info.server_address, server_port=port
+            model,
+            tracer=tracer,
+            server_address=host or info.server_address,
+            server_port=port,
+            # A local model's server starts with the first call: ask where at each call.
+            server=(lambda: adapter.server) if adapter.base_url is None else None,
         )
     if retry is not False:
         model = Retrying(model, retry if isinstance(retry, LLMRetryPolicy) else None)
@@ -216,6 +237,13 @@ def _register_builtins() -> None:
             extra="openai",
             description=description,
         )
+    register_provider(
+        "local",
+        _lazy("llmgine.llm.providers.local", "LocalProvider"),
+        extra="local",
+        offline=True,
+        description="a real model on this machine (llama.cpp's server), offline, no key",
+    )
     from llmgine.llm._demo import DemoProvider
     from llmgine.llm._testing import ScriptedProvider
 

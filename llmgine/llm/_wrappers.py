@@ -75,6 +75,10 @@ class Traced(WrapperModel):
             whenever observability is on; ``tracer_for(bus)`` traces them only while
             ``bus`` is observed; `NO_TRACER` never.
         server_address / server_port: the address the calls go to, for the spans.
+        server: where the calls go, asked at each call instead (``adapter.server``), for
+            a provider whose address is known only once it runs (a local model's server,
+            started by the first call): a span whose address changed during the call
+            records the new one when the call ends.
     """
 
     def __init__(
@@ -84,20 +88,29 @@ class Traced(WrapperModel):
         tracer: CallTracer | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
+        server: Callable[[], tuple[str | None, int | None]] | None = None,
     ) -> None:
         super().__init__(wrapped)
         self.tracer: CallTracer = tracer if tracer is not None else tracer_for(None)
         self.server_address = server_address
         self.server_port = server_port
+        self._server = server
 
-    def _start(self, request: LLMRequest) -> LLMCallSpan:
+    def _where(self) -> tuple[str | None, int | None]:
+        if self._server is None:
+            return self.server_address, self.server_port
+        host, port = self._server()
+        return host or self.server_address, port if host else self.server_port
+
+    def _start(self, request: LLMRequest) -> tuple[LLMCallSpan, tuple[str | None, int | None]]:
         scope = call_scope.get()
+        where = self._where()
         call = self.tracer.start_llm_call(
             provider=self.provider,
             model=self.name,
             operation=_OPERATIONS.get(self.provider, sc.OP_CHAT),
-            server_address=self.server_address,
-            server_port=self.server_port,
+            server_address=where[0],
+            server_port=where[1],
             temperature=request.temperature,
             max_tokens=request.max_tokens,
             top_p=request.top_p,
@@ -111,11 +124,15 @@ class Traced(WrapperModel):
             system = request.system_text
             conversation = [m for m in request.messages if m.role != "system"]
             call.input([m.model_dump(mode="json") for m in conversation], system=system)
-        return call
+        return call, where
 
-    @staticmethod
-    def _finish(call: LLMCallSpan, response: LLMResponse) -> None:
+    def _finish(
+        self, call: LLMCallSpan, where: tuple[str | None, int | None], response: LLMResponse
+    ) -> None:
         usage = response.usage
+        moved: dict[str, Any] = {}
+        if self._server is not None and (now := self._where()) != where:
+            moved = {"server_address": now[0], "server_port": now[1]}
         if response.time_to_first_token_ms is not None:
             call.first_token(response.time_to_first_token_ms)
         call.response(
@@ -129,21 +146,22 @@ class Traced(WrapperModel):
             reasoning_tokens=usage.reasoning_tokens,
             cost_usd=response.cost_usd,
             output=[response.message.model_dump(mode="json")] if call.capture else None,
+            **moved,
         )
         call.end()
 
     async def generate(self, request: LLMRequest, /) -> LLMResponse:
-        call = self._start(request)
+        call, where = self._start(request)
         try:
             response = await self.wrapped.generate(request)
         except BaseException as exc:
             call.end(exc)
             raise
-        self._finish(call, response)
+        self._finish(call, where, response)
         return response
 
     def stream(self, request: LLMRequest, /) -> ResponseStream:
-        call = self._start(request)
+        call, where = self._start(request)
         try:
             stream = self.wrapped.stream(request)
         except BaseException as exc:
@@ -151,7 +169,7 @@ class Traced(WrapperModel):
             raise
 
         def finished(response: LLMResponse) -> None:
-            self._finish(call, response)
+            self._finish(call, where, response)
 
         return stream.then(finished).on_error(call.end)
 

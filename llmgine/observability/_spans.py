@@ -143,11 +143,21 @@ class LLMCall(_Call):
         reasoning_tokens: int | None = None,
         cost_usd: float | None = None,
         output: Any = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> None:
-        """What came back. Counts that are unknown stay unset (never a made-up zero)."""
+        """What came back. Counts that are unknown stay unset (never a made-up zero).
+        ``server_address``/``server_port``: where the call went, when that was only known
+        once it was made (a local server started by the call)."""
         if model is not None:
             self._metric_attrs[sc.RESPONSE_MODEL] = model
+        if server_address is not None:
+            self._metric_attrs[sc.SERVER_ADDRESS] = server_address
+        if server_port is not None:
+            self._metric_attrs[sc.SERVER_PORT] = server_port
         values = {
+            sc.SERVER_ADDRESS: server_address,
+            sc.SERVER_PORT: server_port,
             sc.RESPONSE_MODEL: model,
             sc.RESPONSE_ID: response_id,
             sc.RESPONSE_FINISH_REASONS: list(finish_reasons) if finish_reasons else None,

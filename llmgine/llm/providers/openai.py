@@ -163,7 +163,7 @@ class OpenAIProvider(Provider):
         return "OpenAI" if self.name == "openai" else self.name
 
     @property
-    def base_url(self) -> str:
+    def base_url(self) -> str | None:
         return str(self._client.base_url)
 
     # -- choosing the endpoint ---------------------------------------------------------

@@ -17,7 +17,6 @@ with the sessions there are, since a mistyped id would otherwise show an empty t
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from llmgine.bus import MessageBus
 from llmgine.context import ConversationContext, MemoryContextStore
 from llmgine.errors import LLMConfigurationError, MagicUsageError
 from llmgine.llm import (
-    DEFAULT_MODEL,
-    MODEL_VARIABLE,
     ChatMessage,
     LLMResponse,
     LLMStreamDelta,
     Model,
+    default_model,
     get_model,
     provider_info,
 )
@@ -157,10 +155,11 @@ class Workbench:
     # -- models ------------------------------------------------------------------------
 
     def default_label(self) -> str:
-        """The default model's spec: `use`'s, else ``$LLMGINE_MODEL``, else the demo."""
+        """The default model's spec: `use`'s, else ``$LLMGINE_MODEL``, else the local
+        model where it is installed, else the demo."""
         if self.default is not None:
             return _spec_of(self.default)
-        return os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL
+        return default_model()
 
     def resolve(self, token: str | None, namespace: Mapping[str, Any]) -> Model:
         """The model ``token`` names: a `Model` (or spec string) in ``namespace``, or a
