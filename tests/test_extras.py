@@ -66,6 +66,7 @@ CASES = {
         {"google"},
         "from llmgine.llm import get_model; get_model('gemini:m', api_key='k' * 9)",
     ),
+    "local": ({"xllamacpp"}, "from llmgine.llm import get_model; get_model('local:smollm2')"),
 }
 
 

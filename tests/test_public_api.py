@@ -16,6 +16,7 @@ PUBLIC_MODULES = [
     "llmgine.errors",
     "llmgine.context",
     "llmgine.llm",
+    "llmgine.local",
     "llmgine.notebook",
     "llmgine.observability",
     "llmgine.tools",

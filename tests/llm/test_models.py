@@ -18,6 +18,8 @@ from llmgine.errors import (
     UnknownProviderError,
 )
 from llmgine.llm import (
+    DEFAULT_MODEL,
+    LOCAL_MODEL,
     ChatMessage,
     Fallback,
     LLMRequest,
@@ -30,6 +32,7 @@ from llmgine.llm import (
     TextDelta,
     TextPart,
     Usage,
+    default_model,
     get_model,
     list_providers,
     provider_info,
@@ -187,6 +190,17 @@ def test_the_model_comes_from_configuration_alone(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("LLMGINE_MODEL", "test:configured")
     assert get_model().spec == "test:configured"
     monkeypatch.delenv("LLMGINE_MODEL")
+    assert get_model(trace=False).spec == default_model()
+
+
+def test_without_configuration_the_local_model_else_the_demo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLMGINE_MODEL", raising=False)
+    monkeypatch.setattr("llmgine.local.local_model_installed", lambda name="smollm2": True)
+    assert default_model() == LOCAL_MODEL == "local:smollm2"
+    monkeypatch.setattr("llmgine.local.local_model_installed", lambda name="smollm2": False)
+    assert default_model() == DEFAULT_MODEL == "demo:llmgine-demo"
     assert get_model().spec == "demo:llmgine-demo"
 
 

@@ -25,7 +25,7 @@ from llmgine.errors import (
     RateLimitedError,
     ServerUnavailableError,
 )
-from llmgine.llm import LLMResponse, Model, TextDelta, get_model
+from llmgine.llm import LLMResponse, Model, TextDelta, default_model, get_model
 from llmgine.notebook._compare_view import CompareView
 from llmgine.notebook.magics import _magics
 from llmgine.notebook.magics._bus import BusModel, WorkbenchService
@@ -323,7 +323,7 @@ def test_use_sets_the_default_model(shell: Shell, magics: LLMgineMagics) -> None
         shell.line("use a b")
     with capture_output():
         shell.line("reset")
-    assert magics.workbench.default_label() == "demo:llmgine-demo"  # get_model()'s default
+    assert magics.workbench.default_label() == default_model()  # get_model()'s default
 
 
 def test_spans_and_events_are_dataframes_of_the_bus_calls(shell: Shell) -> None:

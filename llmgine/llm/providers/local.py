@@ -18,7 +18,6 @@ pointed at wherever the server listens, plus two things a small local model need
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -68,7 +67,9 @@ class LocalProvider(OpenAICompatibleProvider):
         timeout: float | None = None,
         http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
     ) -> None:
-        if importlib.util.find_spec("xllamacpp") is None:
+        from llmgine.local._catalog import installed
+
+        if not installed("xllamacpp"):
             raise ProviderNotInstalledError(
                 "the 'local' provider serves models with llama.cpp's server, from the "
                 "'xllamacpp' package, which is not installed: pip install \"llmgine[local]\" "
