@@ -259,6 +259,9 @@ class LocalServers:
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 env={**os.environ, "LLMGINE_LOCAL_LOG": str(log)},
+                # Its own session: Ctrl-C in a terminal, or Jupyter interrupting a cell
+                # (SIGINT to the kernel's process group), must not stop a shared server.
+                start_new_session=True,
             )
         server = LocalServer("", process.pid, model, key, process, log)
         answer = self._first_line(process, server)
