@@ -128,7 +128,9 @@ class LocalProvider(OpenAICompatibleProvider):
             with reading(items):
                 return whole_response(assembler, items, raw=None, marker="a finish reason")
         except Exception as exc:
-            raise self._died(server, exc, received="") from exc
+            if server.alive():
+                raise
+            raise self._stopped(server, received="") from exc
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         server = await self.server_for(model)
@@ -147,9 +149,11 @@ class LocalProvider(OpenAICompatibleProvider):
                 finished = finished or isinstance(item, Finish)
                 yield item
         except Exception as exc:
-            raise self._died(server, exc, received=f"{received} characters") from exc
+            if server.alive():
+                raise
+            raise self._stopped(server, received=f"{received} characters") from exc
         if not finished and not server.alive():
-            raise self._died(server, None, received=f"{received} characters")
+            raise self._stopped(server, received=f"{received} characters")
 
     async def _forced(
         self, request: LLMRequest, model: str, forced: ResponseFormat
@@ -168,15 +172,10 @@ class LocalProvider(OpenAICompatibleProvider):
             else:
                 yield item
 
-    def _died(self, server: LocalServer, exc: Exception | None, *, received: str) -> Exception:
-        """``exc`` as it is, unless the server's process is gone: then a retryable
-        `LocalServerError`, and the server is forgotten so the next call starts another."""
-        if server.alive():
-            if exc is None:
-                return LocalServerError(
-                    "the local model's answer ended early", model=server.model.name
-                )
-            return exc
+    def _stopped(self, server: LocalServer, *, received: str) -> LocalServerError:
+        """The retryable error of a call whose server's process is gone; the server is
+        forgotten, so the next call starts another. (While the process runs, a failure
+        is the provider's own error, as for any server.)"""
         self.servers.forget(server)
         after = f" after {received}" if received else ""
         return LocalServerError(
