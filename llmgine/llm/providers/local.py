@@ -165,7 +165,7 @@ class LocalProvider(OpenAICompatibleProvider):
             if isinstance(item, TextDelta):
                 text.append(item.text)
             elif isinstance(item, Finish):
-                yield from_json_call("".join(text), item)
+                yield from_json_call("".join(text))
                 yield (
                     Finish(reason="tool_calls", raw=item.raw) if _parses("".join(text)) else item
                 )
@@ -195,7 +195,7 @@ def _parses(text: str) -> bool:
     return isinstance(answer, dict) and isinstance(answer.get("name"), str)
 
 
-def from_json_call(text: str, finish: Finish) -> StreamItem:
+def from_json_call(text: str) -> StreamItem:
     """The constrained answer as a tool call (or as text, if it was cut short)."""
     if not _parses(text):  # cut by max_tokens: what came is text, and the finish says why
         return TextDelta(text=text)
