@@ -43,6 +43,9 @@ def _params(args: argparse.Namespace) -> object:
     params.n_parallel = args.parallel
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
+    # A request without max_tokens stops here, not when the context is full: a small model
+    # can repeat itself for thousands of tokens (finish_reason "length" says it stopped).
+    params.n_predict = args.max_tokens
     params.use_jinja = True  # the template renders tools; llama.cpp parses calls back
     params.warmup = False  # the first request warms up; starting sooner matters more
     if args.template:
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template")
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
