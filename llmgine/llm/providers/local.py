@@ -18,13 +18,14 @@ pointed at wherever the server listens, plus two things a small local model need
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from llmgine.errors import LocalServerError, ProviderNotInstalledError
+from llmgine.errors import LLMConnectionError, LocalServerError, ProviderNotInstalledError
 from llmgine.llm._provider import reading, whole_response
 from llmgine.llm._request import LLMRequest, ResponseFormat, ToolName
 from llmgine.llm._response import LLMResponse
@@ -127,7 +128,7 @@ class LocalProvider(OpenAICompatibleProvider):
             with reading(items):
                 return whole_response(assembler, items, raw=None, marker="a finish reason")
         except Exception as exc:
-            raise self._died(server, exc, received="") from exc
+            raise await self._died(server, exc, received="") from exc
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         server = await self.server_for(model)
@@ -146,9 +147,9 @@ class LocalProvider(OpenAICompatibleProvider):
                 finished = finished or isinstance(item, Finish)
                 yield item
         except Exception as exc:
-            raise self._died(server, exc, received=f"{received} characters") from exc
-        if not finished and not server.alive():
-            raise self._died(server, None, received=f"{received} characters")
+            raise await self._died(server, exc, received=f"{received} characters") from exc
+        if not finished and not await _still_alive(server, broken=True):
+            raise await self._died(server, None, received=f"{received} characters")
 
     async def _forced(
         self, request: LLMRequest, model: str, forced: ResponseFormat
@@ -167,10 +168,15 @@ class LocalProvider(OpenAICompatibleProvider):
             else:
                 yield item
 
-    def _died(self, server: LocalServer, exc: Exception | None, *, received: str) -> Exception:
+    async def _died(
+        self, server: LocalServer, exc: Exception | None, *, received: str
+    ) -> Exception:
         """``exc`` as it is, unless the server's process is gone: then a retryable
         `LocalServerError`, and the server is forgotten so the next call starts another."""
-        if server.alive():
+        broken = exc is None or isinstance(
+            self._translated(exc, server.model.name), LLMConnectionError
+        )
+        if await _still_alive(server, broken=broken):
             if exc is None:
                 return LocalServerError(
                     "the local model's answer ended early", model=server.model.name
@@ -185,6 +191,19 @@ class LocalProvider(OpenAICompatibleProvider):
             model=server.model.name,
             log=server.log_tail(),
         )
+
+
+async def _still_alive(server: LocalServer, *, broken: bool) -> bool:
+    """Whether the server's process runs. After a broken connection it is given a moment
+    to finish dying: a killed server's connections close while its process still exits
+    (seen running 15 ms after SIGKILL), so asking at once would take it for alive."""
+    if not broken:
+        return server.alive()
+    for _ in range(150):  # up to 3 s, only when the connection broke
+        if not server.alive():
+            return False
+        await asyncio.sleep(0.02)
+    return server.alive()
 
 
 def _parses(text: str) -> bool:
