@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -52,6 +55,47 @@ def wait_gone(pid: int) -> None:
 def kill_if_alive(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+class Lines:
+    """The lines a child process writes on stdout, read by a thread, each waited for with
+    the deadline (a child that hangs fails the test instead of hanging it)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self.process = process
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        stdout = process.stdout
+        threading.Thread(target=self._read, args=(stdout,), daemon=True).start()
+
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def until(self, needle: str) -> str:
+        """The first line (from now) containing ``needle``."""
+        end = time.monotonic() + DEADLINE
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line with {needle!r} within {DEADLINE:.0f} s; saw {self.seen}")
+            if line is None:
+                pytest.fail(f"the process ended without a line with {needle!r}; saw {self.seen}")
+            self.seen.append(line)
+            if needle in line:
+                return line
+
+    def rest(self) -> list[str]:
+        """The lines until the end of its output (it has exited or is about to)."""
+        lines = []
+        end = time.monotonic() + DEADLINE
+        while (line := self._queue.get(timeout=max(0.0, end - time.monotonic()))) is not None:
+            lines.append(line)
+        self.seen += lines
+        return lines
 
 
 @pytest.fixture(scope="session")
