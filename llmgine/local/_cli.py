@@ -64,11 +64,6 @@ def _serve(args: argparse.Namespace) -> int:
             f"{server.pid}); 'llmgine local stop' stops it"
         )
         return 0
-    print(
-        f"llmgine: serving local:{model.name} at {server.base_url} (pid {server.pid}, "
-        f"{settings.threads} thread(s)); kernels of this user reuse it. Ctrl-C stops it.",
-        flush=True,
-    )
     stopped = False
 
     def stop(*_: object) -> None:
@@ -76,7 +71,12 @@ def _serve(args: argparse.Namespace) -> int:
         stopped = True
 
     signal.signal(signal.SIGTERM, stop)
-    try:
+    try:  # from the line on, which says Ctrl-C stops it (it may come at once)
+        print(
+            f"llmgine: serving local:{model.name} at {server.base_url} (pid {server.pid}, "
+            f"{settings.threads} thread(s)); kernels of this user reuse it. Ctrl-C stops it.",
+            flush=True,
+        )
         while not stopped and server.alive():
             time.sleep(0.5)  # polling its process: Ctrl-C and SIGTERM interrupt it
     except KeyboardInterrupt:

@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.until_stdin_closes:
 
         def watch() -> None:
-            sys.stdin.buffer.read()  # returns at end of file: the starter has exited
+            # Until end of file: the starter has exited. On the raw descriptor: a thread
+            # blocked in sys.stdin's buffered read holds its lock, and an exit for another
+            # reason (SIGTERM) then aborts in the interpreter's shutdown (exit code -6).
+            while os.read(sys.stdin.fileno(), 65536):
+                pass
             stop.set()
 
         threading.Thread(target=watch, daemon=True, name="llmgine-watch-starter").start()

@@ -12,6 +12,7 @@ lock file, so two kernels asking at once share one server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -181,7 +182,7 @@ class LocalServers:
         """Stop using ``server`` (it failed): the next `ensure` finds or starts another."""
         if self._servers.get(server.key) is server:
             del self._servers[server.key]
-        if server.owned and server.alive():
+        if server.owned:  # dead or not: its pipes are closed and its process reaped
             self._stop(server)
 
     def stop_all(self) -> None:
@@ -266,7 +267,7 @@ class LocalServers:
         server = LocalServer("", process.pid, model, key, process, log)
         answer = self._first_line(process, server)
         if "error" in answer or "url" not in answer:
-            process.wait(timeout=self.start_timeout)
+            self._stop(server)  # it is exiting: reap it and close its pipes
             raise self._start_error(server, str(answer.get("error", answer)), settings)
         server.url = str(answer["url"]).rstrip("/")
         return server
@@ -282,8 +283,8 @@ class LocalServers:
         reader.join(self.start_timeout)
         if reader.is_alive():  # no word within the deadline: stop it, and say so
             process.kill()
-            process.wait()
-            reader.join()
+            reader.join()  # its stdout ends with it
+            self._stop(server)
             raise LocalServerError(
                 f"the local model server for {server.model.name!r} did not start within "
                 f"{self.start_timeout:.0f} s (the machine may be very busy); its log, "
@@ -330,7 +331,8 @@ class LocalServers:
         if process is None:
             return
         if process.stdin is not None:
-            process.stdin.close()  # what the server waits for
+            with contextlib.suppress(OSError):  # a broken pipe: it is gone already
+                process.stdin.close()  # what the server waits for
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

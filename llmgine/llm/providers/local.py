@@ -18,12 +18,13 @@ pointed at wherever the server listens, plus two things a small local model need
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from llmgine.errors import LocalServerError, ProviderNotInstalledError
+from llmgine.errors import LLMConnectionError, LocalServerError, ProviderNotInstalledError
 from llmgine.llm._provider import reading, whole_response
 from llmgine.llm._request import LLMRequest, ResponseFormat, ToolName
 from llmgine.llm._response import LLMResponse
@@ -128,7 +129,7 @@ class LocalProvider(OpenAICompatibleProvider):
             with reading(items):
                 return whole_response(assembler, items, raw=None, marker="a finish reason")
         except Exception as exc:
-            if server.alive():
+            if await self._alive_after(server, exc):
                 raise
             raise self._stopped(server, received="") from exc
 
@@ -149,10 +150,10 @@ class LocalProvider(OpenAICompatibleProvider):
                 finished = finished or isinstance(item, Finish)
                 yield item
         except Exception as exc:
-            if server.alive():
+            if await self._alive_after(server, exc):
                 raise
             raise self._stopped(server, received=f"{received} characters") from exc
-        if not finished and not server.alive():
+        if not finished and not await _still_alive(server, broken=True):
             raise self._stopped(server, received=f"{received} characters")
 
     async def _forced(
@@ -172,6 +173,12 @@ class LocalProvider(OpenAICompatibleProvider):
             else:
                 yield item
 
+    async def _alive_after(self, server: LocalServer, exc: Exception) -> bool:
+        """Whether the server still runs after ``exc`` (waiting a moment for a process
+        whose connection broke to finish dying)."""
+        broken = isinstance(self._translated(exc, server.model.name), LLMConnectionError)
+        return await _still_alive(server, broken=broken)
+
     def _stopped(self, server: LocalServer, *, received: str) -> LocalServerError:
         """The retryable error of a call whose server's process is gone; the server is
         forgotten, so the next call starts another. (While the process runs, a failure
@@ -185,6 +192,19 @@ class LocalProvider(OpenAICompatibleProvider):
             model=server.model.name,
             log=server.log_tail(),
         )
+
+
+async def _still_alive(server: LocalServer, *, broken: bool) -> bool:
+    """Whether the server's process runs. After a broken connection it is given a moment
+    to finish dying: a killed server's connections close while its process still exits
+    (seen running 15 ms after SIGKILL), so asking at once would take it for alive."""
+    if not broken:
+        return server.alive()
+    for _ in range(150):  # up to 3 s, only when the connection broke
+        if not server.alive():
+            return False
+        await asyncio.sleep(0.02)
+    return server.alive()
 
 
 def _parses(text: str) -> bool:
