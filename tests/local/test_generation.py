@@ -38,8 +38,8 @@ def same_answer(one: LLMResponse, other: LLMResponse) -> None:
     (`LLMResponse.same_content`) but its id and the prompt tokens read from the cache
     (the second call finds the first one's prompt in the server's cache)."""
     assert one.text == other.text  # the difference first, if there is one
-    assert one.usage.input_tokens == other.usage.input_tokens
-    assert one.usage.output_tokens == other.usage.output_tokens
+    assert inputs(one) == inputs(other)
+    assert outputs(one) == outputs(other)
     cached = one.usage.model_copy(update={"cache_read_tokens": other.usage.cache_read_tokens})
     aligned = one.model_copy(update={"response_id": other.response_id, "usage": cached})
     assert aligned.same_content(other)
@@ -56,12 +56,26 @@ def tokens(server: LocalServer, text: str) -> int:
         return len(json.loads(answer.read())["tokens"])
 
 
+def inputs(response: LLMResponse) -> int:
+    """The prompt tokens the server counted (it always reports them)."""
+    value = response.usage.input_tokens
+    assert value is not None, "the local server reports the prompt's tokens"
+    return value
+
+
+def outputs(response: LLMResponse) -> int:
+    """The answer's tokens the server counted (it always reports them)."""
+    value = response.usage.output_tokens
+    assert value is not None, "the local server reports the answer's tokens"
+    return value
+
+
 async def test_a_plain_answer_has_text_usage_and_the_models_name(model: Model) -> None:
     response = await model.generate("Name three colours.", max_tokens=40)
     assert response.text.strip()
     assert (response.provider, response.model) == ("local", "smollm2")
-    assert response.usage.input_tokens > 5
-    assert 0 < response.usage.output_tokens <= 40
+    assert inputs(response) > 5
+    assert 0 < outputs(response) <= 40
     assert response.finish_reason in ("stop", "length")
 
 
@@ -83,12 +97,10 @@ async def test_the_system_prompt_reaches_the_model(model: Model, local_server: L
     with_short = await model.generate([ChatMessage.system(short), question], max_tokens=8)
     with_long = await model.generate([ChatMessage.system(long), question], max_tokens=8)
     # The system turn's own tokens, plus the same few of its ChatML wrapping each time.
-    grown = with_short.usage.input_tokens - plain.usage.input_tokens
+    grown = inputs(with_short) - inputs(plain)
     wrapping = grown - tokens(local_server, short)
     assert 0 < wrapping <= 8
-    assert with_long.usage.input_tokens == (
-        plain.usage.input_tokens + tokens(local_server, long) + wrapping
-    )
+    assert inputs(with_long) == (inputs(plain) + tokens(local_server, long) + wrapping)
     assert with_long.text != plain.text  # and the model reads it
 
 
@@ -100,13 +112,11 @@ async def test_the_history_of_a_conversation_reaches_the_model(model: Model) -> 
     question = ChatMessage.user("What is my name?")
     alone = await model.generate([question], max_tokens=16)
     remembered = await model.generate([*history, question], max_tokens=16)
-    assert remembered.usage.input_tokens > alone.usage.input_tokens + 20
+    assert inputs(remembered) > inputs(alone) + 20
     # Continuing from the answer: the assistant's own turn goes back too.
     follow_up = [*history, question, remembered.message, ChatMessage.user("And my colour?")]
     later = await model.generate(follow_up, max_tokens=16)
-    assert later.usage.input_tokens > (
-        remembered.usage.input_tokens + remembered.usage.output_tokens
-    )
+    assert inputs(later) > (inputs(remembered) + outputs(remembered))
 
 
 async def test_a_stop_sequence_ends_the_answer_before_it(model: Model) -> None:
@@ -118,12 +128,12 @@ async def test_a_stop_sequence_ends_the_answer_before_it(model: Model) -> None:
     cut = await model.generate(prompt, max_tokens=40, stop=[stop])
     assert cut.text == full.text[: full.text.index(stop)]
     assert cut.finish_reason == "stop"
-    assert cut.usage.output_tokens < full.usage.output_tokens
+    assert outputs(cut) < outputs(full)
 
 
 async def test_max_tokens_cuts_the_answer_with_finish_reason_length(model: Model) -> None:
     response = await model.generate("Tell me a long story about a dragon.", max_tokens=5)
-    assert 0 < response.usage.output_tokens <= 5
+    assert 0 < outputs(response) <= 5
     assert response.finish_reason == "length"
     async with model.stream("Tell me a long story about a dragon.", max_tokens=5) as stream:
         async for _ in stream:
@@ -189,7 +199,7 @@ async def test_the_same_seed_gives_the_same_answer_at_a_high_temperature(model: 
     one = await model.generate(prompt, temperature=0.9, seed=5, max_tokens=30)
     two = await model.generate(prompt, temperature=0.9, seed=5, max_tokens=30)
     assert one.text == two.text
-    assert one.usage.output_tokens == two.usage.output_tokens
+    assert outputs(one) == outputs(two)
 
 
 def texts(content: object) -> list[str]:
@@ -238,8 +248,8 @@ async def test_each_call_is_a_span_with_the_servers_real_address_and_tokens(
         assert attributes[REQUEST_MODEL] == "smollm2"
         assert attributes[SERVER_ADDRESS] == "127.0.0.1"
         assert attributes[SERVER_PORT] == local_server.port
-        assert attributes[USAGE_INPUT_TOKENS] == response.usage.input_tokens
-        assert attributes[USAGE_OUTPUT_TOKENS] == response.usage.output_tokens
+        assert attributes[USAGE_INPUT_TOKENS] == inputs(response)
+        assert attributes[USAGE_OUTPUT_TOKENS] == outputs(response)
         assert list(attributes[RESPONSE_FINISH_REASONS]) == [response.finish_reason]
         assert response.text in texts(json.loads(attributes[OUTPUT_MESSAGES]))
     first = finished[0].attributes
