@@ -374,12 +374,16 @@ class LocalModelError(LLMConfigurationError):
 
 class LocalServerError(LLMConnectionError):
     """The local model's server could not start (the port is taken, the model failed to
-    load) or stopped while answering. Retryable: the next call starts a new server.
-    ``log`` is the end of the server's log, when it said why."""
+    load) or stopped while answering. Only the second is ``retryable``: the next call
+    starts a new server, while a start that failed would fail again. ``log`` is the end
+    of the server's log, when it said why."""
 
-    def __init__(self, message: str, *, model: str | None = None, log: str = "") -> None:
+    def __init__(
+        self, message: str, *, model: str | None = None, log: str = "", retryable: bool = True
+    ) -> None:
         super().__init__(message, provider="local", model=model)
         self.log = log
+        self.retryable = retryable
 
 
 class StructuredOutputError(LLMError):

@@ -291,6 +291,7 @@ class LocalServers:
                 f"{server.log}, ends with:\n{server.log_tail()}",
                 model=server.model.name,
                 log=server.log_tail(),
+                retryable=False,
             )
         text = line[0].decode("utf-8", "replace").strip() if line else ""
         if not text:  # it exited without a word: crashed while loading
@@ -324,6 +325,7 @@ class LocalServers:
             f"{hint}. The log ends with:\n{tail}",
             model=server.model.name,
             log=tail,
+            retryable=False,  # it would fail the same way again
         )
 
     def _stop(self, server: LocalServer) -> None:

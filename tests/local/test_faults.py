@@ -88,6 +88,7 @@ async def test_a_port_already_taken_says_which_and_what_to_do(
         finally:
             await model.aclose()
     message = str(caught.value)
+    assert not caught.value.retryable  # a retry would fail the same way
     assert f"port {port} on 127.0.0.1 is already taken" in message
     assert "pick another port, or leave the port out" in message
     assert not own_servers.running()
@@ -139,6 +140,7 @@ async def test_a_gguf_llama_cpp_cannot_load_says_so_with_its_log(
     finally:
         await model.aclose()
     message = str(caught.value)
+    assert not caught.value.retryable
     assert f"llama.cpp could not load the model file {damaged}" in message
     assert "download the GGUF file again" in message
     assert "failed to load model" in caught.value.log  # llama.cpp's own words
