@@ -144,6 +144,8 @@ from llmgine._extras import require as _require
 
 _require("observability", "llmgine.observability")  # else a bare "No module named pandas"
 
+import os as _os
+
 import pandas as _pd
 
 from llmgine import _semconv as semconv
@@ -154,7 +156,14 @@ from llmgine.observability._frames import SPAN_COLUMNS, Time
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_json
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
-from llmgine.observability._setup import Observability, Settings, current, disable, enable
+from llmgine.observability._setup import (
+    Observability,
+    Settings,
+    current,
+    disable,
+    enable,
+    load,
+)
 from llmgine.observability._spans import (
     LLMCall,
     LLMCallArgs,
@@ -185,6 +194,11 @@ def spans_df(**filters: object) -> _pd.DataFrame:
 def events_df(**filters: object) -> _pd.DataFrame:
     """`Observability.events_df` of the enabled observability."""
     return _enabled().events_df(**filters)  # type: ignore[arg-type]
+
+
+def save(path: str | _os.PathLike[str], *, session: str | None = None) -> int:
+    """`Observability.save` of the enabled observability: the finished spans as OTLP JSON."""
+    return _enabled().save(path, session=session)
 
 
 def metrics_df() -> _pd.DataFrame:
@@ -218,8 +232,10 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "error_type",
     "events_df",
     "llm_span",
+    "load",
     "metrics_df",
     "redact",
+    "save",
     "semconv",
     "span_json",
     "span_record",
