@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -124,14 +125,11 @@ def _typed(column: np.ndarray[Any, Any]) -> Any:
 
 
 def _one_list_type(column: np.ndarray[Any, Any]) -> bool:
-    kinds: set[type] = set()
-    for value in column:
-        if value is None:
-            continue
-        if type(value) is not list:
-            return False
-        kinds.update(type(item) for item in value)
-    return len(kinds) <= 1
+    """Whether every value is None or a list, and all the lists' items of one type."""
+    lists = [v for v in column if v is not None]
+    if not all(type(v) is list for v in lists):
+        return False
+    return len(set(map(type, itertools.chain.from_iterable(lists)))) <= 1
 
 
 def _object_array(values: tuple[Any, ...]) -> np.ndarray[Any, Any]:

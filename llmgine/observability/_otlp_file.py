@@ -80,17 +80,23 @@ def _readable(record: SpanRecord, resource: Resource) -> ReadableSpan:
     )
 
 
-def _hex_ids(node: Any) -> None:
+def _spans_of(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every span, and every link of a span, in a request in the JSON mapping: what has
+    trace and span ids."""
+    for resource_spans in data.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                yield span
+                yield from span.get("links", ())
+
+
+def _hex_ids(data: dict[str, Any]) -> None:
     """protobuf's JSON mapping writes bytes as base64; OTLP/JSON wants ids in hex."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_FIELDS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _hex_ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids(item)
+    for span in _spans_of(data):
+        for key in _ID_FIELDS:
+            value = span.get(key)
+            if isinstance(value, str):
+                span[key] = base64.b64decode(value).hex()
 
 
 def otlp_json_line(request: ExportTraceServiceRequest) -> str:
@@ -133,9 +139,16 @@ def write_spans(
 def redacted(record: SpanRecord, redactor: Redactor) -> SpanRecord:
     """``record`` with its texts redacted (the same record when nothing needs it)."""
     texts = [record.name, record.status_message or ""]
-    texts.extend(v for v in record.attributes.values() if isinstance(v, str))
-    lists = any(isinstance(v, list) for v in record.attributes.values())
-    if redactor.is_clean(*texts) and not lists and not record.events:
+    for value in record.attributes.values():
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list):
+            texts.extend(v for v in value if isinstance(v, str))
+    nested = False  # lists in events: rare, and redacted whole
+    for _, _, attributes in record.events:
+        texts.extend(v for v in attributes.values() if isinstance(v, str))
+        nested = nested or any(isinstance(v, list) for v in attributes.values())
+    if not nested and redactor.is_clean(*texts):
         return record
     return record._replace(
         name=redactor.text(record.name),
@@ -176,20 +189,15 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             ) from None
 
 
-def _ids_to_base64(node: Any) -> None:
+def _ids_to_base64(data: dict[str, Any]) -> None:
     """OTLP/JSON ids are hex; protobuf's JSON parser wants base64. Base64 ids (from a
     producer that used the plain protobuf mapping) pass unchanged."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_FIELDS and isinstance(value, str):
-                if len(value) in (16, 32):
-                    with contextlib.suppress(ValueError):
-                        node[key] = base64.b64encode(bytes.fromhex(value)).decode()
-            else:
-                _ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            _ids_to_base64(item)
+    for span in _spans_of(data):
+        for key in _ID_FIELDS:
+            value = span.get(key)
+            if isinstance(value, str) and len(value) in (16, 32):
+                with contextlib.suppress(ValueError):
+                    span[key] = base64.b64encode(bytes.fromhex(value)).decode()
 
 
 def _request(path: Path, number: int, line: str) -> ExportTraceServiceRequest:
@@ -208,11 +216,11 @@ def _request(path: Path, number: int, line: str) -> ExportTraceServiceRequest:
             f"{where} {what}: load() reads OTLP JSON traces (ExportTraceServiceRequest "
             "lines), as obs.save() and the Collector's file exporter write"
         )
-    _ids_to_base64(data)
     request = ExportTraceServiceRequest()
     try:
+        _ids_to_base64(data)
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ProtobufError, ValueError, TypeError) as exc:
+    except (json_format.ParseError, ProtobufError, ValueError, TypeError, AttributeError) as exc:
         raise ObservabilityError(f"{where} is not valid OTLP JSON: {exc}") from None
     return request
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,26 @@ def test_a_trace_view_draws_a_loaded_trace() -> None:
         view.close()
 
 
+# Bokeh 3.9 turns a DataFrame into table data with reset_index(inplace=True), which pandas
+# 3.1 deprecates (as in tests/notebook/test_dashboard.py); nothing of ours passes inplace.
+@pytest.mark.filterwarnings(
+    "ignore:The inplace keyword in DataFrame.reset_index:pandas.errors.Pandas4Warning"
+)
+async def test_the_dashboard_shows_a_loaded_trace() -> None:
+    pytest.importorskip("panel", reason="the dashboard needs the notebook extra")
+    from llmgine.bus import MessageBus
+    from llmgine.notebook import dashboard
+
+    seen = observability.load(OPENAI_V2)
+    board = dashboard(MessageBus(), obs=seen, interval=None)
+    try:
+        board.refresh()
+        assert [bar.kind for bar in board.spans.bars()] == ["other", "llm", "llm", "llm"]
+    finally:
+        board.close()
+        seen.close()
+
+
 def test_load_into_an_enabled_observability_joins_its_spans() -> None:
     obs = observability.enable()
     record_a_turn(obs)
@@ -291,6 +312,7 @@ def test_a_key_in_a_foreign_file_or_the_resource_never_lands(
         (b'{"resourceMetrics": []}\n', "line 1 holds metrics, not traces"),
         (b'\n{"resourceSpans": []}\nnot json\n', "line 3 is not JSON"),
         (b'{"resourceSpans": [{"scopeSpans": 3}]}\n', "line 1 is not valid OTLP JSON"),
+        (b'{"resourceSpans": ["x"]}\n', "line 1 is not valid OTLP JSON"),
         (b"\x28\xb5\x2f\xfd\x00", "zstd-compressed"),
         (b"\x0a\xff\xfe\x00", "Binary OTLP"),
     ],
@@ -302,6 +324,12 @@ def test_a_file_that_is_not_otlp_json_says_what_it_is(
     path.write_bytes(content)
     with pytest.raises(ObservabilityError, match=message):
         observability.load(path)
+
+
+def test_a_gzipped_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl.gz"
+    path.write_bytes(gzip.compress(OPENAI_V2.read_bytes()))
+    assert len(observability.load(path).buffer) == 4
 
 
 def test_missing_file_and_observability_off_say_what_to_do(tmp_path: Path) -> None:
