@@ -97,10 +97,51 @@ and ends, for live views. Events go to a window of the latest 10,000 (`event_cap
 
 **DataFrames.** `spans_df()` has `trace_id, span_id, parent_id, name, kind, start_time,
 end_time, duration_ms, status, status_message, session_id` and one `attributes.<name>`
-column per attribute; running spans have `end_time` NaT. `events_df()` has `type, id,
+column per attribute; running spans have `end_time` NaT. Attribute columns are typed:
+whole numbers `Int64` (missing values `<NA>`), other numbers `float64`, text `str`, yes/no
+`boolean`; lists of one type stay Python lists; a column whose values differ in type
+between spans becomes text (non-text values as JSON). `events_df()` has `type, id,
 session_id, timestamp` and the payload as `data.<field>` (nested models as
 `data.<field>.<inner>`). Both filter by `session=`, `since=`/`until=` (aware datetimes)
 and `name=` (exact, or a glob such as `"chat *"`).
+
+**Parquet.** `obs.spans_df().to_parquet("spans.parquet")` (pyarrow comes with the
+observability extra) and `pd.read_parquet` give back the same columns with the same
+dtypes, times with their UTC zone, `<NA>`/NaN/NaT where values were missing; list values
+come back as numpy arrays of the same items (how pandas reads Parquet lists).
+
+**Traces that travel.** `obs.save("trace.otlp.jsonl")` (or `observability.save(...)` for
+the enabled one; `session=` keeps one session's traces) writes the finished spans as OTLP
+JSON in the OpenTelemetry Collector file exporter's format: JSON lines, each an
+`ExportTraceServiceRequest` (`resourceSpans` → `scopeSpans` → `spans`) in the OTLP/JSON
+mapping (hex ids, times as strings of nanoseconds, typed attribute values), encoded by the
+OTLP exporter's own encoder. Spans were redacted when recorded and the resource is
+redacted on the way out, so a saved file holds no key. The Collector's `otlpjsonfile`
+receiver, and anything else that reads OTLP JSON, reads it.
+
+```python
+obs.save("chat.otlp.jsonl")
+seen = observability.load("chat.otlp.jsonl")    # a new Observability, not enabled
+seen.spans_df(); TraceView(obs=seen)            # dashboard(bus, obs=seen) too
+observability.load("other.jsonl", into=obs)     # or join the spans you are recording
+```
+
+`load` reads files from llmgine or from any OpenTelemetry instrumentation (the
+Collector's file exporter with `format: json`, gzip-compressed or not; the SDKs'
+`FileSpanExporter`), a few thousand spans a second. It keeps each span's ids, parent,
+name, kind, times, status, attributes and events; links, resources and scopes are not
+kept (`save` writes the saving `Observability`'s resource). Spans of other
+instrumentations get what llmgine's views read, added and never overwritten:
+`llmgine.span.kind` ("llm" for a model call, "tool" for `execute_tool`, from
+`gen_ai.operation.name` or OpenInference's `openinference.span.kind`), and today's GenAI
+names beside older ones (`gen_ai.system` → `gen_ai.provider.name`,
+`gen_ai.usage.prompt_tokens`/`completion_tokens` → `input_tokens`/`output_tokens`,
+OpenInference's `llm.model_name`, `llm.token_count.*`, `tool.name`). Maps and mixed lists
+are kept as JSON text, bytes as hex. Everything read is redacted; a span already in the
+buffer is not added twice. A test loads the spans OpenTelemetry's own OpenAI
+instrumentation (`opentelemetry-instrumentation-openai-v2`) made of the real `openai` SDK
+calling a loopback server, written by the SDK's file exporter
+(`tests/observability/make_openai_v2_fixture.py` regenerates it).
 
 **Handlers.** `enable(console=True)` prints a readable line per span and per event (colour
 on a terminal, via `rich`). `enable(jsonl="trace.jsonl")` writes a JSON line per finished
@@ -144,6 +185,8 @@ from llmgine._extras import require as _require
 
 _require("observability", "llmgine.observability")  # else a bare "No module named pandas"
 
+import os as _os
+
 import pandas as _pd
 
 from llmgine import _semconv as semconv
@@ -154,7 +197,14 @@ from llmgine.observability._frames import SPAN_COLUMNS, Time
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_json
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
-from llmgine.observability._setup import Observability, Settings, current, disable, enable
+from llmgine.observability._setup import (
+    Observability,
+    Settings,
+    current,
+    disable,
+    enable,
+    load,
+)
 from llmgine.observability._spans import (
     LLMCall,
     LLMCallArgs,
@@ -185,6 +235,11 @@ def spans_df(**filters: object) -> _pd.DataFrame:
 def events_df(**filters: object) -> _pd.DataFrame:
     """`Observability.events_df` of the enabled observability."""
     return _enabled().events_df(**filters)  # type: ignore[arg-type]
+
+
+def save(path: str | _os.PathLike[str], *, session: str | None = None) -> int:
+    """`Observability.save` of the enabled observability: the finished spans as OTLP JSON."""
+    return _enabled().save(path, session=session)
 
 
 def metrics_df() -> _pd.DataFrame:
@@ -218,8 +273,10 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "error_type",
     "events_df",
     "llm_span",
+    "load",
     "metrics_df",
     "redact",
+    "save",
     "semconv",
     "span_json",
     "span_record",

@@ -7,7 +7,7 @@ import atexit
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple, cast
 
 from opentelemetry.context import Context
@@ -149,6 +149,28 @@ class SpanBuffer(SpanProcessor):
                 listener(what, record)
             except Exception:
                 log.exception("span buffer listener %r failed", listener)
+
+    def add(self, records: Iterable[SpanRecord]) -> int:
+        """Keep ``records`` (spans recorded elsewhere: see `llmgine.observability.load`) as
+        finished spans, telling listeners; a span already kept (same trace and span id) is
+        skipped, so adding a file twice is harmless. Returns how many were added."""
+        self.catch_up()
+        added: list[SpanRecord] = []
+        with self._lock:
+            known = {(r.trace_id, r.span_id) for r in self._finished}
+            for record in records:
+                key = (record.trace_id, record.span_id)
+                if key in known:
+                    continue
+                known.add(key)
+                if len(self._finished) == self.capacity:
+                    self.evicted += 1
+                self._finished.append(record)
+                added.append(record)
+        if self._listeners:
+            for record in added:
+                self._notify("end", record)
+        return len(added)
 
     def subscribe(self, listener: SpanListener) -> Callable[[], None]:
         """Call ``listener("start" | "end", record)`` for every span; returns an

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -93,6 +95,43 @@ def _attribute_columns(attrs: list[dict[str, Any]]) -> dict[str, np.ndarray[Any,
     return columns
 
 
+# An attribute column's dtype, by what pandas infers of its values: one that a Parquet file
+# keeps (`to_parquet` then `pd.read_parquet` gives the same dtypes back).
+# Text: pandas 3's "str" (missing values NaN); before pandas 3, "str" would write None as
+# "None", so text stays an object column there.
+_TEXT: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+_DTYPES = {
+    "string": _TEXT,
+    "integer": "Int64",
+    "floating": "float64",
+    "mixed-integer-float": "float64",
+    "boolean": "boolean",
+}
+
+
+def _typed(column: np.ndarray[Any, Any]) -> Any:
+    """An attribute column as a typed array: whole numbers ``Int64``, other numbers
+    ``float64``, text ``str``, yes/no ``boolean`` (missing values NA or NaN). Lists of one
+    type stay Python lists (an object column); a column whose values differ in type
+    (a number in one span, text in another) becomes text, non-text values as JSON."""
+    inferred = pd.api.types.infer_dtype(column, skipna=True)
+    dtype = _DTYPES.get(inferred)
+    if dtype is not None:
+        return pd.array(column, dtype=dtype)
+    if inferred in ("empty", "bytes") or _one_list_type(column):
+        return column
+    texts = [v if v is None or isinstance(v, str) else json.dumps(v) for v in column]
+    return pd.array(texts, dtype=_TEXT)
+
+
+def _one_list_type(column: np.ndarray[Any, Any]) -> bool:
+    """Whether every value is None or a list, and all the lists' items of one type."""
+    lists = [v for v in column if v is not None]
+    if not all(type(v) is list for v in lists):
+        return False
+    return len(set(map(type, itertools.chain.from_iterable(lists)))) <= 1
+
+
 def _object_array(values: tuple[Any, ...]) -> np.ndarray[Any, Any]:
     # Not np.array(values): it would turn a tuple of lists into a 2-D array.
     return np.fromiter(values, dtype=object, count=len(values))
@@ -139,7 +178,7 @@ def spans_frame(
     }
     columns = _attribute_columns(attrs)
     for key in sorted(columns):
-        data[f"attributes.{key}"] = columns[key]
+        data[f"attributes.{key}"] = _typed(columns[key])
     return pd.DataFrame(data)
 
 

@@ -35,10 +35,11 @@ from llmgine.observability._frames import Time, events_frame, spans_frame
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
+from llmgine.observability._otlp_file import read_spans, write_spans
 from llmgine.observability._spans import CallSpans
 from llmgine.observability._tracer import LiteTracer
 
-__all__ = ["Observability", "Settings", "current", "disable", "enable"]
+__all__ = ["Observability", "Settings", "current", "disable", "enable", "load"]
 
 log = redacting_logger("llmgine.observability")
 
@@ -118,6 +119,10 @@ class Observability:
             metric_readers.append(metric_reader)
         resource = _resource(settings.service_name)
         self._fanout = RedactingFanout(redactor, consumers)
+        # What the spans say recorded them: written by save() (redacted), as OTLP does.
+        self.resource = (
+            resource if settings.tracer_provider is None else (settings.tracer_provider.resource)
+        )
         # Your provider, with all its settings, when you pass one; else llmgine's own
         # light tracer (see _tracer.py), whose spans go straight to the fan-out.
         self.provider: TracerProvider | None = settings.tracer_provider
@@ -237,6 +242,27 @@ class Observability:
     def metrics_df(self) -> pd.DataFrame:
         """Every metric point now (bus counters and gauges, GenAI histograms)."""
         return self.metrics.frame()
+
+    def save(self, path: str | os.PathLike[str], *, session: str | None = None) -> int:
+        """Write the finished spans kept in memory to ``path`` as OTLP JSON (the
+        OpenTelemetry Collector file exporter's format: one ``ExportTraceServiceRequest``
+        a line); returns how many. Running spans are left out (they have no end yet).
+
+        ``session``: only the traces of this session id. Spans were redacted when recorded,
+        and the resource (``service.name``, ``OTEL_RESOURCE_ATTRIBUTES``) is redacted here,
+        so the file holds no credential. `llmgine.observability.load` reads it back, and any
+        OTLP JSON reader (the Collector's ``otlpjsonfile`` receiver) reads it too.
+        """
+        records = self.buffer.records(self.redactor, include_running=False)
+        if session is not None:
+            traces = {r.trace_id for r in records if r.session_id == session}
+            records = [r for r in records if r.trace_id in traces]
+        return write_spans(path, records, self.resource, self.redactor)
+
+    def load(self, path: str | os.PathLike[str]) -> int:
+        """Add the spans of an OTLP JSON file (see `llmgine.observability.load`) to the
+        buffer, as finished spans; returns how many were new."""
+        return self.buffer.add(read_spans(path, self.redactor))
 
     def clear(self) -> None:
         """Forget recorded spans and events (running spans and open sessions stay)."""
@@ -395,3 +421,33 @@ def disable() -> None:
     obs, _state.current = _state.current, None
     if obs is not None:
         obs.close()
+
+
+def load(path: str | os.PathLike[str], *, into: Observability | None = None) -> Observability:
+    """Read an OTLP JSON trace file, from `Observability.save` or any OpenTelemetry
+    instrumentation (the Collector's file exporter, the SDKs' ``FileSpanExporter``), so
+    ``spans_df()``, ``TraceView(obs=...)`` and the dashboard show it.
+
+    Into ``into`` (an enabled `Observability`, say: the spans join its buffer, skipping
+    those already there), or by default into a new `Observability` of its own that is not
+    enabled and observes nothing (``.observe(bus)`` still works), with room for every span
+    in the file. Returns the `Observability` the spans are in.
+
+    Spans keep their ids, parents, names, kinds, times, status, attributes and events;
+    links, resources and scopes are not kept. Spans from other instrumentations get what
+    llmgine's views read, added and never overwritten: ``llmgine.span.kind`` ("llm" or
+    "tool", from ``gen_ai.operation.name``) and today's GenAI names for older ones
+    (``gen_ai.system`` → ``gen_ai.provider.name``, ``gen_ai.usage.prompt_tokens`` →
+    ``gen_ai.usage.input_tokens``, OpenInference's ``llm.*``). Everything read is redacted.
+
+    Raises:
+        ObservabilityError: no such file, or a line that is not OTLP JSON traces (the
+            message says which line and what it holds instead).
+    """
+    if into is not None:
+        into.load(path)
+        return into
+    records = read_spans(path, default_redactor)
+    obs = Observability(Settings(span_capacity=max(DEFAULT_SPAN_CAPACITY, len(records))))
+    obs.buffer.add(records)
+    return obs
