@@ -63,7 +63,7 @@ def encode_item(item: StreamItem, at_ms: float) -> dict[str, Any]:
     """One stream item as JSON data: its kind, ``t`` (ms since the call started) and its
     fields that differ from their defaults."""
     cls = type(item)
-    out: dict[str, Any] = {"kind": _NAMES[cls], "t": round(at_ms, 1)}
+    out: dict[str, Any] = {"kind": _NAMES[cls], "t": round(at_ms)}
     defaults = _DEFAULTS[cls]
     for f in fields(item):
         value = getattr(item, f.name)
