@@ -187,7 +187,8 @@ def get_model(
     defaults = {k: v for k, v in options.items() if k in REQUEST_FIELDS}
     provider_options = {k: v for k, v in options.items() if k not in REQUEST_FIELDS}
     recorded = None
-    if recording is not None or recording_mode is not None or _RECORDING_VARIABLES & {*os.environ}:
+    asked = recording is not None or recording_mode is not None
+    if asked or any(os.environ.get(name) for name in _RECORDING_VARIABLES):
         from llmgine.recording._env import recording_for
 
         recorded = recording_for(recording, recording_mode)

@@ -39,11 +39,11 @@ from llmgine.recording._sqlite import SQLiteCache, default_cache_path
 from llmgine.recording._store import Recording, RecordingStore
 from llmgine.recording._wrapper import MODES, Pace, Recorded, RecordingMode, open_store
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "CASSETTE_MODE_VARIABLE",
     "CASSETTE_VARIABLE",
-    "MODES",
     "Cassette",
+    "MODES",
     "Pace",
     "Recorded",
     "Recording",

@@ -1,10 +1,17 @@
 """`SQLiteCache`: recordings in one SQLite file, the default store.
 
-The standard library's ``sqlite3``, each operation in a worker thread
-(``asyncio.to_thread``), so the event loop never waits on the disk. Safe for several
-processes at once: the database is in WAL mode (readers never wait for a writer) and a
-writer waits up to ``busy_timeout`` seconds for another one; a recording is one row,
-written in one statement (``INSERT OR REPLACE``), so a reader sees it whole or not at all.
+The standard library's ``sqlite3``. Safe for several processes at once: the database is
+in WAL mode (readers never wait for a writer) and a writer waits up to ``busy_timeout``
+seconds for another one; a recording is one row, written in one statement (``INSERT OR
+REPLACE``), so a reader sees it whole or not at all.
+
+Writes, scans and anything that may wait run in a worker thread (``asyncio.to_thread``),
+so the event loop never waits on a lock or the disk. The lookup of a hit is different: a
+primary-key read that, in WAL mode, never waits, so it runs on the loop itself, on a
+connection of its own whose busy timeout is 0; in the rare case it would wait (SQLite
+says "busy", or another thread is using that connection) it is done in a worker thread
+instead. A thread hop costs 0.1-0.3 ms on a busy two-core machine, more than the rest of
+a hit; the inline read costs about 20 µs.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class SQLiteCache(RecordingStore):
         self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
         # Called with the lock held, in a worker thread.
@@ -74,6 +83,28 @@ class SQLiteCache(RecordingStore):
                 raise
             self._conn = conn
         return self._conn
+
+    def _get_now(self, key: str) -> str | bool | None:
+        """The body under ``key`` (None: there is none) read without waiting, or False
+        when that would wait (another thread has the connection, or SQLite is busy)."""
+        if not self._read_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._reader is None:
+                if self._conn is None:
+                    return False  # the worker thread opens the file first (and may wait)
+                reader = sqlite3.connect(
+                    self.path, timeout=0, isolation_level=None, check_same_thread=False
+                )
+                self._reader = reader
+            row = self._reader.execute(
+                "SELECT body FROM recordings WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return False  # busy, or not made yet: ask again in a worker thread
+        finally:
+            self._read_lock.release()
+        return None if row is None else str(row[0])
 
     def _get(self, key: str) -> str | None:
         with self._lock:
@@ -106,8 +137,10 @@ class SQLiteCache(RecordingStore):
         return int(row[0])
 
     async def get(self, key: str) -> Recording | None:
-        body = await asyncio.to_thread(self._get, key)
-        return None if body is None else Recording.from_line(body)
+        body = self._get_now(key)
+        if body is False:
+            body = await asyncio.to_thread(self._get, key)
+        return None if not isinstance(body, str) else Recording.from_line(body)
 
     async def put(self, recording: Recording) -> None:
         await asyncio.to_thread(self._put, recording.key, recording.model, recording.to_line())
@@ -127,3 +160,7 @@ class SQLiteCache(RecordingStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None

@@ -61,7 +61,8 @@ def _hashable(value: Any) -> Any:
 
 def encode_item(item: StreamItem, at_ms: float) -> dict[str, Any]:
     """One stream item as JSON data: its kind, ``t`` (ms since the call started) and its
-    fields that differ from their defaults."""
+    fields that differ from their defaults (``t`` in whole ms: a re-recording of the same
+    answer rarely changes it)."""
     cls = type(item)
     out: dict[str, Any] = {"kind": _NAMES[cls], "t": round(at_ms)}
     defaults = _DEFAULTS[cls]

@@ -94,9 +94,10 @@ class Recorded(WrapperModel):
     ``sleep`` and ``clock`` pace a recorded-pace replay (tests pass their own).
 
     Example:
-        model = Model(Recorded(get_model("openai:gpt-4o-mini").wrapped, Cassette("a.jsonl")))
-        # or, as get_model builds it (inside the tracing, so hits are spans too):
         model = get_model("openai:gpt-4o-mini", recording="a.jsonl", recording_mode="replay")
+        # which builds, inside the tracing so that a hit is a span too:
+        model = Model(Retrying(Traced(Recorded(ProviderModel(adapter, "gpt-4o-mini"),
+                                               Cassette("a.jsonl"), mode="replay"))))
     """
 
     def __init__(

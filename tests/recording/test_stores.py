@@ -184,3 +184,16 @@ async def test_a_damaged_cassette_line_is_named(tmp_path: Path) -> None:
     path.write_text('{"v": 99}\n')
     with pytest.raises(ValueError, match="format version 99"):
         await Cassette(path).count()
+
+
+async def test_a_sqlite_read_that_would_wait_is_done_in_a_worker_thread(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.sqlite3")
+    item = recording("one", "1")
+    await cache.put(item)
+    assert cache._get_now(item.key) == item.to_line()  # inline: no thread needed
+    with cache._read_lock:  # another thread is reading: this one must not wait for it
+        assert cache._get_now(item.key) is False
+        found = await cache.get(item.key)
+    assert found is not None
+    assert found.key == item.key
+    cache.close()
