@@ -1,7 +1,7 @@
 """Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
 
-NAME is one of bus, observability, llm, widgets, internals, dashboard (ten minutes in
-Chromium).
+NAME is one of bus, observability, llm, widgets, internals, recording, dashboard (ten
+minutes in Chromium).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -18,6 +18,7 @@ import bench_dashboard_soak
 import bench_internals
 import bench_llm
 import bench_observability
+import bench_recording
 import bench_widgets
 
 BENCHMARKS = {
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "llm": bench_llm.run,
     "widgets": bench_widgets.run,
     "internals": bench_internals.run,
+    "recording": bench_recording.run,
     "dashboard": bench_dashboard_soak.run,
 }
 

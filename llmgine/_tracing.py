@@ -71,6 +71,7 @@ class LLMCallSpan(Protocol):
         output: Any = None,
         server_address: str | None = None,
         server_port: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None: ...
 
     def end(self, error: BaseException | None = None) -> None: ...

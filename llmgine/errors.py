@@ -58,6 +58,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
         │   ├── MalformedResponseError    an answer that is not the API's: a redacted snippet
         │   └── IncompleteResponseError   a stream cut before its end marker: ``partial``
         ├── LLMTimeoutError           no answer within the timeout
+        ├── RecordingMissError        replay mode: no recording of this request (nearest, diff)
         ├── LLMConnectionError        the provider could not be reached
         │   └── LocalServerError          the local model's server did not start, or stopped
         └── StructuredOutputError     the answer did not validate against the schema
@@ -119,6 +120,7 @@ __all__ = [
     "ProviderError",
     "ProviderNotInstalledError",
     "RateLimitedError",
+    "RecordingMissError",
     "SchemaVersionError",
     "ServerUnavailableError",
     "SessionClosedError",
@@ -361,6 +363,29 @@ class LLMConnectionError(LLMError):
     """The provider could not be reached (DNS, refused connection, TLS, ...)."""
 
     retryable = True
+
+
+class RecordingMissError(LLMError):
+    """Replay mode found no recording of the request (`llmgine.recording`): no model was
+    called. ``key`` is the request's key, ``store`` the store's label, ``nearest`` the
+    nearest recorded request (canonical JSON data, or None when the store is empty) and
+    ``differences`` each field where it differs, as the message lists them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str,
+        store: str,
+        nearest: dict[str, Any] | None = None,
+        differences: list[str] | None = None,
+        **where: Any,
+    ) -> None:
+        super().__init__(message, **where)
+        self.key = key
+        self.store = store
+        self.nearest = nearest
+        self.differences = differences or []
 
 
 class LocalModelError(LLMConfigurationError):

@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "llmgine.local",
     "llmgine.notebook",
     "llmgine.observability",
+    "llmgine.recording",
     "llmgine.tools",
 ]
 

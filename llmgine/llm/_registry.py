@@ -12,13 +12,21 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmgine._tracing import CallTracer
-from llmgine.errors import LLMConfigurationError, UnknownProviderError
+from llmgine.errors import (
+    LLMConfigurationError,
+    MissingCredentialsError,
+    ProviderNotInstalledError,
+    UnknownProviderError,
+)
 from llmgine.llm._model import REQUEST_FIELDS, LanguageModel, Model, ProviderModel
 from llmgine.llm._provider import Provider
 from llmgine.llm._wrappers import LLMRetryPolicy, Retrying, Traced
+
+if TYPE_CHECKING:
+    from llmgine.recording._env import RecordingOption
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -33,6 +41,7 @@ __all__ = [
 ]
 
 MODEL_VARIABLE = "LLMGINE_MODEL"
+_RECORDING_VARIABLES = frozenset({"LLMGINE_CASSETTE", "LLMGINE_CASSETTE_MODE"})
 DEFAULT_MODEL = "demo:llmgine-demo"  # without keys and without the local model
 LOCAL_MODEL = "local:smollm2"  # without keys, where the local model is installed
 
@@ -144,6 +153,8 @@ def get_model(
     retry: LLMRetryPolicy | bool = True,
     trace: bool = True,
     tracer: CallTracer | None = None,
+    recording: RecordingOption = None,
+    recording_mode: str | None = None,
     **options: Any,
 ) -> Model:
     """The model ``spec`` names (``"provider:model"``; by default ``$LLMGINE_MODEL``, else
@@ -158,6 +169,15 @@ def get_model(
     so a call is a GenAI span whenever observability is on; ``tracer_for(bus)`` traces
     only while that bus is observed (what `LLMService` gives the models it makes).
 
+    ``recording`` answers calls from recorded ones and records live answers
+    (`llmgine.recording`): a `Cassette` or `SQLiteCache`, a path (``.jsonl``: a cassette),
+    True (the cache in the user's cache directory) or False (none, whatever the
+    environment says); ``recording_mode`` is ``read-write`` (the default), ``replay``,
+    ``record`` or ``off``. Without them, ``$LLMGINE_CASSETTE`` and
+    ``$LLMGINE_CASSETTE_MODE`` are read. Recording sits inside the tracing, so a replayed
+    call is a span too (``llmgine.cache.hit``). With a recording, a provider that cannot
+    be made here (no key, no SDK) still replays; only a call that must reach it fails.
+
     Example:
         model = get_model("anthropic:claude-sonnet-4-5", temperature=0.2)
         reply = await model.generate("Hello!")
@@ -166,27 +186,57 @@ def get_model(
     info = provider_info(provider_name)
     defaults = {k: v for k, v in options.items() if k in REQUEST_FIELDS}
     provider_options = {k: v for k, v in options.items() if k not in REQUEST_FIELDS}
+    recorded = None
+    asked = recording is not None or recording_mode is not None
+    if asked or any(os.environ.get(name) for name in _RECORDING_VARIABLES):
+        from llmgine.recording._env import recording_for
+
+        recorded = recording_for(recording, recording_mode)
+    model: LanguageModel
+    adapter: Provider | None
     try:
-        adapter = info.factory(**provider_options)
+        made = info.factory(**provider_options)
     except TypeError as exc:
         raise LLMConfigurationError(
             f"{provider_name} does not take these options: {exc}", provider=provider_name
         ) from exc
-    model: LanguageModel = ProviderModel(adapter, model_name)
+    except (MissingCredentialsError, ProviderNotInstalledError) as exc:
+        if recorded is None:
+            raise
+        from llmgine.recording._env import Unavailable
+
+        # Recorded answers need neither key nor SDK: only a call that misses fails.
+        adapter, model = None, Unavailable(provider_name, model_name, exc)
+    else:
+        adapter, model = made, ProviderModel(made, model_name)
+    if recorded is not None:
+        from llmgine.recording import Recorded
+
+        model = Recorded(model, recorded[0], mode=recorded[1])
     if trace:
-        # The address actually called (base_url, its environment variable, the default).
-        host, port = adapter.server
-        model = Traced(
-            model,
-            tracer=tracer,
-            server_address=host or info.server_address,
-            server_port=port,
-            # A local model's server starts with the first call: ask where at each call.
-            server=(lambda: adapter.server) if adapter.base_url is None else None,
-        )
+        model = _traced(model, adapter, info, tracer)
     if retry is not False:
         model = Retrying(model, retry if isinstance(retry, LLMRetryPolicy) else None)
     return Model(model, defaults=defaults)
+
+
+def _traced(
+    model: LanguageModel, adapter: Provider | None, info: ProviderInfo, tracer: CallTracer | None
+) -> Traced:
+    # The address actually called (base_url, its environment variable, the default).
+    host, port = adapter.server if adapter is not None else (None, None)
+    server = None
+    if adapter is not None and adapter.base_url is None:
+        live = adapter
+        # A local model's server starts with the first call: ask where at each call.
+        server = lambda: live.server  # noqa: E731
+    return Traced(
+        model,
+        tracer=tracer,
+        server_address=host or info.server_address,
+        server_port=port,
+        server=server,
+    )
 
 
 def _lazy(module: str, attribute: str, **fixed: Any) -> ProviderFactory:

@@ -61,6 +61,12 @@ class LLMResponse(Payload):
 
     ``raw`` keeps the provider's response as plain JSON data for debugging; it is not
     serialised and not compared.
+
+    Where it came from (`llmgine.recording`): ``replayed_from`` names the store an answer
+    was replayed from (a cassette's path), None for a live answer; ``cache_hit`` is True
+    for a replayed answer, False for a live one a recording store was asked for first,
+    None when no store was; a replayed answer costs ``cost_usd == 0`` and keeps what the
+    recorded call cost in ``original_cost_usd``.
     """
 
     parts: list[Part] = Field(default_factory=list)
@@ -74,6 +80,9 @@ class LLMResponse(Payload):
     latency_ms: float | None = None
     time_to_first_token_ms: float | None = None
     demo: bool = False  # produced by the offline demo provider, not a real model
+    replayed_from: str | None = None
+    cache_hit: bool | None = None
+    original_cost_usd: float | None = None
     raw: Any = Field(default=None, exclude=True, repr=False)
     parsed: Any = Field(default=None, exclude=True, repr=False)  # structured output
 
@@ -96,7 +105,18 @@ class LLMResponse(Payload):
         return ChatMessage(role="assistant", parts=list(self.parts))
 
     def same_content(self, other: LLMResponse) -> bool:
-        """Equal apart from timings and debugging data: what a streamed call and the same
-        call without streaming must agree on."""
-        skip = {"latency_ms", "time_to_first_token_ms"}
-        return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
+        """Equal apart from timings, debugging data and where the answer came from: what a
+        streamed call and the same call without streaming must agree on, and a replayed
+        answer and the original (whose cost is the replayed one's ``original_cost_usd``)."""
+        skip = {"latency_ms", "time_to_first_token_ms", *_PROVENANCE, "cost_usd"}
+        return (
+            self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
+            and self._answer_cost() == other._answer_cost()
+        )
+
+    def _answer_cost(self) -> float | None:
+        """What the answer cost when it was made (a replayed one's original cost)."""
+        return self.original_cost_usd if self.replayed_from is not None else self.cost_usd
+
+
+_PROVENANCE = ("replayed_from", "cache_hit", "original_cost_usd")

@@ -146,6 +146,7 @@ class Traced(WrapperModel):
             reasoning_tokens=usage.reasoning_tokens,
             cost_usd=response.cost_usd,
             output=[response.message.model_dump(mode="json")] if call.capture else None,
+            attributes=_cache_attributes(response),
             **moved,
         )
         call.end()
@@ -172,6 +173,19 @@ class Traced(WrapperModel):
             self._finish(call, where, response)
 
         return stream.then(finished).on_error(call.end)
+
+
+def _cache_attributes(response: LLMResponse) -> dict[str, Any] | None:
+    """``llmgine.cache.*`` of an answer a recording store was asked for (see
+    `llmgine.recording`): whether it was a hit, and for a hit where from and what the
+    recorded call cost."""
+    if response.cache_hit is None:
+        return None
+    attributes: dict[str, Any] = {sc.CACHE_HIT: response.cache_hit}
+    if response.cache_hit:
+        attributes[sc.CACHE_SOURCE] = response.replayed_from
+        attributes[sc.CACHE_ORIGINAL_COST_USD] = response.original_cost_usd
+    return {k: v for k, v in attributes.items() if v is not None}
 
 
 @dataclass(frozen=True)

@@ -145,10 +145,12 @@ class LLMCall(_Call):
         output: Any = None,
         server_address: str | None = None,
         server_port: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         """What came back. Counts that are unknown stay unset (never a made-up zero).
         ``server_address``/``server_port``: where the call went, when that was only known
-        once it was made (a local server started by the call)."""
+        once it was made (a local server started by the call). ``attributes`` are added
+        as they are (a replayed answer's ``llmgine.cache.*``)."""
         if model is not None:
             self._metric_attrs[sc.RESPONSE_MODEL] = model
         if server_address is not None:
@@ -167,6 +169,7 @@ class LLMCall(_Call):
             sc.USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write_tokens,
             sc.USAGE_REASONING_OUTPUT_TOKENS: reasoning_tokens,
             sc.COST_USD: cost_usd,
+            **(attributes or {}),
         }
         if self.span is not None:  # one call: the SDK takes its lock once, not per value
             self.span.set_attributes({k: v for k, v in values.items() if v is not None})
