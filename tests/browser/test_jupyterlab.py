@@ -163,7 +163,7 @@ def test_quickstart_runs_in_jupyterlab_and_shows_every_view(lab: Lab, browser: B
         answer = cell(page, sources, "%%llmgine -o answer")
         final = answer.locator(".jp-RenderedMarkdown").first
         expect(final).to_contain_text("volcanoes")
-        expect(answer).to_contain_text("demo:llmgine-demo · demo provider, offline")
+        expect(answer).to_contain_text("demo:llmgine-demo · demo, simulated")
         final_text = final.inner_text()
         assert "\u258d" not in final_text
         streamed: list[str] = page.evaluate("() => window.llmgineStreamed")

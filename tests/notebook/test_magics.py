@@ -76,7 +76,7 @@ def test_output_carries_provenance_and_the_demo_label(shell: Shell) -> None:
     assert meta["cost_usd"] == 0.0
     assert meta["usage"]["output_tokens"] == response.usage.output_tokens
     footer = captured.outputs[-1]
-    assert "demo provider, offline" in footer.data["text/plain"]
+    assert "demo, simulated" in footer.data["text/plain"]
     assert footer.metadata["llmgine"]["response_id"] == response.response_id
 
 
@@ -276,7 +276,7 @@ def test_in_a_terminal_the_answer_is_printed_as_it_arrives(
     assert captured.outputs == []  # no rich displays
     assert "[calling get_weather]" in captured.stdout
     assert shell.user_ns["answer"].text in captured.stdout
-    assert "-- demo:fast · demo provider, offline" in captured.stdout
+    assert "-- demo:fast · demo, simulated" in captured.stdout
     assert "CompareView: 2 models, done in" in captured.stdout
     assert isinstance(failed.error_in_exec, CellFailedError)
 
