@@ -421,7 +421,7 @@ def test_observability_switched_on_by_someone_else_stays_on() -> None:
     workbench = Workbench()
     workbench.start()
     assert workbench.bus in current.buses
-    assert repr(workbench) == "<Workbench default='demo:llmgine-demo' sessions=0>"
+    assert repr(workbench) == f"<Workbench default={default_model()!r} sessions=0>"
     with pytest.raises(ValueError, match="cannot be negative"):
         workbench.update_interval = -1
     workbench.close()
