@@ -316,7 +316,7 @@ def test_use_sets_the_default_model(shell: Shell, magics: LLMgineMagics) -> None
         shell.line("use demo:named")
         shell.line("use")
     assert shell.user_ns["answer"].model == "other"
-    assert "cells use demo:named (offline)" in captured.stdout.splitlines()[-1]
+    assert "cells use demo:named (demo, simulated)" in captured.stdout.splitlines()[-1]
     with pytest.raises(CellFailedError, match="UnknownProviderError"):
         shell.line("use nope:x")
     with pytest.raises(MagicUsageError, match="usage: %llmgine use MODEL"):

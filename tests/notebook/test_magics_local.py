@@ -219,3 +219,16 @@ def test_a_cell_on_the_local_model_calls_a_forced_tool_and_says_so(shell: Shell)
     footer = captured.outputs[-1].data["text/plain"]
     assert footer.startswith("local:smollm2 · local model, offline · ")
     assert "2 rounds with tools" in footer
+
+
+@needs_local_model
+def test_use_says_which_kind_of_model_cells_use(shell: Shell) -> None:
+    with capture_output() as captured:
+        shell.line("use local:smollm2")  # made, not started: the first call starts it
+        shell.line("use demo:llmgine-demo")
+        shell.line("use test:scripted")
+    assert captured.stdout.splitlines() == [
+        "llmgine: cells use local:smollm2 (local model, offline)",
+        "llmgine: cells use demo:llmgine-demo (demo, simulated)",
+        "llmgine: cells use test:scripted (offline)",
+    ]

@@ -43,6 +43,7 @@ __all__ = [
     "describe_error",
     "footer_text",
     "provenance",
+    "provider_note",
     "replace",
     "show",
     "show_warning",
@@ -131,14 +132,15 @@ def provenance(response: LLMResponse, **extra: Any) -> dict[str, Any]:
     }
 
 
+def provider_note(provider: str) -> str | None:
+    """What kind of model ``provider`` serves, when not a hosted one's: the demo's
+    simulation, or the local model on this machine."""
+    return {"demo": DEMO_NOTE, "local": LOCAL_NOTE}.get(provider)
+
+
 def answer_note(response: LLMResponse) -> str | None:
-    """What kind of model answered, when not a provider's: the demo's simulation, or the
-    local model on this machine."""
-    if response.demo:
-        return DEMO_NOTE
-    if response.provider == "local":
-        return LOCAL_NOTE
-    return None
+    """What kind of model gave ``response`` (`provider_note`; any demo answer is one)."""
+    return DEMO_NOTE if response.demo else provider_note(response.provider)
 
 
 def footer_text(response: LLMResponse, *, rounds: int = 1) -> str:

@@ -39,6 +39,7 @@ from llmgine.notebook.magics._display import (
     describe_error,
     footer_text,
     provenance,
+    provider_note,
     replace,
     show,
     show_warning,
@@ -361,8 +362,10 @@ class LLMgineMagics(Magics):
             model = self._model(rest[0])
             self.workbench.default = model if ":" not in rest[0] else rest[0]
         label = self.workbench.default_label()
-        offline = label.partition(":")[0] in {i.name for i in list_providers() if i.offline}
-        print(f"llmgine: cells use {label}" + (" (offline)" if offline else ""))
+        provider = label.partition(":")[0]
+        offline = provider in {i.name for i in list_providers() if i.offline}
+        note = provider_note(provider) or ("offline" if offline else None)
+        print(f"llmgine: cells use {label}" + (f" ({note})" if note else ""))
 
     def _session_id(self, name: str | None) -> str | None:
         return None if name is None else self.workbench.find_session(name)
