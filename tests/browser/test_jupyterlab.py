@@ -98,6 +98,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     env = offline_env(
         {
             **isolated_dirs(state),
+            # The demo model: this test is about what JupyterLab shows, and the demo's
+            # answers are known (the local model's are sampled; nbval runs it).
+            "LLMGINE_MODEL": "demo:llmgine-demo",
             "JUPYTERLAB_SETTINGS_DIR": str(settings),
             "JUPYTERLAB_WORKSPACES_DIR": str(state / "lab-workspaces"),
         }
