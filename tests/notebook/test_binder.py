@@ -195,7 +195,7 @@ def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
     assert all(cell["execution_count"] is not None for cell in cells)
     kinds = [o["output_type"] for o in outputs(executed)]
     assert "error" not in kinds
-    text = json.dumps(executed)
+    text = json.dumps(executed, ensure_ascii=False)
     assert f"{LOCAL} · local model, offline" in text  # the answers came from the local model
     assert "llmgine: cells use local:smollm2 (local model, offline)" in text
     assert "CompareView: 2 models, done" in text
