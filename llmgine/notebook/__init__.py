@@ -30,28 +30,31 @@ Explain backpressure in one paragraph.
 %llmgine models        # who has a key, who is offline
 ```
 
-**`%%llmgine [MODEL[,MODEL...]]`** sends the cell as a prompt and **streams** the answer into
-the output as it arrives (rendered as markdown by default; `-f text|code|json|html`, where
-`code` offers the answer's code as the next cell), `-o NAME` keeps the `LLMResponse`,
+**`%%llmgine [MODEL[,MODEL...]]`** sends the cell as a prompt and **streams** the answer
+into the output as it arrives (rendered as markdown by default; `-f text|code|json|html`,
+where `code` offers the answer's code as the next cell), `-o NAME` keeps the `LLMResponse`,
 `--system`, `--temperature`, `--max-tokens`, `--tools a,b` (functions or `Tool`s from your
-namespace, run through the tool loop), `--session NAME` (later cells in the same session
-continue the conversation). A model is a `provider:model` spec or a `Model` in your
-namespace; with none, the default (`%llmgine use ...`, else `$LLMGINE_MODEL`, else the
-offline demo). In the prompt, `{name}`, `{obj.attr}` and `{In[3]}` are filled in from your
-namespace; one that does not resolve (a typo) is sent as written, after a warning in the
-cell's output naming the closest defined name; `{{name}}` sends `{name}` on purpose, and
-other braces (JSON, code) are text. Line commands: `models`, `use`, `events`,
-`trace [session]` (default: the last cell that called a model, a comparison included; an
-unknown session is an error listing the recorded ones), `spans`, `events-df`,
-`compare "prompt" m1 m2 ...`, `sessions`, `reset`, `help`. An error (no key,
-unknown model, a provider's error, a rate limit) shows as a short message saying what to
-do next, with no traceback, and **fails the cell**, so automated runs catch it. Comparing
-several models (joined by commas or spaces), a model that fails, however it fails, shows
-that message in its own column and the others answer; the cell fails only when every
-model fails, when there is nothing to compare. Outputs
-carry provenance in their metadata (`{"llmgine": {provider, model, usage, cost, demo}}`),
-and demo answers say they are from the offline demo. In a terminal IPython the answer
-prints as text as it arrives.
+namespace, run through the tool loop; `--tool-choice required` or a tool's name forces the
+first round's call), `--session NAME` (later cells in the same session continue the
+conversation). A model is a `provider:model` spec or a `Model` in your namespace; with
+none, the default (`%llmgine use ...`, else `$LLMGINE_MODEL`, else the local model where it
+is installed, else the offline demo). In the prompt, `{name}`, `{obj.attr}` and `{In[3]}`
+are filled in from your namespace; one that does not resolve (a typo) is sent as written,
+after a warning in the cell's output naming the closest defined name; `{{name}}` sends
+`{name}` on purpose, and other braces (JSON, code) are text. Line commands: `models`,
+`use`, `events`, `trace [session]` (default: the last cell that called a model, a
+comparison included; an unknown session is an error listing the recorded ones), `spans`,
+`events-df`, `compare "prompt" m1 m2 ...`, `sessions`, `reset`, `local` (this user's local
+model servers: model, address, pid, memory, age; `local start [MODEL]`, `local stop
+[PID]`), `help`. An error (no key, unknown model, a provider's error, a rate limit) shows
+as a short message saying what to do next, with no traceback, and **fails the cell**, so
+automated runs catch it. Comparing several models (joined by commas or spaces), a model
+that fails, however it fails, shows that message in its own column and the others answer;
+the cell fails only when every model fails, when there is nothing to compare. Outputs carry
+provenance in their metadata (`{"llmgine": {provider, model, usage, cost, demo}}`), and the
+line under an answer names its model, and says whether it came from the local model (`local
+model, offline`) or the demo (`demo, simulated`). In a terminal IPython the answer prints
+as text as it arrives.
 
 How it runs: in a Jupyter kernel an asyncio loop is already running in the main thread, so
 a magic cannot `asyncio.run()`; the magics own one event loop on a background thread,

@@ -51,7 +51,7 @@ from llmgine.llm import (
     get_model,
 )
 from llmgine.notebook.magics._bus import WorkbenchService
-from llmgine.notebook.magics._display import DEMO_NOTE, describe_error
+from llmgine.notebook.magics._display import answer_note, describe_error
 
 __all__ = ["ColumnUpdate", "CompareView"]
 
@@ -436,15 +436,16 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 facts.append(f"{r.usage.input_tokens} in / {r.usage.output_tokens} out tokens")
                 if r.cost_usd is not None:
                     facts.append(f"${r.cost_usd:.4f}")
-                if r.demo:
-                    facts.append(DEMO_NOTE)
+                if (kind := answer_note(r)) is not None:
+                    facts.append(kind)
             lines += ["", f"== {column.label} ({', '.join(facts)})", _column_text(column)]
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
         parts = [f"**Compare** · {self._summary()}", "", f"> {_clip(self._prompt_text(), 300)}"]
         for column in self.columns:
-            note = " · *demo provider, offline*" if column.response and column.response.demo else ""
+            kind = answer_note(column.response) if column.response else None
+            note = f" · *{kind}*" if kind else ""
             parts += [
                 "",
                 f"#### {column.label} · {_status(column)}{note}",
@@ -496,8 +497,9 @@ def _markdown() -> Any:
 
 def _title_html(column: _Column) -> str:
     badge = ""
-    if column.response is not None and column.response.demo:
-        badge = f' <span style="opacity:.7">({DEMO_NOTE})</span>'
+    kind = answer_note(column.response) if column.response is not None else None
+    if kind:
+        badge = f' <span style="opacity:.7">({kind})</span>'
     return f"<b>{html.escape(column.label)}</b> · {html.escape(_status(column))}{badge}"
 
 

@@ -98,6 +98,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     env = offline_env(
         {
             **isolated_dirs(state),
+            # The demo model: this test is about what JupyterLab shows, and the demo's
+            # answers are known (the local model's are sampled; nbval runs it).
+            "LLMGINE_MODEL": "demo:llmgine-demo",
             "JUPYTERLAB_SETTINGS_DIR": str(settings),
             "JUPYTERLAB_WORKSPACES_DIR": str(state / "lab-workspaces"),
         }
@@ -163,7 +166,7 @@ def test_quickstart_runs_in_jupyterlab_and_shows_every_view(lab: Lab, browser: B
         answer = cell(page, sources, "%%llmgine -o answer")
         final = answer.locator(".jp-RenderedMarkdown").first
         expect(final).to_contain_text("volcanoes")
-        expect(answer).to_contain_text("demo:llmgine-demo · demo provider, offline")
+        expect(answer).to_contain_text("demo:llmgine-demo · demo, simulated")
         final_text = final.inner_text()
         assert "\u258d" not in final_text
         streamed: list[str] = page.evaluate("() => window.llmgineStreamed")

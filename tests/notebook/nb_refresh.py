@@ -3,8 +3,9 @@
     .venv/bin/python -m tests.notebook.nb_refresh            # every notebook
     .venv/bin/python -m tests.notebook.nb_refresh 04-tools   # some of them
 
-Each notebook is executed by ``jupyter nbconvert --execute`` on the demo model (provider
-keys, ``LLMGINE_MODEL`` and OpenTelemetry export settings removed from the environment);
+Each notebook is executed by ``jupyter nbconvert --execute`` without provider keys,
+``LLMGINE_MODEL`` or OpenTelemetry export settings, so on llmgine's default: the local
+model where it is installed (as in the development environment), else the demo model;
 `for_commit` then drops what should not be committed (saved widget state, widget views
 without it, timestamps), and `problems` checks the result: no errors, no stderr, nothing
 of this machine (paths, host name, keys). A notebook that fails a check is not written.

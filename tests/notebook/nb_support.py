@@ -42,8 +42,9 @@ def notebook_paths() -> list[Path]:
 
 def offline_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without provider keys, ``LLMGINE_MODEL`` or
-    OpenTelemetry export settings, plus ``extra``: the notebooks run on the demo model and
-    nothing leaves the machine."""
+    OpenTelemetry export settings, plus ``extra``: the notebooks run on llmgine's default
+    model (the local model where it is installed, else the demo) and nothing leaves the
+    machine."""
     env = {
         name: value
         for name, value in os.environ.items()

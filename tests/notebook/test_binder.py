@@ -1,12 +1,13 @@
-"""The Binder configuration (``binder/``, for repo2docker): its ``start`` switches the
-notebooks to the demo model when there is no key, and what ``requirements.txt`` and
-``postBuild`` install is enough to run the quickstart.
+"""The Binder configuration (``binder/``, for repo2docker): ``start`` leaves the choice of
+model to llmgine (without a key: the local model ``postBuild`` installs), and what
+``requirements.txt`` and ``postBuild`` install is enough to run the quickstart on it.
 
 The second test builds that environment for real: a fresh virtual environment, ``pip
 install -r binder/requirements.txt``, then ``binder/postBuild`` run from a copy of the
-repository (as repo2docker runs it), then ``binder/start jupyter nbconvert --execute`` on
-the quickstart with a kernel of that environment. It needs the package index that the
-test command's own installation uses, and takes about a minute.
+repository (as repo2docker runs it: llmgine with its notebook, context and local extras,
+and the local model), then ``binder/start jupyter nbconvert --execute`` on the quickstart
+with a kernel of that environment, whose answers come from the local model. It needs the
+package index that the test command's own installation uses, and takes a few minutes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tests.notebook.nb_support import (
 
 BINDER = ROOT / "binder"
 QUICKSTART = "01-quickstart.ipynb"
-DEMO = "demo:llmgine-demo"
+LOCAL = "local:smollm2"
 # Not copied into the repository repo2docker would see: caches, environments, history.
 _NOT_COPIED = shutil.ignore_patterns(
     ".venv", ".git", ".*_cache", ".hypothesis", ".coverage*", "__pycache__", "*.pyc", "artifacts"
@@ -53,24 +54,34 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.CompletedProce
 
 
 @pytest.mark.parametrize(
-    ("given", "expected"),
+    "given",
     [
-        ({}, DEMO),
-        ({"LLMGINE_MODEL": "anthropic:claude-sonnet-4-5"}, "anthropic:claude-sonnet-4-5"),
-        ({"OPENAI_API_KEY": "sk-test"}, ""),
-        ({"ANTHROPIC_API_KEY": "sk-ant-test"}, ""),
-        ({"GEMINI_API_KEY": "AIza-test"}, ""),
-        ({"GOOGLE_API_KEY": "AIza-test"}, ""),
+        {},
+        {"LLMGINE_MODEL": "anthropic:claude-sonnet-4-5"},
+        {"OPENAI_API_KEY": "sk-test"},
+        {"GEMINI_API_KEY": "AIza-test"},
     ],
-    ids=["no-key", "model-chosen", "openai", "anthropic", "gemini", "google"],
+    ids=["no-key", "model-chosen", "openai", "gemini"],
 )
-def test_start_picks_the_demo_model_only_without_keys(given: dict[str, str], expected: str) -> None:
+def test_start_leaves_the_model_to_llmgine(given: dict[str, str]) -> None:
+    # Without a key llmgine itself picks the local model (postBuild installs it): start
+    # must not pin the demo, nor anything else.
     ran = _start(
         [sys.executable, "-c", "import os; print(os.environ.get('LLMGINE_MODEL', ''))"],
         offline_env(given),
     )
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip() == expected
+    assert ran.stdout.strip() == given.get("LLMGINE_MODEL", "")
+
+
+def test_post_build_installs_the_local_model() -> None:
+    lines = [
+        line.strip()
+        for line in (BINDER / "postBuild").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert 'python -m pip install -e ".[notebook,context,local]"' in lines
+    assert lines[-1] == "python -m llmgine local install"  # after llmgine is installed
 
 
 def test_start_runs_the_command_it_is_given_and_passes_its_status_on() -> None:
@@ -96,9 +107,9 @@ def _run(command: list[str], *, env: dict[str, str], cwd: Path, timeout: float) 
 def _probe_notebook(path: Path) -> None:
     """A notebook that says which Python runs its kernel and which llmgine it imports."""
     source = (
-        "import json, os, sys\nimport llmgine\n"
+        "import json, os, sys\nimport llmgine\nfrom llmgine.llm import default_model\n"
         "print(json.dumps({'prefix': sys.prefix, 'llmgine': llmgine.__file__, "
-        "'model': os.environ.get('LLMGINE_MODEL')}))"
+        "'variable': os.environ.get('LLMGINE_MODEL'), 'model': default_model()}))"
     )
     cell: dict[str, object] = {"cell_type": "code", "execution_count": None, "metadata": {}}
     write_notebook(
@@ -169,20 +180,22 @@ def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
     ran = time.perf_counter()
     print(
         f"binder environment installed in {installed - started:.0f} s; "
-        f"quickstart executed in {ran - installed:.0f} s"
+        f"quickstart executed (on the local model) in {ran - installed:.0f} s"
     )
 
     stream = next(o for o in outputs(read_notebook(out / "probe.ipynb")) if o.get("name"))
     facts = json.loads("".join(stream["text"]))
     assert Path(facts["prefix"]) == venv  # the kernel is the Binder environment's Python
     assert Path(facts["llmgine"]).is_relative_to(repo)  # llmgine installed from the copy
-    assert facts["model"] == DEMO  # binder/start switched the demo model on
+    assert facts["variable"] is None  # binder/start chose nothing
+    assert facts["model"] == LOCAL  # llmgine's default: postBuild installed the local model
 
     executed = read_notebook(out / QUICKSTART)
     cells = code_cells(executed)
     assert all(cell["execution_count"] is not None for cell in cells)
     kinds = [o["output_type"] for o in outputs(executed)]
     assert "error" not in kinds
-    text = json.dumps(executed)
-    assert "demo provider, offline" in text  # the answers came from the demo model
+    text = json.dumps(executed, ensure_ascii=False)
+    assert f"{LOCAL} · local model, offline" in text  # the answers came from the local model
+    assert "llmgine: cells use local:smollm2 (local model, offline)" in text
     assert "CompareView: 2 models, done" in text

@@ -84,7 +84,7 @@ async def test_a_failed_model_shows_its_error_and_the_others_answer() -> None:
     assert "tides" in view._bodies[0].value
     assert "RateLimitedError" in view._bodies[1].value
     assert "wait 2 s" in view._bodies[1].value
-    assert "demo provider, offline" in view._titles[0].value
+    assert "demo, simulated" in view._titles[0].value
     latency = view._chart.data[0].y
     assert latency[0] is not None
     assert latency[0] >= 0
@@ -172,7 +172,7 @@ async def test_the_text_representations_show_answers_and_figures() -> None:
     assert "prompt: Explain RAFT" in text
     assert "| model | status | latency (s) |" in markdown
     assert "<th>first token (s)</th>" in page
-    assert "demo provider, offline" in text
+    assert "demo, simulated" in text
     formatter = DisplayFormatter()
     bundle, _ = formatter.format(view)  # type: ignore[no-untyped-call]  # what is saved
     assert bundle["text/plain"] == text  # whole, not cut to ipywidgets' 110 characters

@@ -76,7 +76,7 @@ def test_output_carries_provenance_and_the_demo_label(shell: Shell) -> None:
     assert meta["cost_usd"] == 0.0
     assert meta["usage"]["output_tokens"] == response.usage.output_tokens
     footer = captured.outputs[-1]
-    assert "demo provider, offline" in footer.data["text/plain"]
+    assert "demo, simulated" in footer.data["text/plain"]
     assert footer.metadata["llmgine"]["response_id"] == response.response_id
 
 
@@ -276,7 +276,7 @@ def test_in_a_terminal_the_answer_is_printed_as_it_arrives(
     assert captured.outputs == []  # no rich displays
     assert "[calling get_weather]" in captured.stdout
     assert shell.user_ns["answer"].text in captured.stdout
-    assert "-- demo:fast · demo provider, offline" in captured.stdout
+    assert "-- demo:fast · demo, simulated" in captured.stdout
     assert "CompareView: 2 models, done in" in captured.stdout
     assert isinstance(failed.error_in_exec, CellFailedError)
 
@@ -316,7 +316,7 @@ def test_use_sets_the_default_model(shell: Shell, magics: LLMgineMagics) -> None
         shell.line("use demo:named")
         shell.line("use")
     assert shell.user_ns["answer"].model == "other"
-    assert "cells use demo:named (offline)" in captured.stdout.splitlines()[-1]
+    assert "cells use demo:named (demo, simulated)" in captured.stdout.splitlines()[-1]
     with pytest.raises(CellFailedError, match="UnknownProviderError"):
         shell.line("use nope:x")
     with pytest.raises(MagicUsageError, match="usage: %llmgine use MODEL"):
@@ -421,7 +421,7 @@ def test_observability_switched_on_by_someone_else_stays_on() -> None:
     workbench = Workbench()
     workbench.start()
     assert workbench.bus in current.buses
-    assert repr(workbench) == "<Workbench default='demo:llmgine-demo' sessions=0>"
+    assert repr(workbench) == f"<Workbench default={default_model()!r} sessions=0>"
     with pytest.raises(ValueError, match="cannot be negative"):
         workbench.update_interval = -1
     workbench.close()

@@ -2,14 +2,18 @@
 
 nbval runs in a child pytest (``pytest --nbval-lax``), because the suite's own run
 collects ``tests/`` and README.md, not notebooks: each notebook runs top to bottom in a
-fresh kernel of this virtual environment (``--nbval-current-env``), offline (no provider keys, no
-``LLMGINE_MODEL``: the demo model), and the cells marked ``# NBVAL_CHECK_OUTPUT`` must
-give their committed output again, after `nbval_sanitize.cfg` has masked ids, times and
-costs. To refresh the committed outputs: ``python -m tests.notebook.nb_refresh``.
+fresh kernel of this virtual environment (``--nbval-current-env``), offline (no provider
+keys, no ``LLMGINE_MODEL``: the local model, which this environment has), and the cells
+marked ``# NBVAL_CHECK_OUTPUT`` must give their committed output again, after
+`nbval_sanitize.cfg` has masked ids, times and costs. What a model samples (its answers,
+token counts) is never in a checked cell: those print what holds whatever it says (which
+tool was called, which roles a trimmed history keeps). To refresh the committed outputs:
+``python -m tests.notebook.nb_refresh``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -63,6 +67,15 @@ def test_committed_notebook_ran_top_to_bottom_and_is_clean(path: Path) -> None:
     checked = [cell for cell in cells if CHECK in "".join(cell["source"]).splitlines()]
     assert checked, f"no cell of {path.name} is marked {CHECK!r}: nbval would check nothing"
     assert path.stat().st_size < MAX_BYTES
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_committed_answers_come_from_the_local_model(path: Path) -> None:
+    # Saved without keys where the local model is installed: its answers, said to be its.
+    text = json.dumps(read_notebook(path), ensure_ascii=False)
+    assert "local:smollm2" in text, f"no local model in {path.name}; run {REFRESH} {path.stem}"
+    assert "local model, offline" in text
+    assert "demo provider, offline" not in text  # the footer's old words: saved before
 
 
 def _summary(output: str) -> str:

@@ -30,6 +30,8 @@ COMMANDS = {
     'compare "PROMPT" MODEL MODEL...': "one prompt to several models, side by side",
     "sessions": "the named conversations (--session) and their turns",
     "reset": "forget conversations, the default model and recorded spans and events",
+    "local [start [MODEL] | stop [PID]]": "this user's local model servers (model, address, "
+    "pid, memory, age); start one (default smollm2) or stop them",
     "help": "this list",
 }
 
@@ -64,7 +66,8 @@ _CELL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
             "help": "provider:model; several (joined by commas or spaces) are compared side "
             "by side, and one that fails shows its error in its column (the name of a "
             "llmgine Model in your namespace works too); default: %%llmgine use's, else "
-            "$LLMGINE_MODEL, else the offline demo:llmgine-demo",
+            "$LLMGINE_MODEL, else the local model where it is installed (local:smollm2), else "
+            "the offline demo:llmgine-demo",
         },
     ),
     (
@@ -86,6 +89,15 @@ _CELL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
             "metavar": "NAME,...",
             "help": "functions or llmgine Tools from your namespace the model may call (run "
             "by the tool loop)",
+        },
+    ),
+    (
+        ("--tool-choice",),
+        {
+            "metavar": "CHOICE",
+            "help": "with --tools: auto (the model decides; the default), required (it must "
+            "call a tool in the first round, and may answer after), none, or the name of "
+            "the tool it must call first",
         },
     ),
     (("--max-rounds",), {"type": int, "default": 8, "help": "with --tools: the most model calls"}),

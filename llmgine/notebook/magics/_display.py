@@ -39,16 +39,20 @@ __all__ = [
     "Chunk",
     "Note",
     "answer_bundle",
+    "answer_note",
     "describe_error",
     "footer_text",
     "provenance",
+    "provider_note",
     "replace",
     "show",
     "show_warning",
     "uses_text_output",
 ]
 
-DEMO_NOTE = "demo provider, offline"
+# Which kind of model answered, beside its name wherever an answer is shown.
+DEMO_NOTE = "demo, simulated"  # no model behind it: a labelled simulation
+LOCAL_NOTE = "local model, offline"  # a real model on this machine
 _CURSOR = " ▍"
 _MESSAGE_LIMIT = 600  # an error's message in a cell or a column: the gist, not a page
 
@@ -128,11 +132,23 @@ def provenance(response: LLMResponse, **extra: Any) -> dict[str, Any]:
     }
 
 
+def provider_note(provider: str) -> str | None:
+    """What kind of model ``provider`` serves, when not a hosted one's: the demo's
+    simulation, or the local model on this machine."""
+    return {"demo": DEMO_NOTE, "local": LOCAL_NOTE}.get(provider)
+
+
+def answer_note(response: LLMResponse) -> str | None:
+    """What kind of model gave ``response`` (`provider_note`; any demo answer is one)."""
+    return DEMO_NOTE if response.demo else provider_note(response.provider)
+
+
 def footer_text(response: LLMResponse, *, rounds: int = 1) -> str:
-    """One line under an answer: model, demo note, tokens, cost, time."""
+    """One line under an answer: model, what kind of model, tokens, cost, time."""
     pieces = [f"{response.provider}:{response.model}"]
-    if response.demo:
-        pieces.append(DEMO_NOTE)
+    note = answer_note(response)
+    if note is not None:
+        pieces.append(note)
     usage = response.usage
     pieces.append(f"{usage.input_tokens} in / {usage.output_tokens} out tokens")
     if response.cost_usd is not None:

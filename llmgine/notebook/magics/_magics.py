@@ -7,9 +7,9 @@ The cell's text is the prompt (``{name}`` filled in by `_prompt`; a name that do
 resolve is sent as written, after a warning in the cell's output); the answer streams
 into the cell's output. Several models (``demo:a,openai:gpt-4o-mini``) open a
 `CompareView`. The line magic has commands: ``%llmgine models``, ``use``, ``events``,
-``trace``, ``spans``, ``events-df``, ``compare``, ``sessions``, ``reset``, ``help``
-(listed in `_arguments`). How the synchronous magics drive the asynchronous calls is
-explained in `_loop`; what they own, in `_workbench`.
+``trace``, ``spans``, ``events-df``, ``compare``, ``sessions``, ``reset``, ``local``,
+``help`` (listed in `_arguments`; ``local`` is in `_local`). How the synchronous magics
+drive the asynchronous calls is explained in `_loop`; what they own, in `_workbench`.
 
 Errors show as one short message (what went wrong, what to do next) and fail the cell:
 the exceptions here render without a traceback (IPython's ``_render_traceback_``). A
@@ -30,7 +30,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from llmgine import observability
 from llmgine.errors import CellFailedError, MagicUsageError
-from llmgine.llm import ChatMessage, LLMResponse, Model, list_providers
+from llmgine.llm import ChatMessage, LLMResponse, Model, ToolName, list_providers
 from llmgine.notebook._compare_view import CompareView
 from llmgine.notebook.magics._arguments import COMMANDS, cell_arguments, help_text, parse_cell_line
 from llmgine.notebook.magics._display import (
@@ -39,11 +39,13 @@ from llmgine.notebook.magics._display import (
     describe_error,
     footer_text,
     provenance,
+    provider_note,
     replace,
     show,
     show_warning,
     uses_text_output,
 )
+from llmgine.notebook.magics._local import local_command
 from llmgine.notebook.magics._prompt import Format, answer_code, answer_json, fill
 from llmgine.notebook.magics._workbench import CellAnswer, CellRequest, Workbench
 from llmgine.tools import Tool
@@ -83,7 +85,7 @@ class LLMgineMagics(Magics):
         in JSON, are text). The answer streams into the output. Several models are
         compared side by side: one that fails shows its error in its column, and the cell
         fails only if all fail. %llmgine help lists the line commands (models, use,
-        events, trace, spans, events-df, compare, sessions, reset)."""
+        events, trace, spans, events-df, compare, sessions, reset, local)."""
         if cell is None:
             return self._command(line)
         self._cell(parse_cell_line(LLMgineMagics.llmgine, line), cell)
@@ -123,6 +125,19 @@ class LLMgineMagics(Magics):
                 )
         return tools
 
+    def _tool_choice(self, choice: str, tools: list[Tool]) -> str | ToolName:
+        names = [t.name for t in tools]
+        if not tools:
+            raise MagicUsageError("--tool-choice needs --tools: name the tools to choose from")
+        if choice in ("auto", "required", "none"):
+            return choice
+        if choice in names:
+            return ToolName(name=choice)
+        raise MagicUsageError(
+            f"--tool-choice {choice}: use auto, required, none, or one of the tools given "
+            f"with --tools ({', '.join(names)})"
+        )
+
     def _cell(self, args: Any, cell: str) -> None:
         fmt: Format = args.format or "markdown"
         tokens = [t.strip() for word in args.models for t in word.split(",") if t.strip()]
@@ -135,6 +150,8 @@ class LLMgineMagics(Magics):
             if v is not None
         }
         tools = self._tools(args.tools)
+        if args.tool_choice is not None:
+            params["tool_choice"] = self._tool_choice(args.tool_choice, tools)
         if len(tokens) > 1:
             unsupported = [
                 flag
@@ -302,6 +319,7 @@ class LLMgineMagics(Magics):
             "compare": self._compare_command,
             "sessions": self._sessions,
             "reset": self._reset,
+            "local": self._local,
             "help": self._help,
         }.get(command)
         if handler is None:
@@ -344,8 +362,10 @@ class LLMgineMagics(Magics):
             model = self._model(rest[0])
             self.workbench.default = model if ":" not in rest[0] else rest[0]
         label = self.workbench.default_label()
-        offline = label.partition(":")[0] in {i.name for i in list_providers() if i.offline}
-        print(f"llmgine: cells use {label}" + (" (offline)" if offline else ""))
+        provider = label.partition(":")[0]
+        offline = provider in {i.name for i in list_providers() if i.offline}
+        note = provider_note(provider) or ("offline" if offline else None)
+        print(f"llmgine: cells use {label}" + (f" ({note})" if note else ""))
 
     def _session_id(self, name: str | None) -> str | None:
         return None if name is None else self.workbench.find_session(name)
@@ -402,6 +422,9 @@ class LLMgineMagics(Magics):
             for s in self.workbench.sessions.values()
         ]
         return pd.DataFrame(rows, columns=["session", "turns", "model", "system", "session_id"])
+
+    def _local(self, rest: list[str]) -> pd.DataFrame | None:
+        return local_command(self.workbench, rest)
 
     def _reset(self, rest: list[str]) -> None:
         self._at_most("reset", rest, 0)
