@@ -1,7 +1,7 @@
 """Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
 
-NAME is one of bus, observability, llm, widgets, internals, recording, dashboard (ten
-minutes in Chromium).
+NAME is one of bus, observability, llm, widgets, internals, recording, local (the local
+model: about four minutes), dashboard (ten minutes in Chromium).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -17,6 +17,7 @@ import bench_bus  # run.py is run as a script, so its own folder is on sys.path
 import bench_dashboard_soak
 import bench_internals
 import bench_llm
+import bench_local
 import bench_observability
 import bench_recording
 import bench_widgets
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "widgets": bench_widgets.run,
     "internals": bench_internals.run,
     "recording": bench_recording.run,
+    "local": bench_local.run,
     "dashboard": bench_dashboard_soak.run,
 }
 
