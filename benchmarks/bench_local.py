@@ -7,9 +7,10 @@
    the raw ``openai`` SDK (``AsyncOpenAI(base_url=server.base_url)``,
    ``chat.completions.create``, streamed and not). tok/s = completion tokens / wall time of
    the call. Calls are interleaved one by one (the side order rotates each round; no call
-   follows one with the same prompt, so none is helped by the server's prompt cache);
-   each round's figure is its tokens over its seconds; medians over rounds, and the median
-   of the per-round ratios llmgine / raw. Bar: >= 0.95x.
+   follows one with the same prompt, so none is helped by the server's prompt cache).
+   Medians over all calls of a side; the ratio judged is the median over pairs (llmgine's
+   call and the raw SDK's of the same prompt in the same round) of llmgine's tok/s over
+   theirs (see `summarise`). Bar: >= 0.95x.
 2. ``cold``: from ``get_model("local:smollm2")`` to the first token of the first streamed
    answer, each run in a fresh Python process with a fresh server (its own `StateDir` in a
    temporary folder, ``share=False``: nothing reused), which it stops; median, min, max.
@@ -146,8 +147,10 @@ async def _speed_rounds(server_url: str, servers: Any, rounds: int) -> list[list
     calls, close = _sides(server_url, servers)
     out: list[list[Sample]] = []
     try:
-        for side in SIDES:  # the first request warms the model up (the server skips warmup)
-            await calls[side](PROMPTS[0])
+        # The first request warms the model up (the server skips llama.cpp's warm-up). A
+        # prompt each, ending with the last, as round 1 begins with the first.
+        for side, text in zip(SIDES, PROMPTS, strict=True):
+            await calls[side](text)
         for r in range(rounds):
             order = list(SIDES[r % 4 :] + SIDES[: r % 4])
             samples: list[Sample] = []
@@ -190,7 +193,10 @@ def speed(rounds: int) -> dict[str, Any]:
         try:
             server = servers.ensure_sync(resolve_local_model(MODEL), ServerSettings.default())
             rss_loaded = memory_mb(server.pid)
-            per_round = asyncio.run(_speed_rounds(server.base_url, servers, rounds))
+            try:
+                per_round = asyncio.run(_speed_rounds(server.base_url, servers, rounds))
+            except Exception as exc:  # say what became of the server while its log exists
+                raise RuntimeError(f"the speed rounds failed: {_fate(server)}") from exc
             rss_after = memory_mb(server.pid)
             if [s.pid for s in servers.running()] != [server.pid]:
                 raise RuntimeError("llmgine did not use the benchmark's server")
@@ -200,6 +206,18 @@ def speed(rounds: int) -> dict[str, Any]:
     result["rss_mb_loaded"] = rss_loaded
     result["rss_mb_after"] = rss_after
     return result
+
+
+def _fate(server: Any) -> str:
+    """Whether the server still runs (or how its process ended), and its log's end."""
+    code = server.process.poll() if server.process is not None else None
+    if code is None:
+        state = "is still running"
+    elif code < 0:
+        state = f"was killed by signal {-code}"
+    else:
+        state = f"exited with code {code}"  # llama.cpp failed: see its log
+    return f"the server (pid {server.pid}) {state}; its log ends with:\n{server.log_tail()}"
 
 
 def summarise(per_round: Sequence[Sequence[Sample]]) -> dict[str, Any]:
