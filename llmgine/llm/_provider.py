@@ -26,8 +26,8 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, ClassVar
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from llmgine._redact import add_credential
@@ -58,6 +58,7 @@ __all__ = [
     "incomplete",
     "read_events",
     "reading",
+    "released",
     "resolve_api_key",
     "retry_after_seconds",
     "whole_response",
@@ -83,6 +84,22 @@ def _snippet(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=repr)[:400]
     except (TypeError, ValueError):
         return repr(value)[:400]
+
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def released(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """``items`` (a stream's events or items), closed when the block ends however it ends:
+    a reader that stops early releases the connection at once, not when the abandoned
+    generators are collected (a local server would go on writing the answer meanwhile)."""
+    try:
+        yield items
+    finally:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await close()
 
 
 @contextmanager
@@ -257,8 +274,9 @@ class Provider(ABC):
         self, request: LLMRequest, model: str, assembler: StreamAssembler
     ) -> AsyncIterator[StreamItem]:
         try:
-            async for item in self._stream(request, model):
-                yield item
+            async with released(self._stream(request, model)) as items:
+                async for item in items:
+                    yield item
             if not assembler.finished:
                 raise ProviderFailed(incomplete(assembler))
         except LLMError:

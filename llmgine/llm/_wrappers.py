@@ -241,9 +241,10 @@ class _Restarting:
             stream = self.current = self._open(attempt)
             started = False
             try:
-                async for item in stream:
-                    started = True
-                    yield item
+                async with stream:  # a reader that stops early closes the attempt's stream
+                    async for item in stream:
+                        started = True
+                        yield item
                 return
             except LLMError as exc:
                 if started:

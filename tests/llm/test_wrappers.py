@@ -3,6 +3,8 @@ they change, `Fallback` takes the models users hold, and tracing uses the tracer
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
@@ -23,6 +25,7 @@ from llmgine.llm import (
     ResponseStream,
     Retrying,
     ScriptedProvider,
+    StreamItem,
     TextDelta,
     ToolCallSpan,
     Traced,
@@ -103,6 +106,44 @@ def test_a_chain_without_a_providers_model_says_so_when_asked_for_an_adapter() -
     assert model.innermost.__class__ is Echo
     with pytest.raises(TypeError, match="no provider's model underneath"):
         _ = model.adapter
+
+
+# -- a stream left early ---------------------------------------------------------------------
+
+
+class Watched(ScriptedProvider):
+    """Counts the closings of its streams' generators: where a real adapter releases its
+    connection (and a local server stops writing the answer)."""
+
+    def __init__(self, responses: list[str]) -> None:
+        super().__init__(responses, chunk=2)
+        self.closed = 0
+
+    async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+        try:
+            async for item in super()._stream(request, model):
+                yield item
+        finally:
+            self.closed += 1
+
+
+async def test_a_stream_left_early_is_closed_down_to_the_provider_at_once() -> None:
+    provider = Watched(["a long answer that its reader stops reading", "the next answer"])
+    tracer = RecordingTracer()
+    # The layers get_model builds: retries over tracing over the provider's model.
+    model = Model(Retrying(Traced(ProviderModel(provider, "m"), tracer=tracer)))
+    async with model.stream("one") as stream:
+        async for item in stream:
+            if isinstance(item, TextDelta):
+                break
+    # At once, not when the abandoned generators are garbage-collected: until then a
+    # connection stays open and a local server goes on generating the answer nobody reads.
+    assert provider.closed == 1
+    (ended,) = tracer.calls[0].ended  # and its span ends, saying the stream was left
+    assert isinstance(ended, asyncio.CancelledError)
+    assert (await model.stream("two").get_response()).text == "the next answer"
+    assert provider.closed == 2  # read to the end: closed too, once
+    assert tracer.calls[1].ended == [None]
 
 
 # -- fallback over the models users hold ----------------------------------------------------

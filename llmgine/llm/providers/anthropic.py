@@ -40,6 +40,7 @@ from llmgine.llm._provider import (
     import_sdk,
     incomplete,
     reading,
+    released,
     whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions
@@ -175,11 +176,13 @@ class AnthropicProvider(Provider):
     async def _events(self, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
         events = MessageEvents()
         arguments = {**params, "stream": True}
-        async for event in post_events(self._client, self._sdk, "/v1/messages", arguments):
-            with reading(event):
-                items = list(events.items(event))
-            for item in items:
-                yield item
+        sent = post_events(self._client, self._sdk, "/v1/messages", arguments)
+        async with released(sent):  # a reader that stops early releases the connection
+            async for event in sent:
+                with reading(event):
+                    items = list(events.items(event))
+                for item in items:
+                    yield item
 
     # -- errors -----------------------------------------------------------------------------
 

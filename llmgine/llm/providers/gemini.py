@@ -40,6 +40,7 @@ from llmgine.llm._provider import (
     find_api_key,
     import_sdk,
     reading,
+    released,
     whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions
@@ -182,11 +183,13 @@ class GeminiProvider(Provider):
 
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         events = GeminiEvents()
-        async for chunk in post_events(*self._send_args(request, model, stream=True)):
-            with reading(chunk):
-                items = events.items(chunk)
-            for item in items:
-                yield item
+        sent = post_events(*self._send_args(request, model, stream=True))
+        async with released(sent):  # a reader that stops early releases the connection
+            async for chunk in sent:
+                with reading(chunk):
+                    items = events.items(chunk)
+                for item in items:
+                    yield item
         for item in events.end():
             yield item
 

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from llmgine.errors import LLMConnectionError, LocalServerError, ProviderNotInstalledError
-from llmgine.llm._provider import reading, whole_response
+from llmgine.llm._provider import reading, released, whole_response
 from llmgine.llm._request import LLMRequest, ResponseFormat, ToolName
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._stream import Finish, StreamAssembler, StreamItem, TextDelta, ToolCallDelta
@@ -144,11 +144,12 @@ class LocalProvider(OpenAICompatibleProvider):
                 if forced is None
                 else self._forced(request, model, forced)
             )
-            async for item in items:
-                if isinstance(item, TextDelta):
-                    received += len(item.text)
-                finished = finished or isinstance(item, Finish)
-                yield item
+            async with released(items):  # a reader that stops early stops the server's answer
+                async for item in items:
+                    if isinstance(item, TextDelta):
+                        received += len(item.text)
+                    finished = finished or isinstance(item, Finish)
+                    yield item
         except Exception as exc:
             if await self._alive_after(server, exc):
                 raise
@@ -162,16 +163,20 @@ class LocalProvider(OpenAICompatibleProvider):
         """The forced tool call: asked for as constrained JSON, answered as a call."""
         constrained = request.model_copy(update={"tool_choice": None, "response_format": forced})
         text: list[str] = []
-        async for item in super()._stream(constrained, model):
-            if isinstance(item, TextDelta):
-                text.append(item.text)
-            elif isinstance(item, Finish):
-                yield from_json_call("".join(text))
-                yield (
-                    Finish(reason="tool_calls", raw=item.raw) if _parses("".join(text)) else item
-                )
-            else:
-                yield item
+        answer = super()._stream(constrained, model)
+        async with released(answer):
+            async for item in answer:
+                if isinstance(item, TextDelta):
+                    text.append(item.text)
+                elif isinstance(item, Finish):
+                    yield from_json_call("".join(text))
+                    yield (
+                        Finish(reason="tool_calls", raw=item.raw)
+                        if _parses("".join(text))
+                        else item
+                    )
+                else:
+                    yield item
 
     async def _alive_after(self, server: LocalServer, exc: Exception) -> bool:
         """Whether the server still runs after ``exc`` (waiting a moment for a process

@@ -38,6 +38,7 @@ from llmgine.llm._provider import (
     find_api_key,
     import_sdk,
     reading,
+    released,
     whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions
@@ -241,11 +242,13 @@ class OpenAIProvider(Provider):
     async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         api, path, arguments = self._body(request, model, stream=True)
         events = ResponsesEvents() if api == "responses" else ChatEvents()
-        async for event in post_events(self._client, self._sdk, path, arguments, options=_BEARER):
-            with reading(event):
-                items = events.items(event)
-            for item in items:
-                yield item
+        sent = post_events(self._client, self._sdk, path, arguments, options=_BEARER)
+        async with released(sent):  # a reader that stops early releases the connection
+            async for event in sent:
+                with reading(event):
+                    items = events.items(event)
+                for item in items:
+                    yield item
         if isinstance(events, ChatEvents):
             # The end marker: a chunk with a finish_reason; sent last, once all is known.
             for item in events.end():
