@@ -72,6 +72,7 @@ TIME_TO_FIRST_TOKEN_MS: Final = "llmgine.llm.time_to_first_token_ms"
 CACHE_HIT: Final = "llmgine.cache.hit"  # answered from a recording (llmgine.recording)
 CACHE_ORIGINAL_COST_USD: Final = "llmgine.cache.original_cost_usd"  # what the recorded call cost
 CACHE_SOURCE: Final = "llmgine.cache.source"  # the store a hit was replayed from
+CACHE_DRIFT: Final = "llmgine.cache.drift"  # compare mode: same, changed or new
 SESSION_ID: Final = "llmgine.session.id"
 SESSION_NAME: Final = "llmgine.session.name"
 COMMAND_TYPE: Final = "llmgine.command.type"

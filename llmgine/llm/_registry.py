@@ -173,10 +173,11 @@ def get_model(
     (`llmgine.recording`): a `Cassette` or `SQLiteCache`, a path (``.jsonl``: a cassette),
     True (the cache in the user's cache directory) or False (none, whatever the
     environment says); ``recording_mode`` is ``read-write`` (the default), ``replay``,
-    ``record`` or ``off``. Without them, ``$LLMGINE_CASSETTE`` and
-    ``$LLMGINE_CASSETTE_MODE`` are read. Recording sits inside the tracing, so a replayed
-    call is a span too (``llmgine.cache.hit``). With a recording, a provider that cannot
-    be made here (no key, no SDK) still replays; only a call that must reach it fails.
+    ``record``, ``compare`` (call live, compare with the recording) or ``off``. Without
+    them, ``$LLMGINE_CASSETTE`` and ``$LLMGINE_CASSETTE_MODE`` are read. Recording sits
+    inside the tracing, so a replayed call is a span too (``llmgine.cache.hit``). With a
+    recording, a provider that cannot be made here (no key, no SDK) still replays; only a
+    call that must reach it fails.
 
     Example:
         model = get_model("anthropic:claude-sonnet-4-5", temperature=0.2)

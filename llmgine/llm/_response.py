@@ -66,7 +66,8 @@ class LLMResponse(Payload):
     was replayed from (a cassette's path), None for a live answer; ``cache_hit`` is True
     for a replayed answer, False for a live one a recording store was asked for first,
     None when no store was; a replayed answer costs ``cost_usd == 0`` and keeps what the
-    recorded call cost in ``original_cost_usd``.
+    recorded call cost in ``original_cost_usd``. ``drift`` is set on a live answer compared
+    with a recording (``mode="compare"``): ``"same"``, ``"changed"`` or ``"new"``.
     """
 
     parts: list[Part] = Field(default_factory=list)
@@ -83,6 +84,7 @@ class LLMResponse(Payload):
     replayed_from: str | None = None
     cache_hit: bool | None = None
     original_cost_usd: float | None = None
+    drift: Literal["same", "changed", "new"] | None = None
     raw: Any = Field(default=None, exclude=True, repr=False)
     parsed: Any = Field(default=None, exclude=True, repr=False)  # structured output
 
@@ -119,4 +121,4 @@ class LLMResponse(Payload):
         return self.original_cost_usd if self.replayed_from is not None else self.cost_usd
 
 
-_PROVENANCE = ("replayed_from", "cache_hit", "original_cost_usd")
+_PROVENANCE = ("replayed_from", "cache_hit", "original_cost_usd", "drift")

@@ -177,14 +177,15 @@ class Traced(WrapperModel):
 
 def _cache_attributes(response: LLMResponse) -> dict[str, Any] | None:
     """``llmgine.cache.*`` of an answer a recording store was asked for (see
-    `llmgine.recording`): whether it was a hit, and for a hit where from and what the
-    recorded call cost."""
+    `llmgine.recording`): whether it was a hit, for a hit where from and what the
+    recorded call cost, and for a compared live answer whether it drifted."""
     if response.cache_hit is None:
         return None
     attributes: dict[str, Any] = {sc.CACHE_HIT: response.cache_hit}
     if response.cache_hit:
         attributes[sc.CACHE_SOURCE] = response.replayed_from
         attributes[sc.CACHE_ORIGINAL_COST_USD] = response.original_cost_usd
+    attributes[sc.CACHE_DRIFT] = response.drift
     return {k: v for k, v in attributes.items() if v is not None}
 
 

@@ -6,7 +6,8 @@ response format, sampling parameters, reasoning and provider options; not ``time
 ``stream``; dict order and whitespace in JSON tool arguments do not matter). Modes:
 ``off``, ``read-write`` (serve hits, call and record misses), ``replay`` (hits only; a
 miss is a `llmgine.errors.RecordingMissError` showing the nearest recorded request and
-each field that differs), ``record`` (always call, overwrite). Streamed and unstreamed
+each field that differs), ``record`` (always call, overwrite), ``compare`` (see Drift
+below). Streamed and unstreamed
 calls of one request share a recording; a streamed hit replays the recorded items, at
 once or at the recorded pace (``pace=``).
 
@@ -19,6 +20,17 @@ A hit says so: ``response.replayed_from`` (the store), ``cache_hit``, ``cost_usd
 with ``original_cost_usd`` kept, and its span carries ``llmgine.cache.hit`` and
 ``llmgine.cache.original_cost_usd``.
 
+Drift: ``mode="compare"`` re-runs recorded calls live to check that a model update broke
+nothing. Every call goes to the model and returns its live answer, which is compared with
+the recording of the same request; the recording is never changed. Each comparison is a
+`Drift` (the request's key and a short label; recorded and live text, tool calls with
+their arguments, input and output tokens, finish reason; what changed; ``status``
+``"same"``, ``"changed"`` or ``"new"`` when nothing was recorded), kept in the wrapper's
+`DriftReport` (``model.find(Recorded).drift``). ``report.summary()`` is a DataFrame, one
+row per call; ``report.changed`` the calls that drifted; ``drift.diff()`` a unified or
+side-by-side diff; in a notebook the report shows the table and side-by-side diffs. The
+answer says ``drift`` too, and its span ``llmgine.cache.drift``.
+
 Example:
     from llmgine.llm import get_model
     from llmgine.recording import Cassette
@@ -28,11 +40,22 @@ Example:
 
 Or set ``LLMGINE_CASSETTE=answers.jsonl`` and ``LLMGINE_CASSETTE_MODE=replay`` and leave
 the code as it is: `get_model` honours them.
+
+Checking for drift (the model is called, with its key):
+
+    model = get_model("openai:gpt-4o-mini", recording="answers.jsonl",
+                      recording_mode="compare")      # or LLMGINE_CASSETTE_MODE=compare
+    ...                                              # the notebook's calls
+    report = model.find(Recorded).drift
+    report.summary()                                 # label, status, what changed
+    for drift in report.changed:
+        print(drift.diff("side-by-side"))
 """
 
 from __future__ import annotations
 
 from llmgine.recording._cassette import Cassette
+from llmgine.recording._drift import Drift, DriftAnswer, DriftReport, DriftStatus, request_label
 from llmgine.recording._env import CASSETTE_MODE_VARIABLE, CASSETTE_VARIABLE
 from llmgine.recording._key import canonical_request, request_differences, request_key
 from llmgine.recording._sqlite import SQLiteCache, default_cache_path
@@ -43,6 +66,10 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "CASSETTE_MODE_VARIABLE",
     "CASSETTE_VARIABLE",
     "Cassette",
+    "Drift",
+    "DriftAnswer",
+    "DriftReport",
+    "DriftStatus",
     "MODES",
     "Pace",
     "Recorded",
@@ -55,4 +82,5 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "open_store",
     "request_differences",
     "request_key",
+    "request_label",
 ]

@@ -122,7 +122,7 @@ class Recording:
         redactor = redactor or Redactor()
         answer = response.model_dump(
             mode="json",
-            exclude={"raw", "parsed", "replayed_from", "cache_hit", "original_cost_usd"},
+            exclude={"raw", "parsed", "replayed_from", "cache_hit", "original_cost_usd", "drift"},
         )
         recording = cls(
             key=key,

@@ -28,6 +28,7 @@ from llmgine.llm import (
 )
 from llmgine.llm._testing import response_items
 from llmgine.recording._cassette import Cassette
+from llmgine.recording._drift import Drift, DriftAnswer, DriftReport, request_label
 from llmgine.recording._key import (
     canonical_request,
     difference_count,
@@ -39,7 +40,7 @@ from llmgine.recording._store import Recording, RecordingStore
 
 __all__ = ["MODES", "PACES", "Pace", "Recorded", "RecordingMode", "open_store"]
 
-RecordingMode = Literal["off", "read-write", "replay", "record"]
+RecordingMode = Literal["off", "read-write", "replay", "record", "compare"]
 Pace = Literal["instant", "recorded"]
 MODES: tuple[str, ...] = get_args(RecordingMode)
 PACES: tuple[str, ...] = get_args(Pace)
@@ -68,7 +69,8 @@ def checked_mode(mode: str, where: str = "mode") -> RecordingMode:
             f"{where} is {mode!r}; a recording mode is one of {', '.join(MODES)} ('off': "
             f"always call the model; 'read-write': answer from recordings, record what is "
             f"missing; 'replay': recordings only, a missing one is an error; 'record': "
-            f"always call the model and record the answer)"
+            f"always call the model and record the answer; 'compare': always call the model "
+            f"and compare its answer with the recording, recording nothing)"
         )
     return mode  # type: ignore[return-value]
 
@@ -81,7 +83,9 @@ class Recorded(WrapperModel):
     answer), ``"replay"`` (recordings only: no model is called, and a request with no
     recording is a `RecordingMissError` naming the nearest recorded request and every
     field where it differs), ``"record"`` (always call the model, replacing any
-    recording). Failed calls are not recorded.
+    recording), ``"compare"`` (always call the model and return its answer, compare it
+    with the recording of the same request and keep the comparison, a `Drift`, in
+    ``drift``, a `DriftReport`; nothing is recorded). Failed calls are not recorded.
 
     Calls are looked up by their canonical request (`request_key`): streamed and
     unstreamed calls of one request share a recording. A streamed hit replays the
@@ -90,6 +94,10 @@ class Recorded(WrapperModel):
     (``pace="recorded"``). A hit's `LLMResponse` has ``replayed_from`` (the store's
     label), ``cache_hit=True``, ``cost_usd=0`` and the recorded cost in
     ``original_cost_usd``; a live answer has ``cache_hit=False``.
+
+    In compare mode the live answer has ``cache_hit=False`` and ``drift`` (``"same"``,
+    ``"changed"`` or ``"new"``), and its span ``llmgine.cache.drift``. ``drift=`` hands in
+    the report to add to (by default a new one; several models may share one).
 
     ``sleep`` and ``clock`` pace a recorded-pace replay (tests pass their own).
 
@@ -107,6 +115,7 @@ class Recorded(WrapperModel):
         *,
         mode: RecordingMode = "read-write",
         pace: Pace = "instant",
+        drift: DriftReport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -116,6 +125,7 @@ class Recorded(WrapperModel):
         if pace not in PACES:
             raise ValueError(f"pace is {pace!r}; it is one of {', '.join(PACES)}")
         self.pace: Pace = pace
+        self.drift = drift if drift is not None else DriftReport()
         self._sleep = sleep
         self._clock = clock
 
@@ -153,9 +163,32 @@ class Recorded(WrapperModel):
             return await self.store.get(key)
         return None
 
+    async def _compare(
+        self, key: str, request: LLMRequest, response: LLMResponse, *, streamed: bool
+    ) -> LLMResponse:
+        """Compare the live ``response`` with the recording under ``key`` (if any) and keep
+        the `Drift`; the store is only read."""
+        recording = await self.store.get(key)
+        drift = Drift(
+            key=key,
+            label=request_label(request),
+            model=self.spec,
+            recorded=DriftAnswer.of(recording.llm_response()) if recording else None,
+            live=DriftAnswer.of(response),
+            streamed=streamed,
+        )
+        self.drift.add(drift)
+        response.cache_hit = False
+        response.drift = drift.status
+        return response
+
     async def generate(self, request: LLMRequest, /) -> LLMResponse:
         if self.mode == "off":
             return await self.wrapped.generate(request)
+        if self.mode == "compare":
+            key = request_key(canonical_request(request, self.spec))
+            response = await self.wrapped.generate(request)
+            return await self._compare(key, request, response, streamed=False)
         started = self._clock()
         canonical = canonical_request(request, self.spec)
         key = request_key(canonical)
@@ -259,7 +292,10 @@ class _RecordedStream:
         finally:
             await inner.aclose()  # a reader that stopped early: the live stream stops too
         assert inner.response is not None
-        await owner._record(key, canonical, inner.response, items, streamed=True)
+        if owner.mode == "compare":
+            await owner._compare(key, self.request, inner.response, streamed=True)
+        else:
+            await owner._record(key, canonical, inner.response, items, streamed=True)
 
     def _response(self, assembled: LLMResponse) -> LLMResponse:
         if self.hit is not None:
