@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import html
 import json
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,7 +48,11 @@ _STYLE = (
     "<style>"
     ".llmgine-drift table.diff{border-collapse:collapse;font-family:monospace;font-size:12px}"
     ".llmgine-drift table.diff td{padding:0 4px;vertical-align:top;text-align:left}"
-    ".llmgine-drift td.diff_next{display:none}"
+    ".llmgine-drift .diff_next{display:none}"
+    ".llmgine-drift table.summary{border-collapse:collapse}"
+    ".llmgine-drift table.summary th,.llmgine-drift table.summary td"
+    "{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd}"
+    ".llmgine-drift tr.changed td{background:#fff2a8}"
     ".llmgine-drift td.diff_header{color:#888}"
     ".llmgine-drift .diff_add{background:#d4f8d4}"
     ".llmgine-drift .diff_chg{background:#fff2a8}"
@@ -245,13 +250,19 @@ def _side_by_side(left: list[str], right: list[str], width: int = _WRAP) -> list
         for k in range(max(i2 - i1, j2 - j1)):
             a = left[i1 + k] if i1 + k < i2 else ""
             b = right[j1 + k] if j1 + k < j2 else ""
-            a_parts = [a[i : i + width] for i in range(0, len(a), width)] or [""]
-            b_parts = [b[i : i + width] for i in range(0, len(b), width)] or [""]
+            a_parts, b_parts = _wrapped(a, width), _wrapped(b, width)
             for n in range(max(len(a_parts), len(b_parts))):
                 pa = a_parts[n] if n < len(a_parts) else ""
                 pb = b_parts[n] if n < len(b_parts) else ""
                 rows.append(f"{pa:<{width}} {mark if n == 0 else ' '} {pb}".rstrip())
     return rows
+
+
+def _wrapped(line: str, width: int) -> list[str]:
+    """``line`` cut into pieces of at most ``width`` characters, at spaces where it can
+    be (indentation kept)."""
+    pieces = textwrap.wrap(line, width, replace_whitespace=False, break_on_hyphens=False)
+    return [piece.rstrip() for piece in pieces] or [""]
 
 
 def _markdown(text: str) -> str:
@@ -368,7 +379,7 @@ class DriftReport:
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in SUMMARY_COLUMNS)
         body = "".join(
-            "<tr>"
+            f"<tr class='{r['status']}'>"
             + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in r.values())
             + "</tr>"
             for r in self.rows()
@@ -376,7 +387,7 @@ class DriftReport:
         changed = "".join(f"<hr>{d._html_body()}" for d in self.changed)
         return (
             f"{_STYLE}<div class='llmgine-drift'><p>{html.escape(self._line())}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             f"{changed}</div>"
         )
 

@@ -19,7 +19,7 @@ from llmgine.llm import (
     Usage,
     get_model,
 )
-from llmgine.recording import Drift, DriftReport, Recorded, request_label
+from llmgine.recording import Drift, DriftAnswer, DriftReport, Recorded, SQLiteCache, request_label
 
 from .helpers import provider, scripted, streamed
 
@@ -215,6 +215,7 @@ async def test_html_and_markdown_escape_the_answers(tmp_path: Path) -> None:
         assert shown.count("&lt;/script&gt;") == 2
         assert "Say &lt;b&gt;hi&lt;/b&gt; &amp;" in shown
         assert "<table" in shown  # the side-by-side table and, for the report, the summary
+    assert "<tr class='changed'><td>Say &lt;b&gt;" in report._repr_html_()
     assert '<span class="diff_chg">old</span>' in drift._repr_html_()  # what changed, marked
     markdown = report._repr_markdown_()
     table, fenced = markdown.split("```diff\n", 1)
@@ -228,8 +229,6 @@ def test_a_code_fence_outlasts_backticks_in_the_answer() -> None:
     fenced = DriftReport()
     recorded = answer("```\nold\n```")
     live = answer("```\nnew\n```")
-    from llmgine.recording import DriftAnswer
-
     fenced.add(Drift("k" * 64, "q", "test:x", DriftAnswer.of(recorded), DriftAnswer.of(live)))
     markdown = fenced._repr_markdown_()
     assert "\n````diff\n" in markdown
@@ -257,6 +256,12 @@ async def test_compare_never_writes_the_cassette(tmp_path: Path) -> None:
     empty = tmp_path / "none.jsonl"
     await scripted(empty, "compare", "x").generate(PRIMES)
     assert not empty.exists()
+    # The SQLite cache keeps its recordings as they were too.
+    cache = SQLiteCache(tmp_path / "cache.sqlite3")
+    await scripted(cache, "record", "kept").generate(PRIMES)
+    await scripted(cache, "compare", "other", "more").generate(PRIMES)
+    assert await cache.count() == 1
+    assert (await scripted(cache, "replay").generate(PRIMES)).text == "kept"
 
 
 async def test_streamed_calls_are_compared_too(tmp_path: Path) -> None:
@@ -342,3 +347,17 @@ def test_a_request_label_is_the_last_user_text_on_one_line() -> None:
         ]
     )
     assert request_label(request) == "(after tools) Weather in Paris?"
+
+
+def test_side_by_side_wraps_long_lines_at_spaces_within_their_column() -> None:
+    old = "The capital of France is Paris, and it has been since the tenth century or so."
+    new = old.replace("tenth", "twelfth")
+    drift = Drift("k" * 64, "q", "test:x", DriftAnswer.of(answer(old)), DriftAnswer.of(answer(new)))
+    rows = drift.diff("side-by-side").splitlines()
+    assert rows[1] == "recorded" + " " * 55 + "live"
+    first, second = rows[2], rows[3]
+    assert first[61] == "|"  # the change mark, between the two 60-character columns
+    assert first[:60].rstrip() == "The capital of France is Paris, and it has been since the"
+    assert second[:60].rstrip() == "tenth century or so."
+    assert second[63:] == "twelfth century or so."
+    assert second[61] == " "  # only a row's first piece carries the mark
