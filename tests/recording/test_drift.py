@@ -279,8 +279,21 @@ async def test_streamed_calls_are_compared_too(tmp_path: Path) -> None:
     assert "streamed" in drift.diff().splitlines()[0]
 
     same = scripted(cassette, "compare", answer("Two, three and five."))
-    _, again = await streamed(same, PRIMES)
+    obs = observability.enable()
+    try:
+        _, again = await streamed(same, PRIMES)
+        span = [s for s in obs.buffer.finished() if s.name == "chat scripted"][-1]
+    finally:
+        observability.disable()
     assert again.drift == "same"
+    assert span.attributes["llmgine.cache.drift"] == "same"
+
+    # A stream its reader leaves early is not compared: half an answer says nothing.
+    early = scripted(cassette, "compare", answer("Two, three and seven."))
+    async with early.stream(PRIMES) as stream:
+        async for _ in stream:
+            break
+    assert len(report_of(early)) == 0
 
 
 async def test_a_report_can_be_handed_in_and_shared(tmp_path: Path) -> None:
