@@ -29,9 +29,16 @@ COMMANDS = {
     "events-df [SESSION]": "the recorded bus events, as a DataFrame",
     'compare "PROMPT" MODEL MODEL...': "one prompt to several models, side by side",
     "sessions": "the named conversations (--session) and their turns",
-    "reset": "forget conversations, the default model and recorded spans and events",
+    "reset": "forget conversations, the default model, recording settings, and recorded "
+    "spans and events",
     "local [start [MODEL] | stop [PID]]": "this user's local model servers (model, address, "
     "pid, memory, age); start one (default smollm2) or stop them",
+    "record [PATH.jsonl [--overwrite] | off]": "record cells' calls into a cassette (answers "
+    "already there are reused; --overwrite calls every model again)",
+    "replay [PATH.jsonl | off]": "answer cells from a cassette only: no model is called, no "
+    "key needed; a call not recorded fails its cell and shows what differs",
+    "cache [on | off | clear | stats]": "the response cache (SQLite, in your cache "
+    "directory): reuse answers to repeated calls; empty it; what it holds",
     "help": "this list",
 }
 

@@ -13,6 +13,7 @@ import html
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, TextIO
 
 from IPython.display import DisplayHandle, display
@@ -28,6 +29,7 @@ from llmgine.errors import (
     ModelNotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    RecordingMissError,
     ServerUnavailableError,
     UnknownProviderError,
 )
@@ -45,6 +47,8 @@ __all__ = [
     "provenance",
     "provider_note",
     "replace",
+    "replay_note",
+    "replayed_name",
     "show",
     "show_warning",
     "uses_text_output",
@@ -55,6 +59,7 @@ DEMO_NOTE = "demo, simulated"  # no model behind it: a labelled simulation
 LOCAL_NOTE = "local model, offline"  # a real model on this machine
 _CURSOR = " ▍"
 _MESSAGE_LIMIT = 600  # an error's message in a cell or a column: the gist, not a page
+_MISS_LIMIT = 4000  # a replay miss: its nearest request's differences are the point
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,31 @@ def provenance(response: LLMResponse, **extra: Any) -> dict[str, Any]:
         "time_to_first_token_ms": response.time_to_first_token_ms,
         "finish_reason": response.finish_reason,
         "response_id": response.response_id,
+        **_replay_provenance(response),
         **extra,
     }
+
+
+def _replay_provenance(response: LLMResponse) -> dict[str, Any]:
+    """Where a replayed answer came from (nothing for a live one)."""
+    if response.cache_hit is None and response.replayed_from is None:
+        return {}
+    return {
+        "cache_hit": response.cache_hit,
+        "replayed_from": replayed_name(response.replayed_from),
+        "original_cost_usd": response.original_cost_usd,
+    }
+
+
+def replayed_name(label: str | None) -> str | None:
+    """A recording store's file name (its folder left out: a notebook's output is shared)."""
+    return PurePath(label).name if label else None
+
+
+def replay_note(response: LLMResponse) -> str | None:
+    """``replayed from answers.jsonl`` for an answer from a recording, else None."""
+    name = replayed_name(response.replayed_from)
+    return f"replayed from {name}" if name else None
 
 
 def provider_note(provider: str) -> str | None:
@@ -144,15 +172,22 @@ def answer_note(response: LLMResponse) -> str | None:
 
 
 def footer_text(response: LLMResponse, *, rounds: int = 1) -> str:
-    """One line under an answer: model, what kind of model, tokens, cost, time."""
+    """One line under an answer: model, what kind of model, where a replayed answer came
+    from, tokens, cost (a replayed answer's, 0, with the recorded call's), time."""
     pieces = [f"{response.provider}:{response.model}"]
     note = answer_note(response)
     if note is not None:
         pieces.append(note)
+    replayed = replay_note(response)
+    if replayed is not None:
+        pieces.append(replayed)
     usage = response.usage
     pieces.append(f"{usage.input_tokens} in / {usage.output_tokens} out tokens")
     if response.cost_usd is not None:
-        pieces.append(f"${response.cost_usd:.4f}")
+        cost = f"${response.cost_usd:.4f}"
+        if replayed is not None and response.original_cost_usd is not None:
+            cost += f" (recorded ${response.original_cost_usd:.4f})"
+        pieces.append(cost)
     if response.latency_ms is not None:
         pieces.append(f"{response.latency_ms / 1000:.2f} s")
     if rounds > 1:
@@ -191,6 +226,10 @@ def _next_step(exc: BaseException) -> str:
         return f"Check the API key{where}; %llmgine models shows which keys are set."
     if isinstance(exc, ModelNotFoundError):
         return "Check the model's name, or pick another with %llmgine use provider:model."
+    if isinstance(exc, RecordingMissError):
+        name = replayed_name(exc.store) or ""
+        how = f"%llmgine record {name}" if name.endswith(".jsonl") else "%llmgine cache on"
+        return f"In a notebook, {how} (where the model can be called) records it."
     if isinstance(exc, ContextTooLongError):
         return "Shorten the prompt, or start a new conversation (%llmgine reset)."
     if isinstance(exc, ServerUnavailableError | LLMTimeoutError | LLMConnectionError):
@@ -201,8 +240,9 @@ def _next_step(exc: BaseException) -> str:
 def describe_error(exc: BaseException) -> str:
     """``exc`` as a short message for a cell (secrets redacted) with what to do next."""
     message = ErrorInfo.from_exception(exc).message.strip() or "(no message)"
-    if len(message) > _MESSAGE_LIMIT:
-        message = message[: _MESSAGE_LIMIT - 1] + "…"
+    limit = _MISS_LIMIT if isinstance(exc, RecordingMissError) else _MESSAGE_LIMIT
+    if len(message) > limit:
+        message = message[: limit - 1] + "…"
     where = ""
     if isinstance(exc, LLMError) and exc.provider and exc.model:
         where = f" ({exc.provider}:{exc.model})"

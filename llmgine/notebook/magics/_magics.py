@@ -8,7 +8,8 @@ resolve is sent as written, after a warning in the cell's output); the answer st
 into the cell's output. Several models (``demo:a,openai:gpt-4o-mini``) open a
 `CompareView`. The line magic has commands: ``%llmgine models``, ``use``, ``events``,
 ``trace``, ``spans``, ``events-df``, ``compare``, ``sessions``, ``reset``, ``local``,
-``help`` (listed in `_arguments`; ``local`` is in `_local`). How the synchronous magics
+``record``, ``replay``, ``cache``, ``help`` (listed in `_arguments`; ``local`` is in
+`_local`, the recording commands in `_recording`). How the synchronous magics
 drive the asynchronous calls is explained in `_loop`; what they own, in `_workbench`.
 
 Errors show as one short message (what went wrong, what to do next) and fail the cell:
@@ -47,6 +48,7 @@ from llmgine.notebook.magics._display import (
 )
 from llmgine.notebook.magics._local import local_command
 from llmgine.notebook.magics._prompt import Format, answer_code, answer_json, fill
+from llmgine.notebook.magics._recording import cache_command, record_command, replay_command
 from llmgine.notebook.magics._workbench import CellAnswer, CellRequest, Workbench
 from llmgine.tools import Tool
 
@@ -85,7 +87,8 @@ class LLMgineMagics(Magics):
         in JSON, are text). The answer streams into the output. Several models are
         compared side by side: one that fails shows its error in its column, and the cell
         fails only if all fail. %llmgine help lists the line commands (models, use,
-        events, trace, spans, events-df, compare, sessions, reset, local)."""
+        events, trace, spans, events-df, compare, sessions, reset, local, record, replay,
+        cache)."""
         if cell is None:
             return self._command(line)
         self._cell(parse_cell_line(LLMgineMagics.llmgine, line), cell)
@@ -320,6 +323,9 @@ class LLMgineMagics(Magics):
             "sessions": self._sessions,
             "reset": self._reset,
             "local": self._local,
+            "record": self._record,
+            "replay": self._replay,
+            "cache": self._cache,
             "help": self._help,
         }.get(command)
         if handler is None:
@@ -425,6 +431,15 @@ class LLMgineMagics(Magics):
 
     def _local(self, rest: list[str]) -> pd.DataFrame | None:
         return local_command(self.workbench, rest)
+
+    def _record(self, rest: list[str]) -> None:
+        record_command(self.workbench, rest)
+
+    def _replay(self, rest: list[str]) -> None:
+        replay_command(self.workbench, rest)
+
+    def _cache(self, rest: list[str]) -> pd.DataFrame | None:
+        return cache_command(self.workbench, rest)
 
     def _reset(self, rest: list[str]) -> None:
         self._at_most("reset", rest, 0)

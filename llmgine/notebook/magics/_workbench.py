@@ -38,6 +38,7 @@ from llmgine.llm import (
 from llmgine.notebook.magics._bus import BusModel, WorkbenchService
 from llmgine.notebook.magics._display import Chunk, Note
 from llmgine.notebook.magics._loop import LoopThread
+from llmgine.notebook.magics._recording import Recordings
 from llmgine.observability import Observability
 from llmgine.tools import Tool, ToolCallFailed, ToolCallFinished, ToolCallStarted, run_tool_loop
 
@@ -95,7 +96,8 @@ class Workbench:
         self.default: str | Model | None = None
         self.last_session_id: str | None = None
         self.update_interval = 0.1
-        self._made: dict[str, Model] = {}
+        self.recordings = Recordings()  # %llmgine record / replay / cache
+        self._made: dict[tuple[str, tuple[str, str] | None], Model] = {}
         self._owned_observability: Observability | None = None
 
     def __repr__(self) -> str:
@@ -171,12 +173,12 @@ class Workbench:
         """
         if token is None:
             if isinstance(self.default, Model):
-                return self.default
+                return self.recordings.apply(self.default)
             return self._made_model(self.default_label())
         if ":" not in token:
             value = namespace.get(token)
             if isinstance(value, Model):
-                return value
+                return self.recordings.apply(value)
             if isinstance(value, str) and ":" in value:
                 return self._made_model(value)
             raise LLMConfigurationError(
@@ -187,10 +189,13 @@ class Workbench:
         return self._made_model(token)
 
     def _made_model(self, spec: str) -> Model:
-        made = self._made.get(spec)
+        """The model of ``spec``, made once per recording setting (`Recordings`): the
+        recording sits inside its tracing, so a replayed call is a span too."""
+        key = (spec, self.recordings.key())
+        made = self._made.get(key)
         if made is None:
             provider_info(spec.partition(":")[0])  # an unknown provider fails here, clearly
-            made = self._made[spec] = get_model(spec)
+            made = self._made[key] = get_model(spec, **self.recordings.options())
         return made
 
     # -- conversations -----------------------------------------------------------------
@@ -205,8 +210,10 @@ class Workbench:
         return named
 
     def reset(self) -> None:
-        """Forget the conversations, the default model and what observability recorded."""
+        """Forget the conversations, the default model, the recording settings and what
+        observability recorded."""
         named, self.sessions = list(self.sessions.values()), {}
+        self.recordings.reset()
         if named:
             self.loop.run(self._forget(named))
         self.default = None
