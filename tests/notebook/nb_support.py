@@ -21,6 +21,7 @@ EXPECTED = (
     "03-traces-and-dataframes",
     "04-tools",
     "05-context",
+    "06-record-and-replay",
 )
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

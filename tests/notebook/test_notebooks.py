@@ -41,7 +41,7 @@ CHECK = "# NBVAL_CHECK_OUTPUT"  # nbval's marker, alone on its line
 MAX_BYTES = 250_000  # a notebook that grows past this saved something it should not
 
 
-def test_the_notebooks_are_the_documented_five() -> None:
+def test_the_notebooks_are_the_documented_ones() -> None:
     assert [p.stem for p in notebook_paths()] == list(EXPECTED)
 
 
