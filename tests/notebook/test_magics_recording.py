@@ -238,3 +238,18 @@ def test_help_lists_the_recording_commands() -> None:
     text = help_text()
     for usage in ("record [PATH.jsonl", "replay [PATH.jsonl | off]", "cache [on | off"):
         assert f"%llmgine {usage}" in text
+
+
+def test_a_comparison_replays_each_model(shell: Shell) -> None:
+    _say(shell, "record compare.jsonl")
+    with capture_output():
+        shell.cell("demo:left,demo:right -o live", "Compare me.")
+    _say(shell, "replay compare.jsonl")
+    with capture_output():
+        shell.cell("demo:left,demo:right -o again", "Compare me.")
+    live, again = shell.user_ns["live"], shell.user_ns["again"]
+    assert set(again) == set(live) == {"demo:left", "demo:right"}
+    for label, response in again.items():
+        assert isinstance(response, LLMResponse)
+        assert response.replayed_from == "compare.jsonl"
+        assert response.text == live[label].text
