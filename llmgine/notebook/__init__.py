@@ -6,7 +6,8 @@
 
 Widgets: `EventStream` (the bus's events, live), `TraceView` (a session's spans as a
 waterfall), `CompareView` (one prompt, several models, side by side), and `dashboard`
-(the three in a Panel app). Every widget also renders as text/HTML, for saved notebooks.
+(the three in a Panel app). Every widget also renders as text/HTML, for saved notebooks,
+and every chart carries a PNG of itself (`chart(fig)` does it for any plotly figure).
 Needs the ``notebook`` extra: ``pip install "llmgine[notebook]"``.
 
 Reference
@@ -98,8 +99,9 @@ Where the code lives: each widget in a module named after it (`_event_stream`,
 `_trace_view`, `_compare_view`, `_dashboard_view`; `_dashboard_server` serves the
 dashboard and is ``llmgine dashboard``), over the plain feeds the widgets and the dashboard
 share (`_event_feed`, `_span_feed`), with `_ticker` (the throttled flush) and
-`_static_html` (saved-notebook HTML, the shipped front end). The magics are the `magics`
-package; its docstring maps its modules.
+`_static_html` (saved-notebook HTML, the shipped front end) and `_static_image` (charts'
+PNGs for saved notebooks, `chart`). The magics are the `magics` package; its docstring
+maps its modules.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ if TYPE_CHECKING:
     from llmgine.notebook._compare_view import CompareView
     from llmgine.notebook._dashboard_view import dashboard
     from llmgine.notebook._event_stream import EventStream
+    from llmgine.notebook._static_image import chart
     from llmgine.notebook._trace_view import TraceView
     from llmgine.notebook.magics import load_ipython_extension, unload_ipython_extension
 
@@ -118,6 +121,7 @@ __all__ = [
     "CompareView",
     "EventStream",
     "TraceView",
+    "chart",
     "dashboard",
     "load_ipython_extension",
     "unload_ipython_extension",
@@ -129,6 +133,7 @@ _HOMES = {
     "CompareView": "llmgine.notebook._compare_view",
     "EventStream": "llmgine.notebook._event_stream",
     "TraceView": "llmgine.notebook._trace_view",
+    "chart": "llmgine.notebook._static_image",
     "dashboard": "llmgine.notebook._dashboard_view",
     "load_ipython_extension": "llmgine.notebook.magics",
     "unload_ipython_extension": "llmgine.notebook.magics",

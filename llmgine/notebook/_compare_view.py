@@ -27,6 +27,7 @@ on the cell's thread.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import html
 import logging
@@ -50,6 +51,7 @@ from llmgine.llm import (
     Prompt,
     get_model,
 )
+from llmgine.notebook._static_image import figure_png, png_html
 from llmgine.notebook.magics._bus import WorkbenchService
 from llmgine.notebook.magics._display import answer_note, describe_error
 
@@ -168,6 +170,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
         self._table = widgets.HTML()
         self._chart = go.FigureWidget(self.figure())
         self._charted: tuple[Any, ...] = ()
+        self._png: tuple[tuple[Any, ...], bytes | None] | None = None
         super().__init__([self._header, grid, self._table, self._chart])
         self.add_class("llmgine-compare")
         self.refresh()
@@ -418,11 +421,24 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # ipywidgets cuts text/plain to 110 characters; a saved notebook (and nbval) keeps
         # the whole comparison as text, and the HTML and markdown next to the live view.
+        # Once the run has ended, the timings chart as a PNG too (image/png, and in the HTML,
+        # which GitHub and nbviewer prefer), made once: see `llmgine.notebook.chart`.
         bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs) or {}
         bundle["text/plain"] = repr(self)
+        png = self.png()
+        if png is not None:
+            bundle["image/png"] = base64.b64encode(png).decode("ascii")
         bundle["text/html"] = self._repr_html_()
         bundle["text/markdown"] = self._repr_markdown_()
         return bundle
+
+    def png(self) -> bytes | None:
+        """The timings chart as a PNG once the run has ended (None before, or where no image
+        can be made), made once."""
+        key = (self.wall_ms, *((c.label, c.status, c.response) for c in self.columns))
+        if self.wall_ms is not None and (self._png is None or self._png[0] != key):
+            self._png = (key, figure_png(self.figure()))
+        return None if self._png is None or self.wall_ms is None else self._png[1]
 
     def __repr__(self) -> str:
         lines = [f"CompareView: {self._summary()}", f"prompt: {_clip(self._prompt_text(), 200)}"]
@@ -462,8 +478,10 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
             f'<td style="vertical-align:top">{_title_html(c)}<br>{_body_html(c)}</td>'
             for c in self.columns
         )
+        chart = png_html(self.png(), f"Timings: {self._summary()}")  # once the run ended
         return (
-            f"<div>{self._header_html()}<table><tr>{cells}</tr></table>{self._table_html()}</div>"
+            f"<div>{self._header_html()}<table><tr>{cells}</tr></table>{self._table_html()}"
+            f"{chart}</div>"
         )
 
 

@@ -10,6 +10,7 @@ throttled ticker while any span runs or new ones arrive, never per span.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -28,6 +29,7 @@ from llmgine.notebook._span_feed import (
     summary_line,
 )
 from llmgine.notebook._static_html import html_table
+from llmgine.notebook._static_image import figure_png, png_html
 from llmgine.notebook._ticker import Ticker
 from llmgine.observability import Observability
 from llmgine.observability import semconv as sc
@@ -76,6 +78,7 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         self.height = height
         self.bars: list[Bar] = []
         self.renders = 0
+        self._png: tuple[str, bytes | None] | None = None
         self.summary = ipywidgets.HTML()
         self.summary.add_class("llmgine-trace-summary")
         # Born with the spans there are, not drawn into afterwards: plotly's page side
@@ -152,12 +155,36 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         started = datetime.fromtimestamp(first / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{summary_line(self.feed)} · from {started}"
 
-    # -- text and HTML, for saved notebooks --------------------------------------------
+    # -- text, HTML and an image, for saved notebooks -----------------------------------
 
-    def _repr_html_(self) -> str:
+    def png(self) -> bytes | None:
+        """A PNG of the waterfall for saved notebooks, once its spans have all ended (None
+        while any runs, with no spans, or where no image can be made: see
+        `llmgine.notebook.chart`); made once per state of the view."""
         if not self.feed.closed:
             self.refresh()
-        return html_table(
+        if not self.bars or self.feed.running:
+            return None
+        key = self._title() + "\n" + "\n".join(map(repr, map(_cells, self.bars)))
+        if self._png is None or self._png[0] != key:
+            self._png = (key, figure_png(self.figure))
+        return self._png[1]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # The widget view, and for a saved notebook (GitHub, nbviewer) the waterfall as a
+        # PNG, both as image/png and in the HTML (which such renderers prefer), above the
+        # table of spans.
+        bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs) or {}
+        png = self.png()
+        if png is not None:
+            bundle["image/png"] = base64.b64encode(png).decode("ascii")
+        bundle["text/html"] = self._repr_html_()
+        return bundle
+
+    def _repr_html_(self) -> str:
+        # The waterfall's PNG (once its spans have ended) above the table of spans.
+        chart = png_html(self.png(), f"TraceView: {summary_line(self.feed)}")
+        return chart + html_table(
             "llmgine-trace llmgine-trace-static",
             f"TraceView: {summary_line(self.feed)}",
             ("span", "kind", "start ms", "duration ms", "status", "model", "tokens", "cost"),
