@@ -53,7 +53,7 @@ from llmgine.llm import (
 )
 from llmgine.notebook._static_image import figure_png, png_html
 from llmgine.notebook.magics._bus import WorkbenchService
-from llmgine.notebook.magics._display import answer_note, describe_error
+from llmgine.notebook.magics._display import answer_note, describe_error, replay_note
 
 __all__ = ["ColumnUpdate", "CompareView"]
 
@@ -452,7 +452,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
                 facts.append(f"{r.usage.input_tokens} in / {r.usage.output_tokens} out tokens")
                 if r.cost_usd is not None:
                     facts.append(f"${r.cost_usd:.4f}")
-                if (kind := answer_note(r)) is not None:
+                if (kind := _kind(r)) is not None:
                     facts.append(kind)
             lines += ["", f"== {column.label} ({', '.join(facts)})", _column_text(column)]
         return "\n".join(lines)
@@ -460,7 +460,7 @@ class CompareView(widgets.VBox):  # type: ignore[misc]
     def _repr_markdown_(self) -> str:
         parts = [f"**Compare** · {self._summary()}", "", f"> {_clip(self._prompt_text(), 300)}"]
         for column in self.columns:
-            kind = answer_note(column.response) if column.response else None
+            kind = _kind(column.response) if column.response else None
             note = f" · *{kind}*" if kind else ""
             parts += [
                 "",
@@ -513,9 +513,15 @@ def _markdown() -> Any:
     return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
+def _kind(response: LLMResponse) -> str | None:
+    """What kind of model answered, and where a replayed answer came from."""
+    notes = [note for note in (answer_note(response), replay_note(response)) if note]
+    return " · ".join(notes) or None
+
+
 def _title_html(column: _Column) -> str:
     badge = ""
-    kind = answer_note(column.response) if column.response is not None else None
+    kind = _kind(column.response) if column.response is not None else None
     if kind:
         badge = f' <span style="opacity:.7">({kind})</span>'
     return f"<b>{html.escape(column.label)}</b> · {html.escape(_status(column))}{badge}"

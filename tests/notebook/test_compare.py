@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from IPython.core.formatters import DisplayFormatter
@@ -29,6 +30,7 @@ from llmgine.llm import (
 )
 from llmgine.notebook import CompareView
 from llmgine.notebook._compare_view import ColumnUpdate
+from llmgine.recording import Cassette
 from tests.notebook.magics_helpers import BreaksMidwayProvider, gated_model, make_shell
 
 
@@ -238,3 +240,19 @@ def test_answers_render_as_markdown_with_raw_html_escaped() -> None:
     assert "<strong>bold</strong>" in body
     assert "<script>" not in body
     assert "&lt;script&gt;" in body
+
+
+async def test_a_replayed_answer_says_where_it_came_from(tmp_path: Path) -> None:
+    cassette = Cassette(tmp_path / "answers.jsonl")
+    live = get_model("demo:a", latency=0, recording=cassette)
+    await live.generate("Explain RAFT")
+    replayed = get_model("demo:a", latency=0, recording=cassette, recording_mode="replay")
+    view = CompareView([replayed], "Explain RAFT")
+    results = await view.run()
+    response = results["demo:a"]
+    assert isinstance(response, LLMResponse)
+    assert response.replayed_from is not None
+    text, markdown, title = repr(view), view._repr_markdown_(), view._titles[0].value
+    for shown in (text, markdown, title):
+        assert "demo, simulated · replayed from answers.jsonl" in shown
+    assert str(tmp_path) not in text  # the file's name, not where it lies
