@@ -57,7 +57,11 @@ def _serve(args: argparse.Namespace) -> int:
     model = resolve_local_model(args.model, context=args.context)
     servers = LocalServers()
     settings = ServerSettings(threads=args.threads, parallel=args.parallel, port=args.port)
-    server = servers.ensure_sync(model, settings)
+    try:
+        server = servers.ensure_sync(model, settings)
+    except KeyboardInterrupt:  # the half-started server ends with this process (its stdin)
+        print("\nllmgine: stopped before the server was ready", flush=True)
+        return 130
     if not server.owned:
         print(
             f"llmgine: already running: local:{model.name} at {server.base_url} (pid "
