@@ -510,13 +510,6 @@ def _score_columns(scorer: Any) -> list[str]:
 def _progress_bar(total: int, show: bool) -> Any:
     if not show:
         return None
-    try:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - tqdm comes with the sweep extra
-        import logging
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-        logging.getLogger("llmgine.sweep").warning(
-            "no progress bar: tqdm is not installed (pip install 'llmgine[sweep]')"
-        )
-        return None
     return tqdm(total=total, unit="call", desc="sweep")
