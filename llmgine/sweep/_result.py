@@ -53,9 +53,12 @@ def rows_frame(
     rows: list[dict[str, Any]],
     input_names: list[str],
     param_names: list[str],
-    score_columns: list[str],
+    score_columns: list[tuple[str, bool]],
 ) -> Any:
-    """The rows as a DataFrame with the contract's columns, in order, and dtypes."""
+    """The rows as a DataFrame with the contract's columns, in order, and dtypes.
+
+    ``score_columns``: each scorer's columns in order, ``(name, True)`` for its score
+    (float64) and ``(name, False)`` for each of its extra columns (dtype inferred)."""
     import pandas as pd
 
     columns: dict[str, str] = {"prompt_id": "int64", "prompt": "text"}
@@ -64,8 +67,7 @@ def rows_frame(
     columns.update({f"param.{n}": "infer" for n in param_names})
     columns["repeat"] = "int64"
     columns.update(CALL_COLUMNS)
-    columns.update({c: "float64" for c in score_columns if c.count(".") == 1})
-    columns.update({c: "infer" for c in score_columns if c.count(".") > 1})  # extras
+    columns.update({c: "float64" if score else "infer" for c, score in score_columns})
     frame = pd.DataFrame(rows, columns=list(columns))
     for name, dtype in columns.items():
         if dtype == "infer":

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmgine._tracing import CallTracer, LLMCallSpan, tracer_for
+from llmgine._tracing import tracer_for
 from llmgine.bus import MessageBus
 from llmgine.errors import RateLimitedError
-from llmgine.llm import ChatMessage, Generate, LLMResponse, LLMService, Model, Usage, get_model
+from llmgine.llm import ChatMessage, Generate, LLMResponse, Model, Usage, get_model
 from llmgine.llm._cost import cost_usd
 from llmgine.recording import (
     Recorded,
@@ -23,79 +23,15 @@ from llmgine.recording import (
     open_store,
     request_key,
 )
-from llmgine.recording._store import Recording
 from llmgine.sweep._grid import expand_grid
 from llmgine.sweep._inputs import InputRow, input_fields, load_inputs
 from llmgine.sweep._limits import AdaptiveLimit
 from llmgine.sweep._result import SweepResult, rows_frame
+from llmgine.sweep._wiring import RepeatStore, Service, SpanCatcher
 
 __all__ = ["Preflight", "Sweep"]
 
-_COMMAND_ID = "llmgine.command.id"
 DEFAULT_OUTPUT_TOKENS = 256  # the preflight's guess when no max_tokens is set
-
-
-class _RepeatStore(RecordingStore):
-    """``store`` seen by repeat ``repeat``: repeat 0 uses the request's own key (shared
-    with every other use of the store); repeat r > 0 keys it ``key#repeat=r``, so each
-    repeat is a call of its own and is resumed on its own."""
-
-    def __init__(self, store: RecordingStore, repeat: int) -> None:
-        self.store = store
-        self.repeat = repeat
-        self.label = store.label
-
-    def _key(self, key: str) -> str:
-        return key if self.repeat == 0 else f"{key}#repeat={self.repeat}"
-
-    async def get(self, key: str) -> Recording | None:
-        return await self.store.get(self._key(key))
-
-    async def put(self, recording: Recording) -> None:
-        recording.key = self._key(recording.key)
-        await self.store.put(recording)
-
-    async def recordings(self) -> list[Recording]:
-        return await self.store.recordings()
-
-    async def clear(self) -> None:
-        raise NotImplementedError("a sweep never clears its store")
-
-
-class _SpanCatcher:
-    """A `CallTracer` that forwards to ``inner`` and keeps each call's span ids by the id
-    of the `Generate` command it answers."""
-
-    def __init__(self, inner: CallTracer) -> None:
-        self.inner = inner
-        self.ids: dict[str, tuple[str, str]] = {}
-
-    @property
-    def capture_content(self) -> bool:
-        return self.inner.capture_content
-
-    def start_llm_call(self, **args: Any) -> LLMCallSpan:
-        call = self.inner.start_llm_call(**args)
-        span = getattr(call, "span", None)
-        command = (args.get("attributes") or {}).get(_COMMAND_ID)
-        if span is not None and command is not None:
-            context = span.get_span_context()
-            self.ids[command] = (f"{context.trace_id:032x}", f"{context.span_id:016x}")
-        return call
-
-    def tool_span(self, name: str, **args: Any) -> Any:
-        return self.inner.tool_span(name, **args)
-
-
-class _Service(LLMService):
-    """Answers the sweep's `Generate` commands with its registered models, by key."""
-
-    def __init__(self, bus: MessageBus, models: dict[str, Model], **options: Any) -> None:
-        super().__init__(bus, **options)
-        self.registered = models
-
-    def model(self, spec: str | None) -> Model:
-        return self.registered[spec] if spec in self.registered else super().model(spec)
 
 
 @dataclass
@@ -171,12 +107,12 @@ class Sweep:
         if not entries:
             raise ValueError("give at least one model (a spec such as 'demo:x', or a Model)")
         self.store = open_store(store)
-        self._tracer = _SpanCatcher(tracer_for(bus))
+        self._tracer = SpanCatcher(tracer_for(bus))
         # One caller per model and repeat, answering through the store (read-write).
         self._callers: list[list[Model]] = []
         self._made: list[Model] = []
         for entry in entries:
-            stores = [_RepeatStore(self.store, r) for r in range(repeats)]
+            stores = [RepeatStore(self.store, r) for r in range(repeats)]
             if isinstance(entry, Model):
                 self._callers.append([Model(Recorded(entry, s)) for s in stores])
             else:  # retry=False: the sweep retries itself, so retries are never stacked
@@ -245,7 +181,7 @@ class Sweep:
             request = self._request(row)
             model = self.models[row.model]
             key = request_key(canonical_request(request, model.spec))
-            row.cached = await _RepeatStore(self.store, row.repeat).get(key) is not None
+            row.cached = await RepeatStore(self.store, row.repeat).get(key) is not None
             t_in, t_out, price = self._estimate(row, request)
             row.estimate = 0.0 if row.cached else price
             if row.cached:
@@ -300,7 +236,7 @@ class Sweep:
             if self.bus is None:
                 await bus.start()
             async with bus.session("sweep", session_id=self.session_id) as session:
-                _Service(bus, registered, session=session).install()
+                Service(bus, registered, session=session).install()
 
                 async def one(index: int, limit: AdaptiveLimit) -> None:
                     row = self._rows[index]
@@ -503,8 +439,9 @@ def _param_names(param_sets: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for p in param_sets for k in p))
 
 
-def _score_columns(scorer: Any) -> list[str]:
-    return [f"score.{scorer.name}", *getattr(scorer, "extra_columns", ())]
+def _score_columns(scorer: Any) -> list[tuple[str, bool]]:
+    extras = getattr(scorer, "extra_columns", ())
+    return [(f"score.{scorer.name}", True), *((c, False) for c in extras)]
 
 
 def _progress_bar(total: int, show: bool) -> Any:

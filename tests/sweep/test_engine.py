@@ -156,3 +156,52 @@ async def test_budget_stops_before_the_call_that_would_pass_it(tmp_path: Path) -
     assert result.total == 5
     assert result.spent_usd == 1.0
     assert "2 of 5 rows" in str(result)
+
+
+class Verdict:
+    """What `_scorers.Scored` is to the engine: a value and extra columns."""
+
+    def __init__(self, value: float | None, extras: dict[str, Any]) -> None:
+        self.value = value
+        self.extras = extras
+
+
+class Judged:
+    name = "judge"
+    extra_columns = ("score.judge.reason",)
+
+    async def score(self, row: Mapping[str, Any], response: LLMResponse) -> Verdict:
+        return Verdict(0.5, {"score.judge.reason": f"looked at {row['prompt']}"})
+
+
+class Broken:
+    name = "broken"
+    extra_columns: tuple[str, ...] = ()
+
+    async def score(self, row: Mapping[str, Any], response: LLMResponse) -> float | None:
+        raise RuntimeError("a bug in the scorer")
+
+
+async def test_scores_with_extras_failures_and_failed_calls(tmp_path: Path) -> None:
+    model = scripted(echo, InvalidRequestError("no", errors=[]))
+    result = await Sweep(
+        ["p0", "p1"],
+        [model],
+        scorers=[HasA(), Judged(), Broken()],
+        store=tmp_path / "c.sqlite3",
+        concurrency=1,
+        progress=False,
+    ).run()
+    df = result.df
+    assert df.columns[-4:].tolist() == [
+        "score.has_a",
+        "score.judge",
+        "score.judge.reason",
+        "score.broken",
+    ]
+    assert df["score.judge"].tolist()[0] == 0.5
+    assert df["score.judge.reason"].tolist()[0] == "looked at p0"
+    assert df["score.has_a"].isna().tolist() == [False, True]  # the failed call: NaN
+    assert df["score.broken"].isna().all()
+    assert len(result.scorer_errors) == 1
+    assert "a bug in the scorer" in result.scorer_errors[0]
