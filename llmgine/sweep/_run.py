@@ -7,6 +7,7 @@ import json
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,10 +222,10 @@ class Sweep:
         registered = {keys[m, r]: self._callers[m][r] for (m, r) in keys}
         state = _State()
         limits: dict[str, AdaptiveLimit] = {}
-        queues: dict[str, list[int]] = {}
+        queues: dict[str, deque[int]] = {}
         for index, row in enumerate(self._rows):
             provider = self.models[row.model].provider
-            queues.setdefault(provider, []).append(index)
+            queues.setdefault(provider, deque()).append(index)
             if provider not in limits:
                 limits[provider] = AdaptiveLimit(
                     self.concurrency,
@@ -271,9 +272,9 @@ class Sweep:
                         bar.update(1)
                         bar.set_postfix(spent=f"${state.spent:.4f}", errors=state.errors)
 
-                async def worker(queue: list[int], limit: AdaptiveLimit) -> None:
+                async def worker(queue: deque[int], limit: AdaptiveLimit) -> None:
                     while queue and state.stopped is None:
-                        index = queue.pop(0)
+                        index = queue.popleft()
                         await limit.acquire()
                         try:
                             if state.stopped is None:
