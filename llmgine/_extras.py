@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
         "pandas",
         "opentelemetry.sdk",
     ),
+    "sweep": ("pandas", "pyarrow", "tqdm"),
     "context": ("sqlalchemy", "aiosqlite"),
     "postgres": ("sqlalchemy", "asyncpg"),
     "mcp": ("mcp",),

@@ -36,6 +36,7 @@ CASES = {
     "observability-otel": ({"opentelemetry"}, "from llmgine import observability"),
     "notebook": ({"anywidget"}, "from llmgine.notebook import EventStream"),
     "notebook-magics": ({"IPython"}, "import llmgine; llmgine.load_ipython_extension(None)"),
+    "sweep": ({"tqdm"}, "from llmgine.sweep import Sweep"),
     "context": ({"sqlalchemy"}, "from llmgine.context import open_store; open_store('x.db')"),
     "postgres": (
         {"asyncpg"},

@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "llmgine.notebook",
     "llmgine.observability",
     "llmgine.recording",
+    "llmgine.sweep",
     "llmgine.tools",
 ]
 
