@@ -72,7 +72,7 @@ class JudgeScorer:
             JudgeVerdict if scale == "score" else PassFailVerdict
         )
         self.max_attempts = max_attempts
-        self.extra_columns = (f"score.{name}.cost_usd", f"score.{name}.reason")
+        self.extra_columns: tuple[str, ...] = (f"score.{name}.cost_usd", f"score.{name}.reason")
 
     def __repr__(self) -> str:
         return f"<Scorer {self.name}: llm_judge({self.model.spec})>"

@@ -368,12 +368,22 @@ SCORER_FORMS = """\
   json             the answer is valid JSON
   close            the first number in the answer equals "expected" (within 1e-9)
   close:0.01       ... within 0.01 of it
-  close:1%         ... within 1% of it"""
+  close:1%         ... within 1% of it
+  judge:MODEL      MODEL (a spec, "openai:gpt-4o-mini") grades each answer, 0 to 1, by a
+                   general rubric: correct, answers the prompt, agrees with "expected"
+"""
+
+JUDGE_RUBRIC = (
+    "The answer is correct and answers the prompt. When a reference answer is given, the "
+    "answer agrees with it (wording may differ). Score 1 for fully right, 0 for wrong or "
+    "off-topic, in between for partly right."
+)
 
 
-def parse_scorer(spec: str) -> FunctionScorer:
+def parse_scorer(spec: str) -> Scorer:
     """The scorer a short form names, as a magic's ``--score`` takes it (``"exact"``,
-    ``"contains:Paris"``, ``"regex:^\\d+$"``, ``"json"``, ``"close:0.01"``, ...).
+    ``"contains:Paris"``, ``"regex:^\\d+$"``, ``"json"``, ``"close:0.01"``,
+    ``"judge:openai:gpt-4o-mini"``, ...).
 
     An unknown or malformed form is a ``ValueError`` listing every form.
     """
@@ -389,6 +399,10 @@ def parse_scorer(spec: str) -> FunctionScorer:
         return json_valid()
     if kind == "close":
         return _parse_close(spec, arg.strip())
+    if kind == "judge" and arg.strip():
+        from llmgine.sweep._judge import llm_judge  # it imports this module
+
+        return llm_judge(arg.strip(), JUDGE_RUBRIC)
     raise ValueError(f"unknown scorer {spec!r}; the forms are:\n{SCORER_FORMS}")
 
 

@@ -4,12 +4,13 @@ scripted test model."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from llmgine.errors import ScorerError
+from llmgine.errors import MissingExtraError, ScorerError
 from llmgine.llm import LLMRequest, LLMResponse, Model, TextPart, WrapperModel, get_model
 from llmgine.sweep._judge import JudgeScorer, llm_judge
 from llmgine.sweep._scorers import (
@@ -99,6 +100,15 @@ async def test_json_valid_any_json_a_pydantic_model_and_a_schema() -> None:
         json_valid(42)  # type: ignore[arg-type]
 
 
+def test_a_json_schema_without_jsonschema_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # None there: import fails
+    with pytest.raises(MissingExtraError, match=r"pip install jsonschema.*pydantic model"):
+        json_valid({"type": "object"})
+    assert json_valid(City).name == "json"  # a pydantic model needs nothing more
+
+
 def test_first_number_reads_numbers_as_written() -> None:
     assert first_number("about 1,234.5 metres") == 1234.5
     assert first_number("it is -3 degrees") == -3.0
@@ -180,7 +190,16 @@ async def test_parse_scorer_forms_score_as_they_say() -> None:
     assert await score(parse_scorer("close:1%"), "102", expected=100) == 0.0
 
 
-@pytest.mark.parametrize("bad", ["exactly", "regex:", "json:x", "", "close:abc", "close:-1"])
+def test_parse_scorer_judge_takes_a_model_spec() -> None:
+    judge = parse_scorer("judge:demo:x")
+    assert isinstance(judge, JudgeScorer)
+    assert judge.model.spec == "demo:x"
+    assert "reference answer" in judge.rubric
+
+
+@pytest.mark.parametrize(
+    "bad", ["exactly", "regex:", "json:x", "", "close:abc", "close:-1", "judge:", "judge"]
+)
 def test_parse_scorer_errors_list_the_forms(bad: str) -> None:
     with pytest.raises(ValueError, match=r"the forms are:\n.*exact") as caught:
         parse_scorer(bad)
@@ -200,7 +219,8 @@ ROW = {"prompt": "Capital of France?", "expected": "Paris"}
 
 async def test_judge_scores_with_a_structured_verdict() -> None:
     model = get_model("test:judge", responses=['{"reason": "names Paris", "score": 0.9}'])
-    judge = llm_judge(model, "The answer names the right capital.")
+    judge: Scorer = llm_judge(model, "The answer names the right capital.")
+    assert isinstance(judge, Scorer)
     assert judge.extra_columns == ("score.judge.cost_usd", "score.judge.reason")
     result = await judge.score(ROW, answer("Paris"))
     extras = {"score.judge.cost_usd": None, "score.judge.reason": "names Paris"}
