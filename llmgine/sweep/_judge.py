@@ -22,7 +22,7 @@ from llmgine.llm._model import Model
 from llmgine.llm._parts import ChatMessage
 from llmgine.llm._request import ResponseFormat
 from llmgine.llm._response import LLMResponse
-from llmgine.sweep._scorers import Scored
+from llmgine.sweep._scorers import Scored, is_missing
 
 __all__ = ["JudgeScorer", "JudgeVerdict", "PassFailVerdict", "llm_judge"]
 
@@ -82,7 +82,7 @@ class JudgeScorer:
         (when the row has one) and the answer to grade."""
         parts = [f"Rubric:\n{self.rubric.strip()}", f"Prompt:\n{row.get('prompt', '')}"]
         expected = row.get("expected")
-        if expected is not None and not (isinstance(expected, float) and math.isnan(expected)):
+        if not is_missing(expected):
             parts.append(f"Reference answer:\n{expected}")
         parts.append(f"Answer to grade:\n{response.text}")
         return [ChatMessage.system(_INSTRUCTIONS), ChatMessage.user("\n\n".join(parts))]

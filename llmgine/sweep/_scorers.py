@@ -151,11 +151,14 @@ def _column(row: Row, column: str, name: str) -> Any:
             scorer=name,
         )
     value = row[column]
+    return None if is_missing(value) else value
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN, or pandas' NA / NaT: a cell with no value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    return value
+        return True
+    return type(value).__name__ in ("NAType", "NaTType")
 
 
 def _normalise(text: str, *, strip: bool, case: bool) -> str:

@@ -178,7 +178,8 @@ class PairedComparison:
     ``mean_difference`` is mean(a - b) over the ``n`` pairs, with its bootstrap interval
     ``ci_low``..``ci_high`` at ``confidence``; ``p_value`` is the two-sided p-value of the
     ``test``; ``significant`` is ``p_value < alpha``. With fewer than two pairs, every
-    number but ``n`` is NaN, ``test`` is ``"too little data"`` and nothing is significant.
+    number but ``n`` (and the means) is NaN, ``test`` is ``"too little data"`` and nothing
+    is significant; so too when every pair is a repeat of one prompt.
     """
 
     a: str
@@ -199,10 +200,11 @@ class PairedComparison:
     @property
     def sentence(self) -> str:
         rows = f"{self.n} paired row{'s' if self.n != 1 else ''}"
-        if self.n < 2:
+        if self.test == "too little data":
+            one_prompt = ", all repeats of one prompt," if self.n >= 2 else ""
             return (
-                f"{self.a} and {self.b} have {rows} with a {self.score}: too little data to "
-                "compare them (a paired comparison needs at least 2)"
+                f"{self.a} and {self.b} have {rows} with a {self.score}{one_prompt}: too "
+                "little data to compare them (a paired comparison needs at least 2 prompts)"
             )
         d = self.mean_difference
         if d == 0:
@@ -321,16 +323,15 @@ def paired_comparison(
     score_a = pd.to_numeric(pairs[f"{column}.a"]).astype(float)
     score_b = pd.to_numeric(pairs[f"{column}.b"]).astype(float)
     nan = math.nan
-    if n < 2:
+    diff = score_a - score_b
+    sums, counts = _clustered(diff, pairs, [k for k in keys if k != "repeat"])
+    if len(sums) < 2:  # under two pairs, or the repeats of a single prompt
         return PairedComparison(
             a, b, column, n,
             float(score_a.mean()) if n else nan, float(score_b.mean()) if n else nan,
-            float((score_a - score_b).mean()) if n else nan, nan, nan, confidence, nan,
+            float(diff.mean()) if n else nan, nan, nan, confidence, nan,
             "too little data", False, alpha,
         )  # fmt: skip
-    diff = score_a - score_b
-    units = [k for k in keys if k != "repeat"]
-    sums, counts = _clustered(diff, pairs, units)
     low, high = _bootstrap_ci(sums, counts, confidence=confidence, resamples=resamples, seed=seed)
     p_value, test = _sign_flip_p(sums, seed=seed)
     return PairedComparison(

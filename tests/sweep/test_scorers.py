@@ -7,6 +7,7 @@ import math
 import sys
 from typing import Any
 
+import pandas as pd
 import pytest
 from pydantic import BaseModel
 
@@ -44,6 +45,7 @@ async def test_exact_match_ignores_case_and_outer_spaces_unless_asked() -> None:
     assert await score(s, "Paris.", expected="Paris") == 0.0
     assert await score(s, "x", expected=None) is None
     assert await score(s, "x", expected=math.nan) is None
+    assert await score(s, "x", expected=pd.NA) is None
     assert await score(exact_match(case=True), "paris", expected="Paris") == 0.0
     assert await score(exact_match(strip=False), "Paris ", expected="Paris") == 0.0
     assert await score(exact_match("gold"), "4", gold=4) == 1.0
@@ -233,6 +235,13 @@ async def test_judge_scores_with_a_structured_verdict() -> None:
     assert "Capital of France?" in text
     assert "Reference answer:\nParis" in text
     assert "Answer to grade:\nParis" in text
+
+
+async def test_judge_leaves_out_a_missing_reference() -> None:
+    model = get_model("test:judge", responses=['{"reason": "fine", "score": 1}'])
+    await llm_judge(model, "Be right.").score({"prompt": "q", "expected": pd.NA}, answer("a"))
+    sent = model.adapter.requests[0]  # type: ignore[attr-defined]
+    assert "Reference answer" not in " ".join(m.text for m in sent.messages)
 
 
 async def test_judge_pass_fail() -> None:

@@ -229,6 +229,16 @@ def test_too_little_data_says_so() -> None:
     assert "1 paired row " in str(result)
 
 
+def test_repeats_of_one_prompt_are_too_little_data() -> None:
+    df = results({"A": [1.0] * 5, "B": [0.0] * 5}, repeats=5)
+    result = paired_comparison(df, "A", "B", "s")
+    assert result.n == 5
+    assert result.mean_difference == 1.0
+    assert result.test == "too little data"
+    assert math.isnan(result.p_value)
+    assert "all repeats of one prompt" in str(result)
+
+
 def test_pairs_are_matched_by_prompt_not_by_position() -> None:
     df = results({"A": [1.0, 0.0, 1.0], "B": [1.0, 0.0, 1.0]})
     df = pd.concat([df[df.model == "A"], df[df.model == "B"].iloc[::-1]])  # B reversed
