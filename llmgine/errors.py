@@ -38,6 +38,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     ├── WorkbenchError                a notebook magic could not do what it was asked
     │   ├── MagicUsageError           arguments the magic cannot use: says what works
     │   └── CellFailedError           the cell's model call failed (the original on ``error``)
+    ├── ScorerError                   a sweep's scorer failed on a row: names it (``scorer``)
     └── LLMError                      a model call could not be made or failed
         ├── LLMConfigurationError     before any call: what to change is on our side
         │   ├── MissingCredentialsError   no API key: names the variable to set
@@ -122,6 +123,7 @@ __all__ = [
     "RateLimitedError",
     "RecordingMissError",
     "SchemaVersionError",
+    "ScorerError",
     "ServerUnavailableError",
     "SessionClosedError",
     "StructuredOutputError",
@@ -575,3 +577,14 @@ class CellFailedError(WorkbenchError):
 
     def render(self) -> str:
         return str(self)
+
+
+class ScorerError(LLMgineError):
+    """A sweep's scorer could not score a row: a user's scoring function raised (the
+    original is ``__cause__``) or returned something that is not a score, or the row lacks
+    a column the scorer reads. ``scorer`` names it. A sweep records it as that row's score
+    error (the score is empty) and goes on: one bad row does not stop the sweep."""
+
+    def __init__(self, message: str, *, scorer: str) -> None:
+        super().__init__(message)
+        self.scorer = scorer
