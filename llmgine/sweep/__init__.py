@@ -111,8 +111,44 @@ from llmgine._extras import require as _require
 
 _require("sweep", "llmgine.sweep")  # else a bare "No module named tqdm"
 
+from llmgine.sweep._judge import JudgeScorer, JudgeVerdict, PassFailVerdict, llm_judge  # noqa: E402
 from llmgine.sweep._limits import AdaptiveLimit  # noqa: E402 - after the extra's check
 from llmgine.sweep._result import SweepResult  # noqa: E402
 from llmgine.sweep._run import Preflight, Sweep  # noqa: E402
+from llmgine.sweep._scorers import (  # noqa: E402
+    FunctionScorer,
+    Scored,
+    Scorer,
+    contains,
+    exact_match,
+    json_valid,
+    numeric_close,
+    parse_scorer,
+    regex,
+    scorer,
+)
+from llmgine.sweep._stats import PairedComparison, paired_comparison, summarize  # noqa: E402
 
-__all__ = ["AdaptiveLimit", "Preflight", "Sweep", "SweepResult"]
+__all__ = [
+    "AdaptiveLimit",
+    "FunctionScorer",
+    "JudgeScorer",
+    "JudgeVerdict",
+    "PairedComparison",
+    "PassFailVerdict",
+    "Preflight",
+    "Scored",
+    "Scorer",
+    "Sweep",
+    "SweepResult",
+    "contains",
+    "exact_match",
+    "json_valid",
+    "llm_judge",
+    "numeric_close",
+    "paired_comparison",
+    "parse_scorer",
+    "regex",
+    "scorer",
+    "summarize",
+]
