@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import math
 import platform
 import statistics
@@ -25,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
+
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
 
 from llmgine.bus import Event, MessageBus
 
@@ -311,9 +312,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
     sizes = QUICK if quick else FULL
     report = summarize(measure_all(sizes), sizes)
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

@@ -14,7 +14,6 @@ measures nothing.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run.py runs as a script: the soak lives with the tests
     sys.path.insert(0, str(ROOT))
+
+from report_file import save_report  # noqa: E402 - benchmarks/ is on sys.path (scripts)
 
 from tests.browser.browser_support import CHROMIUM, chromium, dashboard_process  # noqa: E402
 from tests.browser.dashboard_soak import Sample, Soak, soak  # noqa: E402
@@ -60,9 +61,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         **result.as_json(),
     }
     print(format_table(result, report["minutes"]))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import statistics
 import threading
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
 
 from llmgine._redact import default_redactor
 from llmgine.observability._buffer import RedactingFanout, SpanBuffer
@@ -259,9 +259,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         "idle_us": measure_idle(300 if quick else 2_000, 3 if quick else 5),
     }
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
+
 from llmgine import observability
 from llmgine.bus import MessageBus
 from llmgine.llm import ChatMessage, Generate, LLMRequest, LLMService, get_model
@@ -321,9 +323,7 @@ def run(
         server.wait()
     report = {"benchmark": "llm", "quick": quick, "results": results}
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

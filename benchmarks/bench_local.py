@@ -38,6 +38,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
+
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "local.json"
 MODEL = "smollm2"
 MAX_TOKENS = 64
@@ -404,9 +406,7 @@ def run(
         "speed": speed(rounds),
     }
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

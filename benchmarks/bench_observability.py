@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from bench_bus import QUICK, Sink, Sizes, flood, sequential
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
 
 from llmgine import observability
 from llmgine.bus import MessageBus
@@ -186,9 +186,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         "memory": memory,
     }
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

@@ -17,13 +17,14 @@ Run: ``python benchmarks/run.py --only recording`` (``--quick``: fewer calls).
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
+
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
 
 from llmgine import observability
 from llmgine.llm import Model, get_model
@@ -119,9 +120,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         },
     }
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import comm
 from bench_bus import QUICK, Ping, Sink, Sizes, flood, sequential
 from comm.base_comm import BaseComm
+from report_file import save_report  # benchmarks/ is on sys.path: these run as scripts
 
 from llmgine.bus import MessageBus
 from llmgine.notebook import EventStream
@@ -209,9 +210,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         "paced": paced,
     }
     print(format_table(report))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    save_report(report, json_path)
     return report
 
 
