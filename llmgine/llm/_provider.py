@@ -209,6 +209,9 @@ class Provider(ABC):
     # server answers to its own name).
     name: str
     offline: ClassVar[bool] = False  # needs no key and no network (test, demo)
+    # Its address is known only once a call has started its server (the local model):
+    # spans ask `server` at each call instead of once.
+    address_after_start: ClassVar[bool] = False
     # Set by adapters: where the key came from ("api_key=", a variable, None: none sent)
     # and which variables would have held one; error hints name them.
     key_source: str | None = None

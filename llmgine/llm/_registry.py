@@ -227,9 +227,8 @@ def _traced(
     # The address actually called (base_url, its environment variable, the default).
     host, port = adapter.server if adapter is not None else (None, None)
     server = None
-    if adapter is not None and adapter.base_url is None:
+    if adapter is not None and adapter.address_after_start:
         live = adapter
-        # A local model's server starts with the first call: ask where at each call.
         server = lambda: live.server  # noqa: E731
     return Traced(
         model,

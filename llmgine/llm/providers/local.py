@@ -56,6 +56,7 @@ class LocalProvider(OpenAICompatibleProvider):
     """
 
     offline = True
+    address_after_start = True  # the first call starts the server
 
     def __init__(
         self,
