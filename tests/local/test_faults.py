@@ -11,6 +11,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -52,6 +53,19 @@ async def stream_killing_the_server(model: Model, servers: LocalServers) -> list
     return killed
 
 
+E = TypeVar("E", bound=BaseException)
+
+
+async def failure(model: Model, expected: type[E]) -> E:
+    """The ``expected`` error of one call of ``model`` (closed afterwards)."""
+    try:
+        with pytest.raises(expected) as caught:
+            await model.generate("hi")
+    finally:
+        await model.aclose()
+    return caught.value
+
+
 async def test_a_server_killed_mid_stream_is_a_retryable_error_and_then_replaced(
     own_servers: LocalServers,
 ) -> None:
@@ -81,14 +95,9 @@ async def test_a_port_already_taken_says_which_and_what_to_do(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        model = local_model(own_servers, port=port)
-        try:
-            with pytest.raises(LocalServerError) as caught:
-                await model.generate("hi")
-        finally:
-            await model.aclose()
-    message = str(caught.value)
-    assert not caught.value.retryable  # a retry would fail the same way
+        caught = await failure(local_model(own_servers, port=port), LocalServerError)
+    message = str(caught)
+    assert not caught.retryable  # a retry would fail the same way
     assert f"port {port} on 127.0.0.1 is already taken" in message
     assert "pick another port, or leave the port out" in message
     assert not own_servers.running()
@@ -98,15 +107,10 @@ async def test_a_missing_model_file_is_named_with_the_fix(
     own_servers: LocalServers, tmp_path: Path
 ) -> None:
     missing = tmp_path / "models" / "absent.gguf"
-    model = local_model(own_servers, f"local:{missing}")
-    try:
-        with pytest.raises(LocalModelError) as caught:
-            await model.generate("hi")
-    finally:
-        await model.aclose()
-    assert caught.value.path == str(missing)
-    assert f"the model file {missing} does not exist" in str(caught.value)
-    assert "check the path, or download the GGUF file again" in str(caught.value)
+    caught = await failure(local_model(own_servers, f"local:{missing}"), LocalModelError)
+    assert caught.path == str(missing)
+    assert f"the model file {missing} does not exist" in str(caught)
+    assert "check the path, or download the GGUF file again" in str(caught)
     assert not own_servers.running()
 
 
@@ -115,13 +119,8 @@ async def test_a_file_that_is_not_a_gguf_is_refused_before_any_server_starts(
 ) -> None:
     damaged = tmp_path / "model.gguf"
     damaged.write_bytes(b"<!DOCTYPE html>\n<title>404 Not Found</title>")  # a failed download
-    model = local_model(own_servers, f"local:{damaged}")
-    try:
-        with pytest.raises(LocalModelError) as caught:
-            await model.generate("hi")
-    finally:
-        await model.aclose()
-    message = str(caught.value)
+    caught = await failure(local_model(own_servers, f"local:{damaged}"), LocalModelError)
+    message = str(caught)
     assert f"the model file {damaged} is not a GGUF file" in message
     assert "b'<!DO'" in message
     assert "download the GGUF file again" in message
@@ -133,17 +132,12 @@ async def test_a_gguf_llama_cpp_cannot_load_says_so_with_its_log(
 ) -> None:
     damaged = tmp_path / "truncated.gguf"
     damaged.write_bytes(b"GGUF" + bytes(range(256)) * 8)
-    model = local_model(own_servers, f"local:{damaged}")
-    try:
-        with pytest.raises(LocalServerError) as caught:
-            await model.generate("hi")
-    finally:
-        await model.aclose()
-    message = str(caught.value)
-    assert not caught.value.retryable
+    caught = await failure(local_model(own_servers, f"local:{damaged}"), LocalServerError)
+    message = str(caught)
+    assert not caught.retryable
     assert f"llama.cpp could not load the model file {damaged}" in message
     assert "download the GGUF file again" in message
-    assert "failed to load model" in caught.value.log  # llama.cpp's own words
+    assert "failed to load model" in caught.log  # llama.cpp's own words
     assert not own_servers.running()
 
 
@@ -163,13 +157,8 @@ async def test_a_prompt_longer_than_the_context_is_context_too_long(
 
 
 async def test_an_unknown_model_name_lists_the_known_ones(own_servers: LocalServers) -> None:
-    model = local_model(own_servers, "local:gpt-5")
-    try:
-        with pytest.raises(LocalModelError) as caught:
-            await model.generate("hi")
-    finally:
-        await model.aclose()
-    message = str(caught.value)
+    caught = await failure(local_model(own_servers, "local:gpt-5"), LocalModelError)
+    message = str(caught)
     assert "no local model named 'gpt-5': use one of smollm2" in message
     assert "the path of a GGUF file" in message
 
