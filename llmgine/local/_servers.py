@@ -12,6 +12,8 @@ lock file, so two kernels asking at once share one server.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import hashlib
 import json
@@ -174,8 +176,6 @@ class LocalServers:
         known = self._servers.get(_key(model, settings))
         if known is not None and known.alive():  # the common case: no thread hop
             return known
-        import asyncio
-
         return await asyncio.to_thread(self.ensure_sync, model, settings)
 
     def forget(self, server: LocalServer) -> None:
@@ -352,7 +352,5 @@ def default_servers() -> LocalServers:
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = LocalServers()
-        import atexit
-
         atexit.register(_DEFAULT.stop_all)
     return _DEFAULT
