@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tests.notebook.nb_support import (
     NOTEBOOKS,
+    execute_command,
     for_commit,
     isolated_dirs,
     notebook_paths,
@@ -36,19 +37,7 @@ def refresh(path: Path, scratch: Path) -> list[str]:
     executed = scratch / path.name
     env = offline_env(isolated_dirs(scratch / "state"))
     ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--ExecutePreprocessor.store_widget_state=False",
-            "--ExecutePreprocessor.timeout=300",
-            f"--output-dir={scratch}",
-            str(path),
-        ],
+        execute_command([sys.executable, "-m", "jupyter"], [path], output_dir=scratch, timeout=300),
         env=env,
         cwd=path.parent,
         check=False,

@@ -71,6 +71,25 @@ def isolated_dirs(root: Path) -> dict[str, str]:
     return {name: str(path) for name, path in dirs.items()}
 
 
+def execute_command(
+    launcher: list[str], notebooks: list[Path], *, output_dir: Path, timeout: float
+) -> list[str]:
+    """``launcher`` (e.g. ``[sys.executable, "-m", "jupyter"]``) running ``nbconvert`` to
+    execute ``notebooks`` into ``output_dir``, each cell given ``timeout`` seconds; widget
+    state is not stored (it is the kernel's, not the notebook's)."""
+    return [
+        *launcher,
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--ExecutePreprocessor.store_widget_state=False",
+        f"--ExecutePreprocessor.timeout={int(timeout)}",
+        f"--output-dir={output_dir}",
+        *(str(path) for path in notebooks),
+    ]
+
+
 def read_notebook(path: Path) -> dict[str, Any]:
     notebook: dict[str, Any] = json.loads(path.read_text("utf-8"))
     return notebook

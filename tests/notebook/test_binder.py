@@ -26,6 +26,7 @@ from tests.notebook.nb_support import (
     NOTEBOOKS,
     ROOT,
     code_cells,
+    execute_command,
     isolated_dirs,
     offline_env,
     outputs,
@@ -159,20 +160,9 @@ def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
     quickstart = repo / "notebooks" / QUICKSTART
     assert quickstart.is_file(), f"{NOTEBOOKS / QUICKSTART} is missing"
     _run(
-        [
-            "bash",
-            "binder/start",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--ExecutePreprocessor.store_widget_state=False",
-            "--ExecutePreprocessor.timeout=120",
-            f"--output-dir={out}",
-            str(probe),
-            str(quickstart),
-        ],
+        execute_command(
+            ["bash", "binder/start", "jupyter"], [probe, quickstart], output_dir=out, timeout=120
+        ),
         env=env,
         cwd=repo,
         timeout=300,

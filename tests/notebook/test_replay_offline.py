@@ -24,6 +24,7 @@ from tests.notebook.nb_support import (
     NOTEBOOKS,
     ROOT,
     code_cells,
+    execute_command,
     isolated_dirs,
     offline_env,
     read_notebook,
@@ -173,19 +174,12 @@ def test_the_replay_notebook_runs_with_no_network(tmp_path: Path) -> None:
     )
     write_notebook(work / f"{NAME}.ipynb", notebook)
     ran = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            "--ExecutePreprocessor.store_widget_state=False",
-            f"--ExecutePreprocessor.timeout={int(DEADLINE)}",
-            f"--output-dir={tmp_path / 'out'}",
-            str(work / f"{NAME}.ipynb"),
-        ],
+        execute_command(
+            [sys.executable, "-m", "jupyter"],
+            [work / f"{NAME}.ipynb"],
+            output_dir=tmp_path / "out",
+            timeout=DEADLINE,
+        ),
         env=env,
         cwd=work,
         capture_output=True,
