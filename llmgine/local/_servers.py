@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -84,6 +85,18 @@ class LocalServer:
         if self.process is not None:
             return self.process.poll() is None
         return pid_alive(self.pid)
+
+    async def still_alive(self, *, grace: float = 0.0) -> bool:
+        """Whether its process runs, waiting up to ``grace`` seconds for one that is
+        dying: a killed server's connections close while its process still exits (seen
+        running 15 ms after SIGKILL), so a caller whose connection just broke asks with
+        a grace, or it would take a dying server for a live one."""
+        deadline = time.monotonic() + grace
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(0.02)
+        return False
 
     def log_tail(self, lines: int = 12) -> str:
         """The end of its log: what llama.cpp said last."""

@@ -18,7 +18,6 @@ pointed at wherever the server listens, plus two things a small local model need
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalProvider"]
 
+_DYING_GRACE = 3.0  # seconds a server whose connection broke may take to finish exiting
 _PLACEHOLDER_URL = "http://127.0.0.1:9/v1"  # never called: each call goes to its server
 
 
@@ -155,7 +155,7 @@ class LocalProvider(OpenAICompatibleProvider):
             if await self._alive_after(server, exc):
                 raise
             raise self._stopped(server, received=f"{received} characters") from exc
-        if not finished and not await _still_alive(server, broken=True):
+        if not finished and not await server.still_alive(grace=_DYING_GRACE):
             raise self._stopped(server, received=f"{received} characters")
 
     async def _forced(
@@ -183,7 +183,7 @@ class LocalProvider(OpenAICompatibleProvider):
         """Whether the server still runs after ``exc`` (waiting a moment for a process
         whose connection broke to finish dying)."""
         broken = isinstance(self._translated(exc, server.model.name), LLMConnectionError)
-        return await _still_alive(server, broken=broken)
+        return await server.still_alive(grace=_DYING_GRACE if broken else 0.0)
 
     def _stopped(self, server: LocalServer, *, received: str) -> LocalServerError:
         """The retryable error of a call whose server's process is gone; the server is
@@ -198,19 +198,6 @@ class LocalProvider(OpenAICompatibleProvider):
             model=server.model.name,
             log=server.log_tail(),
         )
-
-
-async def _still_alive(server: LocalServer, *, broken: bool) -> bool:
-    """Whether the server's process runs. After a broken connection it is given a moment
-    to finish dying: a killed server's connections close while its process still exits
-    (seen running 15 ms after SIGKILL), so asking at once would take it for alive."""
-    if not broken:
-        return server.alive()
-    for _ in range(150):  # up to 3 s, only when the connection broke
-        if not server.alive():
-            return False
-        await asyncio.sleep(0.02)
-    return server.alive()
 
 
 def _parses(text: str) -> bool:
