@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.schema import CreateTable
 
 from llmgine._redact import add_credential
+from llmgine._sqlite_wal import use_wal
 from llmgine.context._store import (
     MAX_SESSION_ID_LENGTH,
     ContextStore,
@@ -471,12 +472,12 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # Wait (up to 20 s) for another connection's or process's write lock instead of failing
-    # at once with "database is locked"; set first, so it also covers the WAL switch.
+    # at once with "database is locked"; the WAL switch has its own retry (use_wal).
     cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
     # Write-ahead logging: readers never block the writer and the writer never blocks
     # readers, so loads go on while another process appends. The mode sticks to the file.
-    cursor.execute("PRAGMA journal_mode = WAL")
     cursor.close()
+    use_wal(dbapi_connection, within=_SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from llmgine._sqlite_wal import use_wal
 from llmgine.recording._store import FORMAT_VERSION, Recording, RecordingStore
 
 __all__ = ["CACHE_FILE", "SQLiteCache", "default_cache_path"]
@@ -72,7 +73,7 @@ class SQLiteCache(RecordingStore):
                 check_same_thread=False,  # used from worker threads, one at a time (the lock)
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                use_wal(conn, within=self.busy_timeout)
                 conn.executescript(_SCHEMA)
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (name, value) VALUES ('format', ?)",
