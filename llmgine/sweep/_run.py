@@ -208,8 +208,14 @@ class Sweep:
             concurrency=self.concurrency,
         )
 
-    async def run(self) -> SweepResult:
-        """Run every row not yet stored (stored ones are answered from the store)."""
+    async def run(self, *, on_row: Callable[[dict[str, Any]], object] | None = None) -> SweepResult:
+        """Run every row not yet stored (stored ones are answered from the store).
+
+        ``on_row``, if given, is called with each row (a dict with the ``df``'s columns:
+        ``prompt_id``, ``model``, ``params``, ``repeat``, ``text``, the scores...) as soon as
+        it is complete and scored, in the order rows complete; `llmgine.notebook.SweepView`
+        fills its grid from it. An exception it raises stops the sweep and is raised here.
+        """
         plan = await self.preflight()
         bar = _progress_bar(len(self._rows), self.progress)
         if bar is not None:
@@ -268,6 +274,8 @@ class Sweep:
                     state.cached += bool(record["cache_hit"])
                     await self._score(row, record, answer, state)
                     records[index] = record
+                    if on_row is not None:
+                        on_row(dict(record))  # a copy: the row in the df stays as made
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(spent=f"${state.spent:.4f}", errors=state.errors)

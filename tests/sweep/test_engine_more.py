@@ -16,7 +16,7 @@ from llmgine import observability
 from llmgine.bus import MessageBus
 from llmgine.llm import LLMRequest, LLMResponse, Model, WrapperModel, get_model
 from llmgine.recording import SQLiteCache
-from llmgine.sweep import AdaptiveLimit, Sweep
+from llmgine.sweep import AdaptiveLimit, Sweep, contains
 from llmgine.sweep._grid import expand_grid
 from llmgine.sweep._inputs import load_inputs
 from tests.deadline import DEADLINE
@@ -216,3 +216,29 @@ async def test_progress_bar_shows_done_total_spend_and_errors(tmp_path: Path) ->
     assert "preflight: 2 calls" in text
     assert "2/2" in text
     assert "errors=0" in text
+
+
+async def test_on_row_sees_each_row_as_it_completes_with_its_scores(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    result = await Sweep(
+        ["a cat", "a dog", "an owl"],
+        ["demo:llmgine-demo", get_model("test:s", responses=["a"] * 3, retry=False)],
+        scorers=[contains("a")],
+        store=tmp_path / "s.sqlite3",
+        progress=False,
+    ).run(on_row=seen.append)
+    assert len(seen) == len(result.df) == 6
+    keys = {(r["prompt_id"], r["model"]) for r in seen}
+    assert keys == set(zip(result.df["prompt_id"], result.df["model"], strict=True))
+    assert all("score.contains" in r for r in seen if r["error_type"] is None)
+    seen[0]["text"] = "changed by the callback"
+    assert "changed by the callback" not in set(result.df["text"].dropna())
+
+
+async def test_an_on_row_that_raises_stops_the_sweep_with_its_error(tmp_path: Path) -> None:
+    def explode(row: dict[str, Any]) -> None:
+        raise RuntimeError(f"view broke on row {row['prompt_id']}")
+
+    sweep = Sweep(["x", "y"], "demo:llmgine-demo", store=tmp_path / "s.sqlite3", progress=False)
+    with pytest.raises(RuntimeError, match="view broke on row"):
+        await sweep.run(on_row=explode)
