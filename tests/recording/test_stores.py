@@ -68,9 +68,18 @@ def test_sqlite_is_safe_for_two_processes_writing_at_once(tmp_path: Path) -> Non
         )
         for who in ("a", "b")
     ]
+    # Both finish (or are killed) before anything is asserted, so a failure leaves no child.
+    errors = []
     for child in children:
-        _, err = child.communicate(timeout=DEADLINE)
-        assert child.returncode == 0, err.decode()
+        try:
+            _, err = child.communicate(timeout=DEADLINE)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        errors.append((child.returncode, err.decode()))
+    for returncode, err in errors:
+        assert returncode == 0, err
 
     async def check() -> None:
         cache = SQLiteCache(path)
