@@ -60,8 +60,14 @@ make it a tool), `tool_choice` (`"auto"`, `"none"`, `"required"`,
 stop, seed, `reasoning` (effort and/or token budget), timeout and typed provider
 `options`. `LLMResponse` has the parts, `finish_reason` normalised (`stop`, `length`,
 `tool_calls`, `content_filter`, `error`, `other`) and `raw_finish_reason`, `usage`,
-`cost_usd`, provider, model, response id, latency, time to first token and `raw` (the
-provider's response as plain JSON, kept aside). `Usage` is one shape streamed or not:
+`cost_usd`, provider, model, response id, latency, time to first token, `rate_limit` and
+`raw` (the provider's response as plain JSON, kept aside). `rate_limit` is a `RateLimit`:
+what the answer's headers said is left of the caller's budgets (`requests_remaining`,
+`tokens_remaining`, their `*_limit`, and `*_reset_s`, seconds until each is whole again),
+read from OpenAI's `x-ratelimit-*` and Anthropic's `anthropic-ratelimit-*` headers (of
+Anthropic's token budgets, the tightest); `None` where none are sent (Gemini, local
+servers) and on a replayed answer. Only those numbers are read, no other header, and a
+value that does not parse is left `None`, never an error. `Usage` is one shape streamed or not:
 input (cached included), output, cache read, cache write, reasoning tokens, total. A count
 the provider did not report is `None` (a stream from a server that sends no usage has
 `Usage()` with every count `None`, no token attributes on its span, and no cost), never a
@@ -176,6 +182,7 @@ from llmgine.llm._parts import (
     ToolResultPart,
 )
 from llmgine.llm._provider import Provider, import_sdk, resolve_api_key
+from llmgine.llm._rate_limit import RateLimit
 from llmgine.llm._registry import (
     DEFAULT_MODEL,
     LOCAL_MODEL,
@@ -252,6 +259,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "ProviderInfo",
     "ProviderModel",
     "ProviderOptions",
+    "RateLimit",
     "Reasoning",
     "ReasoningDelta",
     "ReasoningPart",

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from llmgine.bus import Payload
 from llmgine.llm._parts import ChatMessage, Part, ReasoningPart, TextPart, ToolCallPart
+from llmgine.llm._rate_limit import RateLimit
 
 __all__ = ["FinishReason", "LLMResponse", "Usage"]
 
@@ -62,6 +63,11 @@ class LLMResponse(Payload):
     ``raw`` keeps the provider's response as plain JSON data for debugging; it is not
     serialised and not compared.
 
+    ``rate_limit`` is what the provider's headers said is left of the caller's request and
+    token budgets when this answer arrived (OpenAI and Anthropic send them; None from
+    providers that do not, such as Gemini, and for a replayed answer: a recording does not
+    keep it, as it says nothing about the limits now). It is not compared.
+
     Where it came from (`llmgine.recording`): ``replayed_from`` names the store an answer
     was replayed from (a cassette's path), None for a live answer; ``cache_hit`` is True
     for a replayed answer, False for a live one a recording store was asked for first,
@@ -85,6 +91,7 @@ class LLMResponse(Payload):
     cache_hit: bool | None = None
     original_cost_usd: float | None = None
     drift: Literal["same", "changed", "new"] | None = None
+    rate_limit: RateLimit | None = None
     raw: Any = Field(default=None, exclude=True, repr=False)
     parsed: Any = Field(default=None, exclude=True, repr=False)  # structured output
 
@@ -107,10 +114,11 @@ class LLMResponse(Payload):
         return ChatMessage(role="assistant", parts=list(self.parts))
 
     def same_content(self, other: LLMResponse) -> bool:
-        """Equal apart from timings, debugging data and where the answer came from: what a
-        streamed call and the same call without streaming must agree on, and a replayed
-        answer and the original (whose cost is the replayed one's ``original_cost_usd``)."""
-        skip = {"latency_ms", "time_to_first_token_ms", *_PROVENANCE, "cost_usd"}
+        """Equal apart from timings, rate limits, debugging data and where the answer came
+        from: what a streamed call and the same call without streaming must agree on, and a
+        replayed answer and the original (whose cost is the replayed one's
+        ``original_cost_usd``)."""
+        skip = {"latency_ms", "time_to_first_token_ms", "rate_limit", *_PROVENANCE, "cost_usd"}
         return (
             self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
             and self._answer_cost() == other._answer_cost()

@@ -10,6 +10,10 @@ returns the answer's JSON object; `post_events` the streamed one, yielding each 
 JSON object (the SDK's own SSE decoder, which also raises the API's error events as its
 errors). `stainless_failure` describes those errors for the one error table.
 
+This is the one place an answer's HTTP headers are seen, so it is where the rate limits
+they report are read (`llmgine.llm._rate_limit`): both calls hand them over as a
+`ResponseMeta` item for the adapter to pass on, and nothing else of the headers leaves.
+
 `httpx2_client` is the one bridge from a plain ``httpx.AsyncClient`` (what users and test
 transports often hold) to ``httpx2``, the HTTP library the SDKs are built on.
 """
@@ -22,6 +26,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from llmgine.llm._error_table import Failure
 from llmgine.llm._provider import read_events, reading
+from llmgine.llm._rate_limit import rate_limit_from_headers
+from llmgine.llm._stream import ResponseMeta
 
 if TYPE_CHECKING:
     import httpx
@@ -72,8 +78,10 @@ async def post_json(
     arguments: Mapping[str, Any],
     *,
     options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A non-streamed call with the SDK client's ``post``; the answer's JSON object.
+) -> tuple[dict[str, Any], ResponseMeta]:
+    """A non-streamed call with the SDK client's ``post``: the answer's JSON object, and a
+    `ResponseMeta` with the rate limits its headers reported (``rate_limit`` None if none),
+    to assemble with the answer's own items.
 
     ``arguments`` are what the SDK's ``create`` would take (see `split_arguments`);
     ``options`` are more request options (e.g. the auth OpenAI's ``create`` asks for).
@@ -82,7 +90,7 @@ async def post_json(
 
     body, request_options = split_arguments(arguments, options)
     http = await client.post(path, cast_to=httpx2.Response, body=body, options=request_options)
-    return _json_object(http)
+    return _json_object(http), ResponseMeta(rate_limit=rate_limit_from_headers(http.headers))
 
 
 async def post_events(
@@ -92,8 +100,10 @@ async def post_events(
     arguments: Mapping[str, Any],
     *,
     options: Mapping[str, Any] | None = None,
-) -> AsyncIterator[dict[str, Any]]:
-    """A streamed call with the SDK client's ``post``: each server-sent event's JSON object.
+) -> AsyncIterator[dict[str, Any] | ResponseMeta]:
+    """A streamed call with the SDK client's ``post``: each server-sent event's JSON object,
+    after a `ResponseMeta` with the rate limits the headers reported (only if they did),
+    which the adapter passes on as it is.
 
     ``sdk`` is the SDK's module: its ``AsyncStream[object]`` decodes the events and hands
     them over as plain JSON (``cast_to=object`` builds no model). The connection is released
@@ -109,6 +119,9 @@ async def post_events(
         stream_cls=sdk.AsyncStream[object],
     )
     try:
+        rate_limit = rate_limit_from_headers(stream.response.headers)
+        if rate_limit is not None:
+            yield ResponseMeta(rate_limit=rate_limit)
         async for event in read_events(stream):
             yield cast("dict[str, Any]", event)
     finally:

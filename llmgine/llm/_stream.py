@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from llmgine.llm._parts import Part, ReasoningPart, TextPart, ToolCallPart
+from llmgine.llm._rate_limit import RateLimit
 from llmgine.llm._response import FinishReason, LLMResponse, Usage
 
 __all__ = [
@@ -85,10 +86,12 @@ class Finish:
 
 @dataclass(slots=True, kw_only=True)
 class ResponseMeta:
-    """The model that answered and the response id (send whenever known)."""
+    """The model that answered, the response id and the rate limits its headers reported
+    (send whenever known; what is None leaves what an earlier one said)."""
 
     model: str | None = None
     response_id: str | None = None
+    rate_limit: RateLimit | None = None
 
 
 StreamItem = TextDelta | ReasoningDelta | ToolCallDelta | UsageUpdate | Finish | ResponseMeta
@@ -117,6 +120,7 @@ class StreamAssembler:
         self._usage = Usage()
         self._finish: Finish | None = None
         self._response_id: str | None = None
+        self._rate_limit: RateLimit | None = None
         self.saw_tool_call = False
 
     def add(self, item: StreamItem) -> None:
@@ -143,6 +147,7 @@ class StreamAssembler:
         elif isinstance(item, ResponseMeta):
             self._model = item.model or self._model
             self._response_id = item.response_id or self._response_id
+            self._rate_limit = item.rate_limit or self._rate_limit
 
     @property
     def finished(self) -> bool:
@@ -200,6 +205,7 @@ class StreamAssembler:
             provider=self.provider,
             model=self._model,
             response_id=self._response_id,
+            rate_limit=self._rate_limit,
             raw=raw,
         )
 

@@ -56,7 +56,13 @@ def response_items(response: LLMResponse, *, chunk: int = 0) -> list[StreamItem]
             items.append(item)
     items.append(UsageUpdate(usage=response.usage))
     items.append(Finish(reason=response.finish_reason, raw=response.raw_finish_reason))
-    items.append(ResponseMeta(model=response.model or None, response_id=response.response_id))
+    items.append(
+        ResponseMeta(
+            model=response.model or None,
+            response_id=response.response_id,
+            rate_limit=response.rate_limit,
+        )
+    )
     return items
 
 

@@ -5,7 +5,10 @@ and for reviewing a cassette), the `LLMResponse` and the stream items it came as
 with the milliseconds since the call started (for ``pace="recorded"``). Everything in
 it has passed the redactor before a store sees it: the content of the request, the
 answer and its items. Headers are never part of it (a recording is made from the
-`LLMRequest` and the `LLMResponse`, never from HTTP), and ``raw`` is not kept.
+`LLMRequest` and the `LLMResponse`, never from HTTP), and ``raw`` is not kept; nor is
+``rate_limit`` (the response's and its `ResponseMeta` item's): what was left of the
+caller's limits when it was recorded says nothing about them when it is replayed, and
+would change a cassette at every re-recording. Recordings without it load as before.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
 from llmgine._redact import Redactor
@@ -45,6 +48,7 @@ _KINDS: dict[str, type[Any]] = {
     "meta": ResponseMeta,
 }
 _NAMES = {cls: name for name, cls in _KINDS.items()}
+_NOT_KEPT = {"rate_limit"}  # of a response and of its items (see the module docstring)
 _DEFAULTS = {
     cls: {f.name: f.default for f in fields(cls) if f.default is not MISSING}
     for cls in _KINDS.values()
@@ -59,6 +63,12 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _kept(item: StreamItem) -> bool:
+    """Whether anything of ``item`` is kept: not of a `ResponseMeta` that carried only the
+    rate limits (the first item of a stream whose headers reported them)."""
+    return not isinstance(item, ResponseMeta) or replace(item, rate_limit=None) != ResponseMeta()
+
+
 def encode_item(item: StreamItem, at_ms: float) -> dict[str, Any]:
     """One stream item as JSON data: its kind, ``t`` (ms since the call started) and its
     fields that differ from their defaults (``t`` in whole ms: a re-recording of the same
@@ -67,6 +77,8 @@ def encode_item(item: StreamItem, at_ms: float) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": _NAMES[cls], "t": round(at_ms)}
     defaults = _DEFAULTS[cls]
     for f in fields(item):
+        if f.name in _NOT_KEPT:
+            continue
         value = getattr(item, f.name)
         if isinstance(value, Usage):
             value = value.model_dump(exclude_none=True)
@@ -122,14 +134,17 @@ class Recording:
         redactor = redactor or Redactor()
         answer = response.model_dump(
             mode="json",
-            exclude={"raw", "parsed", "replayed_from", "cache_hit", "original_cost_usd", "drift"},
+            exclude={
+                *_NOT_KEPT,
+                *("raw", "parsed", "replayed_from", "cache_hit", "original_cost_usd", "drift"),
+            },
         )
         recording = cls(
             key=key,
             model=str(request.get("model", "")),
             request=redactor.value(request),
             response=redactor.value(answer),
-            items=[redactor.value(encode_item(item, at)) for at, item in items],
+            items=[redactor.value(encode_item(item, at)) for at, item in items if _kept(item)],
             streamed=streamed,
         )
         # A secret cut across two deltas is redacted in the response but not in either

@@ -47,10 +47,7 @@ from llmgine.llm._request import LLMRequest, ProviderOptions
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._schema_rules import anthropic_json_schema
 from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
-from llmgine.llm._stream import (
-    StreamAssembler,
-    StreamItem,
-)
+from llmgine.llm._stream import ResponseMeta, StreamAssembler, StreamItem
 
 if TYPE_CHECKING:
     import httpx
@@ -165,7 +162,8 @@ class AnthropicProvider(Provider):
             if not assembler.finished:
                 raise ProviderFailed(incomplete(assembler))
             return assembler.response()
-        message = await post_json(self._client, "/v1/messages", {**params, "stream": False})
+        message, meta = await post_json(self._client, "/v1/messages", {**params, "stream": False})
+        assembler.add(meta)  # the rate limits the headers reported
         with reading(message):
             items = message_items(message)
             return whole_response(assembler, items, raw=message, marker="stop_reason")
@@ -179,6 +177,9 @@ class AnthropicProvider(Provider):
         sent = post_events(self._client, self._sdk, "/v1/messages", arguments)
         async with released(sent):  # a reader that stops early releases the connection
             async for event in sent:
+                if isinstance(event, ResponseMeta):  # the rate limits the headers reported
+                    yield event
+                    continue
                 with reading(event):
                     items = list(events.items(event))
                 for item in items:

@@ -45,7 +45,7 @@ from llmgine.llm._request import LLMRequest, ProviderOptions
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._schema_rules import strict_json_schema
 from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
-from llmgine.llm._stream import StreamAssembler, StreamItem
+from llmgine.llm._stream import ResponseMeta, StreamAssembler, StreamItem
 from llmgine.llm.providers._openai_shared import (
     config_error,
     is_reasoning_model,
@@ -230,8 +230,9 @@ class OpenAIProvider(Provider):
 
     async def _generate(self, request: LLMRequest, model: str) -> LLMResponse:
         api, path, arguments = self._body(request, model, stream=False)
-        answer = await post_json(self._client, path, arguments, options=_BEARER)
+        answer, meta = await post_json(self._client, path, arguments, options=_BEARER)
         assembler = StreamAssembler(self.name, model)
+        assembler.add(meta)  # the rate limits the headers reported
         with reading(answer):
             if api == "responses":
                 items = responses_answer_items(answer)
@@ -245,6 +246,9 @@ class OpenAIProvider(Provider):
         sent = post_events(self._client, self._sdk, path, arguments, options=_BEARER)
         async with released(sent):  # a reader that stops early releases the connection
             async for event in sent:
+                if isinstance(event, ResponseMeta):  # the rate limits the headers reported
+                    yield event
+                    continue
                 with reading(event):
                     items = events.items(event)
                 for item in items:
