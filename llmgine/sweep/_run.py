@@ -324,7 +324,8 @@ class Sweep:
         self, session: Any, row: _Row, key: str, limit: AdaptiveLimit
     ) -> tuple[dict[str, Any], LLMResponse | None]:
         """One row's call, retried: a rate limit slows the provider down and is retried
-        until it goes through; another transient error is retried ``retries`` times."""
+        until it goes through; another transient error is retried ``retries`` times. An
+        answer whose rate limits are nearly used up slows the provider down too."""
         request = self._request(row)
         attempt = throttled = 0
         response: LLMResponse | None = None
@@ -348,8 +349,9 @@ class Sweep:
                     continue
                 error = exc
             break
-        if response is not None:
-            await limit.succeeded()
+        if response is not None:  # a live answer's rate limits may say to slow down now
+            live = response.rate_limit if not response.cache_hit else None
+            await limit.succeeded(live, call_tokens=response.usage.total_tokens)
         span = self._tracer.ids.pop(command.id, None)
         return self._record(row, response, error, span), response
 
