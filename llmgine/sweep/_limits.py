@@ -10,8 +10,14 @@ A successful answer may say, in its `RateLimit` (read from the provider's header
 a budget is nearly used up: fewer requests left than calls in flight, or fewer tokens
 left than the calls in flight would take at the size of this one. That is treated as the
 429 it foretells, without the refused call: the limit is halved and new calls wait until
-that budget's reset (with no reset given, the limit is only halved). So a sweep slows down
-before it is refused, and speeds up again as it does after a 429.
+enough of that budget is back (with no reset given, the limit is only halved). So a sweep
+slows down before it is refused, and speeds up again as it does after a 429.
+
+How long is "enough": OpenAI and Anthropic replenish budgets continuously, and their reset
+header is when the budget is *whole* again, which for a token budget can be minutes away.
+With the budget's size known, the wait is the share of that time that refills what the
+calls in flight need (``reset x missing / (limit - remaining)``); without it, the whole
+reset. A guess too short only costs a 429, which is handled as before.
 """
 
 from __future__ import annotations
@@ -111,14 +117,32 @@ class AdaptiveLimit:
             return None
         calls = max(1, self.in_flight)
         budgets = (
-            (rate_limit.requests_remaining, calls, rate_limit.requests_reset_s),
             (
+                rate_limit.requests_limit,
+                rate_limit.requests_remaining,
+                calls,
+                rate_limit.requests_reset_s,
+            ),
+            (
+                rate_limit.tokens_limit,
                 rate_limit.tokens_remaining,
                 calls * max(1, call_tokens or 1),
                 rate_limit.tokens_reset_s,
             ),
         )
-        resets = [
-            reset or 0.0 for left, needed, reset in budgets if left is not None and left < needed
+        waits = [
+            _refill_time(size, left, needed, reset)
+            for size, left, needed, reset in budgets
+            if left is not None and left < needed
         ]
-        return max(resets) if resets else None
+        return max(waits) if waits else None
+
+
+def _refill_time(size: int | None, left: int, needed: int, reset: float | None) -> float:
+    """Seconds until ``needed`` of a budget that is whole again in ``reset`` s is back,
+    refilled at an even pace (the whole ``reset`` when the budget's size is unknown)."""
+    if reset is None:
+        return 0.0
+    if size is None or size <= left:
+        return reset
+    return reset * min(1.0, (needed - left) / (size - left))

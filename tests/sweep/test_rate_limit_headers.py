@@ -30,29 +30,34 @@ class FakeTime:
 
 
 class Budget:
-    """``size`` requests per ``window`` seconds; ``tell=False`` answers without saying
-    what is left (as Gemini does), so only 429s can slow a caller down."""
+    """``size`` requests, refilled at an even pace to whole in ``window`` seconds, as
+    OpenAI's and Anthropic's budgets are; ``tell=False`` answers without saying what is
+    left (as Gemini does), so only 429s can slow a caller down."""
 
     def __init__(self, time: FakeTime, size: int, window: float, *, tell: bool = True) -> None:
         self.time, self.size, self.window, self.tell = time, size, window, tell
-        self.left = size
-        self.whole_at = window
+        self.left = float(size)
+        self.last = 0.0
         self.refused = 0
 
     def answer(self, request: LLMRequest) -> LLMResponse:
         now = self.time.now
-        if now >= self.whole_at:
-            self.left, self.whole_at = self.size, now + self.window
-        reset = self.whole_at - now
-        if self.left == 0:
+        pace = self.size / self.window  # requests back per second
+        self.left = min(float(self.size), self.left + (now - self.last) * pace)
+        self.last = now
+        if self.left < 1 - 1e-9:  # float dust from the refill arithmetic is not a refusal
             self.refused += 1
-            raise RateLimitedError("429: too many requests", retry_after=reset)
+            raise RateLimitedError("429: too many requests", retry_after=(1 - self.left) / pace)
         self.left -= 1
-        said = RateLimit(requests_limit=self.size, requests_remaining=self.left)
+        said = RateLimit(
+            requests_limit=self.size,
+            requests_remaining=int(self.left),
+            requests_reset_s=(self.size - self.left) / pace,  # until whole again
+        )
         return LLMResponse(
             parts=[TextPart(text="echo " + request.messages[-1].text)],
             usage=Usage(input_tokens=3, output_tokens=2),
-            rate_limit=said.model_copy(update={"requests_reset_s": reset}) if self.tell else None,
+            rate_limit=said if self.tell else None,
         )
 
 
@@ -77,9 +82,10 @@ async def test_a_sweep_waits_for_the_reset_instead_of_being_refused(tmp_path: Pa
     assert result.df["error_type"].isna().all()
     assert sorted(result.df["text"]) == sorted(f"echo p{i}" for i in range(8))
     assert budget.refused == 0  # slowed down before the provider had to refuse
-    # Each time the third request of a window came back with none left, the sweep waited
-    # for the window to end: 8 calls in 3 windows, two waits.
-    assert time.sleeps == [10.0, 10.0]
+    # Three at once, then one request back every 10/3 s: the sweep waited only for the one
+    # request it needed each time, not for the budget to be whole (10 s).
+    assert len(time.sleeps) == 5
+    assert all(abs(s - 10 / 3) < 1e-6 for s in time.sleeps)
 
 
 async def test_without_the_headers_the_same_sweep_is_refused(tmp_path: Path) -> None:
@@ -89,7 +95,7 @@ async def test_without_the_headers_the_same_sweep_is_refused(tmp_path: Path) -> 
     result = await run(tmp_path, budget, rows=8, concurrency=1)
 
     assert result.df["error_type"].isna().all()  # a throttled sweep still finishes
-    assert budget.refused == 2
+    assert budget.refused == 5
 
 
 async def test_calls_in_flight_count_against_what_is_left(tmp_path: Path) -> None:
@@ -138,6 +144,18 @@ async def test_tokens_left_are_measured_in_calls_of_this_size() -> None:
     assert limit.forewarned == 0
     await limit.succeeded(plenty, call_tokens=600)  # two of 600 do not
     assert (limit.limit, limit.resume_at) == (4, 4.0)
+
+
+async def test_with_the_budgets_size_the_wait_is_the_share_that_refills_what_is_needed() -> None:
+    time = FakeTime()
+    limit = AdaptiveLimit(8, sleep=time.sleep, clock=time.clock)
+    for _ in range(4):
+        await limit.acquire()
+    # 100 tokens a call, 4 in flight: 400 needed, 100 left; 900 more refill in 360 s, so
+    # the 300 missing are back in 120 s (not the 360 s until the budget is whole).
+    said = RateLimit(tokens_limit=1000, tokens_remaining=100, tokens_reset_s=360.0)
+    await limit.succeeded(said, call_tokens=100)
+    assert limit.resume_at == 120.0
 
 
 async def test_no_reset_given_halves_without_a_pause() -> None:
