@@ -52,12 +52,15 @@ the tracer it was made with).
 Concurrency is per provider: at most ``concurrency`` calls at once (default 8), an
 `AdaptiveLimit`. A `RateLimitedError` (a 429) halves the provider's limit (once per
 pause), pauses its new calls for the error's ``retry_after`` (else 2, 4, 8... s, at most
-60) and retries the row, as often as it takes: a throttled sweep slows down, it does not
-fail. It slows down before the 429 too: an answer's ``rate_limit`` (what OpenAI's and
-Anthropic's headers say is left; Gemini sends none) with fewer requests left than calls
-in flight, or fewer tokens than the calls in flight would take at that answer's size,
-halves the limit the same way and pauses new calls until that budget's reset (a replayed
-answer has none, so a resumed sweep is never held up by old limits). Each
+60) and retries the row: a throttled sweep slows down, it does not fail. Only a row
+refused ``rate_limit_retries`` times in a row (default 50) becomes an error row, so a
+server that never stops refusing cannot hold the sweep for ever; an exhausted quota
+(OpenAI's ``insufficient_quota``, not ``retryable``) is an error row at once. It slows
+down before the 429 too: an answer's ``rate_limit`` (what OpenAI's and Anthropic's headers
+say is left; Gemini sends none) with fewer requests left than calls in flight, or fewer
+tokens than the calls in flight would take at that answer's size, halves the limit the
+same way and pauses new calls until enough of that budget is back (see `AdaptiveLimit`; a
+replayed answer has none, so a resumed sweep is never held up by old limits). Each
 ``increase_every`` successes (default 10) raise the limit by one, back to
 ``concurrency``. Other transient errors (``retryable``) are retried ``retries`` times
 (default 2; 1 s, 2 s, ...). Models made from specs have `get_model`'s own retry off

@@ -92,6 +92,7 @@ class Sweep:
         increase_every: int = 10,
         budget_usd: float | None = None,
         retries: int = 2,
+        rate_limit_retries: int = 50,
         stream: bool = True,
         progress: bool = True,
         seconds_per_call: float = 2.0,
@@ -141,6 +142,7 @@ class Sweep:
         self.increase_every = increase_every
         self.budget_usd = budget_usd
         self.retries = retries
+        self.rate_limit_retries = rate_limit_retries
         self.stream = stream
         self.progress = progress
         self.seconds_per_call = seconds_per_call
@@ -336,6 +338,20 @@ class Sweep:
             try:
                 response = result.unwrap()
             except RateLimitedError as exc:
+                if not exc.retryable:  # an exhausted quota: waiting does not add credit
+                    error = exc
+                    break
+                if throttled >= self.rate_limit_retries:
+                    error = RateLimitedError(
+                        f"{exc} The sweep waited out {throttled} rate limits for this row "
+                        "and gave up on it; run the sweep again later to do what is "
+                        "missing, or raise rate_limit_retries=.",
+                        provider=exc.provider,
+                        model=exc.model,
+                        status_code=exc.status_code,
+                        retry_after=exc.retry_after,
+                    )
+                    break
                 throttled += 1
                 wait = exc.retry_after if exc.retry_after is not None else min(60.0, 2.0**throttled)
                 limit.rate_limited(wait)

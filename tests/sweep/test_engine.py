@@ -205,3 +205,49 @@ async def test_scores_with_extras_failures_and_failed_calls(tmp_path: Path) -> N
     assert df["score.broken"].isna().all()
     assert len(result.scorer_errors) == 1
     assert "a bug in the scorer" in result.scorer_errors[0]
+
+
+async def test_an_exhausted_quota_is_an_error_row_at_once_not_waited_on(tmp_path: Path) -> None:
+    quota = RateLimitedError("429 insufficient_quota: add credit", retry_after=None)
+    quota.retryable = False  # as the error table marks an exhausted quota
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    result = await Sweep(
+        ["p0", "p1"],
+        [scripted(quota, "a1")],
+        store=tmp_path / "c.sqlite3",
+        progress=False,
+        concurrency=1,
+        sleep=sleep,
+    ).run()
+    assert list(result.df["error_type"].fillna("")) == ["RateLimitedError", ""]
+    assert "add credit" in result.df["error"][0]
+    assert waits == []
+
+
+async def test_a_row_refused_past_rate_limit_retries_is_an_error_and_the_sweep_ends(
+    tmp_path: Path,
+) -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    refusals = [RateLimitedError("429 slow down", retry_after=1.0) for _ in range(4)]
+    result = await Sweep(
+        ["p0", "p1"],
+        [scripted(*refusals, "a1")],
+        store=tmp_path / "c.sqlite3",
+        progress=False,
+        concurrency=1,
+        rate_limit_retries=3,
+        sleep=sleep,
+        clock=lambda: now[0],
+    ).run()
+    assert list(result.df["error_type"].fillna("")) == ["RateLimitedError", ""]
+    assert "gave up on it" in result.df["error"][0]
+    assert "rate_limit_retries" in result.df["error"][0]
+    assert list(result.df["text"].fillna("")) == ["", "a1"]
