@@ -114,12 +114,14 @@ if TYPE_CHECKING:
     from llmgine.notebook._dashboard_view import dashboard
     from llmgine.notebook._event_stream import EventStream
     from llmgine.notebook._static_image import chart
+    from llmgine.notebook._sweep_view import SweepView
     from llmgine.notebook._trace_view import TraceView
     from llmgine.notebook.magics import load_ipython_extension, unload_ipython_extension
 
 __all__ = [
     "CompareView",
     "EventStream",
+    "SweepView",
     "TraceView",
     "chart",
     "dashboard",
@@ -132,6 +134,7 @@ __all__ = [
 _HOMES = {
     "CompareView": "llmgine.notebook._compare_view",
     "EventStream": "llmgine.notebook._event_stream",
+    "SweepView": "llmgine.notebook._sweep_view",
     "TraceView": "llmgine.notebook._trace_view",
     "chart": "llmgine.notebook._static_image",
     "dashboard": "llmgine.notebook._dashboard_view",
