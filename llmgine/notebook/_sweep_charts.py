@@ -24,8 +24,8 @@ __all__ = [
 FRONT_COLOUR = "#d62728"
 _POINT_COLOUR = "#4c78a8"
 _CHART_LAYOUT: dict[str, Any] = {
-    "height": 320,
-    "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+    "height": 340,
+    "margin": {"l": 60, "r": 140, "t": 40, "b": 50},  # room on the right for labels
     "title": {"font": {"size": 13}},
 }
 
@@ -99,67 +99,84 @@ def summary_text(summary: Any, scores: list[str]) -> str:
     )
 
 
+def _padded(values: list[float], low: float, high: float) -> list[float]:
+    """An axis range holding ``values`` and [low, high], with room for the labels."""
+    lo, hi = min([low, *values]), max([high, *values])
+    span = (hi - lo) or 1.0
+    return [lo - 0.08 * span, hi + 0.15 * span]
+
+
 def scatter_figure(summary: Any, score: str | None) -> Any:
-    """Mean cost per call against mean ``score``, a point per model and parameter set,
-    the Pareto front (the lowest cost for each score level) joined and marked red.
-    Points whose cost is unknown are drawn apart at cost 0, open, and never on the front."""
+    """Mean cost per call against mean ``score``, a point per model and parameter set; the
+    Pareto front (the lowest cost for each score level) red and joined. A point whose cost
+    is unknown is drawn open at cost 0, labelled so, and is never on the front."""
     several = _several(summary)
     labels = [_label(r, several) for _, r in summary.iterrows()]
     column = f"score.{score}.mean"
     scores = [float(v) for v in summary[column]] if column in summary else [math.nan] * len(labels)
     costs = [float(v) for v in summary["cost_per_call"]] if len(summary) else []
     front = pareto_front(costs, scores)
-    known = [i for i, c in enumerate(costs) if not math.isnan(c) and not math.isnan(scores[i])]
-    unknown = [i for i, c in enumerate(costs) if math.isnan(c) and not math.isnan(scores[i])]
-    on_front = sorted((i for i in known if front[i]), key=lambda i: costs[i])
-    hover = "%{text}<br>cost/call $%{x:.6f}<br>" + f"{score}: " + "%{y:.3f}<extra></extra>"
-    data = [
-        go.Scatter(
-            name="model · params",
-            x=[costs[i] for i in known],
-            y=[scores[i] for i in known],
-            text=[labels[i] for i in known],
+    scored = [i for i in range(len(labels)) if not math.isnan(scores[i])]
+    known = [i for i in scored if not math.isnan(costs[i])]
+    unknown = [i for i in scored if math.isnan(costs[i])]
+    hover = "%{text}<br>cost/call $%{x:.6g}<br>" + f"{score}: " + "%{y:.3f}<extra></extra>"
+
+    def points(name: str, chosen: list[int], marker: dict[str, Any], **extra: Any) -> Any:
+        return go.Scatter(
+            name=name,
+            x=[0.0 if math.isnan(costs[i]) else costs[i] for i in chosen],
+            y=[scores[i] for i in chosen],
+            text=[labels[i] for i in chosen],
             mode="markers+text",
-            textposition="top center",
-            marker={
-                "size": 11,
-                "color": [FRONT_COLOUR if front[i] else _POINT_COLOUR for i in known],
-            },
+            textposition="middle right",
+            cliponaxis=False,
+            marker={"size": 11, **marker},
             hovertemplate=hover,
+            **extra,
+        )
+
+    on_front = sorted((i for i in known if front[i]), key=lambda i: costs[i])
+    data = [
+        points("on the Pareto front", on_front, {"color": FRONT_COLOUR}),
+        points(
+            "beaten on cost and score", [i for i in known if not front[i]], {"color": _POINT_COLOUR}
         ),
         go.Scatter(
-            name="Pareto front",
+            name="the front",
             x=[costs[i] for i in on_front],
             y=[scores[i] for i in on_front],
             mode="lines",
             line={"color": FRONT_COLOUR, "dash": "dash", "shape": "hv"},
             hoverinfo="skip",
+            showlegend=len(on_front) > 1,
         ),
     ]
     if unknown:
-        data.append(
-            go.Scatter(
-                name="cost unknown",
-                x=[0.0] * len(unknown),
-                y=[scores[i] for i in unknown],
-                text=[labels[i] for i in unknown],
-                mode="markers+text",
-                textposition="bottom center",
-                marker={"size": 11, "symbol": "circle-open", "color": "#7f7f7f"},
-                hovertemplate="%{text}<br>cost unknown<br>"
-                + f"{score}: "
-                + "%{y:.3f}<extra></extra>",
-            )
+        unpriced = points(
+            "cost unknown (drawn at 0)",
+            unknown,
+            {"symbol": "circle-open", "color": "#7f7f7f"},
         )
+        unpriced.text = [f"{labels[i]} (cost unknown)" for i in unknown]
+        data.append(unpriced)
     title = f"Cost vs {score}: the Pareto front in red" if score else "Cost vs score (no scores)"
     layout = dict(_CHART_LAYOUT, title=dict(_CHART_LAYOUT["title"], text=title))
+    x_values = [costs[i] for i in known] + [0.0] * len(unknown)
     return go.Figure(
         data=data,
         layout=go.Layout(
             **layout,
-            xaxis={"title": {"text": "mean cost per call (USD)"}, "rangemode": "tozero"},
-            yaxis={"title": {"text": f"mean {score}" if score else "score"}},
-            legend={"orientation": "h", "y": -0.25},
+            xaxis={
+                "title": {"text": "mean cost per call (USD)"},
+                "range": _padded(x_values, 0.0, max(x_values, default=0.0)),
+                "exponentformat": "e",
+                "zeroline": True,
+            },
+            yaxis={
+                "title": {"text": f"mean {score}" if score else "score"},
+                "range": _padded([scores[i] for i in scored], 0.0, 1.0),
+            },
+            legend={"orientation": "h", "y": -0.3},
         ),
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -20,6 +21,7 @@ from llmgine.errors import LLMTimeoutError
 from llmgine.llm import get_model
 from llmgine.notebook import SweepView
 from llmgine.notebook._static_html import asset
+from llmgine.notebook._sweep_charts import scatter_figure
 from llmgine.notebook._sweep_detail import NO_OBSERVABILITY
 from llmgine.notebook._sweep_grid import (
     ERROR_COLOUR,
@@ -103,7 +105,7 @@ async def test_run_returns_the_result_and_draws_the_summary_and_charts(tmp_path:
     assert "contains (95% CI)" in view.summary_box.value
     assert "test:script" in view.summary_box.value
     names = [trace.name for trace in view.scatter.data]
-    assert "Pareto front" in names
+    assert "cost unknown (drawn at 0)" in names  # a test: model has no price
     assert [trace.type for trace in view.latency.data] == ["box"]
     text = repr(view)
     assert "SweepView: sweep: 3 of 3 rows" in text
@@ -210,6 +212,25 @@ def test_the_pareto_front_is_the_lowest_cost_for_each_score_level() -> None:
         assert pareto_front(costs, scores) == expected, (costs, scores)
     with pytest.raises(ValueError, match="differ in length"):
         pareto_front([0.1], [])
+
+
+def test_the_scatter_marks_the_front_and_sets_unpriced_models_apart() -> None:
+    summary = pd.DataFrame(
+        {
+            "model": ["a:cheap", "a:good", "a:dear", "a:free"],
+            "params": ["{}"] * 4,
+            "score.s.mean": [0.5, 0.9, 0.6, 0.8],
+            "cost_per_call": [0.001, 0.01, 0.02, float("nan")],
+        }
+    )
+    figure = scatter_figure(summary, "s")
+    traces = {trace.name: trace for trace in figure.data}
+    front = traces["on the Pareto front"]
+    assert list(front.text) == ["a:cheap", "a:good"]
+    assert list(front.x) == [0.001, 0.01]
+    assert list(traces["beaten on cost and score"].text) == ["a:dear"]
+    assert list(traces["cost unknown (drawn at 0)"].y) == [0.8]
+    assert list(traces["the front"].x) == [0.001, 0.01]  # joined, cheapest first
 
 
 class _Spec:
