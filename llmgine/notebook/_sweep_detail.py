@@ -12,7 +12,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped]
 
 from llmgine.observability import Observability
 
-__all__ = ["detail_html", "trace_for"]
+__all__ = ["NO_OBSERVABILITY", "TraceViews", "detail_html", "trace_for"]
 
 _FIELDS = (
     ("finish_reason", "finish"),
@@ -25,9 +25,10 @@ _FIELDS = (
 )
 _ERROR_STYLE = "color:#b00020;white-space:pre-wrap"
 NO_OBSERVABILITY = (
-    "No trace: observability was off when this sweep ran, so its calls have no spans. "
-    "Call llmgine.observability.enable(bus) and pass bus= to the Sweep (or enable() for "
-    "its private bus), or run it with %llmgine sweep, whose bus is observed."
+    "No trace: this call has no span. Either observability was off when the sweep ran "
+    "(call llmgine.observability.enable(bus) and pass bus= to the Sweep, or run it with "
+    "%llmgine sweep, whose bus is observed), or the model was passed as a Model object, "
+    "which keeps the tracer it was made with (pass its spec, 'provider:model', instead)."
 )
 
 
@@ -91,9 +92,40 @@ def detail_html(prompt: str, label: str, rows: Sequence[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def trace_for(rows: Sequence[dict[str, Any]], obs: Observability | None) -> tuple[Any, ...]:
-    """What shows a cell's trace: a `TraceView` of its first call's span, or a note that
-    says why there is none (observability off when it ran, or off now)."""
+class TraceViews:
+    """The trace views a view's clicks opened, by span, the newest ``keep``: a view shown
+    again is reused, and one dropped is closed. Not closed at once when another cell is
+    clicked, because a trace view may be displayed elsewhere too (``view.trace_box`` in a
+    cell of its own), whose output would lose its widget."""
+
+    def __init__(self, keep: int = 16) -> None:
+        self.keep = keep
+        self.views: dict[str, Any] = {}
+
+    def get(self, obs: Observability, span: str) -> Any:
+        from llmgine.notebook._trace_view import TraceView
+
+        view = self.views.pop(span, None)
+        if view is None:
+            view = TraceView(obs=obs, span=span)
+        self.views[span] = view  # the newest last
+        while len(self.views) > self.keep:
+            oldest = next(iter(self.views))
+            self.views.pop(oldest).close()
+        return view
+
+    def close(self) -> None:
+        views, self.views = list(self.views.values()), {}
+        for view in views:
+            view.close()
+
+
+def trace_for(
+    rows: Sequence[dict[str, Any]], obs: Observability | None, traces: TraceViews
+) -> tuple[Any, ...]:
+    """What shows a cell's trace: a `TraceView` of its first call's span (from
+    ``traces``), or a note that says why there is none (observability off when it ran, or
+    off now, or the span no longer kept)."""
     spans = [r for r in rows if not _missing(r.get("span_id"))]
     if not spans:
         return (_note(NO_OBSERVABILITY),)
@@ -101,11 +133,8 @@ def trace_for(rows: Sequence[dict[str, Any]], obs: Observability | None) -> tupl
     where = f"span {first['span_id']} of trace {first.get('trace_id')}"
     if obs is None:
         return (_note(f"Observability is off now, so the trace ({where}) cannot be shown."),)
-    from llmgine.notebook._trace_view import TraceView
-
-    view = TraceView(obs=obs, span=str(first["span_id"]))
+    view = traces.get(obs, str(first["span_id"]))
     if not view.bars:
-        view.close()
         return (
             _note(
                 f"The trace ({where}) is no longer in the span buffer, which keeps "

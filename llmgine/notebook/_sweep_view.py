@@ -45,6 +45,7 @@ from llmgine.notebook._sweep_charts import (
     summary_html,
     summary_text,
 )
+from llmgine.notebook._sweep_detail import TraceViews
 from llmgine.notebook._sweep_grid import Column, GridState
 from llmgine.sweep import Sweep, SweepResult, summarize
 
@@ -143,6 +144,7 @@ class SweepView(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         self._drawn_result: tuple[int, str] | None = None
         self._charts: dict[str, tuple[str, Chart]] = {}
         self._summary: tuple[SweepResult, Any] | None = None
+        self._traces: TraceViews = TraceViews()
         self.grid = SweepGrid(page_size=page_size, score_names=names, score=score or "")
         if score is None and names:
             self.grid.score = names[0]
@@ -301,9 +303,18 @@ class SweepView(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         label = self.state.labels()[column]
         rows = self.selected_rows()
         self.detail.value = detail_html(prompt, label, rows)
-        for child in self.trace_box.children:
-            child.close()
-        self.trace_box.children = trace_for(rows, observability.current())
+        self.trace_box.children = trace_for(rows, observability.current(), self._traces)
+
+    def close(self) -> None:
+        """Close the view's widgets and the trace views its clicks opened."""
+        traces = getattr(self, "_traces", None)
+        if traces is not None:
+            traces.close()
+        for part in ("grid", "detail", "trace_box", "summary_box", "scatter", "latency"):
+            owned = getattr(self, part, None)
+            if owned is not None:
+                owned.close()
+        super().close()
 
     # -- the summary and charts (once finished) -----------------------------------------
 

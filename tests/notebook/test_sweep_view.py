@@ -326,3 +326,37 @@ def test_the_shipped_grid_front_end_is_the_source() -> None:
         assert asset(name) == (root / "extension" / "src" / name).read_text("utf-8"), (
             f"{name}: run python extension/sync.py"
         )
+
+
+async def test_trace_views_of_clicked_cells_are_reused_and_bounded(tmp_path: Path) -> None:
+    bus = MessageBus()
+    await bus.start()
+    observability.enable(bus)
+    try:
+        sweep = Sweep(
+            QUESTIONS,
+            ["demo:llmgine-demo"],
+            template="{q}",
+            store=tmp_path / "store.sqlite3",
+            progress=False,
+            bus=bus,
+            model_options={"latency": 0},
+        )
+        view = SweepView(sweep)
+        await view.run()
+        view._traces.keep = 2
+        view.select(0, 0)
+        first = view.trace_box.children[-1]
+        view.select(1, 0)
+        view.select(0, 0)
+        assert view.trace_box.children[-1] is first  # shown again, not made again
+        assert not first.feed.closed
+        view.select(1, 0)
+        view.select(2, 0)  # a third span: the least recently shown (prompt 0's) is closed
+        assert first.feed.closed
+        assert len(view._traces.views) == 2
+        view.close()
+        assert not view._traces.views
+    finally:
+        observability.disable()
+        await bus.stop()
