@@ -21,6 +21,7 @@ shows that state; ``await view.run()`` does all three on the awaiting loop's thr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -132,6 +133,11 @@ class SweepView(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
                 for p in sweep.param_sets
             ]
             names = [str(s.name) for s in sweep.scorers]
+            if score is not None and score not in names:
+                raise ValueError(
+                    f"score={score!r} names no scorer of the sweep; its scorers: "
+                    f"{', '.join(names) or 'none'}"
+                )
             self.total = len(prompts) * len(columns) * sweep.repeats
         else:
             self.total = 0
@@ -177,19 +183,30 @@ class SweepView(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
 
     async def run(self) -> SweepResult:
         """Run the sweep, filling the grid as each call completes; returns its result."""
+        loop = asyncio.get_running_loop()
         last = -math.inf
+        pending: asyncio.TimerHandle | None = None
+
+        def flush() -> None:
+            nonlocal last, pending
+            pending = None
+            self.refresh()
+            last = self._clock()
 
         def emit(update: SweepUpdate) -> None:
-            nonlocal last
+            nonlocal pending
             self.apply_update(update)
-            now = self._clock()
-            if now - last >= self.refresh_interval:
-                self.refresh()
-                last = now
+            wait = self.refresh_interval - (self._clock() - last)
+            if wait <= 0:
+                flush()
+            elif pending is None:  # shown within the interval even if no row follows
+                pending = loop.call_later(wait, flush)
 
         try:
             return await self.run_emitting(emit)
         finally:
+            if pending is not None:
+                pending.cancel()
             self.refresh()
 
     async def run_emitting(self, emit: Callable[[SweepUpdate], None]) -> SweepResult:

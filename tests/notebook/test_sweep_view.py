@@ -3,6 +3,7 @@ right, and a 10,000-row sweep costs a bounded page per refresh."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -33,6 +34,7 @@ from llmgine.notebook._sweep_grid import (
 from llmgine.notebook._sweep_view import SweepUpdate
 from llmgine.notebook._trace_view import TraceView
 from llmgine.sweep import Sweep, SweepResult, contains, exact_match
+from tests.deadline import DEADLINE
 from tests.notebook.magics_helpers import make_shell
 
 QUESTIONS = [
@@ -360,3 +362,48 @@ async def test_trace_views_of_clicked_cells_are_reused_and_bounded(tmp_path: Pat
     finally:
         observability.disable()
         await bus.stop()
+
+
+class _ThreeRowsThenWait(_TenThousandRows):
+    """Hands the view three rows at once, then waits until they are all drawn."""
+
+    def __init__(self) -> None:
+        super().__init__(prompts=3, models=1, repeats=1)
+        self.drawn = asyncio.Event()
+
+    async def run(self, *, on_row: Callable[[dict[str, Any]], object]) -> SweepResult:
+        for prompt_id in range(3):
+            on_row(
+                {
+                    "prompt_id": prompt_id,
+                    "prompt": f"q{prompt_id}",
+                    "model": "test:m0",
+                    "params": "{}",
+                    "repeat": 0,
+                    "error_type": None,
+                    "score.contains": 1.0,
+                }
+            )
+        # No more rows come: only the view's deferred redraw can show the last two.
+        await asyncio.wait_for(self.drawn.wait(), DEADLINE)
+        return cast(SweepResult, None)
+
+
+async def test_rows_are_drawn_within_the_interval_even_when_no_row_follows() -> None:
+    fake = _ThreeRowsThenWait()
+    view = SweepView(cast(Sweep, fake), refresh_interval=0.05)
+    refresh = view.refresh
+
+    def watched() -> None:
+        refresh()
+        if "pending" not in _kinds(view):
+            fake.drawn.set()
+
+    view.refresh = watched  # type: ignore[method-assign]
+    await view.run()
+    assert _kinds(view) == ["done"] * 3
+
+
+def test_a_score_that_names_no_scorer_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="its scorers: contains, exact"):
+        SweepView(_sweep(tmp_path, []), score="contain")
