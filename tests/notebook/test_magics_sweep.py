@@ -117,3 +117,13 @@ def test_help_lists_sweep(shell: Shell) -> None:
         shell.line("help")
     assert "%llmgine sweep DATA --models M,M" in captured.stdout
     assert "%%llmgine sweep --models" in captured.stdout
+
+
+def test_trace_after_a_sweep_shows_its_calls(shell: Shell) -> None:
+    with capture_output():
+        shell.cell("sweep --models demo:llmgine-demo -o res", "one\ntwo")
+        trace = shell.line("trace")
+    result = shell.user_ns["res"]
+    drawn = {bar.span_id for bar in trace.bars}
+    assert set(result.df["span_id"]) <= drawn  # each call's span, in the sweep's session
+    trace.close()
