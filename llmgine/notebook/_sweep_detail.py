@@ -10,6 +10,7 @@ from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
 
+from llmgine._redact import redact_text
 from llmgine.observability import Observability
 
 __all__ = ["NO_OBSERVABILITY", "TraceViews", "detail_html", "trace_for"]
@@ -77,7 +78,8 @@ def detail_html(prompt: str, label: str, rows: Sequence[dict[str, Any]]) -> str:
         parts.append(f'<div class="llmgine-sweep-call"><p><b>repeat {row.get("repeat", 0)}</b>')
         parts.append(f" · {_scores(row)}</p>")
         if not _missing(row.get("error_type")):
-            error = f"{row['error_type']}: {row.get('error') or ''}"
+            # Redacted as every error llmgine shows: a provider's message may echo a key.
+            error = redact_text(f"{row['error_type']}: {row.get('error') or ''}")
             parts.append(
                 f'<div class="llmgine-sweep-error" style="{_ERROR_STYLE}">{escape(error)}</div>'
             )

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llmgine._redact import redact_text
+
 __all__ = [
     "ERROR_COLOUR",
     "PENDING_COLOUR",
@@ -186,7 +188,7 @@ class GridState:
         n, errors = len(cell.rows), cell.errors
         if errors == n:
             first = next(r for r in cell.rows if _text(r.get("error_type")))
-            why = f"{first.get('error_type')}: {_text(first.get('error')) or ''}"
+            why = redact_text(f"{first.get('error_type')}: {_text(first.get('error')) or ''}")
             text = "✕ error" if n == 1 else f"✕ {errors} errors"
             return CellView(text, ERROR_COLOUR, "error", _clip(why, 300))
         count = f"n={n}" + (f", {errors} failed" if errors else "")

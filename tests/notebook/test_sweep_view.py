@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from llmgine import observability
 from llmgine.bus import MessageBus
-from llmgine.errors import LLMTimeoutError
+from llmgine.errors import LLMTimeoutError, MalformedResponseError
 from llmgine.llm import get_model
 from llmgine.notebook import SweepView
 from llmgine.notebook._static_html import asset
@@ -407,3 +407,18 @@ async def test_rows_are_drawn_within_the_interval_even_when_no_row_follows() -> 
 def test_a_score_that_names_no_scorer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="its scorers: contains, exact"):
         SweepView(_sweep(tmp_path, []), score="contain")
+
+
+async def test_an_error_that_echoes_a_key_is_shown_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-" + "Zq7" * 12
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    failure = MalformedResponseError(f"bad answer for key {key}")
+    view = SweepView(_sweep(tmp_path, ["Paris", failure, "Madrid"]))
+    await view.run()
+    view.select(1, 0)
+    assert "MalformedResponseError" in view.detail.value
+    assert key not in view.detail.value
+    assert key not in view.grid.page_json
+    assert key not in view._repr_html_()
