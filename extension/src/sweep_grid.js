@@ -11,6 +11,7 @@
 //   .llmgine-sweep-grid        the widget's root
 //   .llmgine-sweep-toolbar     status, score select, paging
 //   .llmgine-sweep-status      "120 of 400 rows · 3 errors · ..."
+//   .llmgine-sweep-legend      the colour scale (low .. high) and the failed-call swatch
 //   .llmgine-sweep-score       the score select
 //   .llmgine-sweep-prev / -next   paging buttons; .llmgine-sweep-range "prompts 1–50 of 200"
 //   .llmgine-sweep-table       the table: a row per prompt, a column per model x params
@@ -35,7 +36,14 @@ function render({ model, el }) {
   const next = element("button", "llmgine-sweep-next", "next ›");
   prev.type = next.type = "button";
   const range = element("span", "llmgine-sweep-range");
-  toolbar.append(status, scoreSelect, prev, range, next);
+  // The colour scale: the score's range from red to green, and how a failed call looks.
+  const legend = element("span", "llmgine-sweep-legend");
+  const low = element("span", "llmgine-sweep-legend-low");
+  const bar = element("span", "llmgine-sweep-legend-bar");
+  const high = element("span", "llmgine-sweep-legend-high");
+  const failed = element("span", "llmgine-sweep-legend-error", "✕ failed");
+  legend.append(low, bar, high, failed);
+  toolbar.append(status, legend, scoreSelect, prev, range, next);
 
   const scroller = element("div", "llmgine-sweep-scroll");
   const table = element("table", "llmgine-sweep-table");
@@ -71,6 +79,9 @@ function render({ model, el }) {
 
   function drawToolbar() {
     status.textContent = model.get("status") || "";
+    const [from, to] = model.get("scale") || [0, 1];
+    low.textContent = String(from);
+    high.textContent = String(to);
     const offset = model.get("offset") || 0;
     const size = model.get("page_size") || 50;
     const total = model.get("total") || 0;
@@ -137,6 +148,7 @@ function render({ model, el }) {
     ["change:status", drawToolbar],
     ["change:offset", drawToolbar],
     ["change:total", drawToolbar],
+    ["change:scale", drawToolbar],
   ];
   for (const [name, handler] of handlers) model.on(name, handler);
   drawHead();

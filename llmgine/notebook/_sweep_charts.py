@@ -10,7 +10,13 @@ from typing import Any
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 
-from llmgine.notebook._sweep_grid import Column, GridState, pareto_front
+from llmgine.notebook._sweep_grid import (
+    ERROR_COLOUR,
+    Column,
+    GridState,
+    pareto_front,
+    score_colour,
+)
 
 __all__ = [
     "FRONT_COLOUR",
@@ -206,12 +212,22 @@ def grid_html(grid: GridState, score: str | None, rows: int) -> str:
             for text, background, kind, title in row["cells"]
         )
         body.append(f"<tr><td>{escape(row['prompt'])}</td>{cells}</tr>")
+    scale = grid.scales.get(score or "")
+    low, high = scale.bounds if scale else (0.0, 1.0)
+    legend = (
+        f"<p><small>{escape(score or 'score')}: {low:g} "
+        f'<span style="display:inline-block;width:6em;height:0.8em;background:linear-gradient'
+        f"(to right, {score_colour(low, low, high)}, {score_colour((low + high) / 2, low, high)}, "
+        f'{score_colour(high, low, high)})"></span> {high:g} · '
+        f'<span style="background:{ERROR_COLOUR};color:#fff;text-decoration:line-through">'
+        "✕ failed</span> · empty: pending</small></p>"
+    )
     more = len(grid.prompts) - rows
     note = (
         f"<p><small>the first {rows} of {len(grid.prompts)} prompts</small></p>" if more > 0 else ""
     )
     return (
-        '<table class="llmgine-sweep-grid llmgine-sweep-static">'
+        legend + '<table class="llmgine-sweep-grid llmgine-sweep-static">'
         f"<thead><tr><th>prompt</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
         f"{note}"
     )

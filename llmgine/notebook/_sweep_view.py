@@ -82,6 +82,7 @@ class SweepGrid(anywidget.AnyWidget):
     offset = traitlets.Int(0).tag(sync=True)
     page_size = traitlets.Int(DEFAULT_PAGE_SIZE).tag(sync=True)
     total = traitlets.Int(0).tag(sync=True)
+    scale: traitlets.List[float] = traitlets.List([0.0, 1.0]).tag(sync=True)  # red .. green
     selected: traitlets.List[int] = traitlets.List().tag(sync=True)  # [prompt_id, column] clicked
 
 
@@ -161,7 +162,10 @@ class SweepView(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         self.summary_box = widgets.HTML()
         self.scatter = go.FigureWidget()
         self.latency = go.FigureWidget()
-        charts = widgets.HBox([self.scatter, self.latency])
+        # Side by side where they fit, one under the other where they do not.
+        charts = widgets.HBox(
+            [self.scatter, self.latency], layout=widgets.Layout(flex_flow="row wrap")
+        )
         super().__init__([self.grid, self.detail, self.trace_box, self.summary_box, charts])
         self.add_class("llmgine-sweep")
         self.grid.observe(self._on_select, names=["selected"])
@@ -266,6 +270,10 @@ class SweepView(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
             if labels != self.grid.columns:
                 self.grid.columns = labels
             self.grid.total = len(self.state.prompts)
+            scale = self.state.scales.get(self.score or "")
+            bounds = [round(b, 4) for b in (scale.bounds if scale else (0.0, 1.0))]
+            if bounds != self.grid.scale:
+                self.grid.scale = bounds
             self.grid.status = self.status()
             if self._page_dirty:
                 page = self.state.page(self.grid.offset, self.grid.page_size, self.score)

@@ -287,6 +287,9 @@ def test_the_sweep_grid_fills_and_a_clicked_cell_shows_its_answer(
         expect(failed).to_have_count(1)  # atlas on Switzerland
         expect(failed).to_have_css("background-color", "rgb(95, 95, 95)")
         expect(grid.locator(".llmgine-sweep-status")).to_contain_text("40 of 40 rows")
+        expect(grid.locator(".llmgine-sweep-legend-bar")).to_be_visible()  # the colour scale
+        expect(grid.locator(".llmgine-sweep-legend-low")).to_have_text("0")
+        expect(grid.locator(".llmgine-sweep-legend-high")).to_have_text("1")
         # atlas's wrong answer for Australia: red, and a click shows it in full
         australia = grid.locator('.llmgine-sweep-cell[data-prompt="10"][data-column="1"]')
         expect(australia).to_have_text("0.00")

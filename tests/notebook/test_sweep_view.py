@@ -135,6 +135,10 @@ def test_colours_run_red_to_green_and_errors_pending_stand_apart() -> None:
     state.add({**row, "model": "m:y", "prompt_id": 0, "prompt": "a", "score.s": 1.0})
     pending = state.view(1, 1, "s")  # m:y has not answered prompt b yet
     assert (pending.kind, pending.text, pending.background) == ("pending", "", PENDING_COLOUR)
+    assert state.scales["s"].bounds == (0.0, 1.0)
+    state.add({**row, "model": "m:y", "prompt_id": 1, "prompt": "b", "score.s": 4.0})
+    assert state.scales["s"].bounds == (0.0, 4.0)  # past 1: the range seen
+    assert state.view(1, 1, "s").background == score_colour(1.0)  # 4 is the top of it
 
 
 async def test_clicking_a_cell_shows_its_calls_in_full(tmp_path: Path) -> None:
@@ -305,6 +309,8 @@ async def test_a_finished_sweep_renders_as_html_and_text_for_saved_notebooks(
     assert 'data-kind="error"' in html
     assert f"background:{score_colour(1.0)}" in html
     assert "Capital of Spain?" in html
+    assert "✕ failed</span> · empty: pending" in html  # the legend of the colours
+    assert view.grid.scale == [0.0, 1.0]
     assert "llmgine-sweep-summary" in html
     text = bundle["text/plain"]
     assert "Capital of France? | 1.00" in text
