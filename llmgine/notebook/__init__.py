@@ -5,9 +5,10 @@
     Tell me about volcanoes.
 
 Widgets: `EventStream` (the bus's events, live), `TraceView` (a session's spans as a
-waterfall), `CompareView` (one prompt, several models, side by side), and `dashboard`
-(the three in a Panel app). Every widget also renders as text/HTML, for saved notebooks,
-and every chart carries a PNG of itself (`chart(fig)` does it for any plotly figure).
+waterfall), `CompareView` (one prompt, several models, side by side), `SweepView` (a
+sweep's grid of scores, filled live), and `dashboard` (the first three in a Panel app).
+Every widget also renders as text/HTML, for saved notebooks, and every chart carries a
+PNG of itself (`chart(fig)` does it for any plotly figure).
 Needs the ``notebook`` extra: ``pip install "llmgine[notebook]"``.
 
 Reference
@@ -29,6 +30,11 @@ Explain backpressure in one paragraph.
 %llmgine trace         # the last cell's waterfall
 %llmgine spans         # spans as a DataFrame
 %llmgine models        # who has a key, who is offline
+
+%llmgine sweep questions --models demo:a,demo:b --score exact -o result   # a DataFrame
+%%llmgine sweep --models demo:a,demo:b --score contains:Paris             # a prompt a line
+What is the capital of France?
+Which city is on the Seine?
 ```
 
 **`%%llmgine [MODEL[,MODEL...]]`** sends the cell as a prompt and **streams** the answer
@@ -47,7 +53,18 @@ after a warning in the cell's output naming the closest defined name; `{{name}}`
 comparison included; an unknown session is an error listing the recorded ones), `spans`,
 `events-df`, `compare "prompt" m1 m2 ...`, `sessions`, `reset`, `local` (this user's local
 model servers: model, address, pid, memory, age; `local start [MODEL]`, `local stop
-[PID]`), `help`. An error (no key, unknown model, a provider's error, a rate limit) shows
+[PID]`), `sweep`, `help`. **`%llmgine sweep DATA --models M,M --score SPEC ... -o NAME`**
+runs an `llmgine.sweep.Sweep` of DATA (a DataFrame, whose prompts are its `prompt`,
+`question`, `text` or `input` column unless `--column` or `--template` says; a list; a
+`.csv`/`.jsonl` path) over the models, scored by each `--score` (`parse_scorer`'s forms:
+`exact`, `exact:COLUMN`, `contains`, `contains:TEXT`, `regex:PATTERN`, `json`,
+`close[:TOL]`, `judge:MODEL`), and shows it as a `SweepView` filling live; `-o` keeps the
+`SweepResult`. `%%llmgine sweep --models ...` sweeps the cell's lines, a prompt each, or
+with `--data NAME` fills the cell, a template, from each row of NAME. Also `--temperature
+0,0.7` (a grid), `--system`, `--max-tokens`, `--repeats`, `--budget USD`, `--store PATH`
+(answers are kept, by default in the user's cache, so a sweep run again is free).
+
+An error (no key, unknown model, a provider's error, a rate limit) shows
 as a short message saying what to do next, with no traceback, and **fails the cell**, so
 automated runs catch it. Comparing several models (joined by commas or spaces), a model
 that fails, however it fails, shows that message in its own column and the others answer;
@@ -78,7 +95,18 @@ model with a bar chart; a failed model (no key, unknown provider, a provider's e
 timeout) shows its error in its column, marked failed in the table and the chart, and
 `await view.run()` returns its exception as its value (it never raises for a model's
 failure, even if all fail), without stopping the
-others. Every widget also renders as HTML/text, so a saved notebook shows something useful
+others. `SweepView(sweep)` runs a sweep (`await view.run()`, returning its `SweepResult`;
+`SweepView.from_result(result)` shows a finished one) as a grid: a row per prompt, a
+column per model and parameter set, each cell the mean score of its calls (n with
+repeats), red (0) to green (1), grey and struck through when its calls failed, empty while
+pending; a click on a cell shows its calls in full (answer, scores, error, tokens, cost,
+latency) and its call's span as a `TraceView` (or why there is none: observability off,
+or a `Model` passed in, which keeps its own tracer). Below it, once finished: the summary
+(`summarize`), mean cost per call against mean score with the Pareto front (the lowest
+cost for each score level) in red, and each model's latencies as boxes. The grid stays
+responsive at any size: it is an anywidget sent one page of 50 prompts at a time, a row
+is taken in at O(1), and a redraw (ten a second at most) draws only that page.
+Every widget also renders as HTML/text, so a saved notebook shows something useful
 on GitHub. The dashboard (`llmgine.notebook.dashboard(bus)`, or `llmgine dashboard` /
 `python -m llmgine dashboard --port 5006`) puts the three views in a Panel app. A page
 keeps up with its own traffic for as long as it stays open: each update (five a second)
@@ -96,7 +124,8 @@ the same data: embedding ipywidgets in `panel serve` needs `ipywidgets_bokeh`, w
 not add for this.
 
 Where the code lives: each widget in a module named after it (`_event_stream`,
-`_trace_view`, `_compare_view`, `_dashboard_view`; `_dashboard_server` serves the
+`_trace_view`, `_compare_view`, `_sweep_view` (with `_sweep_grid`, its state,
+`_sweep_detail` and `_sweep_charts`), `_dashboard_view`; `_dashboard_server` serves the
 dashboard and is ``llmgine dashboard``), over the plain feeds the widgets and the dashboard
 share (`_event_feed`, `_span_feed`), with `_ticker` (the throttled flush) and
 `_static_html` (saved-notebook HTML, the shipped front end) and `_static_image` (charts'
@@ -114,12 +143,14 @@ if TYPE_CHECKING:
     from llmgine.notebook._dashboard_view import dashboard
     from llmgine.notebook._event_stream import EventStream
     from llmgine.notebook._static_image import chart
+    from llmgine.notebook._sweep_view import SweepView
     from llmgine.notebook._trace_view import TraceView
     from llmgine.notebook.magics import load_ipython_extension, unload_ipython_extension
 
 __all__ = [
     "CompareView",
     "EventStream",
+    "SweepView",
     "TraceView",
     "chart",
     "dashboard",
@@ -132,6 +163,7 @@ __all__ = [
 _HOMES = {
     "CompareView": "llmgine.notebook._compare_view",
     "EventStream": "llmgine.notebook._event_stream",
+    "SweepView": "llmgine.notebook._sweep_view",
     "TraceView": "llmgine.notebook._trace_view",
     "chart": "llmgine.notebook._static_image",
     "dashboard": "llmgine.notebook._dashboard_view",

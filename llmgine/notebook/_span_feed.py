@@ -178,6 +178,8 @@ class SpanFeed:
         obs: the observability whose span buffer to read (see `observability_for`).
         session: a `Session` or session id; None for every span.
         max_spans: the most spans drawn (the oldest finished ones go first).
+        span: a span id (16 hex digits, as a sweep's ``span_id`` column has it): only
+            that span and those under it (a sweep cell's call, of a session of thousands).
     """
 
     def __init__(
@@ -186,9 +188,15 @@ class SpanFeed:
         *,
         session: str | Session | None = None,
         max_spans: int = DEFAULT_MAX_SPANS,
+        span: str | None = None,
     ) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be at least 1, got {max_spans}")
+        try:
+            self._subtree = set() if span is None else {int(span, 16)}
+        except ValueError:
+            raise ValueError(f"span is a span id of 16 hex digits, got {span!r}") from None
+        self.span = span
         self.obs = obs
         self.max_spans = max_spans
         self.session = session_key(session)
@@ -205,7 +213,9 @@ class SpanFeed:
         # ends in between is heard twice, and `_apply` keeps its ended record.
         obs.buffer.catch_up()
         self._unsubscribe: Callable[[], None] | None = obs.buffer.subscribe(heard)
-        for record in obs.buffer.records(obs.redactor):
+        # By start: a parent before its children (a span filter takes a subtree downwards).
+        recorded = sorted(obs.buffer.records(obs.redactor), key=lambda r: r.start_time)
+        for record in recorded:
             self._apply("end" if record.end_time is not None else "start", record)
         self._prune()
 
@@ -254,6 +264,13 @@ class SpanFeed:
         return True
 
     def _wanted(self, record: SpanRecord) -> bool:
+        if self.span is not None:
+            # Parents start (and are heard) before their children, so the subtree grows
+            # downwards as spans arrive.
+            if record.span_id in self._subtree or record.parent_id in self._subtree:
+                self._subtree.add(record.span_id)
+                return True
+            return False
         if self.session is None:
             return True
         if record.session_id == self.session:

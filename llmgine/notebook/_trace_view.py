@@ -49,6 +49,8 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         max_spans: the most spans drawn (the oldest finished ones go first).
         interval: seconds between redraws at most.
         height: the figure's height in pixels (by default it grows with the spans).
+        span: only this span (16 hex digits) and the spans under it, e.g. one call of
+            a sweep (its row's ``span_id``), which `SweepView` shows for a clicked cell.
 
     Raises:
         ObservabilityError: observability is off and no ``bus`` was given.
@@ -70,10 +72,13 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         max_spans: int = DEFAULT_MAX_SPANS,
         interval: float = DEFAULT_INTERVAL,
         height: int | None = None,
+        span: str | None = None,
         **kwargs: Any,
     ) -> None:
         ticker = Ticker(self._tick, interval)
-        feed = SpanFeed(observability_for(bus, obs), session=session, max_spans=max_spans)
+        feed = SpanFeed(
+            observability_for(bus, obs), session=session, max_spans=max_spans, span=span
+        )
         self._ticker, self.feed = ticker, feed
         self.height = height
         self.bars: list[Bar] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from tests.browser.browser_support import (
     require_chromium,
 )
 from tests.notebook.nb_support import (
+    NOTEBOOKS,
     isolated_dirs,
     notebook_paths,
     offline_env,
@@ -90,6 +92,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     root.mkdir()
     for path in notebook_paths():
         write_notebook(root / path.name, without_outputs(read_notebook(path)))
+    shutil.copytree(NOTEBOOKS / "data", root / "data")  # 07-sweeps' dataset
     state = tmp_path / "state"
     settings = state / "lab-settings"
     for name, values in SETTINGS.items():
@@ -137,7 +140,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 def cell(page: Page, sources: list[str], first_line: str) -> Locator:
     """The notebook cell whose source starts with ``first_line``."""
     index = next((i for i, source in enumerate(sources) if source.startswith(first_line)), None)
-    assert index is not None, f"no cell starts with {first_line!r} in {QUICKSTART}"
+    assert index is not None, f"no cell starts with {first_line!r} in the notebook"
     return page.locator(".jp-Notebook .jp-Cell").nth(index)
 
 
@@ -244,6 +247,65 @@ def test_a_comparison_with_failing_models_shows_each_error_in_its_own_column(
         expect(compare.locator(".js-plotly-plot")).to_be_visible()
         assert compare.locator('[data-mime-type*="error"]').count() == 0, "the cell failed"
         compare.screenshot(path=shots / "compare-failing-column.png")
+        assert network.blocked == [], f"the page tried to leave 127.0.0.1: {network.blocked}"
+        assert failures == [], f"uncaught errors in the page: {failures}"
+    finally:
+        page.screenshot(path=shots / "page.png")
+        print(f"screenshots in {shots}")
+        page.close()
+
+
+SWEEPS = "07-sweeps.ipynb"
+
+
+# About 30 s, with a CPU-bound process beside it: the sweeps notebook's two sweeps on the
+# demo model (LLMGINE_MODEL), and its charts.
+@pytest.mark.timeout(4 * DEADLINE)
+def test_the_sweep_grid_fills_and_a_clicked_cell_shows_its_answer(
+    lab: Lab, browser: Browser
+) -> None:
+    shots = artifacts_dir("jupyterlab-sweeps")
+    page, network = new_page(browser)
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.goto(f"{lab.url}lab/tree/{SWEEPS}?token={lab.token}")
+    page.wait_for_function(KERNEL_IDLE)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(ALL_RAN, polling=250)
+    sources: list[str] = page.evaluate(CELL_SOURCES)
+    try:
+        stderr = page.locator('.jp-OutputArea-output[data-mime-type*="stderr"]')
+        assert stderr.count() == 0, f"errors or warnings in the outputs: {stderr.all_inner_texts()}"
+        # The Python sweep: 20 questions x (the demo, as LLMGINE_MODEL, and atlas).
+        swept = cell(page, sources, "import tempfile")
+        grid = swept.locator(".llmgine-sweep-grid")
+        expect(grid.locator(".llmgine-sweep-row")).to_have_count(20)
+        cells = grid.locator(".llmgine-sweep-cell")
+        expect(cells).to_have_count(40)
+        expect(grid.locator('.llmgine-sweep-cell[data-kind="pending"]')).to_have_count(0)
+        failed = grid.locator('.llmgine-sweep-cell[data-kind="error"]')
+        expect(failed).to_have_count(1)  # atlas on Switzerland
+        expect(failed).to_have_css("background-color", "rgb(95, 95, 95)")
+        expect(grid.locator(".llmgine-sweep-status")).to_contain_text("40 of 40 rows")
+        expect(grid.locator(".llmgine-sweep-legend-bar")).to_be_visible()  # the colour scale
+        expect(grid.locator(".llmgine-sweep-legend-low")).to_have_text("0")
+        expect(grid.locator(".llmgine-sweep-legend-high")).to_have_text("1")
+        # atlas's wrong answer for Australia: red, and a click shows it in full
+        australia = grid.locator('.llmgine-sweep-cell[data-prompt="10"][data-column="1"]')
+        expect(australia).to_have_text("0.00")
+        expect(australia).to_have_css("background-color", "rgb(215, 48, 39)")
+        australia.click()
+        expect(australia).to_have_class("llmgine-sweep-cell llmgine-sweep-selected")
+        detail = swept.locator(".widget-html").filter(has_text="What is the capital of Australia")
+        expect(detail).to_contain_text("Sydney")
+        expect(detail).to_contain_text("test:atlas")
+        expect(swept.locator(".js-plotly-plot").first).to_be_visible()  # the charts
+        swept.screenshot(path=shots / "sweep-grid.png")
+        # The magic's sweep: its own grid, filled.
+        magic = cell(page, sources, "%%llmgine sweep")
+        expect(magic.locator(".llmgine-sweep-cell")).to_have_count(4)
+        expect(magic.locator(".llmgine-sweep-status")).to_contain_text("4 of 4 rows")
+        magic.screenshot(path=shots / "magic-sweep.png")
         assert network.blocked == [], f"the page tried to leave 127.0.0.1: {network.blocked}"
         assert failures == [], f"uncaught errors in the page: {failures}"
     finally:

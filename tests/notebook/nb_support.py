@@ -22,6 +22,7 @@ EXPECTED = (
     "04-tools",
     "05-context",
     "06-record-and-replay",
+    "07-sweeps",
 )
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

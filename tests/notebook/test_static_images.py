@@ -32,11 +32,13 @@ CHARTS_AT_LEAST = {
     "02-compare-providers": 3,  # comparisons: the magic's, %llmgine compare, CompareView
     "03-traces-and-dataframes": 4,  # four DataFrame plots
     "04-tools": 1,  # %llmgine trace
+    "07-sweeps": 5,  # two SweepViews, cost vs score, latencies, a clicked cell's trace
 }
 
 
 def chart_kind(output: dict[str, Any]) -> str | None:
-    """What chart a saved output is: a plotly figure, a trace or a comparison (or None)."""
+    """What chart a saved output is: a plotly figure, a trace, a comparison or a sweep (or
+    None)."""
     data = output.get("data", {})
     plain = "".join(data.get("text/plain", ""))
     if PLOTLY in data:
@@ -45,6 +47,8 @@ def chart_kind(output: dict[str, Any]) -> str | None:
         return "trace"
     if plain.startswith("CompareView:"):
         return "compare"
+    if plain.startswith("SweepView:"):
+        return "sweep"
     return None
 
 

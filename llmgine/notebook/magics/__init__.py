@@ -10,6 +10,7 @@ How to use them is in the `llmgine.notebook` docstring. What lives where:
 - ``_loop``: the event loop on a background thread, and why a magic needs one;
 - ``_local``: ``%llmgine local``, the local model's servers;
 - ``_recording``: ``%llmgine record``, ``replay`` and ``cache``: cassettes and the cache;
+- ``_sweep``: ``%llmgine sweep`` and ``%%llmgine sweep``: a sweep shown as a `SweepView`;
 - ``_bus``: model calls as ``Generate`` commands on the workbench's bus;
 - ``_display``: answers shown in a notebook or a terminal, and errors as short messages.
 """

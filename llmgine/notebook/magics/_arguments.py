@@ -39,6 +39,12 @@ COMMANDS = {
     "key needed; a call not recorded fails its cell and shows what differs",
     "cache [on | off | clear | stats]": "the response cache (SQLite, in your cache "
     "directory): reuse answers to repeated calls; empty it; what it holds",
+    "sweep DATA --models M,M [--score SPEC]... [-o NAME]": "every row of DATA (a "
+    "DataFrame, list, or .csv/.jsonl path) to every model, scored, as a live grid (a "
+    "SweepView); -o keeps the SweepResult. --score: exact, exact:COLUMN, contains, "
+    "contains:TEXT, regex:PATTERN, json, close[:TOL], judge:MODEL; also --column, "
+    "--template, --temperature 0,0.7, --system, --max-tokens, --repeats, --budget USD, "
+    "--store PATH",
     "help": "this list",
 }
 
@@ -56,6 +62,9 @@ def help_text() -> str:
         "{name} on purpose. Comparing models (MODEL MODEL, or MODEL,MODEL): one that fails",
         "shows its error in its column and the others answer; the cell fails only when",
         "every model fails.",
+        "",
+        "%%llmgine sweep --models M,M [--score SPEC]... sweeps the cell's lines, a prompt",
+        "each (or, with --data NAME, the cell is a template filled from each row of NAME).",
     ]
     return "\n".join(lines)
 

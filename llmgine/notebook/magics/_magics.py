@@ -8,8 +8,9 @@ resolve is sent as written, after a warning in the cell's output); the answer st
 into the cell's output. Several models (``demo:a,openai:gpt-4o-mini``) open a
 `CompareView`. The line magic has commands: ``%llmgine models``, ``use``, ``events``,
 ``trace``, ``spans``, ``events-df``, ``compare``, ``sessions``, ``reset``, ``local``,
-``record``, ``replay``, ``cache``, ``help`` (listed in `_arguments`; ``local`` is in
-`_local`, the recording commands in `_recording`). How the synchronous magics
+``record``, ``replay``, ``cache``, ``sweep``, ``help`` (listed in `_arguments`; ``local``
+is in `_local`, the recording commands in `_recording`, ``sweep`` (and ``%%llmgine
+sweep``, a cell of prompts) in `_sweep`). How the synchronous magics
 drive the asynchronous calls is explained in `_loop`; what they own, in `_workbench`.
 
 Errors show as one short message (what went wrong, what to do next) and fail the cell:
@@ -49,6 +50,7 @@ from llmgine.notebook.magics._display import (
 from llmgine.notebook.magics._local import local_command
 from llmgine.notebook.magics._prompt import Format, answer_code, answer_json, fill
 from llmgine.notebook.magics._recording import cache_command, record_command, replay_command
+from llmgine.notebook.magics._sweep import run_sweep
 from llmgine.notebook.magics._workbench import CellAnswer, CellRequest, Workbench
 from llmgine.tools import Tool
 
@@ -91,6 +93,10 @@ class LLMgineMagics(Magics):
         cache)."""
         if cell is None:
             return self._command(line)
+        command, _, rest = line.strip().partition(" ")
+        if command == "sweep":  # %%llmgine sweep: the cell's prompts, swept
+            run_sweep(self, rest, cell)
+            return None
         self._cell(parse_cell_line(LLMgineMagics.llmgine, line), cell)
         return None
 
@@ -326,6 +332,7 @@ class LLMgineMagics(Magics):
             "record": self._record,
             "replay": self._replay,
             "cache": self._cache,
+            "sweep": self._sweep,
             "help": self._help,
         }.get(command)
         if handler is None:
@@ -440,6 +447,9 @@ class LLMgineMagics(Magics):
 
     def _cache(self, rest: list[str]) -> pd.DataFrame | None:
         return cache_command(self.workbench, rest)
+
+    def _sweep(self, rest: list[str]) -> None:
+        run_sweep(self, shlex.join(rest), None)
 
     def _reset(self, rest: list[str]) -> None:
         self._at_most("reset", rest, 0)
