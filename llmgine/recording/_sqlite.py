@@ -38,6 +38,8 @@ from llmgine.recording._store import FORMAT_VERSION, Recording, RecordingStore
 __all__ = ["CACHE_FILE", "SQLiteCache", "default_cache_path"]
 
 CACHE_FILE = "cache.sqlite3"
+_BODY = "SELECT body FROM recordings WHERE key = ?"
+_EXISTS = "SELECT 1 FROM recordings WHERE key = ?"
 _WRITER_LINGERS = 1.0  # seconds the writer thread waits for more puts before it ends
 _Queued = tuple[str, str, str, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
@@ -100,9 +102,10 @@ class SQLiteCache(RecordingStore):
             self._conn = conn
         return self._conn
 
-    def _get_now(self, key: str) -> str | bool | None:
-        """The body under ``key`` (None: there is none) read without waiting, or False
-        when that would wait (another thread has the connection, or SQLite is busy)."""
+    def _get_now(self, key: str, query: str = _BODY) -> str | bool | None:
+        """The first column ``query`` reads under ``key`` (None: there is no such row)
+        read without waiting, or False when that would wait (another thread has the
+        connection, or SQLite is busy)."""
         if not self._read_lock.acquire(blocking=False):
             return False
         try:
@@ -113,22 +116,16 @@ class SQLiteCache(RecordingStore):
                     self.path, timeout=0, isolation_level=None, check_same_thread=False
                 )
                 self._reader = reader
-            row = self._reader.execute(
-                "SELECT body FROM recordings WHERE key = ?", (key,)
-            ).fetchone()
+            row = self._reader.execute(query, (key,)).fetchone()
         except sqlite3.OperationalError:
             return False  # busy, or not made yet: ask again in a worker thread
         finally:
             self._read_lock.release()
         return None if row is None else str(row[0])
 
-    def _get(self, key: str) -> str | None:
+    def _get(self, key: str, query: str = _BODY) -> str | None:
         with self._lock:
-            row = (
-                self._connect()
-                .execute("SELECT body FROM recordings WHERE key = ?", (key,))
-                .fetchone()
-            )
+            row = self._connect().execute(query, (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def _put_many(self, rows: list[tuple[str, str, str]]) -> None:
@@ -194,6 +191,12 @@ class SQLiteCache(RecordingStore):
         if body is False:
             body = await asyncio.to_thread(self._get, key)
         return None if not isinstance(body, str) else Recording.from_line(body)
+
+    async def contains(self, key: str) -> bool:
+        found = self._get_now(key, _EXISTS)  # the row's existence, not its JSON
+        if found is False:
+            found = await asyncio.to_thread(self._get, key, _EXISTS)
+        return found is not None
 
     async def put(self, recording: Recording) -> None:
         loop = asyncio.get_running_loop()

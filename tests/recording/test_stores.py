@@ -252,3 +252,22 @@ async def test_a_failed_sqlite_write_fails_each_put_of_its_group(tmp_path: Path)
     assert await cache.get(recording("one", "").key) is None
     assert await cache.get(recording("two", "").key) is not None
     cache.close()
+
+
+async def test_contains_says_whether_a_key_is_stored(tmp_path: Path) -> None:
+    item = recording("one", "1")
+    cache = SQLiteCache(tmp_path / "c.sqlite3")
+    for store in (cache, Cassette(tmp_path / "c.jsonl")):
+        assert not await store.contains(item.key)
+        await store.put(item)
+        assert await store.contains(item.key)
+        assert not await store.contains(recording("two", "2").key)
+    # SQLite answers from the row's existence without reading its JSON.
+    raw = sqlite3.connect(cache.path)
+    with raw:
+        raw.execute("UPDATE recordings SET body = 'not json'")
+    raw.close()
+    assert await cache.contains(item.key)
+    with pytest.raises(json.JSONDecodeError):
+        await cache.get(item.key)
+    cache.close()
