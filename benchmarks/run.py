@@ -1,7 +1,7 @@
 """Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
 
-NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about ten
-minutes), local (the local model: about four minutes), dashboard (ten minutes in Chromium).
+NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
+fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in Chromium).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
