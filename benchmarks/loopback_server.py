@@ -4,12 +4,24 @@ benchmark: each POST gets a fixed, realistic answer at once (as JSON, or as serv
 events when the request streams), over keep-alive HTTP/1.1. Run: ``python
 loopback_server.py``; it binds 127.0.0.1 on a free port and prints the port on its first
 line of output.
+
+Throttled (``--rate N``, with ``--burst B``, default 1): requests beyond N a second are
+refused as OpenAI refuses them, with a 429, an OpenAI-shaped ``rate_limit_exceeded``
+error, and how long until the next request would be let through in ``retry-after-ms``
+(and in whole seconds, rounded up, in ``retry-after``). The budget is one token bucket
+for the whole server (every connection and path): it holds at most B requests and fills
+at N a second, so at most B + N x t requests are answered in any t seconds. The sweep
+benchmark throttles with it. ``GET /stats`` answers ``{"answered": a, "throttled": t}``:
+how many requests it answered and refused so far.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import math
+import time
 
 OPENAI = json.dumps(
     {
@@ -216,38 +228,115 @@ def answer(path: str, body: bytes) -> tuple[bytes, bytes]:
     return b"application/json", {"anthropic": ANTHROPIC, "responses": RESPONSES}.get(api, OPENAI)
 
 
-async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            path = lines[0].split(" ")[1]
-            length = 0
-            for line in lines[1:]:
-                if line.lower().startswith("content-length:"):
-                    length = int(line.split(":", 1)[1])
-            request = await reader.readexactly(length) if length else b""
-            content_type, body = answer(path, request)
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: "
-                + content_type
-                + b"\r\n"
-                + f"content-length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+RATE_LIMITED = json.dumps(
+    {
+        "error": {
+            "message": "Rate limit reached for requests (loopback server). Please try again later.",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+).encode()
 
 
-async def main() -> None:
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+class TokenBucket:
+    """At most ``burst`` requests at once, refilled at ``rate`` a second."""
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a rate is above 0 and a burst at least 1; got {rate}, {burst}")
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.filled_at = time.monotonic()
+
+    def take(self) -> float:
+        """0 when a request may go now (its token taken), else the seconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.filled_at) * self.rate)
+        self.filled_at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Loopback:
+    """The server's state: the throttle (None: answer everything) and its counts."""
+
+    def __init__(self, bucket: TokenBucket | None = None) -> None:
+        self.bucket = bucket
+        self.answered = 0
+        self.throttled = 0
+
+    def respond(self, method: str, path: str, request: bytes) -> bytes:
+        """The whole HTTP response to one request."""
+        if method == "GET" and path == "/stats":
+            stats = {"answered": self.answered, "throttled": self.throttled}
+            return _response(b"200 OK", b"application/json", json.dumps(stats).encode())
+        wait = self.bucket.take() if self.bucket is not None else 0.0
+        if wait > 0:
+            self.throttled += 1
+            headers = (
+                f"retry-after-ms: {math.ceil(wait * 1000)}\r\nretry-after: {math.ceil(wait)}\r\n"
+            ).encode()
+            return _response(b"429 Too Many Requests", b"application/json", RATE_LIMITED, headers)
+        self.answered += 1
+        content_type, body = answer(path, request)
+        return _response(b"200 OK", content_type, body)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = lines[0].split(" ")[:2]
+                length = 0
+                for line in lines[1:]:
+                    if line.lower().startswith("content-length:"):
+                        length = int(line.split(":", 1)[1])
+                request = await reader.readexactly(length) if length else b""
+                writer.write(self.respond(method, path, request))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _response(status: bytes, content_type: bytes, body: bytes, headers: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: "
+        + content_type
+        + b"\r\n"
+        + headers
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+async def main(bucket: TokenBucket | None = None) -> None:
+    loopback = Loopback(bucket)
+    server = await asyncio.start_server(loopback.serve, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description="A loopback LLM API server for benchmarks.")
+    parser.add_argument(
+        "--rate", type=float, help="answer at most this many requests a second; 429 the rest"
+    )
+    parser.add_argument(
+        "--burst", type=int, default=1, help="requests let through at once (default 1)"
+    )
+    args = parser.parse_args()
+    try:
+        bucket = TokenBucket(args.rate, args.burst) if args.rate is not None else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    asyncio.run(main(bucket))

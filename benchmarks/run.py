@@ -1,7 +1,7 @@
 """Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
 
-NAME is one of bus, observability, llm, widgets, internals, recording, local (the local
-model: about four minutes), dashboard (ten minutes in Chromium).
+NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
+fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in Chromium).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -20,6 +20,7 @@ import bench_llm
 import bench_local
 import bench_observability
 import bench_recording
+import bench_sweep
 import bench_widgets
 
 BENCHMARKS = {
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "widgets": bench_widgets.run,
     "internals": bench_internals.run,
     "recording": bench_recording.run,
+    "sweep": bench_sweep.run,
     "local": bench_local.run,
     "dashboard": bench_dashboard_soak.run,
 }

@@ -238,5 +238,10 @@ class RecordingStore(ABC):
         """How many recordings there are."""
         return len(await self.recordings())
 
+    async def contains(self, key: str) -> bool:
+        """Whether there is a recording under ``key`` (a store may answer without reading
+        it: a sweep's preflight asks this of every row)."""
+        return await self.get(key) is not None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label}>"

@@ -184,7 +184,7 @@ class Sweep:
             request = self._request(row)
             model = self.models[row.model]
             key = request_key(canonical_request(request, model.spec))
-            row.cached = await RepeatStore(self.store, row.repeat).get(key) is not None
+            row.cached = await RepeatStore(self.store, row.repeat).contains(key)
             t_in, t_out, price = self._estimate(row, request)
             row.estimate = 0.0 if row.cached else price
             if row.cached:

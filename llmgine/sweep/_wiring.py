@@ -32,6 +32,9 @@ class RepeatStore(RecordingStore):
     async def get(self, key: str) -> Recording | None:
         return await self.store.get(self._key(key))
 
+    async def contains(self, key: str) -> bool:
+        return await self.store.contains(self._key(key))
+
     async def put(self, recording: Recording) -> None:
         recording.key = self._key(recording.key)
         await self.store.put(recording)

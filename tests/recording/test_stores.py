@@ -6,6 +6,7 @@ import asyncio
 import difflib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -205,4 +206,68 @@ async def test_a_sqlite_read_that_would_wait_is_done_in_a_worker_thread(tmp_path
         found = await cache.get(item.key)
     assert found is not None
     assert found.key == item.key
+    cache.close()
+
+
+async def test_sqlite_commits_concurrent_puts_in_groups_each_put_returning_once_stored(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.sqlite3"
+    cache = SQLiteCache(path)
+    batches: list[int] = []
+    write = cache._put_many
+
+    def counted(rows: list[tuple[str, str, str]]) -> None:
+        batches.append(len(rows))
+        write(rows)
+
+    cache._put_many = counted  # type: ignore[method-assign]
+    items = [recording(f"prompt {i}", f"answer {i}") for i in range(100)]
+    await asyncio.gather(*(cache.put(item) for item in items))
+    assert sum(batches) == 100
+    assert len(batches) < 100  # the puts that queued meanwhile went in together
+    other = SQLiteCache(path)  # another connection sees every put that has returned
+    assert await other.count() == 100
+    found = await other.get(items[-1].key)
+    assert found is not None
+    assert found.llm_response().text == "answer 99"
+    other.close()
+    cache.close()
+
+
+async def test_a_failed_sqlite_write_fails_each_put_of_its_group(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.sqlite3")
+    write = cache._put_many
+    failures = ["disk I/O error"]
+
+    def failing_once(rows: list[tuple[str, str, str]]) -> None:
+        if failures:
+            raise sqlite3.OperationalError(failures.pop())
+        write(rows)
+
+    cache._put_many = failing_once  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        await cache.put(recording("one", "1"))
+    await cache.put(recording("two", "2"))  # the writer goes on after a failure
+    assert await cache.get(recording("one", "").key) is None
+    assert await cache.get(recording("two", "").key) is not None
+    cache.close()
+
+
+async def test_contains_says_whether_a_key_is_stored(tmp_path: Path) -> None:
+    item = recording("one", "1")
+    cache = SQLiteCache(tmp_path / "c.sqlite3")
+    for store in (cache, Cassette(tmp_path / "c.jsonl")):
+        assert not await store.contains(item.key)
+        await store.put(item)
+        assert await store.contains(item.key)
+        assert not await store.contains(recording("two", "2").key)
+    # SQLite answers from the row's existence without reading its JSON.
+    raw = sqlite3.connect(cache.path)
+    with raw:
+        raw.execute("UPDATE recordings SET body = 'not json'")
+    raw.close()
+    assert await cache.contains(item.key)
+    with pytest.raises(json.JSONDecodeError):
+        await cache.get(item.key)
     cache.close()
