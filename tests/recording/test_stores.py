@@ -70,17 +70,17 @@ def test_sqlite_is_safe_for_two_processes_writing_at_once(tmp_path: Path) -> Non
         for who in ("a", "b")
     ]
     # Both finish (or are killed) before anything is asserted, so a failure leaves no child.
-    errors = []
+    outcomes: list[tuple[int | None, str]] = []
     for child in children:
         try:
-            _, err = child.communicate(timeout=DEADLINE)
+            _, stderr = child.communicate(timeout=DEADLINE)
         finally:
             if child.poll() is None:
                 child.kill()
                 child.communicate()
-        errors.append((child.returncode, err.decode()))
-    for returncode, err in errors:
-        assert returncode == 0, err
+        outcomes.append((child.returncode, stderr.decode()))
+    for returncode, message in outcomes:
+        assert returncode == 0, message
 
     async def check() -> None:
         cache = SQLiteCache(path)
