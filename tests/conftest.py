@@ -34,6 +34,22 @@ class FakeClock:
         self.now += seconds
 
 
+class FakeTime:
+    """A clock that moves only when its `sleep` is awaited, and the sleeps asked for: what
+    code that takes ``sleep=`` and ``clock=`` (the sweep, the recorder's pacing) is given."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

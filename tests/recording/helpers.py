@@ -43,21 +43,6 @@ async def streamed(
     return items, stream.response
 
 
-class FakeTime:
-    """A clock that moves only when `sleep` is awaited, and the sleeps asked for."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def openai_model(
     store: RecordingStore | Path,
     mode: str = "read-write",

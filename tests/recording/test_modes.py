@@ -20,8 +20,9 @@ from llmgine.llm import (
 )
 from llmgine.llm._testing import response_items
 from llmgine.recording import Cassette, Recorded, Recording, canonical_request, request_key
+from tests.conftest import FakeTime
 
-from .helpers import FakeTime, provider, scripted, streamed
+from .helpers import provider, scripted, streamed
 
 ANSWER = LLMResponse(
     parts=[TextPart(text="Two, three and five.")],
@@ -177,7 +178,7 @@ async def test_a_streamed_replay_keeps_the_recorded_pace_or_none(tmp_path: Path)
     canonical = canonical_request(request, "test:paced")
     await store.put(Recording.of(request_key(canonical), canonical, ANSWER, timed, streamed=True))
 
-    time = FakeTime()
+    time = FakeTime(start=100.0)
     paced = Recorded(
         inner, store, mode="replay", pace="recorded", sleep=time.sleep, clock=time.clock
     )
@@ -186,7 +187,7 @@ async def test_a_streamed_replay_keeps_the_recorded_pace_or_none(tmp_path: Path)
     assert time.sleeps == pytest.approx([0.1, 0.15])  # 100 ms, then to 250 ms; no more
     assert time.now == pytest.approx(100.25)
 
-    time = FakeTime()
+    time = FakeTime(start=100.0)
     instant = Recorded(inner, store, mode="replay", sleep=time.sleep, clock=time.clock)
     assert (await instant.stream(request).get_response()).text == ANSWER.text
     assert time.sleeps == []

@@ -11,6 +11,7 @@ import pandas as pd
 from llmgine.errors import InvalidRequestError, RateLimitedError
 from llmgine.llm import LLMRequest, LLMResponse, Model, WrapperModel, get_model
 from llmgine.sweep import Sweep
+from tests.conftest import FakeTime
 
 
 class HasA:
@@ -83,12 +84,7 @@ async def test_grid_times_repeats_rows_columns_and_scores(tmp_path: Path) -> Non
 
 
 async def test_errors_are_rows_and_rate_limits_slow_down(tmp_path: Path) -> None:
-    waits: list[float] = []
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        now[0] += seconds
+    time = FakeTime()
 
     model = scripted(
         RateLimitedError("slow down", retry_after=3.0),
@@ -102,12 +98,12 @@ async def test_errors_are_rows_and_rate_limits_slow_down(tmp_path: Path) -> None
         store=tmp_path / "c.sqlite3",
         concurrency=1,
         progress=False,
-        sleep=sleep,
-        clock=lambda: now[0],
+        sleep=time.sleep,
+        clock=time.clock,
     ).run()
     df = result.df
     assert len(df) == 3
-    assert waits == [3.0]  # waited out retry_after once, then retried the row
+    assert time.sleeps == [3.0]  # waited out retry_after once, then retried the row
     assert df["error_type"].isna().tolist() == [True, False, True]
     assert df["error_type"].iloc[1] == "InvalidRequestError"
     assert "bad request" in df["error"].iloc[1]
@@ -210,10 +206,7 @@ async def test_scores_with_extras_failures_and_failed_calls(tmp_path: Path) -> N
 async def test_an_exhausted_quota_is_an_error_row_at_once_not_waited_on(tmp_path: Path) -> None:
     quota = RateLimitedError("429 insufficient_quota: add credit", retry_after=None)
     quota.retryable = False  # as the error table marks an exhausted quota
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
+    time = FakeTime()
 
     result = await Sweep(
         ["p0", "p1"],
@@ -221,21 +214,17 @@ async def test_an_exhausted_quota_is_an_error_row_at_once_not_waited_on(tmp_path
         store=tmp_path / "c.sqlite3",
         progress=False,
         concurrency=1,
-        sleep=sleep,
+        sleep=time.sleep,
     ).run()
     assert list(result.df["error_type"].fillna("")) == ["RateLimitedError", ""]
     assert "add credit" in result.df["error"][0]
-    assert waits == []
+    assert time.sleeps == []
 
 
 async def test_a_row_refused_past_rate_limit_retries_is_an_error_and_the_sweep_ends(
     tmp_path: Path,
 ) -> None:
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
+    time = FakeTime()
     refusals = [RateLimitedError("429 slow down", retry_after=1.0) for _ in range(4)]
     result = await Sweep(
         ["p0", "p1"],
@@ -244,8 +233,8 @@ async def test_a_row_refused_past_rate_limit_retries_is_an_error_and_the_sweep_e
         progress=False,
         concurrency=1,
         rate_limit_retries=3,
-        sleep=sleep,
-        clock=lambda: now[0],
+        sleep=time.sleep,
+        clock=time.clock,
     ).run()
     assert list(result.df["error_type"].fillna("")) == ["RateLimitedError", ""]
     assert "gave up on it" in result.df["error"][0]

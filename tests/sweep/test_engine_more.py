@@ -19,6 +19,7 @@ from llmgine.recording import SQLiteCache
 from llmgine.sweep import AdaptiveLimit, Sweep, contains
 from llmgine.sweep._grid import expand_grid
 from llmgine.sweep._inputs import load_inputs
+from tests.conftest import FakeTime
 from tests.deadline import DEADLINE
 
 
@@ -67,19 +68,13 @@ def test_grid_is_every_combination_and_checks_its_names() -> None:
 
 
 async def test_aimd_halves_once_per_pause_and_climbs_back() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    limit = AdaptiveLimit(8, increase_every=2, sleep=sleep, clock=lambda: now[0])
+    time = FakeTime()
+    limit = AdaptiveLimit(8, increase_every=2, sleep=time.sleep, clock=time.clock)
     limit.rate_limited(5.0)
     limit.rate_limited(5.0)  # refused in the same pause: not halved again
     assert limit.limit == 4
     await limit.acquire()  # waits out the pause
-    assert slept == [5.0]
+    assert time.sleeps == [5.0]
     await limit.release()
     for _ in range(4):
         await limit.succeeded()
@@ -91,11 +86,7 @@ async def test_aimd_halves_once_per_pause_and_climbs_back() -> None:
 async def test_a_throttled_sweep_finishes_every_row(tmp_path: Path) -> None:
     from llmgine.errors import RateLimitedError
 
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
+    time = FakeTime()
     script: list[Any] = []
     for _ in range(6):
         script += [RateLimitedError("429", retry_after=2.0), echo]
@@ -106,12 +97,12 @@ async def test_a_throttled_sweep_finishes_every_row(tmp_path: Path) -> None:
         store=tmp_path / "c.sqlite3",
         concurrency=4,
         progress=False,
-        sleep=sleep,
-        clock=lambda: now[0],
+        sleep=time.sleep,
+        clock=time.clock,
     ).run()
     assert result.df["error_type"].isna().all()
     assert sorted(result.df["text"]) == sorted(f"echo p{i}" for i in range(6))
-    assert now[0] >= 2.0  # the retry-after was waited (on the injected clock)
+    assert time.now >= 2.0  # the retry-after was waited (on the injected clock)
 
 
 async def test_preflight_counts_calls_and_says_unknown_prices(tmp_path: Path) -> None:

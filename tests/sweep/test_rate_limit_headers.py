@@ -14,19 +14,7 @@ from typing import Any
 from llmgine.errors import RateLimitedError
 from llmgine.llm import LLMRequest, LLMResponse, RateLimit, TextPart, Usage, get_model
 from llmgine.sweep import AdaptiveLimit, Sweep
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.conftest import FakeTime
 
 
 class Budget:
