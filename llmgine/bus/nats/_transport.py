@@ -124,6 +124,7 @@ class NatsTransport:
         inactive_threshold: float = 3600.0,
         storage: Literal["file", "memory"] = "file",
         publish_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         if batch < 1 or max_deliver < 1 or seen_size < 1:
             raise ValueError(
@@ -140,6 +141,7 @@ class NatsTransport:
         self.ack_wait, self.seen_size = ack_wait, seen_size
         self.duplicate_window, self.inactive_threshold = duplicate_window, inactive_threshold
         self.storage, self.publish_timeout = storage, publish_timeout
+        self.connect_timeout = connect_timeout
         self._deliver: Deliver | None = None
         self._dead_letters: DeadLetterQueue | None = None
         self._nc: Client | None = None
@@ -198,20 +200,29 @@ class NatsTransport:
         return self._js
 
     async def _connect(self) -> None:
+        async def quiet(exc: Exception) -> None:
+            # The client reconnects by itself; a lost connection is news, not an error.
+            log.info("NATS connection to %s: %r", self.url, exc)
+
         try:
+            # A bounded first connection (a wrong address fails, not hangs); after that the
+            # client reconnects for as long as it takes (a restarting server).
             nc = await nats.connect(
                 self.url,
                 name=f"llmgine {self.durable}",
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=2,
                 reconnect_time_wait=0.2,
                 allow_reconnect=True,
+                connect_timeout=self.connect_timeout,
+                error_cb=quiet,
             )
-        except (OSError, nats.errors.Error) as exc:
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise TransportError(
                 f"cannot connect to NATS at {self.url}: {exc}. Is a server running there? "
                 "For a local one: `from llmgine.bus.nats import NatsServer; "
                 "NatsServer.start()`."
             ) from exc
+        nc.options["max_reconnect_attempts"] = -1  # read at each reconnection
         js = nc.jetstream()
         try:
             await js.add_stream(
@@ -347,10 +358,6 @@ class NatsTransport:
         message_id = (msg.headers or {}).get("Nats-Msg-Id", f"{self.stream}:{meta.sequence.stream}")
         if meta.num_delivered > 1:
             self.redelivered += 1
-        if message_id in self._seen:
-            self.duplicates += 1
-            await self._settle(msg, ack=True)
-            return
         try:
             event = from_json(msg.data)
             if not isinstance(event, Event):
@@ -365,6 +372,11 @@ class NatsTransport:
         except MessageSerializationError as exc:
             reason = f"it cannot be read: corrupt, or written by a newer schema ({exc})"
             await self._dead_letter(msg, message_id, None, exc, reason)
+            return
+        message_id = event.id  # idempotent by the event's own id, whoever published it
+        if message_id in self._seen:
+            self.duplicates += 1
+            await self._settle(msg, ack=True)
             return
         done = self._partial.pop(message_id, set())
         delivery = await self._deliver_tracked(msg, event, done)
