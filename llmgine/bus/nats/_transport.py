@@ -39,7 +39,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import Delivery, handled_by
@@ -48,6 +48,7 @@ from llmgine.bus._messages import ErrorInfo, Event, message_type_name
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
 from llmgine.bus._transport import Deliver, QueueStats
+from llmgine.bus.nats._connect import open_consumer
 from llmgine.errors import (
     BackpressureError,
     BusError,
@@ -200,59 +201,7 @@ class NatsTransport:
         return self._js
 
     async def _connect(self) -> None:
-        async def quiet(exc: Exception) -> None:
-            # The client reconnects by itself; a lost connection is news, not an error.
-            log.info("NATS connection to %s: %r", self.url, exc)
-
-        try:
-            # A bounded first connection (a wrong address fails, not hangs); after that the
-            # client reconnects for as long as it takes (a restarting server).
-            nc = await nats.connect(
-                self.url,
-                name=f"llmgine {self.durable}",
-                max_reconnect_attempts=2,
-                reconnect_time_wait=0.2,
-                allow_reconnect=True,
-                connect_timeout=self.connect_timeout,
-                error_cb=quiet,
-            )
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            raise TransportError(
-                f"cannot connect to NATS at {self.url}: {exc}. Is a server running there? "
-                "For a local one: `from llmgine.bus.nats import NatsServer; "
-                "NatsServer.start()`."
-            ) from exc
-        nc.options["max_reconnect_attempts"] = -1  # read at each reconnection
-        js = nc.jetstream()
-        try:
-            await js.add_stream(
-                name=self.stream,
-                subjects=[self.subject],
-                storage=api.StorageType.FILE if self.storage == "file" else api.StorageType.MEMORY,
-                duplicate_window=self.duplicate_window,
-            )
-        except nats.js.errors.BadRequestError:
-            pass  # it exists (possibly configured by its operator): use it as it is
-        except nats.errors.NoRespondersError as exc:
-            await nc.close()
-            raise TransportError(
-                f"the NATS server at {self.url} has no JetStream: start it with -js "
-                "(NatsServer.start() does)."
-            ) from exc
-        config = api.ConsumerConfig(
-            durable_name=self.durable,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.NEW,
-            filter_subject=self.subject,
-            ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver + 1,  # the last one is ours to dead-letter
-            max_ack_pending=self.batch,
-            inactive_threshold=None if self.named else self.inactive_threshold,
-        )
-        self._sub = await js.pull_subscribe(
-            self.subject, durable=self.durable, stream=self.stream, config=config
-        )
-        self._nc, self._js = nc, js
+        self._nc, self._js, self._sub = await open_consumer(self)
 
     async def stop(self) -> None:
         await self.drain()
