@@ -207,12 +207,15 @@ class NatsTransport:
         await self.drain()
         self._stopped = True
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            consumer.cancel()
-            await asyncio.gather(consumer, return_exceptions=True)
         nc, self._nc, self._js, self._sub = self._nc, None, None, None
+        if consumer is not None:
+            # nats-py's fetch can absorb a cancellation as a timeout, so the loop also
+            # watches _stopped, and closing the connection ends a fetch that waits.
+            consumer.cancel()
         if nc is not None:
             await nc.close()
+        if consumer is not None:
+            await asyncio.gather(consumer, return_exceptions=True)
 
     # -- publishing --------------------------------------------------------------------
 
@@ -274,7 +277,7 @@ class NatsTransport:
     async def _consume(self) -> None:
         while True:
             sub = self._sub
-            if sub is None:
+            if sub is None or self._stopped:
                 return
             try:
                 messages = await sub.fetch(self.batch, timeout=5.0)
