@@ -269,3 +269,16 @@ async def test_a_bus_in_another_process_receives_the_event(nats_server: NatsServ
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+async def test_stop_ends_the_consumer_while_it_waits_for_messages(
+    nats_server: NatsServer,
+) -> None:
+    transport = nats_transport(nats_server)
+    bus = MessageBus(transport=transport)
+    await bus.start()
+    await bus.publish(Ping())
+    await bus.drain()  # the consumer is now in a long poll for more
+    async with asyncio.timeout(DEADLINE):  # nats-py's fetch absorbed a bare cancel
+        await bus.stop()
+    assert transport.counters()["published"] == 1
