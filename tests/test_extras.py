@@ -68,6 +68,7 @@ CASES = {
         "from llmgine.llm import get_model; get_model('gemini:m', api_key='k' * 9)",
     ),
     "local": ({"xllamacpp"}, "from llmgine.llm import get_model; get_model('local:smollm2')"),
+    "nats": ({"nats"}, "from llmgine.bus.nats import NatsTransport"),
 }
 
 

