@@ -14,6 +14,7 @@ redacting ordinary text costs a few C-level scans.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -55,6 +56,10 @@ _PATTERNS = re.compile(
             r"(?P<bearer>(?i:bearer)\s+)[A-Za-z0-9._~+/=\-]{8,}",
         ]
     )
+)
+# A JSON object key that `Redactor.value` redacts the value of, found in JSON text.
+_SENSITIVE_JSON_KEY = re.compile(
+    '"' + _SENSITIVE_KEY.pattern.removeprefix("^").removesuffix("$") + r'"\s*:', re.IGNORECASE
 )
 # Every pattern above contains one of these (case-insensitively): if none is in the text,
 # no pattern can match and the regular expression is skipped.
@@ -190,6 +195,24 @@ class Redactor:
             if len(text) <= _CLEAN_CACHE_MAX_LENGTH:
                 clean.add(text)
         return True
+
+    def json(self, text: str) -> str:
+        """A JSON document with every secret replaced, by the rules of `value`: strings
+        anywhere in it, and whatever is stored under a sensitive key. Text that holds no
+        secret and no sensitive key comes back as it is, without being parsed."""
+        if _SENSITIVE_JSON_KEY.search(text) is None and self.text(text) == text:
+            return text
+        return json.dumps(self.value(self._keys(json.loads(text))), ensure_ascii=False)
+
+    def _keys(self, value: Any) -> Any:
+        """``value`` with secrets replaced in its mappings' keys (a map keyed by API key)."""
+        if isinstance(value, dict):
+            return {
+                self.text(k) if isinstance(k, str) else k: self._keys(v) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._keys(v) for v in value]
+        return value
 
     def value(self, value: Any) -> Any:
         """A copy of ``value`` (str, mapping, list, tuple; others as they are) with secrets

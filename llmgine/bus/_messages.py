@@ -166,7 +166,27 @@ class Message(BaseModel):
 
 
 class Event(Message):
-    """Something that happened. Any number of handlers (including none) receive it."""
+    """Something that happened. Any number of handlers (including none) receive it.
+
+    ``content_fields`` names the fields that hold message content (prompt or completion
+    text, tool arguments): where content capture is off, a transport that carries events
+    out of the process (`llmgine.bus.nats`) sends them with those fields at their
+    defaults, as spans leave content out. Each must have a default.
+    """
+
+    content_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name in cls.content_fields:
+            field = cls.model_fields.get(name)
+            if field is None or field.is_required():
+                raise TypeError(
+                    f"{cls.__name__}.content_fields names {name!r}, which is not a field "
+                    "with a default: content left out of an event is set to its default, "
+                    f'so give {name!r} one (e.g. {name}: str = "").'
+                )
 
 
 class Command(Message, Generic[R]):

@@ -61,7 +61,11 @@ class LLMCallStarted(Event):
 
 class LLMStreamDelta(Event):
     """What arrived since the previous delta event: ``text`` and ``reasoning`` joined,
-    and the number of tool-call argument fragments; ``deltas`` counts the items batched."""
+    and the number of tool-call argument fragments; ``deltas`` counts the items batched.
+    ``text`` and ``reasoning`` are content: they leave the process only where content
+    capture is on (see `Event.content_fields`)."""
+
+    content_fields = ("text", "reasoning")
 
     call_id: str
     text: str = ""

@@ -36,7 +36,7 @@ async def open_consumer(
         # A bounded first connection (a wrong address fails, not hangs); after that the
         # client reconnects for as long as it takes (a restarting server).
         nc = await nats.connect(
-            t.url,
+            [url.strip() for url in t.url.split(",")],  # several: a cluster's nodes
             name=f"llmgine {t.durable}",
             max_reconnect_attempts=2,
             reconnect_time_wait=0.2,
@@ -58,6 +58,7 @@ async def open_consumer(
             subjects=[t.subject],
             storage=api.StorageType.FILE if t.storage == "file" else api.StorageType.MEMORY,
             duplicate_window=t.duplicate_window,
+            num_replicas=t.replicas,
         )
     except nats.js.errors.BadRequestError:
         pass  # it exists (possibly configured by its operator): use it as it is

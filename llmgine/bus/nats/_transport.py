@@ -43,12 +43,13 @@ from nats.js import JetStreamContext
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import Delivery, handled_by
-from llmgine.bus._json import from_json, to_json
+from llmgine.bus._json import from_json
 from llmgine.bus._messages import ErrorInfo, Event, message_type_name
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
 from llmgine.bus._transport import Deliver, QueueStats
 from llmgine.bus.nats._connect import open_consumer
+from llmgine.bus.nats._wire import WITHHELD_HEADER, capture_from_env, wire_event
 from llmgine.errors import (
     BackpressureError,
     BusError,
@@ -103,6 +104,11 @@ class NatsTransport:
         ack_wait: seconds a fetched message may go unacked before the server resends it (a
             running handler keeps it alive, so this bounds only a dead process).
         seen_size: event ids remembered to skip redeliveries already handled.
+        replicas: copies of the stream a JetStream cluster keeps (1 to 5), when this
+            transport creates it; 3 survives the loss of one node.
+        capture_content: whether events' content fields travel (see `_wire`: credentials
+            never do); by default ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
+            or the enabled observability's ``capture_content``.
 
     Example:
         server = NatsServer.start()
@@ -126,6 +132,8 @@ class NatsTransport:
         storage: Literal["file", "memory"] = "file",
         publish_timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        replicas: int = 1,
+        capture_content: bool | None = None,
     ) -> None:
         if batch < 1 or max_deliver < 1 or seen_size < 1:
             raise ValueError(
@@ -134,6 +142,13 @@ class NatsTransport:
             )
         if not backoff or any(b < 0 for b in backoff):
             raise ValueError(f"backoff must be non-negative seconds, at least one; got {backoff}")
+        if not 1 <= replicas <= 5:
+            raise ValueError(f"replicas must be 1 to 5 (JetStream's limit); got {replicas}")
+        self.replicas = replicas
+        # None follows the enabled observability at each publish.
+        self.capture_content = (
+            True if capture_content is None and capture_from_env() else (capture_content)
+        )
         self.url, self.stream, self.prefix = url, stream, _token(subject_prefix)
         self.named = durable is not None
         default = f"{socket.gethostname()}-{os.getpid()}-{next(_bus_numbers)}"
@@ -226,9 +241,12 @@ class NatsTransport:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
         js = await self._ensure_started()
-        data = to_json(event).encode()
+        # The one place events are serialised for the wire: redacted, content withheld.
+        data, withheld = wire_event(event, capture_content=self.capture_content)
         subject = f"{self.prefix}.event.{_token(message_type_name(type(event)))}"
         headers = {"Nats-Msg-Id": event.id}
+        if withheld:
+            headers[WITHHELD_HEADER] = ",".join(withheld)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         while True:
