@@ -16,7 +16,8 @@ from llmgine._extras import require
 
 require("nats", "llmgine.bus.nats")
 
+from llmgine.bus.nats._cluster import NatsCluster  # noqa: E402
 from llmgine.bus.nats._server import NatsServer, nats_server_executable  # noqa: E402
 from llmgine.bus.nats._transport import NatsTransport  # noqa: E402
 
-__all__ = ["NatsServer", "NatsTransport", "nats_server_executable"]
+__all__ = ["NatsCluster", "NatsServer", "NatsTransport", "nats_server_executable"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import nats
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 __all__ = ["open_consumer"]
 
 log = redacting_logger("llmgine.bus.nats")
+_NOT_YET = (
+    nats.js.errors.NotFoundError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    nats.errors.NoRespondersError,
+    nats.errors.TimeoutError,
+)
 
 
 async def open_consumer(
@@ -52,22 +60,30 @@ async def open_consumer(
         ) from exc
     nc.options["max_reconnect_attempts"] = -1  # read at each reconnection
     js = nc.jetstream()
-    try:
-        await js.add_stream(
-            name=t.stream,
-            subjects=[t.subject],
-            storage=api.StorageType.FILE if t.storage == "file" else api.StorageType.MEMORY,
-            duplicate_window=t.duplicate_window,
-            num_replicas=t.replicas,
-        )
-    except nats.js.errors.BadRequestError:
-        pass  # it exists (possibly configured by its operator): use it as it is
-    except nats.errors.NoRespondersError as exc:
-        await nc.close()
-        raise TransportError(
-            f"the NATS server at {t.url} has no JetStream: start it with -js "
-            "(NatsServer.start() does)."
-        ) from exc
+    # A cluster just started (its meta group still learning its peers) or a replicated
+    # stream just created (electing its leader) times out, answers "not found", or cannot
+    # place the stream yet: a wait of up to publish_timeout, not an error.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + t.publish_timeout
+    while True:
+        try:
+            await _declare_stream(t, js)
+            break
+        except nats.errors.NoRespondersError as exc:
+            await nc.close()
+            raise TransportError(
+                f"the NATS server at {t.url} has no JetStream: start it with -js "
+                "(NatsServer.start() does)."
+            ) from exc
+        except (*_NOT_YET, nats.js.errors.BadRequestError) as exc:
+            await _not_yet(nc, t, exc, loop.time() >= deadline)
+        except nats.js.errors.APIError as exc:
+            await nc.close()
+            raise TransportError(
+                f"the NATS server at {t.url} refused the stream {t.stream}: "
+                f"{exc.description} (replicas={t.replicas}: more than 1 needs a cluster, "
+                "such as NatsCluster.start(3))"
+            ) from exc
     config = api.ConsumerConfig(
         durable_name=t.durable,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -78,5 +94,43 @@ async def open_consumer(
         max_ack_pending=t.batch,
         inactive_threshold=None if t.named else t.inactive_threshold,
     )
-    sub = await js.pull_subscribe(t.subject, durable=t.durable, stream=t.stream, config=config)
-    return nc, js, sub
+    while True:
+        try:
+            sub = await js.pull_subscribe(
+                t.subject, durable=t.durable, stream=t.stream, config=config
+            )
+            return nc, js, sub
+        except _NOT_YET as exc:
+            await _not_yet(nc, t, exc, loop.time() >= deadline)
+
+
+async def _declare_stream(t: NatsTransport, js: JetStreamContext) -> None:
+    try:
+        await js.add_stream(
+            name=t.stream,
+            subjects=[t.subject],
+            storage=api.StorageType.FILE if t.storage == "file" else api.StorageType.MEMORY,
+            duplicate_window=t.duplicate_window,
+            num_replicas=t.replicas,
+        )
+    except nats.js.errors.BadRequestError as refused:
+        # It exists (possibly configured by its operator): use it as it is. Else the
+        # cluster could not place it yet (not all peers known): the caller tries again,
+        # and reports the server's reason if it never can.
+        try:
+            await js.stream_info(t.stream)
+        except nats.js.errors.NotFoundError:
+            raise refused from None
+
+
+async def _not_yet(nc: Client, t: NatsTransport, exc: Exception, late: bool) -> None:
+    """Wait a little before trying again, or give up with the reason once ``late``."""
+    if late:
+        await nc.close()
+        described = getattr(exc, "description", None) or repr(exc)
+        raise TransportError(
+            f"the NATS stream {t.stream} at {t.url} did not become ready within "
+            f"{t.publish_timeout:g}s ({described}); is JetStream up, and does a cluster "
+            f"have a majority of its nodes running (replicas={t.replicas})?"
+        ) from exc
+    await asyncio.sleep(0.1)

@@ -8,6 +8,10 @@ ready"): we wait on that line, not on a guess of how long starting takes. The lo
 by a thread all along, both so the pipe never fills and blocks the server, and so a
 server that fails to start is reported with the lines that say why.
 
+A node of a cluster (`NatsCluster` starts three) gets a ``server_name``, a cluster name,
+a route port and the routes to every node, and says in its log when the cluster has
+elected a JetStream meta leader: `wait_for_meta_leader` waits on that line.
+
 The process is stopped by its own handle (``stop()``, SIGTERM then SIGKILL), never by
 name. ``kill()`` is SIGKILL without cleaning up, and ``restart()`` starts it again on the
 same port and store: what the fault tests need, and what a user trying recovery needs.
@@ -22,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -32,6 +37,9 @@ __all__ = ["NatsServer", "nats_server_executable"]
 
 _LISTENING = re.compile(r"Listening for client connections on [^\s]*?:(\d+)")
 _READY = "Server is ready"
+# "JetStream cluster new metadata leader: n2/c", or "Self is new JetStream cluster ...".
+_META_LEADER = "JetStream cluster metadata leader"
+_NEW_META_LEADER = "JetStream cluster new metadata leader"
 
 
 def nats_server_executable() -> str:
@@ -81,9 +89,15 @@ class NatsServer:
         store_dir: str | Path | None = None,
         host: str = "127.0.0.1",
         executable: str | None = None,
+        server_name: str | None = None,
+        cluster_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[str] = (),
     ) -> None:
         self.host = host
         self.port = port
+        self.server_name, self.cluster_name = server_name, cluster_name
+        self.cluster_port, self.routes = cluster_port, tuple(routes)
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="llmgine-nats-")
@@ -93,6 +107,7 @@ class NatsServer:
         self.process: subprocess.Popen[str] | None = None
         self._log: deque[str] = deque(maxlen=200)
         self._ready = threading.Event()
+        self._meta_leader = threading.Event()
         self._reader: threading.Thread | None = None
 
     @classmethod
@@ -139,9 +154,16 @@ class NatsServer:
         if self.running:
             raise TransportError(f"the NATS server at {self.url} is already running")
         self._ready.clear()
+        self._meta_leader.clear()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [self.executable, "-a", self.host, "-p", str(self.port), "-js"]
         command += ["-sd", str(self.store_dir)]
+        if self.server_name is not None:
+            command += ["--server_name", self.server_name]
+        if self.cluster_port is not None:
+            command += ["--cluster", f"nats://{self.host}:{self.cluster_port}"]
+            command += ["--cluster_name", self.cluster_name or "llmgine"]
+            command += ["--routes", ",".join(self.routes)]
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -174,7 +196,24 @@ class NatsServer:
                 self.port = int(match.group(1))
             elif _READY in line:
                 self._ready.set()
+            elif _META_LEADER in line or _NEW_META_LEADER in line:
+                self._meta_leader.set()
         self._ready.set()  # the process ended: wake the starter, which reports it
+
+    def wait_for_meta_leader(self, timeout: float = 30.0) -> None:
+        """Wait until this node of a cluster knows the JetStream meta leader (JetStream
+        answers only then).
+
+        Raises:
+            TransportError: no leader within ``timeout``; the message has the log.
+        """
+        if not self._meta_leader.wait(timeout) or not self.running:
+            tail = "\n".join(self.log_tail())
+            raise TransportError(
+                f"the NATS node {self.server_name or self.url} saw no JetStream meta leader "
+                f"within {timeout:g}s; a cluster needs a majority of its nodes running and "
+                f"routed to each other. Its log ends:\n{tail}"
+            )
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would; its store is kept for `restart()`."""

@@ -68,10 +68,12 @@ _consumer_of: contextvars.ContextVar[NatsTransport | None] = contextvars.Context
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-.]")
 _bus_numbers = count(1)
-# A transient failure of a publish: the server restarting, JetStream not yet elected.
+# A transient failure of a publish: the server restarting, JetStream not yet elected, a
+# cluster's stream electing a new leader (no responders: NoStreamResponseError).
 _RETRYABLE = (
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
+    nats.js.errors.NoStreamResponseError,
     nats.errors.ConnectionReconnectingError,
     nats.errors.ConnectionClosedError,
     nats.errors.StaleConnectionError,
