@@ -226,6 +226,9 @@ What differs from the in-process queue:
 - Backpressure: a consumer fetches `batch` events at a time and leaves at most that many
   unacked, so a backlog waits on the server, not in memory. The queue strategies do not
   apply (`stats().queue_depth` is the batch in hand).
+- What travels is redacted: credentials never reach the stream, and an event's
+  `content_fields` only where content capture is on (see `llmgine.bus.nats`); handlers,
+  in this process too, receive the event as it travelled.
 - `drain()` waits until this bus's consumer has settled every event this bus published
   (and those its handlers published meanwhile); `stop()` drains, then closes the
   connection, keeping a named consumer on the server to resume from.

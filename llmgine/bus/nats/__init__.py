@@ -9,6 +9,27 @@ Example:
     bus = MessageBus(transport=NatsTransport(server.url))
     # ... or set LLMGINE_BUS_URL=nats://127.0.0.1:4222 and use MessageBus() unchanged
 
+What travels: each event as JSON with its class, passed through llmgine's redactor on
+the way out, so credentials never reach the stream whatever the settings (known secret
+values, keys handed to llmgine via ``add_credential``, the shapes ``sk-...``,
+``sk-ant-...``, ``AIza...``, bearer tokens and ``api_key=...``, and anything under a key
+such as ``authorization``, ``api_key`` or ``token``, keys of maps included). A handler in
+any process, this one included, receives the redacted event. Content (the fields an event
+class names in ``content_fields``, such as `LLMStreamDelta`'s ``text`` and ``reasoning``)
+travels only where content capture is on (``capture_content=True``, or
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``, or the enabled
+observability's ``capture_content``); else those fields are sent at their defaults and the
+``Llmgine-Withheld`` header names them. Everything else an event holds travels as it is.
+An event with a secret in a field that cannot hold ``[REDACTED]`` (an int under ``token``)
+is refused at publish with a `MessageSerializationError`.
+
+A cluster: ``NatsCluster.start(3)`` runs three routed nodes on 127.0.0.1 (``n1``..``n3``,
+each with its own store), ready once each knows the JetStream meta leader; give the
+transport every node (``NatsTransport(cluster.url, replicas=3)``) and the stream is kept on
+all three. When a node is lost (``cluster.node("n2").kill()``), publishes wait for the new
+stream leader (up to ``publish_timeout``) and go on; the consumer resumes and nothing is
+lost or handled twice. ``restart()`` brings the node back on its ports and store.
+
 What differs from the in-process queue is in `llmgine.bus`'s "Transports" section.
 """
 
