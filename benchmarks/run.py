@@ -1,7 +1,8 @@
 """Run every benchmark: ``python benchmarks/run.py [--quick] [--only NAME]``.
 
 NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
-fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in Chromium).
+fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in
+Chromium), nats (events over a local NATS server against raw nats-py: about a minute).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -18,6 +19,7 @@ import bench_dashboard_soak
 import bench_internals
 import bench_llm
 import bench_local
+import bench_nats
 import bench_observability
 import bench_recording
 import bench_sweep
@@ -33,6 +35,7 @@ BENCHMARKS = {
     "sweep": bench_sweep.run,
     "local": bench_local.run,
     "dashboard": bench_dashboard_soak.run,
+    "nats": bench_nats.run,
 }
 
 

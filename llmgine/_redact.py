@@ -61,6 +61,8 @@ _PATTERNS = re.compile(
 _SENSITIVE_JSON_KEY = re.compile(
     '"' + _SENSITIVE_KEY.pattern.removeprefix("^").removesuffix("$") + r'"\s*:', re.IGNORECASE
 )
+# Every key _SENSITIVE_KEY matches contains one of these (case-insensitively).
+_KEY_WORDS = ("key", "auth", "pass", "secret", "token", "cookie")
 # Every pattern above contains one of these (case-insensitively): if none is in the text,
 # no pattern can match and the regular expression is skipped.
 _TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "glpat")
@@ -200,7 +202,9 @@ class Redactor:
         """A JSON document with every secret replaced, by the rules of `value`: strings
         anywhere in it, and whatever is stored under a sensitive key. Text that holds no
         secret and no sensitive key comes back as it is, without being parsed."""
-        if _SENSITIVE_JSON_KEY.search(text) is None and self.text(text) == text:
+        lowered = text.lower()
+        keyed = any(w in lowered for w in _KEY_WORDS) and _SENSITIVE_JSON_KEY.search(text)
+        if not keyed and self.text(text) == text:
             return text
         return json.dumps(self.value(self._keys(json.loads(text))), ensure_ascii=False)
 
