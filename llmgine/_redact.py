@@ -131,6 +131,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._own: tuple[str, ...] = ()  # add_secret's and the environment's
         self._secrets: tuple[str, ...] = ()  # those and the handed credentials
+        self._in_json: tuple[str, ...] = ()  # the ones JSON escapes, as escaped
         self._version = -1
         # Strings already found to hold no secret. Span attributes repeat (model names,
         # operations, span names), so most checks become one set lookup. Cleared whenever
@@ -159,6 +160,9 @@ class Redactor:
             version = _handed_version
             # Longest first, so a secret that contains another is removed whole.
             self._secrets = tuple(sorted({*self._own, *_handed}, key=len, reverse=True))
+            # How the secrets that JSON escapes (a quote, a backslash) look inside JSON.
+            escaped = (json.dumps(s, ensure_ascii=False)[1:-1] for s in self._secrets)
+            self._in_json = tuple(e for e in escaped if e not in self._secrets)
             self._clean = set()
             self._version = version
 
@@ -202,9 +206,12 @@ class Redactor:
         """A JSON document with every secret replaced, by the rules of `value`: strings
         anywhere in it, and whatever is stored under a sensitive key. Text that holds no
         secret and no sensitive key comes back as it is, without being parsed."""
+        if self._version != _handed_version:
+            self._refresh()
         lowered = text.lower()
         keyed = any(w in lowered for w in _KEY_WORDS) and _SENSITIVE_JSON_KEY.search(text)
-        if not keyed and self.text(text) == text:
+        escaped = any(secret in text for secret in self._in_json)
+        if not keyed and not escaped and self.text(text) == text:
             return text
         return json.dumps(self.value(self._keys(json.loads(text))), ensure_ascii=False)
 

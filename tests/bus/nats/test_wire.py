@@ -7,15 +7,19 @@ keeps them) and searches the bytes.
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import nats
 import pytest
 from pydantic import Field
 
+from llmgine import observability
 from llmgine._redact import REDACTED, add_credential
+from llmgine._semconv import CAPTURE_CONTENT_ENV
 from llmgine.bus import Event, MessageBus
 from llmgine.bus.nats import NatsServer, NatsTransport
+from llmgine.bus.nats._wire import wire_event
 from llmgine.errors import MessageSerializationError
 from llmgine.llm import LLMStreamDelta
 from tests.bus.conftest import nats_transport
@@ -128,3 +132,33 @@ async def test_a_secret_in_a_field_that_cannot_hold_the_placeholder_is_refused(
             await bus.publish(Counted(token=12345678))
         await bus.publish(Counted(token=0))  # nothing under the key to hide: it travels
         await bus.drain()
+
+
+def test_a_secret_that_json_escapes_is_redacted_too() -> None:
+    quoted = f'pa"ss\\{secrets.token_hex(4)}'  # a quote and a backslash: escaped in JSON
+    assert add_credential(quoted)
+    data, _ = wire_event(Said(note=f"it is {quoted}"), capture_content=True)
+    assert quoted.encode() not in data
+    assert json.dumps(quoted)[1:-1].encode() not in data
+    assert json.loads(data)["data"]["note"] == f"it is {REDACTED}"
+
+
+def test_content_capture_follows_the_environment_and_observability(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = LLMStreamDelta(call_id="c", text="the answer", deltas=1)
+    monkeypatch.delenv(CAPTURE_CONTENT_ENV, raising=False)
+    assert NatsTransport(capture_content=None).capture_content is None  # follows observability
+    assert wire_event(event, capture_content=None)[1] == ("text",)
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "true")
+    assert NatsTransport().capture_content is True
+    assert NatsTransport(capture_content=False).capture_content is False
+    obs = observability.enable(capture_content=True)
+    try:
+        assert obs.capture_content
+        data, withheld = wire_event(event, capture_content=None)
+        assert withheld == ()
+        assert b"the answer" in data
+    finally:
+        observability.disable()
+    assert b"the answer" not in wire_event(event, capture_content=None)[0]
