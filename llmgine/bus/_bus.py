@@ -104,13 +104,22 @@ class MessageBus:
         self._transport.bind(self._dispatch)
         self._registry = HandlerRegistry()
         self._scheduler = Scheduler(self.publish)
+        # A transport that carries commands between processes (NATS): what this bus has no
+        # handler for goes to a worker; the command types this bus handles, it serves.
+        self._serve_command: Callable[[type[Command[Any]]], Callable[[], None]] | None = getattr(
+            self._transport, "serve_command", None
+        )
         self._commands = CommandRunner(
             self._registry,
             self._dispatch,
             self._replay,
             dead_letter_size=dead_letter_size,
             clock=clock,
+            remote=getattr(self._transport, "execute_remote", None),
         )
+        attach_commands = getattr(self._transport, "attach_commands", None)
+        if attach_commands is not None:
+            attach_commands(self.execute)
         self.dead_letters = self._commands.dead_letters
         attach = getattr(self._transport, "attach_dead_letters", None)
         if attach is not None:  # a transport that gives up on events (NATS) files them here
@@ -150,6 +159,9 @@ class MessageBus:
             log.warning(
                 "bus stopped: cancelled %d scheduled event(s) that had not fired", cancelled
             )
+        stop_serving = getattr(self._transport, "stop_serving", None)
+        if stop_serving is not None:  # take no more remote commands; answer those running
+            await stop_serving()
         await self.drain()
         self._stopped = True
         await self._transport.stop()
@@ -193,8 +205,24 @@ class MessageBus:
         )
 
     def on_command(self, command_type: type[C], handler: CommandHandler[C]) -> Subscription:
-        """Make ``handler`` the one handler of ``command_type`` (and its subclasses)."""
-        return self._registry.add_command(command_type, handler, scope=None)
+        """Make ``handler`` the one handler of ``command_type`` (and its subclasses).
+
+        Over NATS, this bus also answers other processes' commands of exactly this type
+        (see "Commands across processes" in `llmgine.bus`)."""
+        serve = self._serve_command
+        if serve is None:
+            return self._registry.add_command(command_type, handler, scope=None)
+        stops: list[Callable[[], None]] = []
+
+        def stop_serving() -> None:
+            for stop in stops:
+                stop()
+
+        sub = self._registry.add_command(
+            command_type, handler, scope=None, also_on_remove=stop_serving
+        )
+        stops.append(serve(command_type))  # served once registered (a second one is refused)
+        return sub
 
     def add_filter(self, predicate: MessageFilter) -> Subscription:
         """Deliver only events ``predicate`` accepts; the rest are counted as filtered.

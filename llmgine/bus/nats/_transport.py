@@ -30,7 +30,7 @@ import os
 import re
 import socket
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import count
 from typing import Any, Literal
 
@@ -44,10 +44,11 @@ from nats.js import JetStreamContext
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import Delivery, handled_by
 from llmgine.bus._json import from_json, to_json
-from llmgine.bus._messages import ErrorInfo, Event, message_type_name
+from llmgine.bus._messages import Command, ErrorInfo, Event, message_type_name
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
 from llmgine.bus._transport import Deliver, QueueStats
+from llmgine.bus.nats._commands import CommandRouter, Execute
 from llmgine.bus.nats._connect import open_consumer
 from llmgine.errors import (
     BackpressureError,
@@ -103,6 +104,9 @@ class NatsTransport:
         ack_wait: seconds a fetched message may go unacked before the server resends it (a
             running handler keeps it alive, so this bounds only a dead process).
         seen_size: event ids remembered to skip redeliveries already handled.
+        command_timeout: seconds to wait for a worker's answer to a command when its
+            policy sets no shorter timeout (a worker that died never answers).
+        command_concurrency: commands this bus's handlers answer at once for others.
 
     Example:
         server = NatsServer.start()
@@ -126,11 +130,18 @@ class NatsTransport:
         storage: Literal["file", "memory"] = "file",
         publish_timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        command_timeout: float = 60.0,
+        command_concurrency: int = 64,
     ) -> None:
         if batch < 1 or max_deliver < 1 or seen_size < 1:
             raise ValueError(
                 f"batch, max_deliver and seen_size must be at least 1; got batch={batch}, "
                 f"max_deliver={max_deliver}, seen_size={seen_size}"
+            )
+        if command_timeout <= 0 or command_concurrency < 1:
+            raise ValueError(
+                "command_timeout must be positive seconds and command_concurrency at least 1; "
+                f"got {command_timeout} and {command_concurrency}"
             )
         if not backoff or any(b < 0 for b in backoff):
             raise ValueError(f"backoff must be non-negative seconds, at least one; got {backoff}")
@@ -161,6 +172,9 @@ class NatsTransport:
         self._in_hand = 0
         self.published = self.redelivered = self.duplicates = self.dead_lettered = 0
         self.publish_failures = 0
+        self.commands = CommandRouter(
+            self.prefix, concurrency=command_concurrency, command_timeout=command_timeout
+        )
 
     def __repr__(self) -> str:
         return f"<NatsTransport {self.url} stream={self.stream} durable={self.durable}>"
@@ -182,6 +196,7 @@ class NatsTransport:
     async def start(self) -> None:
         self._stopped = False
         await self._ensure_started()
+        await self.commands.ready()  # the command types registered meanwhile are served
 
     async def _ensure_started(self) -> JetStreamContext:
         loop = asyncio.get_running_loop()
@@ -202,8 +217,10 @@ class NatsTransport:
 
     async def _connect(self) -> None:
         self._nc, self._js, self._sub = await open_consumer(self)
+        await self.commands.connected(self._nc)
 
     async def stop(self) -> None:
+        await self.commands.stop_serving()
         await self.drain()
         self._stopped = True
         consumer, self._consumer = self._consumer, None
@@ -216,6 +233,25 @@ class NatsTransport:
             await nc.close()
         if consumer is not None:
             await asyncio.gather(consumer, return_exceptions=True)
+
+    # -- commands: the bus's hooks into `CommandRouter` (see _commands) -----------------
+
+    def attach_commands(self, execute: Execute) -> None:
+        self.commands.attach(execute)
+
+    def serve_command(self, command_type: type[Command[Any]]) -> Callable[[], None]:
+        return self.commands.serve(command_type)
+
+    async def stop_serving(self) -> None:
+        await self.commands.stop_serving()
+
+    async def execute_remote(self, command: Command[Any]) -> Any:
+        """Run ``command`` in a worker that serves its type; its value, or raise."""
+        if self._stopped:
+            raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
+        await self._ensure_started()
+        assert self._nc is not None
+        return await self.commands.request(self._nc, command)
 
     # -- publishing --------------------------------------------------------------------
 
