@@ -123,6 +123,16 @@ class CommandRouter:
     def attach(self, execute: Execute) -> None:
         self._execute = execute
 
+    @property
+    def served(self) -> frozenset[type[Command[Any]]]:
+        """The command types this bus answers for others."""
+        return frozenset(self._served)
+
+    @property
+    def running(self) -> int:
+        """Commands from others being handled now."""
+        return len(self._running)
+
     # -- serving -----------------------------------------------------------------------
 
     def serve(self, cls: type[Command[Any]]) -> Callable[[], None]:
