@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._commands import CommandRunner
+from llmgine.bus._commands import CommandRunner, RemoteCommands
 from llmgine.bus._delivery import (
     _CLEAN,
     _FILTERED,
@@ -106,20 +106,17 @@ class MessageBus:
         self._scheduler = Scheduler(self.publish)
         # A transport that carries commands between processes (NATS): what this bus has no
         # handler for goes to a worker; the command types this bus handles, it serves.
-        self._serve_command: Callable[[type[Command[Any]]], Callable[[], None]] | None = getattr(
-            self._transport, "serve_command", None
-        )
+        self._remote: RemoteCommands | None = getattr(self._transport, "commands", None)
         self._commands = CommandRunner(
             self._registry,
             self._dispatch,
             self._replay,
             dead_letter_size=dead_letter_size,
             clock=clock,
-            remote=getattr(self._transport, "execute_remote", None),
+            remote=None if self._remote is None else self._remote.execute,
         )
-        attach_commands = getattr(self._transport, "attach_commands", None)
-        if attach_commands is not None:
-            attach_commands(self.execute)
+        if self._remote is not None:
+            self._remote.attach(self.execute)
         self.dead_letters = self._commands.dead_letters
         attach = getattr(self._transport, "attach_dead_letters", None)
         if attach is not None:  # a transport that gives up on events (NATS) files them here
@@ -159,9 +156,8 @@ class MessageBus:
             log.warning(
                 "bus stopped: cancelled %d scheduled event(s) that had not fired", cancelled
             )
-        stop_serving = getattr(self._transport, "stop_serving", None)
-        if stop_serving is not None:  # take no more remote commands; answer those running
-            await stop_serving()
+        if self._remote is not None:  # take no more remote commands; answer those running
+            await self._remote.stop_serving()
         await self.drain()
         self._stopped = True
         await self._transport.stop()
@@ -209,8 +205,7 @@ class MessageBus:
 
         Over NATS, this bus also answers other processes' commands of exactly this type
         (see "Commands across processes" in `llmgine.bus`)."""
-        serve = self._serve_command
-        if serve is None:
+        if self._remote is None:
             return self._registry.add_command(command_type, handler, scope=None)
         stops: list[Callable[[], None]] = []
 
@@ -221,7 +216,8 @@ class MessageBus:
         sub = self._registry.add_command(
             command_type, handler, scope=None, also_on_remove=stop_serving
         )
-        stops.append(serve(command_type))  # served once registered (a second one is refused)
+        # Served once registered (a second handler is refused above).
+        stops.append(self._remote.serve(command_type))
         return sub
 
     def add_filter(self, predicate: MessageFilter) -> Subscription:

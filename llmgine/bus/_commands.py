@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import CommandNext, Delivery, handler_cancelled, invoke, link_command
@@ -36,13 +36,31 @@ from llmgine.bus._resilience import CircuitBreaker, CommandPolicy, DeadLetter, D
 from llmgine.bus._stats import LatencyHistogram
 from llmgine.errors import NoHandlerError, RemoteCommandError
 
-__all__ = ["CommandRunner"]
+__all__ = ["CommandRunner", "RemoteCommands"]
 
 log = redacting_logger("llmgine.bus")
 
 R = TypeVar("R")
 
 RemoteExecute = Callable[[Command[Any]], Awaitable[Any]]
+
+
+class RemoteCommands(Protocol):
+    """What a transport that carries commands between processes offers, as ``.commands``
+    (NATS: `llmgine.bus.nats._commands.CommandRouter`)."""
+
+    def attach(self, execute: Callable[[Command[Any]], Awaitable[CommandResult[Any]]]) -> None:
+        """How this bus runs the commands it answers for others (its own ``execute``)."""
+
+    def serve(self, command_type: type[Command[Any]]) -> Callable[[], None]:
+        """Answer other processes' commands of ``command_type``; returns what stops it."""
+
+    async def stop_serving(self) -> None:
+        """Take no more commands from others; let those running finish and reply."""
+
+    async def execute(self, command: Command[Any]) -> Any:
+        """Run ``command`` where a handler serves it; its value, or raise."""
+
 
 _MISSING: Any = object()
 

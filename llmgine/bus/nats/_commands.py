@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import nats.errors
@@ -36,6 +35,7 @@ from pydantic import BaseModel, TypeAdapter
 from llmgine._redact import redacting_logger
 from llmgine.bus._json import from_json, to_json
 from llmgine.bus._messages import Command, CommandResult, ErrorInfo, message_type_name
+from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
 from llmgine.errors import (
     CommandTimeoutError,
     MessageSerializationError,
@@ -44,7 +44,7 @@ from llmgine.errors import (
     TransportError,
 )
 
-__all__ = ["CommandRouter", "trace_headers", "traced_context"]
+__all__ = ["CommandRouter"]
 
 log = redacting_logger("llmgine.bus.nats")
 
@@ -71,39 +71,19 @@ def _result_adapter(cls: type[Command[Any]]) -> TypeAdapter[Any]:
     return TypeAdapter(Any)
 
 
-def trace_headers() -> dict[str, str]:
-    """The caller's W3C trace context (``traceparent``), only while observability is on."""
-    observability = sys.modules.get("llmgine.observability")
-    if observability is None or observability.current() is None:
-        return {}
-    from opentelemetry import propagate
-
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
-
-
-def traced_context(headers: Mapping[str, str] | None) -> object | None:
-    """Attach the trace context a message carried; returns the token to detach, if any."""
-    if not headers or "traceparent" not in headers:
-        return None
-    from opentelemetry import context, propagate
-
-    return context.attach(propagate.extract(dict(headers)))
-
-
-def untraced(token: object | None) -> None:
-    if token is not None:
-        from opentelemetry import context
-
-        context.detach(token)  # type: ignore[arg-type]
-
-
 class CommandRouter:
     """One `NatsTransport`'s command traffic: the requests it sends, the types it serves."""
 
-    def __init__(self, prefix: str, *, concurrency: int, command_timeout: float) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        concurrency: int,
+        command_timeout: float,
+        connection: Callable[[], Awaitable[Client]],
+    ) -> None:
         self.prefix = prefix
+        self._connection = connection  # the transport's, connected on first use
         self.concurrency = concurrency
         self.command_timeout = command_timeout
         self._execute: Execute | None = None
@@ -243,6 +223,10 @@ class CommandRouter:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
     # -- requesting --------------------------------------------------------------------
+
+    async def execute(self, command: Command[Any]) -> Any:
+        """Run ``command`` in a worker that serves its type; its value, or raise."""
+        return await self.request(await self._connection(), command)
 
     async def request(self, nc: Client, command: Command[Any]) -> Any:
         """Send ``command`` to a worker; its value, or raise what failed."""

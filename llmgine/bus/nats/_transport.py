@@ -30,7 +30,7 @@ import os
 import re
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import count
 from typing import Any, Literal
 
@@ -44,12 +44,13 @@ from nats.js import JetStreamContext
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import Delivery, handled_by
 from llmgine.bus._json import from_json, to_json
-from llmgine.bus._messages import Command, ErrorInfo, Event, message_type_name
+from llmgine.bus._messages import ErrorInfo, Event, message_type_name
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
 from llmgine.bus._transport import Deliver, QueueStats
-from llmgine.bus.nats._commands import CommandRouter, Execute
+from llmgine.bus.nats._commands import CommandRouter
 from llmgine.bus.nats._connect import open_consumer
+from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
 from llmgine.errors import (
     BackpressureError,
     BusError,
@@ -173,7 +174,10 @@ class NatsTransport:
         self.published = self.redelivered = self.duplicates = self.dead_lettered = 0
         self.publish_failures = 0
         self.commands = CommandRouter(
-            self.prefix, concurrency=command_concurrency, command_timeout=command_timeout
+            self.prefix,
+            concurrency=command_concurrency,
+            command_timeout=command_timeout,
+            connection=self._connection,
         )
 
     def __repr__(self) -> str:
@@ -234,24 +238,13 @@ class NatsTransport:
         if consumer is not None:
             await asyncio.gather(consumer, return_exceptions=True)
 
-    # -- commands: the bus's hooks into `CommandRouter` (see _commands) -----------------
-
-    def attach_commands(self, execute: Execute) -> None:
-        self.commands.attach(execute)
-
-    def serve_command(self, command_type: type[Command[Any]]) -> Callable[[], None]:
-        return self.commands.serve(command_type)
-
-    async def stop_serving(self) -> None:
-        await self.commands.stop_serving()
-
-    async def execute_remote(self, command: Command[Any]) -> Any:
-        """Run ``command`` in a worker that serves its type; its value, or raise."""
+    async def _connection(self) -> Client:
+        """The connection, for commands (the bus's hooks are on ``self.commands``)."""
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
         await self._ensure_started()
         assert self._nc is not None
-        return await self.commands.request(self._nc, command)
+        return self._nc
 
     # -- publishing --------------------------------------------------------------------
 
@@ -264,7 +257,7 @@ class NatsTransport:
         js = await self._ensure_started()
         data = to_json(event).encode()
         subject = f"{self.prefix}.event.{_token(message_type_name(type(event)))}"
-        headers = {"Nats-Msg-Id": event.id}
+        headers = {"Nats-Msg-Id": event.id, **trace_headers()}  # traceparent, if traced
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         while True:
@@ -392,11 +385,13 @@ class NatsTransport:
         assert self._deliver is not None, "bind() must be called before the transport starts"
         token = _consumer_of.set(self)
         marker = handled_by.set((event, done))
+        trace = traced_context(msg.headers)  # the publisher's span is the handlers' parent
         keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(msg))
         try:
             delivery = await self._deliver(event)
         finally:
             keep_alive.cancel()
+            untraced(trace)
             handled_by.reset(marker)
             _consumer_of.reset(token)
         assert isinstance(delivery, Delivery)
