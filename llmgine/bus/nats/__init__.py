@@ -9,7 +9,11 @@ Example:
     bus = MessageBus(transport=NatsTransport(server.url))
     # ... or set LLMGINE_BUS_URL=nats://127.0.0.1:4222 and use MessageBus() unchanged
 
-What differs from the in-process queue is in `llmgine.bus`'s "Transports" section.
+Commands cross processes by request/reply: a bus with no handler for a command asks one
+of the buses that registered one (a queue group per command type), under the caller's
+timeout, retries and breaker; `llmgine worker module:setup` runs such a worker as a process.
+What differs from the in-process queue, and how commands travel, is in `llmgine.bus`'s
+"Transports" section.
 """
 
 from llmgine._extras import require
