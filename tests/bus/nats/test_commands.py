@@ -15,9 +15,14 @@ from pathlib import Path
 
 import nats.errors
 
-from llmgine.bus import Command, CommandPolicy, MessageBus, RetryPolicy
+from llmgine.bus import BreakerPolicy, Command, CommandPolicy, MessageBus, RetryPolicy
 from llmgine.bus.nats import NatsServer, NatsTransport
-from llmgine.errors import CommandTimeoutError, NoHandlerError, RemoteCommandError
+from llmgine.errors import (
+    CircuitOpenError,
+    CommandTimeoutError,
+    NoHandlerError,
+    RemoteCommandError,
+)
 from tests.bus.conftest import nats_transport
 from tests.deadline import DEADLINE
 
@@ -264,3 +269,40 @@ async def test_a_worker_killed_mid_command_is_retried_on_another(
     assert result.success, result.error
     assert result.value == "survivor did once"
     assert result.attempts == 2
+
+
+async def test_the_callers_retry_and_breaker_wrap_remote_failures(
+    nats_server: NatsServer,
+) -> None:
+    calls: list[str] = []
+
+    def flaky(c: Explode) -> str:
+        calls.append(c.why)
+        if c.why == "always" or len(calls) == 1:
+            raise ConnectionError(f"down: {c.why}")
+        return f"ok {c.why}"
+
+    async with caller_and_worker(nats_server) as (caller, worker):
+        worker.on_command(Explode, flaky)
+        await worker.start()
+        caller.set_policy(
+            Explode,
+            CommandPolicy(
+                retry=RetryPolicy(attempts=2, initial=0, jitter=0, retry_on=(RemoteCommandError,)),
+                breaker=BreakerPolicy(failure_threshold=2, reset_timeout=3600),
+            ),
+        )
+        retried = await caller.execute(Explode(why="once"))
+        assert retried.value == "ok once"
+        assert retried.attempts == 2
+        calls.clear()
+        failed = await caller.execute(Explode(why="always"))  # two more failures: open
+        assert calls == ["always", "always"]
+        assert failed.error is not None
+        assert failed.error.type == "builtins.ConnectionError"
+        breaker = caller.breaker(Explode)
+        assert breaker is not None
+        assert breaker.state == "open"
+        fast = await caller.execute(Explode(why="always"))
+        assert isinstance(fast.exception, CircuitOpenError)
+        assert calls == ["always", "always"]  # failing fast: the worker was not asked
