@@ -12,6 +12,7 @@ from llmgine.bus import Command, Event, MessageBus
 from llmgine.bus.nats import NatsServer
 from tests.bus.conftest import nats_transport
 from tests.bus.nats.test_commands import Double, twin
+from tests.deadline import DEADLINE
 
 
 class Announce(Command[None]):
@@ -113,4 +114,37 @@ async def test_nothing_is_propagated_while_observability_is_off(nats_server: Nat
         await worker.start()
         with TracerProvider().get_tracer("test").start_as_current_span("mine"):
             assert (await caller.execute(Double(n=1))).value == 1
+    assert seen == [False]
+
+
+async def test_a_traceparent_is_ignored_where_observability_is_off(
+    nats_server: NatsServer,
+) -> None:
+    import nats
+    from opentelemetry import trace
+
+    from llmgine.bus import to_json
+
+    transport = nats_transport(nats_server)
+    seen: list[bool] = []
+
+    def handler(c: Double) -> int:
+        seen.append(trace.get_current_span().get_span_context().is_valid)
+        return c.n
+
+    async with MessageBus(transport=transport) as worker:
+        worker.on_command(Double, handler)
+        await worker.start()
+        nc = await nats.connect(transport.url)
+        try:
+            traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            reply = await nc.request(
+                transport.commands.subject(Double),
+                to_json(Double(n=3)).encode(),
+                timeout=DEADLINE,
+                headers={"traceparent": traceparent},
+            )
+        finally:
+            await nc.close()
+    assert b'"value":3' in reply.data
     assert seen == [False]
