@@ -1,4 +1,5 @@
-"""Command line: ``python -m llmgine lab | dashboard | demo`` (or the ``llmgine`` script).
+"""Command line: ``python -m llmgine lab | dashboard | demo | local | worker`` (or the
+``llmgine`` script).
 
 Ctrl-C stops any of them cleanly: the child (JupyterLab, the dashboard's server) gets the
 same interrupt, is waited for while it shuts down, and the command says it stopped.
@@ -20,8 +21,8 @@ from llmgine.errors import MissingExtraError
 KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 DESCRIPTION = (
     "llmgine's command line: JupyterLab on the notebooks, the live dashboard, a short "
-    "offline demo, or the local model's server. Run 'llmgine COMMAND --help' for a "
-    "command's options."
+    "offline demo, the local model's server, or a bus worker over NATS. Run "
+    "'llmgine COMMAND --help' for a command's options."
 )
 STOP_GRACE = 30.0  # seconds a child may take to shut down after Ctrl-C before it is stopped
 
@@ -118,6 +119,11 @@ def _main(argv: list[str]) -> int:
         from llmgine.local._cli import main_local
 
         return main_local(argv[1:])
+    if argv[:1] == ["worker"]:  # its own options (--url, --durable, ...) parse there
+        require("nats", "llmgine worker")
+        from llmgine.bus.nats._worker import main_worker
+
+        return main_worker(argv[1:])
     if argv[:1] == ["dashboard"]:  # its own options (--port, --models, ...) parse there
         require("notebook", "llmgine dashboard")
         from llmgine.notebook._dashboard_server import main_dashboard
@@ -131,6 +137,7 @@ def _main(argv: list[str]) -> int:
     commands.add_parser("dashboard", help="serve the live dashboard (events, trace, compare)")
     commands.add_parser("demo", help="run a short, offline demo of the bus and an LLM call")
     commands.add_parser("local", help="the local model: install | serve | status | stop")
+    commands.add_parser("worker", help="serve a bus's handlers over NATS: worker module:setup")
     args, extra = parser.parse_known_args(argv)
     if args.command == "lab":
         return run_lab(args.directory, args.port, extra)

@@ -11,6 +11,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   ├── NoHandlerError            a command with no handler to run it
     │   ├── CommandFailedError        unwrap() of a failed result whose exception is not at hand
     │   ├── CommandTimeoutError       a command's handler ran past its timeout
+    │   ├── RemoteCommandError        a command's handler in another process failed: its error
     │   ├── HandlerCancelledError     a handler raised CancelledError though nothing cancelled it
     │   ├── CircuitOpenError          a command type's circuit breaker is open: failing fast
     │   ├── BackpressureError         the event queue is full and the strategy is "reject"
@@ -123,6 +124,7 @@ __all__ = [
     "ProviderNotInstalledError",
     "RateLimitedError",
     "RecordingMissError",
+    "RemoteCommandError",
     "SchemaVersionError",
     "ScorerError",
     "ServerUnavailableError",
@@ -187,6 +189,23 @@ class CommandFailedError(BusError):
 
 class CommandTimeoutError(BusError):
     """A command's handler did not finish within its timeout."""
+
+
+class RemoteCommandError(BusError):
+    """A command's handler ran in another process (over NATS) and failed there.
+
+    ``remote_type`` is the qualified name of the exception it raised there, and
+    ``remote_message`` / ``remote_traceback`` what it said (redacted); the caller's
+    `CommandResult.error` carries the same.
+    """
+
+    def __init__(
+        self, message: str, *, remote_type: str, remote_message: str, remote_traceback: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
 
 
 class HandlerCancelledError(BusError):

@@ -232,6 +232,31 @@ What differs from the in-process queue:
 - `drain()` waits until this bus's consumer has settled every event this bus published
   (and those its handlers published meanwhile); `stop()` drains, then closes the
   connection, keeping a named consumer on the server to resume from.
+
+**Commands across processes.** Over NATS, `execute(command)` runs a handler registered in
+this process as before. With none here, it sends the command (with its class, `to_json`)
+as a NATS request on `<prefix>.cmd.<type>`; every bus that registered a handler for that
+exact type (`on_command`, not a session's) subscribes in the queue group named after the
+type, so one of them runs it, through its own `execute` (middleware, observers), and
+replies with the value (read back as the command's declared result type, `R` of
+`Command[R]`) or the error. The caller's policy wraps the remote call: the timeout per
+attempt, the retries and the breaker mean what they mean locally, and a failure lands in
+the caller's dead letters and `CommandFailed` (and in the worker's). A failure in the
+worker is raised in the caller as `RemoteCommandError`, and `result.error` keeps the
+worker's exception type, message and traceback (a retry policy retries it if `retry_on`
+includes `RemoteCommandError`, or `Exception`, the default). No worker serving the type is
+a `NoHandlerError` at once (the server says so: never a wait), never retried. Routing is by
+exact type: a worker's handler for a base class does not receive a subclass's requests.
+Request/reply is at most once: a worker that dies mid-command never answers, and the
+caller sees `CommandTimeoutError` after its policy's timeout (else the transport's
+`command_timeout`, 60 s); a retry sends the command again, to another worker, which makes
+it at least once, so give such handlers an idempotent effect (the command's `id` is the
+same in every attempt). `stop()` takes no new commands, lets those running finish and
+reply, then drains. `llmgine worker module:setup` runs such a worker as a process (see
+`llmgine worker --help`). With observability on, requests and events carry the W3C
+`traceparent` (OpenTelemetry's propagator), and the receiving side runs under it: a
+worker's command span is a child of the caller's span, and spans made by an event's
+handlers are children of the publisher's.
 """
 
 from llmgine.bus._bus import MessageBus

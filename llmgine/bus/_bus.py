@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._commands import CommandRunner
+from llmgine.bus._commands import CommandRunner, RemoteCommands
 from llmgine.bus._delivery import (
     _CLEAN,
     _FILTERED,
@@ -104,13 +104,19 @@ class MessageBus:
         self._transport.bind(self._dispatch)
         self._registry = HandlerRegistry()
         self._scheduler = Scheduler(self.publish)
+        # A transport that carries commands between processes (NATS): what this bus has no
+        # handler for goes to a worker; the command types this bus handles, it serves.
+        self._remote: RemoteCommands | None = getattr(self._transport, "commands", None)
         self._commands = CommandRunner(
             self._registry,
             self._dispatch,
             self._replay,
             dead_letter_size=dead_letter_size,
             clock=clock,
+            remote=None if self._remote is None else self._remote.execute,
         )
+        if self._remote is not None:
+            self._remote.attach(self.execute)
         self.dead_letters = self._commands.dead_letters
         attach = getattr(self._transport, "attach_dead_letters", None)
         if attach is not None:  # a transport that gives up on events (NATS) files them here
@@ -150,6 +156,8 @@ class MessageBus:
             log.warning(
                 "bus stopped: cancelled %d scheduled event(s) that had not fired", cancelled
             )
+        if self._remote is not None:  # take no more remote commands; answer those running
+            await self._remote.stop_serving()
         await self.drain()
         self._stopped = True
         await self._transport.stop()
@@ -193,8 +201,24 @@ class MessageBus:
         )
 
     def on_command(self, command_type: type[C], handler: CommandHandler[C]) -> Subscription:
-        """Make ``handler`` the one handler of ``command_type`` (and its subclasses)."""
-        return self._registry.add_command(command_type, handler, scope=None)
+        """Make ``handler`` the one handler of ``command_type`` (and its subclasses).
+
+        Over NATS, this bus also answers other processes' commands of exactly this type
+        (see "Commands across processes" in `llmgine.bus`)."""
+        if self._remote is None:
+            return self._registry.add_command(command_type, handler, scope=None)
+        stops: list[Callable[[], None]] = []
+
+        def stop_serving() -> None:
+            for stop in stops:
+                stop()
+
+        sub = self._registry.add_command(
+            command_type, handler, scope=None, also_on_remove=stop_serving
+        )
+        # Served once registered (a second handler is refused above).
+        stops.append(self._remote.serve(command_type))
+        return sub
 
     def add_filter(self, predicate: MessageFilter) -> Subscription:
         """Deliver only events ``predicate`` accepts; the rest are counted as filtered.

@@ -5,6 +5,10 @@ through the command middleware and the command type's policy (timeout, retry, br
 and on failure records the command in the dead-letter queue and publishes `CommandFailed`
 through the dispatcher it was given. The bus in front of it checks arguments, the loop and
 observers.
+
+A command with no handler in this process goes to ``remote`` when the transport has one
+(NATS: request/reply to a worker), under the same policy: the timeout, retries and breaker
+wrap the remote call on the caller's side.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import CommandNext, Delivery, handler_cancelled, invoke, link_command
@@ -22,6 +26,7 @@ from llmgine.bus._messages import (
     Command,
     CommandFailed,
     CommandResult,
+    ErrorInfo,
     Event,
     Message,
     message_type_name,
@@ -29,13 +34,33 @@ from llmgine.bus._messages import (
 from llmgine.bus._registry import HandlerRegistry, Subscription
 from llmgine.bus._resilience import CircuitBreaker, CommandPolicy, DeadLetter, DeadLetterQueue
 from llmgine.bus._stats import LatencyHistogram
-from llmgine.errors import NoHandlerError
+from llmgine.errors import NoHandlerError, RemoteCommandError
 
-__all__ = ["CommandRunner"]
+__all__ = ["CommandRunner", "RemoteCommands"]
 
 log = redacting_logger("llmgine.bus")
 
 R = TypeVar("R")
+
+RemoteExecute = Callable[[Command[Any]], Awaitable[Any]]
+
+
+class RemoteCommands(Protocol):
+    """What a transport that carries commands between processes offers, as ``.commands``
+    (NATS: `llmgine.bus.nats._commands.CommandRouter`)."""
+
+    def attach(self, execute: Callable[[Command[Any]], Awaitable[CommandResult[Any]]]) -> None:
+        """How this bus runs the commands it answers for others (its own ``execute``)."""
+
+    def serve(self, command_type: type[Command[Any]]) -> Callable[[], None]:
+        """Answer other processes' commands of ``command_type``; returns what stops it."""
+
+    async def stop_serving(self) -> None:
+        """Take no more commands from others; let those running finish and reply."""
+
+    async def execute(self, command: Command[Any]) -> Any:
+        """Run ``command`` where a handler serves it; its value, or raise."""
+
 
 _MISSING: Any = object()
 
@@ -51,8 +76,10 @@ class CommandRunner:
         *,
         dead_letter_size: int = 1_000,
         clock: Callable[[], float] = time.monotonic,
+        remote: RemoteExecute | None = None,
     ) -> None:
         self._registry = registry
+        self._remote = remote
         self._dispatch = dispatch
         self._clock = clock
         self.middleware: list[Subscription] = []
@@ -145,7 +172,13 @@ class CommandRunner:
     ) -> Any:
         cls = type(command)
         sub = self._registry.command_for(cls, command.session_id)
-        if sub is None:
+        call: Callable[[], Awaitable[Any]]
+        if sub is not None:
+            call = lambda: invoke(sub, command)  # noqa: E731
+        elif self._remote is not None:
+            remote = self._remote
+            call = lambda: remote(command)  # noqa: E731
+        else:
             raise NoHandlerError(
                 f"no handler is registered for {cls.__name__}; register one with "
                 f"bus.on_command({cls.__name__}, handler) (or on the command's session)"
@@ -154,9 +187,7 @@ class CommandRunner:
         if policy is _MISSING:
             policy = self.policy_for(cls)
         breaker = self.breaker_for(cls, policy)
-        return await run_with_policy(
-            lambda: invoke(sub, command), cls.__name__, policy, timeout, breaker, attempts
-        )
+        return await run_with_policy(call, cls.__name__, policy, timeout, breaker, attempts)
 
     async def _failed(
         self, command: Command[R], exc: Exception, attempts: int, started: int
@@ -174,6 +205,10 @@ class CommandRunner:
             duration_ms=elapsed / 1e6,
             session_id=command.session_id,
         )
+        if isinstance(exc, RemoteCommandError):  # the remote handler's own error, as it was
+            result.error = ErrorInfo(
+                type=exc.remote_type, message=exc.remote_message, traceback=exc.remote_traceback
+            )
         error = result.error
         assert error is not None  # CommandResult.failure always describes the error
         log.warning("command %s %s failed: %s", type(command).__name__, command.id, exc)

@@ -128,7 +128,12 @@ class HandlerRegistry:
         return sub
 
     def add_command(
-        self, command_type: type[Command[Any]], fn: Callable[..., Any], *, scope: str | None
+        self,
+        command_type: type[Command[Any]],
+        fn: Callable[..., Any],
+        *,
+        scope: str | None,
+        also_on_remove: Callable[[], None] | None = None,
     ) -> Subscription:
         if not (isinstance(command_type, type) and issubclass(command_type, Command)):
             raise HandlerRegistrationError(
@@ -145,9 +150,14 @@ class HandlerRegistry:
                 f"{command_type.__name__} already has a handler in {where} ({existing.name}); "
                 "a command has exactly one. Remove it first with subscription.remove()."
             )
-        sub = Subscription(
-            fn, message_type=command_type, scope=scope, on_remove=self._remove_command
-        )
+        on_remove = self._remove_command
+        if also_on_remove is not None:  # e.g. a transport stops serving the type remotely
+
+            def on_remove(sub: Subscription) -> None:
+                self._remove_command(sub)
+                also_on_remove()
+
+        sub = Subscription(fn, message_type=command_type, scope=scope, on_remove=on_remove)
         handlers[command_type] = sub
         self._changed()
         return sub

@@ -30,7 +30,11 @@ all three. When a node is lost (``cluster.node("n2").kill()``), publishes wait f
 stream leader (up to ``publish_timeout``) and go on; the consumer resumes and nothing is
 lost or handled twice. ``restart()`` brings the node back on its ports and store.
 
-What differs from the in-process queue is in `llmgine.bus`'s "Transports" section.
+Commands cross processes by request/reply: a bus with no handler for a command asks one
+of the buses that registered one (a queue group per command type), under the caller's
+timeout, retries and breaker; `llmgine worker module:setup` runs such a worker as a process.
+What differs from the in-process queue, and how commands travel, is in `llmgine.bus`'s
+"Transports" section.
 """
 
 from llmgine._extras import require

@@ -48,7 +48,9 @@ from llmgine.bus._messages import ErrorInfo, Event, message_type_name
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
 from llmgine.bus._transport import Deliver, QueueStats
+from llmgine.bus.nats._commands import CommandRouter
 from llmgine.bus.nats._connect import open_consumer
+from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
 from llmgine.bus.nats._wire import WITHHELD_HEADER, capture_from_env, wire_event
 from llmgine.errors import (
     BackpressureError,
@@ -111,6 +113,9 @@ class NatsTransport:
         capture_content: whether events' content fields travel (see `_wire`: credentials
             never do); by default ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
             or the enabled observability's ``capture_content``.
+        command_timeout: seconds to wait for a worker's answer to a command when its
+            policy sets no shorter timeout (a worker that died never answers).
+        command_concurrency: commands this bus's handlers answer at once for others.
 
     Example:
         server = NatsServer.start()
@@ -136,11 +141,18 @@ class NatsTransport:
         connect_timeout: float = 5.0,
         replicas: int = 1,
         capture_content: bool | None = None,
+        command_timeout: float = 60.0,
+        command_concurrency: int = 64,
     ) -> None:
         if batch < 1 or max_deliver < 1 or seen_size < 1:
             raise ValueError(
                 f"batch, max_deliver and seen_size must be at least 1; got batch={batch}, "
                 f"max_deliver={max_deliver}, seen_size={seen_size}"
+            )
+        if command_timeout <= 0 or command_concurrency < 1:
+            raise ValueError(
+                "command_timeout must be positive seconds and command_concurrency at least 1; "
+                f"got {command_timeout} and {command_concurrency}"
             )
         if not backoff or any(b < 0 for b in backoff):
             raise ValueError(f"backoff must be non-negative seconds, at least one; got {backoff}")
@@ -178,6 +190,12 @@ class NatsTransport:
         self._in_hand = 0
         self.published = self.redelivered = self.duplicates = self.dead_lettered = 0
         self.publish_failures = 0
+        self.commands = CommandRouter(
+            self.prefix,
+            concurrency=command_concurrency,
+            command_timeout=command_timeout,
+            connection=self._connection,
+        )
 
     def __repr__(self) -> str:
         return f"<NatsTransport {self.url} stream={self.stream} durable={self.durable}>"
@@ -199,6 +217,7 @@ class NatsTransport:
     async def start(self) -> None:
         self._stopped = False
         await self._ensure_started()
+        await self.commands.ready()  # the command types registered meanwhile are served
 
     async def _ensure_started(self) -> JetStreamContext:
         loop = asyncio.get_running_loop()
@@ -219,8 +238,10 @@ class NatsTransport:
 
     async def _connect(self) -> None:
         self._nc, self._js, self._sub = await open_consumer(self)
+        await self.commands.connected(self._nc)
 
     async def stop(self) -> None:
+        await self.commands.stop_serving()
         await self.drain()
         self._stopped = True
         consumer, self._consumer = self._consumer, None
@@ -234,6 +255,14 @@ class NatsTransport:
         if consumer is not None:
             await asyncio.gather(consumer, return_exceptions=True)
 
+    async def _connection(self) -> Client:
+        """The connection, for commands (the bus's hooks are on ``self.commands``)."""
+        if self._stopped:
+            raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
+        await self._ensure_started()
+        assert self._nc is not None
+        return self._nc
+
     # -- publishing --------------------------------------------------------------------
 
     def try_send(self, event: Event) -> bool:
@@ -246,7 +275,7 @@ class NatsTransport:
         # The one place events are serialised for the wire: redacted, content withheld.
         data, withheld = wire_event(event, capture_content=self.capture_content)
         subject = f"{self.prefix}.event.{_token(message_type_name(type(event)))}"
-        headers = {"Nats-Msg-Id": event.id}
+        headers = {"Nats-Msg-Id": event.id, **trace_headers()}  # traceparent, if traced
         if withheld:
             headers[WITHHELD_HEADER] = ",".join(withheld)
         loop = asyncio.get_running_loop()
@@ -376,11 +405,13 @@ class NatsTransport:
         assert self._deliver is not None, "bind() must be called before the transport starts"
         token = _consumer_of.set(self)
         marker = handled_by.set((event, done))
+        trace = traced_context(msg.headers)  # the publisher's span is the handlers' parent
         keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(msg))
         try:
             delivery = await self._deliver(event)
         finally:
             keep_alive.cancel()
+            untraced(trace)
             handled_by.reset(marker)
             _consumer_of.reset(token)
         assert isinstance(delivery, Delivery)

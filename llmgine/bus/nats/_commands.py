@@ -1,0 +1,275 @@
+"""Commands across processes: NATS request/reply on ``<prefix>.cmd.<type>``.
+
+A bus with a `NatsTransport` that executes a command it has no handler for sends the
+command (serialised with its class, `to_json`) as a NATS request; a bus that registered a
+handler for that exact type subscribes with the queue group named after the type, so the
+server hands each request to one worker of the group. The worker runs its own
+``bus.execute`` (its handler, its middleware, its observers) and replies with the result
+as JSON: the value (by the command's declared result type) or the error's type, message
+and traceback, which the caller raises as `RemoteCommandError` inside its own policy, so
+its timeout, retries and breaker wrap the remote call.
+
+Request/reply is at most once: a worker that dies mid-handler never answers, and the
+caller sees a timeout (its policy's, else ``command_timeout``). A retry policy then sends
+the command again, to another worker: at least once, so such handlers should be
+idempotent. No worker at all is a `NoHandlerError` at once (the server says so).
+
+With observability on, the request carries the caller's W3C ``traceparent``, and the
+worker executes under it: its command span is a child of the caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from pydantic import BaseModel, TypeAdapter
+
+from llmgine._redact import redacting_logger
+from llmgine.bus._json import from_json, to_json
+from llmgine.bus._messages import Command, CommandResult, ErrorInfo, message_type_name
+from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
+from llmgine.errors import (
+    CommandTimeoutError,
+    MessageSerializationError,
+    NoHandlerError,
+    RemoteCommandError,
+    TransportError,
+)
+
+__all__ = ["CommandRouter"]
+
+log = redacting_logger("llmgine.bus.nats")
+
+Execute = Callable[[Command[Any]], Awaitable[CommandResult[Any]]]
+_NO_HANDLER = f"{NoHandlerError.__module__}.{NoHandlerError.__qualname__}"
+
+
+class _Reply(BaseModel):
+    """What a worker answers: the value as JSON, or the error."""
+
+    success: bool
+    value: Any = None
+    error: ErrorInfo | None = None
+
+
+@functools.cache
+def _result_adapter(cls: type[Command[Any]]) -> TypeAdapter[Any]:
+    """The command's declared result type (``R`` of ``Command[R]``), to read values back
+    as that type; ``Any`` when it declares none."""
+    for base in cls.__mro__:
+        meta = getattr(base, "__pydantic_generic_metadata__", None)
+        if meta and meta["origin"] is Command and meta["args"]:
+            return TypeAdapter(meta["args"][0])
+    return TypeAdapter(Any)
+
+
+class CommandRouter:
+    """One `NatsTransport`'s command traffic: the requests it sends, the types it serves."""
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        concurrency: int,
+        command_timeout: float,
+        connection: Callable[[], Awaitable[Client]],
+    ) -> None:
+        self.prefix = prefix
+        self._connection = connection  # the transport's, connected on first use
+        self.concurrency = concurrency
+        self.command_timeout = command_timeout
+        self._execute: Execute | None = None
+        self._served: set[type[Command[Any]]] = set()
+        self._subs: dict[type[Command[Any]], NatsSubscription] = {}
+        self._nc: Client | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._changes: set[asyncio.Task[None]] = set()
+        self.requests = self.answered = 0
+
+    def subject(self, cls: type[Command[Any]]) -> str:
+        from llmgine.bus.nats._transport import _token
+
+        return f"{self.prefix}.cmd.{_token(message_type_name(cls))}"
+
+    def attach(self, execute: Execute) -> None:
+        self._execute = execute
+
+    @property
+    def served(self) -> frozenset[type[Command[Any]]]:
+        """The command types this bus answers for others."""
+        return frozenset(self._served)
+
+    @property
+    def running(self) -> int:
+        """Commands from others being handled now."""
+        return len(self._running)
+
+    # -- serving -----------------------------------------------------------------------
+
+    def serve(self, cls: type[Command[Any]]) -> Callable[[], None]:
+        """Answer requests for ``cls`` once connected; returns what stops it."""
+        self._served.add(cls)
+        self._later(self._subscribe_served())
+
+        def stop() -> None:
+            self._served.discard(cls)
+            sub = self._subs.pop(cls, None)
+            if sub is not None:
+                self._later(sub.unsubscribe())
+
+        return stop
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Subscribe or unsubscribe now if connected on a running loop (registration is
+        synchronous), else at the next connection."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self._nc is None or self._nc.is_closed:
+            work.close()
+            return
+        task = loop.create_task(work)
+        self._changes.add(task)
+        task.add_done_callback(self._changes.discard)
+
+    async def connected(self, nc: Client) -> None:
+        """A new connection: serve every registered type on it."""
+        self._nc, self._subs = nc, {}
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._running = set()
+        await self._subscribe_served()
+
+    async def settled(self) -> None:
+        """Wait for subscriptions being made or removed (so a request finds them)."""
+        while self._changes:
+            await asyncio.gather(*list(self._changes), return_exceptions=True)
+
+    async def ready(self) -> None:
+        """Serve every registered type, and let the server know before returning."""
+        await self.settled()
+        await self._subscribe_served()
+
+    async def _subscribe_served(self) -> None:
+        nc = self._nc
+        if nc is None:
+            return
+        for cls in list(self._served):
+            if cls not in self._subs:
+                name = message_type_name(cls)
+                # The queue group is the type: each request goes to one worker of it.
+                self._subs[cls] = await nc.subscribe(
+                    self.subject(cls), queue=name, cb=self._on_request
+                )
+        await nc.flush()  # the server knows the subscriptions before anyone asks
+
+    async def _on_request(self, msg: Msg) -> None:
+        assert self._slots is not None
+        await self._slots.acquire()  # at most `concurrency` handlers at once
+        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        token = traced_context(msg.headers)
+        try:
+            reply = await self._run(msg.data)
+        finally:
+            untraced(token)
+            assert self._slots is not None
+            self._slots.release()
+        nc = self._nc
+        if msg.reply and nc is not None and not nc.is_closed:
+            try:
+                await nc.publish(msg.reply, reply)
+                self.answered += 1
+            except nats.errors.Error as exc:
+                log.warning("could not send a command's reply over NATS (%r)", exc)
+
+    async def _run(self, data: bytes) -> bytes:
+        assert self._execute is not None, "attach() must be called before serving"
+        try:
+            command = from_json(data)
+            if not isinstance(command, Command):
+                raise MessageSerializationError(f"a {type(command).__name__} is not a command")
+            result = await self._execute(command)
+            if result.success:
+                value = _result_adapter(type(command)).dump_python(result.value, mode="json")
+                return _Reply(success=True, value=value).model_dump_json().encode()
+            error = result.error
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc)
+        return _Reply(success=False, error=error).model_dump_json().encode()
+
+    async def stop_serving(self) -> None:
+        """Take no new requests; let the handlers running finish and reply."""
+        await self.settled()
+        subs, self._subs = list(self._subs.values()), {}
+        for sub in subs:
+            # The requests already delivered here still run; a connection already gone
+            # brings no more.
+            with contextlib.suppress(nats.errors.Error):
+                await sub.drain()  # type: ignore[no-untyped-call]
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    # -- requesting --------------------------------------------------------------------
+
+    async def execute(self, command: Command[Any]) -> Any:
+        """Run ``command`` in a worker that serves its type; its value, or raise."""
+        return await self.request(await self._connection(), command)
+
+    async def request(self, nc: Client, command: Command[Any]) -> Any:
+        """Send ``command`` to a worker; its value, or raise what failed."""
+        cls = type(command)
+        name = message_type_name(cls)
+        await self.settled()
+        self.requests += 1
+        try:
+            msg = await nc.request(
+                self.subject(cls),
+                to_json(command).encode(),
+                timeout=self.command_timeout,
+                headers=trace_headers() or None,
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise NoHandlerError(
+                f"no handler is registered for {cls.__name__} in this process, and no worker "
+                f"serves it over NATS: register one with bus.on_command({cls.__name__}, "
+                "handler), here or in a worker (`llmgine worker module:setup`)"
+            ) from exc
+        except nats.errors.TimeoutError as exc:
+            raise CommandTimeoutError(
+                f"no worker answered {cls.__name__} within {self.command_timeout:g}s "
+                "(command_timeout); a worker that died mid-command never answers. Give "
+                f"{cls.__name__} a CommandPolicy with a timeout and a retry to try another "
+                "worker"
+            ) from exc
+        except nats.errors.Error as exc:
+            raise TransportError(f"could not send {cls.__name__} over NATS: {exc!r}") from exc
+        try:
+            reply = _Reply.model_validate_json(msg.data)
+        except ValueError as exc:
+            raise MessageSerializationError(
+                f"the reply to {cls.__name__} is not a command result: {msg.data[:80]!r}"
+            ) from exc
+        if reply.success:
+            return _result_adapter(cls).validate_python(reply.value)
+        error = reply.error or ErrorInfo(type="unknown", message="the worker sent no error")
+        if error.type == _NO_HANDLER:  # the worker's handler was removed meanwhile
+            raise NoHandlerError(f"{name}: the worker had no handler: {error.message}")
+        raise RemoteCommandError(
+            f"{cls.__name__} failed in a worker: {error.type}: {error.message}",
+            remote_type=error.type,
+            remote_message=error.message,
+            remote_traceback=error.traceback,
+        )
