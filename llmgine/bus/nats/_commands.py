@@ -1,9 +1,10 @@
 """Commands across processes: NATS request/reply on ``<prefix>.cmd.<type>``.
 
 A bus with a `NatsTransport` that executes a command it has no handler for sends the
-command (serialised with its class, `to_json`) as a NATS request; a bus that registered a
-handler for that exact type subscribes with the queue group named after the type, so the
-server hands each request to one worker of the group. The worker runs its own
+command (serialised with its class, every secret redacted: `_wire`) as a NATS request; a
+bus that registered a handler for that exact type subscribes with the queue group named
+after the type, so the server hands each request to one worker of the group. The worker
+runs its own
 ``bus.execute`` (its handler, its middleware, its observers) and replies with the result
 as JSON: the value (by the command's declared result type) or the error's type, message
 and traceback, which the caller raises as `RemoteCommandError` inside its own policy, so
@@ -33,9 +34,10 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from pydantic import BaseModel, TypeAdapter
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._json import from_json, to_json
+from llmgine.bus._json import from_json
 from llmgine.bus._messages import Command, CommandResult, ErrorInfo, message_type_name
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
+from llmgine.bus.nats._wire import wire_message, wire_reply
 from llmgine.errors import (
     CommandTimeoutError,
     MessageSerializationError,
@@ -204,11 +206,11 @@ class CommandRouter:
             result = await self._execute(command)
             if result.success:
                 value = _result_adapter(type(command)).dump_python(result.value, mode="json")
-                return _Reply(success=True, value=value).model_dump_json().encode()
+                return wire_reply(_Reply(success=True, value=value).model_dump_json())
             error = result.error
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
-        return _Reply(success=False, error=error).model_dump_json().encode()
+        return wire_reply(_Reply(success=False, error=error).model_dump_json())
 
     async def stop_serving(self) -> None:
         """Take no new requests; let the handlers running finish and reply."""
@@ -237,7 +239,7 @@ class CommandRouter:
         try:
             msg = await nc.request(
                 self.subject(cls),
-                to_json(command).encode(),
+                wire_message(command),
                 timeout=self.command_timeout,
                 headers=trace_headers() or None,
             )
@@ -263,7 +265,12 @@ class CommandRouter:
                 f"the reply to {cls.__name__} is not a command result: {msg.data[:80]!r}"
             ) from exc
         if reply.success:
-            return _result_adapter(cls).validate_python(reply.value)
+            try:
+                return _result_adapter(cls).validate_python(reply.value)
+            except ValueError as exc:  # e.g. a secret redacted where a number was
+                raise MessageSerializationError(
+                    f"the reply to {cls.__name__} does not hold its result type: {exc}"
+                ) from exc
         error = reply.error or ErrorInfo(type="unknown", message="the worker sent no error")
         if error.type == _NO_HANDLER:  # the worker's handler was removed meanwhile
             raise NoHandlerError(f"{name}: the worker had no handler: {error.message}")

@@ -1,5 +1,6 @@
-"""What an event looks like on the wire: serialised with its class, content left out where
-content capture is off, every secret redacted.
+"""What a message looks like on the wire: serialised with its class, every secret redacted,
+and an event's content left out where content capture is off (a command is sent whole:
+the worker needs its prompt, but never a credential; its reply is redacted the same way).
 
 The stream is a record kept on a server (on disk, replicated, read by every process with
 access to it), so an event leaves the process by the rules observability applies to what
@@ -22,15 +23,16 @@ each publish.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from llmgine import _semconv as sc
 from llmgine._redact import default_redactor
 from llmgine._tracing import tracer_for
 from llmgine.bus._json import from_json, to_json
-from llmgine.bus._messages import Event
+from llmgine.bus._messages import Command, Event
 from llmgine.errors import MessageSerializationError
 
-__all__ = ["WITHHELD_HEADER", "capture_from_env", "wire_event"]
+__all__ = ["WITHHELD_HEADER", "capture_from_env", "wire_event", "wire_message", "wire_reply"]
 
 WITHHELD_HEADER = "Llmgine-Withheld"
 _TRUE = {"1", "true", "yes", "on"}
@@ -62,15 +64,30 @@ def wire_event(event: Event, *, capture_content: bool | None) -> tuple[bytes, tu
         if withheld:
             defaults = {n: fields[n].get_default(call_default_factory=True) for n in withheld}
             event = event.model_copy(update=defaults)
-    text = to_json(event)
+    return wire_message(event), withheld
+
+
+def wire_message(message: Event | Command[Any]) -> bytes:
+    """The bytes to send for ``message`` (an event or a command), its secrets redacted.
+    Commands are sent whole (a worker needs the prompt), never with a credential.
+
+    Raises:
+        MessageSerializationError: as `wire_event`.
+    """
+    text = to_json(message)
     redacted = default_redactor.json(text)
     if redacted is not text:
         try:
             from_json(redacted)  # a rare path: check the receivers can read it
         except MessageSerializationError as exc:
             raise MessageSerializationError(
-                f"{type(event).__name__} holds a secret where the redacted placeholder is "
+                f"{type(message).__name__} holds a secret where the redacted placeholder is "
                 f"not a valid value ({exc}); secrets never leave the process, so carry it "
-                "in a str field, or keep it out of the event"
+                "in a str field, or keep it out of the message"
             ) from None
-    return redacted.encode(), withheld
+    return redacted.encode()
+
+
+def wire_reply(text: str) -> bytes:
+    """A command's reply (its value or its error, as JSON) with every secret redacted."""
+    return default_redactor.json(text).encode()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import nats
 import nats.errors
 
 from llmgine.bus import BreakerPolicy, Command, CommandPolicy, MessageBus, RetryPolicy
@@ -307,3 +308,34 @@ async def test_the_callers_retry_and_breaker_wrap_remote_failures(
         fast = await caller.execute(Explode(why="always"))
         assert isinstance(fast.exception, CircuitOpenError)
         assert calls == ["always", "always"]  # failing fast: the worker was not asked
+
+
+async def test_no_credential_travels_in_a_command_or_its_reply(nats_server: NatsServer) -> None:
+    key = "sk-proj-" + "Q7x" * 16  # an OpenAI key's shape
+    sniffer = await nats.connect(nats_server.url)
+    # Every core message: the request on <prefix>.cmd.<type> and the reply to its inbox.
+    everything = await sniffer.subscribe(">")
+    await sniffer.flush(timeout=int(DEADLINE))
+    try:
+        async with caller_and_worker(nats_server) as (caller, worker):
+
+            def leak(c: Explode) -> str:
+                raise ValueError(f"the provider said: bad key {c.why}")
+
+            worker.on_command(Explode, leak)
+            await worker.start()
+            result = await caller.execute(Explode(why=key))
+        assert not result.success
+        assert result.error is not None
+        assert "bad key" in result.error.message  # the failure itself still arrives
+        request = reply = b""
+        while not (request and reply):
+            msg = await everything.next_msg(timeout=DEADLINE)
+            if ".cmd." in msg.subject:
+                request = msg.data
+            elif b"bad key" in msg.data:
+                reply = msg.data
+        assert key.encode() not in request
+        assert key.encode() not in reply
+    finally:
+        await sniffer.close()
