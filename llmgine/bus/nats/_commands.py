@@ -4,9 +4,8 @@ A bus with a `NatsTransport` that executes a command it has no handler for sends
 command (serialised with its class, every secret redacted: `_wire`) as a NATS request; a
 bus that registered a handler for that exact type subscribes with the queue group named
 after the type, so the server hands each request to one worker of the group. The worker
-runs its own
-``bus.execute`` (its handler, its middleware, its observers) and replies with the result
-as JSON: the value (by the command's declared result type) or the error's type, message
+runs its own ``bus.execute`` (its handler, its middleware, its observers) and replies with
+the result as JSON: the value (by the command's declared result type) or the error's type, message
 and traceback, which the caller raises as `RemoteCommandError` inside its own policy, so
 its timeout, retries and breaker wrap the remote call.
 
