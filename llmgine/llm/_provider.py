@@ -25,7 +25,7 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -46,7 +46,7 @@ from llmgine.llm._error_table import (
 )
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
-from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
+from llmgine.llm._stream import ResponseMeta, ResponseStream, StreamAssembler, StreamItem
 
 __all__ = [
     "Caller",
@@ -61,6 +61,7 @@ __all__ = [
     "released",
     "resolve_api_key",
     "retry_after_seconds",
+    "stream_items",
     "whole_response",
 ]
 
@@ -100,6 +101,30 @@ async def released(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
         close = getattr(items, "aclose", None)
         if close is not None:
             await close()
+
+
+async def stream_items(
+    sent: AsyncIterator[Any],
+    parse: Callable[[Any], Iterable[StreamItem]],
+    *,
+    end: Callable[[], Iterable[StreamItem]] | None = None,
+) -> AsyncIterator[StreamItem]:
+    """A provider's stream: each event of ``sent`` read into items by ``parse`` (a failure
+    to read one is a `MalformedResponseError` quoting it, see `reading`), the `ResponseMeta`
+    the headers gave passed on as it is, then ``end()``'s items (a stream whose end marker
+    comes only once all is known). ``sent`` is released however the reader stops."""
+    async with released(sent):  # a reader that stops early releases the connection
+        async for event in sent:
+            if isinstance(event, ResponseMeta):  # the rate limits the headers reported
+                yield event
+                continue
+            with reading(event):
+                items = list(parse(event))
+            for item in items:
+                yield item
+    if end is not None:
+        for item in end():
+            yield item
 
 
 @contextmanager

@@ -40,14 +40,14 @@ from llmgine.llm._provider import (
     import_sdk,
     incomplete,
     reading,
-    released,
+    stream_items,
     whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._schema_rules import anthropic_json_schema
 from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
-from llmgine.llm._stream import ResponseMeta, StreamAssembler, StreamItem
+from llmgine.llm._stream import StreamAssembler, StreamItem
 
 if TYPE_CHECKING:
     import httpx
@@ -171,19 +171,10 @@ class AnthropicProvider(Provider):
     def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         return self._events(self._arguments(request, model))
 
-    async def _events(self, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
-        events = MessageEvents()
+    def _events(self, params: dict[str, Any]) -> AsyncIterator[StreamItem]:
         arguments = {**params, "stream": True}
         sent = post_events(self._client, self._sdk, "/v1/messages", arguments)
-        async with released(sent):  # a reader that stops early releases the connection
-            async for event in sent:
-                if isinstance(event, ResponseMeta):  # the rate limits the headers reported
-                    yield event
-                    continue
-                with reading(event):
-                    items = list(events.items(event))
-                for item in items:
-                    yield item
+        return stream_items(sent, MessageEvents().items)
 
     # -- errors -----------------------------------------------------------------------------
 

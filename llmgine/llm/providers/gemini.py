@@ -40,7 +40,7 @@ from llmgine.llm._provider import (
     find_api_key,
     import_sdk,
     reading,
-    released,
+    stream_items,
     whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions
@@ -181,17 +181,10 @@ class GeminiProvider(Provider):
             assembler = StreamAssembler(self.name, model)
             return whole_response(assembler, items, raw=answer, marker="finishReason")
 
-    async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+    def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         events = GeminiEvents()
         sent = post_events(*self._send_args(request, model, stream=True))
-        async with released(sent):  # a reader that stops early releases the connection
-            async for chunk in sent:
-                with reading(chunk):
-                    items = events.items(chunk)
-                for item in items:
-                    yield item
-        for item in events.end():
-            yield item
+        return stream_items(sent, events.items, end=events.end)
 
     # -- errors -------------------------------------------------------------------------
 

@@ -38,14 +38,14 @@ from llmgine.llm._provider import (
     find_api_key,
     import_sdk,
     reading,
-    released,
+    stream_items,
     whole_response,
 )
 from llmgine.llm._request import LLMRequest, ProviderOptions
 from llmgine.llm._response import LLMResponse
 from llmgine.llm._schema_rules import strict_json_schema
 from llmgine.llm._send import httpx2_client, post_events, post_json, stainless_failure
-from llmgine.llm._stream import ResponseMeta, StreamAssembler, StreamItem
+from llmgine.llm._stream import StreamAssembler, StreamItem
 from llmgine.llm.providers._openai_shared import (
     config_error,
     is_reasoning_model,
@@ -240,23 +240,14 @@ class OpenAIProvider(Provider):
             items = chat_answer_items(answer)
             return whole_response(assembler, items, raw=answer, marker="choices[0].finish_reason")
 
-    async def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
+    def _stream(self, request: LLMRequest, model: str) -> AsyncIterator[StreamItem]:
         api, path, arguments = self._body(request, model, stream=True)
-        events = ResponsesEvents() if api == "responses" else ChatEvents()
         sent = post_events(self._client, self._sdk, path, arguments, options=_BEARER)
-        async with released(sent):  # a reader that stops early releases the connection
-            async for event in sent:
-                if isinstance(event, ResponseMeta):  # the rate limits the headers reported
-                    yield event
-                    continue
-                with reading(event):
-                    items = events.items(event)
-                for item in items:
-                    yield item
-        if isinstance(events, ChatEvents):
-            # The end marker: a chunk with a finish_reason; sent last, once all is known.
-            for item in events.end():
-                yield item
+        if api == "responses":
+            return stream_items(sent, ResponsesEvents().items)
+        # Chat's end marker: a chunk with a finish_reason; sent last, once all is known.
+        chat = ChatEvents()
+        return stream_items(sent, chat.items, end=chat.end)
 
     # -- errors ------------------------------------------------------------------------
 
