@@ -192,6 +192,7 @@ import pandas as _pd
 from llmgine import _semconv as semconv
 from llmgine._redact import REDACTED, Redactor, add_credential, add_secret, redact
 from llmgine.observability._buffer import SpanBuffer, SpanListener, SpanRecord, span_record
+from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import EventLog
 from llmgine.observability._frames import SPAN_COLUMNS, Time
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_json
@@ -242,6 +243,12 @@ def save(path: str | _os.PathLike[str], *, session: str | None = None) -> int:
     return _enabled().save(path, session=session)
 
 
+def collect(host: str = "127.0.0.1", port: int = 0) -> str:
+    """`Observability.collect` of the enabled observability: receive other processes'
+    spans over OTLP/HTTP; returns the URL for their ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+    return _enabled().collect(host, port)
+
+
 def metrics_df() -> _pd.DataFrame:
     """`Observability.metrics_df` of the enabled observability."""
     return _enabled().metrics_df()
@@ -260,6 +267,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "SPAN_COLUMNS",
     "Settings",
     "SpanBuffer",
+    "SpanCollector",
     "SpanListener",
     "SpanRecord",
     "Time",
@@ -267,6 +275,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "TracingObserver",
     "add_credential",
     "add_secret",
+    "collect",
     "current",
     "disable",
     "enable",
