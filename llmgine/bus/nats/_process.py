@@ -87,9 +87,8 @@ class WorkerProcess:
             url: the NATS server (``nats://127.0.0.1:4222``).
             env: variables on top of this process's environment, e.g.
                 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (from `Observability.collect`) to trace it.
-            name: its name; unless ``env`` or the environment sets ``OTEL_SERVICE_NAME``,
-                also its ``service.name`` in traces, so a waterfall says which worker ran
-                what.
+            name: its name; unless ``env`` sets ``OTEL_SERVICE_NAME``, also its
+                ``service.name`` in traces, so a waterfall says which worker ran what.
             durable / stream / subject_prefix: ``llmgine worker``'s options of those names.
             timeout: seconds to wait for it to serve.
 
@@ -97,10 +96,12 @@ class WorkerProcess:
             WorkerError: it exited before serving, or did not serve within ``timeout``
                 (it is killed then); the message ends with its output.
         """
-        environment = {**os.environ, **(env or {})}
+        given = dict(env or {})
+        environment = {**os.environ, **given}
         environment.setdefault("PYTHONUNBUFFERED", "1")  # its lines as they are printed
-        if name is not None:
-            environment.setdefault("OTEL_SERVICE_NAME", name)
+        if name is not None and "OTEL_SERVICE_NAME" not in given:
+            # Over one this process has: the notebook's own name would label its spans.
+            environment["OTEL_SERVICE_NAME"] = name
         command = [sys.executable, "-m", "llmgine", "worker", spec, "--url", url]
         for option, value in (
             ("--durable", durable),

@@ -65,9 +65,12 @@ def start_worker(transport: NatsTransport, endpoint: str, name: str, **env: str)
     )
 
 
-async def test_a_workers_command_span_joins_the_callers_trace(nats_server: NatsServer) -> None:
+async def test_a_workers_command_span_joins_the_callers_trace(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from llmgine.notebook import TraceView
 
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "the-notebook")  # the worker's name wins
     transport = nats_transport(nats_server)
     async with MessageBus(transport=transport) as caller:  # creates the stream first
         obs = observability.enable(caller)
