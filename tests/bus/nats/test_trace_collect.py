@@ -52,7 +52,9 @@ class Arrivals:
             self.unsubscribe()
 
 
-def start_worker(transport: NatsTransport, endpoint: str, name: str, **env: str) -> WorkerProcess:
+def start_worker(
+    transport: NatsTransport, endpoint: str, name: str | None, **env: str
+) -> WorkerProcess:
     return WorkerProcess.start(
         APP,
         url=transport.url,
