@@ -8,6 +8,7 @@ import pytest
 
 from llmgine.bus import Event, MessageBus, SessionEnded, SessionStarted
 from llmgine.errors import BusError, SessionClosedError
+from tests.bus.conftest import in_process_only
 
 
 class Said(Event):
@@ -32,6 +33,11 @@ async def test_session_handlers_see_only_their_session(bus: MessageBus) -> None:
 async def test_handlers_get_the_end_event_after_queued_events_then_are_gone(
     bus: MessageBus,
 ) -> None:
+    in_process_only(
+        bus,
+        "a session's queued events overtake an unrelated handler that blocks the worker; "
+        "a stream keeps its order, so the end would wait for the blocked handler",
+    )
     release = asyncio.Event()
     trail: list[str] = []
 
@@ -80,6 +86,11 @@ async def test_an_exception_in_the_block_is_reported_in_the_end_event(bus: Messa
 async def test_a_handler_can_open_and_close_a_session_inside_the_worker(
     bus: MessageBus,
 ) -> None:
+    in_process_only(
+        bus,
+        "a session ended inside a handler delivers its queued events first; over NATS "
+        "they are on the stream behind the event being handled, so arrive after the end",
+    )
     trail: list[str] = []
 
     async def nested(e: Said) -> None:
