@@ -13,7 +13,8 @@ session's command subjects are given up, as when a session ends in this process.
 sessions this bus did not open), so it fails, is reported and is retried like any
 handler, and the handlers it registers see the session's events from the next one on.
 Sessions this bus opened itself are never passed to ``setup``: code that opens a session
-registers its handlers directly. The number of sessions joined at once is bounded (a
+registers its handlers directly, and a `SessionStarted` redelivered after its session's
+end (its setup had failed) joins nothing. The number of sessions joined at once is bounded (a
 process that died never sends its `SessionEnded`): past `MAX_JOINED`, the oldest is left,
 with a warning.
 """
@@ -53,6 +54,8 @@ class SessionBook:
         self.crosses = crosses  # whether this bus's events cross processes at all
         self.open: dict[str, Session] = {}
         self.joined: OrderedDict[str, Session] = OrderedDict()
+        # Sessions left lately: a SessionStarted redelivered after its end joins nothing.
+        self._left: OrderedDict[str, None] = OrderedDict()
 
     # -- sessions opened here ----------------------------------------------------------
 
@@ -85,7 +88,7 @@ class SessionBook:
     def from_elsewhere(self, event: Event) -> bool:
         """Whether ``event`` belongs to a session this bus did not open."""
         sid = event.session_id
-        return self.crosses and sid is not None and sid not in self.open
+        return self.crosses and sid is not None and sid not in self.open and sid not in self._left
 
     async def join(self, event: SessionStarted) -> Session:
         """The joined session of ``event`` (the same one for every setup)."""
@@ -126,6 +129,9 @@ class SessionBook:
         if self.joined.get(session.id) is not session:
             return
         del self.joined[session.id]
+        self._left[session.id] = None
+        while len(self._left) > MAX_JOINED:
+            self._left.popitem(last=False)
         session.state = "closed"
         self._bus._registry.remove_scope(session.id)
         if self._remote is not None:

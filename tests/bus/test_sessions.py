@@ -140,3 +140,24 @@ async def test_session_scoped_events_of_many_sessions_do_not_grow_the_cache(
         await bus.publish(Said(text=str(i), session_id=f"s{i}"), wait=True)
     assert len(seen) == 200
     assert len(bus._registry._scoped_cache) == 0
+
+
+async def test_on_session_is_not_called_for_the_bus_own_sessions(bus: MessageBus) -> None:
+    called: list[str] = []
+    started: list[str] = []
+    sub = bus.on_session(lambda s: called.append(s.name))
+    bus.on_event(SessionStarted, lambda e: started.append(e.name))
+    async with bus.session("mine"):
+        pass
+    await bus.drain()
+    assert started == ["mine"]  # delivered once, here (over NATS its copy is not handled)
+    assert called == []  # its code registers its handlers itself
+    assert bus.joined_sessions == []
+    assert sub.name.startswith("on_session(")
+
+
+async def test_on_session_refuses_what_is_not_a_setup(bus: MessageBus) -> None:
+    with pytest.raises(TypeError, match="function of the session"):
+        bus.on_session("setup")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="session name"):
+        bus.on_session(print, name=3)  # type: ignore[arg-type]

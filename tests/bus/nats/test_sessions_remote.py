@@ -15,7 +15,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from llmgine.bus import MessageBus, Session, SessionEnded, SessionStarted, Subscription
+import pytest
+
+from llmgine.bus import (
+    EventHandlerFailed,
+    MessageBus,
+    Session,
+    SessionEnded,
+    SessionStarted,
+    Subscription,
+)
+from llmgine.bus import _sessions_remote as sessions_remote
 from llmgine.bus.nats import NatsServer, NatsTransport
 from llmgine.errors import NoHandlerError
 from tests.bus.conftest import nats_transport
@@ -259,3 +269,45 @@ async def test_a_worker_process_joins_a_notebook_session(nats_server: NatsServer
             _, err = await asyncio.wait_for(worker.communicate(), DEADLINE)
         assert worker.returncode == 0, err.decode()
         assert b"Traceback" not in err
+
+
+async def test_a_failing_setup_is_reported_under_its_name_and_retried(
+    nats_server: NatsServer,
+) -> None:
+    async with buses(nats_server, 2) as (a, b):
+        calls: list[str] = []
+        retried = asyncio.Event()
+
+        def flaky_setup(session: Session) -> None:
+            calls.append(session.id)
+            if len(calls) == 1:
+                raise RuntimeError("not yet")
+            retried.set()
+
+        failed: list[EventHandlerFailed] = []
+        b.on_event(EventHandlerFailed, failed.append)
+        b.on_session(flaky_setup)
+        async with a.session("retried") as session:
+            await asyncio.wait_for(retried.wait(), DEADLINE)  # redelivered after 0.01 s
+        await marker_seen(a, b, "after")
+        assert [f.handler for f in failed] == [
+            "on_session(test_a_failing_setup_is_reported_"
+            "under_its_name_and_retried.<locals>.flaky_setup)"
+        ]
+        assert calls == [session.id, session.id]
+        assert b.joined_sessions == []  # and its end came too
+
+
+async def test_past_max_joined_the_oldest_session_is_left_with_a_warning(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sessions_remote, "MAX_JOINED", 1)
+    async with buses(nats_server, 2) as (a, b):
+        joiner = Joiner()
+        b.on_session(joiner)
+        async with opened(a, "first") as (first, _), opened(a, "second") as (second, _):
+            assert [s.id for s in b.joined_sessions] == [second.id]
+            assert joiner.sessions[0].state == "closed"
+            assert not any(sub.active for sub in joiner.subs[:3])
+        assert "leaving the oldest" in caplog.text
+        assert first.id in caplog.text
