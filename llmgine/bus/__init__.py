@@ -198,7 +198,10 @@ Delivery of queued events sits behind one small protocol, `llmgine.bus.Transport
 (`send`, `send_nowait`, `drain`, `flush_session`, `start`, `stop`, `stats`).
 `LocalTransport` is the in-process bounded queue; `MessageBus(transport=...)` takes any
 transport, configured on its own (`queue_capacity=`, `backpressure=` and the other queue
-options beside it are refused with a `ValueError`, as they would be ignored).
+options beside it are refused with a `ValueError`, as they would be ignored). A transport
+across processes also offers `send_delivered(event)` (publish an event already delivered
+here, for the others only) and `commands` (see `RemoteCommands` in `_commands`); the bus
+uses them when present, and the in-process queue has neither.
 `MessageBus()` reads `LLMGINE_BUS_URL`: `nats://host:port` chooses the NATS transport,
 unset or `local:` the in-process queue, anything else is a `TransportError`.
 
