@@ -180,6 +180,9 @@ async def test_a_waited_event_is_handled_once_by_buses_sharing_a_consumer(
         await a.drain()  # the shared consumer settled its copy (a or twin acked it unhandled)
         await marker_seen(a, other, "after")
         assert handled == {"a": ["once"], "twin": [], "other": ["once"]}
+        # The shared consumer settled the marker too, so stopping `twin` first (the exit
+        # order) finds nothing in its hands to leave to the server's ack_wait.
+        await a.drain()
 
 
 async def test_a_session_command_goes_to_its_session_first_then_to_the_type_workers(
