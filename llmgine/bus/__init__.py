@@ -82,7 +82,7 @@ so on: nothing of that deadlocks. A fire-and-forget publish from a handler into 
 `block` queue is delivered inline instead of waiting on the worker that is running the
 handler; `drain()` from inside a handler is refused with an error saying why.
 
-**Sessions.**
+**Sessions.** (Across processes, over NATS: `bus.on_session`, under "Transports".)
 
 ```python
 async with bus.session("chat") as session:
@@ -198,7 +198,10 @@ Delivery of queued events sits behind one small protocol, `llmgine.bus.Transport
 (`send`, `send_nowait`, `drain`, `flush_session`, `start`, `stop`, `stats`).
 `LocalTransport` is the in-process bounded queue; `MessageBus(transport=...)` takes any
 transport, configured on its own (`queue_capacity=`, `backpressure=` and the other queue
-options beside it are refused with a `ValueError`, as they would be ignored).
+options beside it are refused with a `ValueError`, as they would be ignored). A transport
+across processes also offers `send_delivered(event)` (publish an event already delivered
+here, for the others only) and `commands` (see `RemoteCommands` in `_commands`); the bus
+uses them when present, and the in-process queue has neither.
 `MessageBus()` reads `LLMGINE_BUS_URL`: `nats://host:port` chooses the NATS transport,
 unset or `local:` the in-process queue, anything else is a `TransportError`.
 
@@ -219,10 +222,15 @@ What differs from the in-process queue:
   goes to the dead letters with the reason and its bytes, and is not redelivered.
   Import its class and `replay` it.
 - `publish()` returns once the server stored the event; delivery is in stream order per
-  consumer. `publish(..., wait=True)`, sessions' start and end events and
-  `EventHandlerFailed` are delivered in this process only, as before. A session's end
-  waits for its events in stream order: they cannot overtake an unrelated event that a
-  handler is stuck on, as they do in the in-process queue.
+  consumer. `publish(..., wait=True)` (sessions' start and end events too) delivers to
+  this process's handlers at once, returns their `Delivery` once the server stored the
+  event, and so reaches the other consumers in stream order; this bus's consumer, and
+  buses sharing its name, ack that copy without handling it again (a header names the
+  consumer that delivered it). `EventHandlerFailed`, `CommandFailed` and a dead letter's
+  `replay` stay in this process. A session's end waits for its events in stream order:
+  they cannot overtake an unrelated event that a handler is stuck on, as they do in the
+  in-process queue, and a session ended inside a handler gets its `SessionEnded` before
+  the events it queued (they are behind the event being handled).
 - Backpressure: a consumer fetches `batch` events at a time and leaves at most that many
   unacked, so a backlog waits on the server, not in memory. The queue strategies do not
   apply (`stats().queue_depth` is the batch in hand).
@@ -232,6 +240,29 @@ What differs from the in-process queue:
 - `drain()` waits until this bus's consumer has settled every event this bus published
   (and those its handlers published meanwhile); `stop()` drains, then closes the
   connection, keeping a named consumer on the server to resume from.
+
+**Sessions across processes.** A session opened in one process (a notebook) reaches
+session-scoped handlers in others (workers): `bus.on_session(setup, name=None)` calls
+`setup(session)` (sync or async) for every session opened elsewhere (seen as its
+`SessionStarted` arriving: another process, or another bus with a consumer of its own),
+with a *joined* `Session` (same id and name, open, ``session.joined`` True; listed in
+`bus.joined_sessions`, not `bus.sessions`). What `setup` registers there
+(`session.on_event`, `session.on_command`) receives the session's events from the next
+one on, then its `SessionEnded`, and is then removed, as in one process. `setup` runs as a
+`SessionStarted` handler (bus-level), so a failure is reported and retried like one; it is
+never called for a session opened on the same bus (register its handlers directly), nor
+on the in-process queue, nor for sessions opened before this bus's consumer existed. A
+session that never ends (its process died) stays joined until 10,000 newer ones push it
+out (logged). A session's own `on_command`, wherever it is registered, also serves
+`<prefix>.cmd.<type>.s.<session>` in a queue group of its own, until the session ends. A
+command with a `session_id` and no handler in this process asks that subject first and,
+when nobody serves it, the type's workers: a session's handler ahead of the bus's, as in
+one process, except that a bus handler in the caller's own process runs before any
+remote one. A session's `publish` waits until the session's command handlers registered
+here reached the server, so whoever its events prompt finds them served: a joined
+session's `setup` can say it is ready by publishing into the session. Commands and events
+of one session still travel separately: a command is not ordered with the session's
+events, and two processes' events are in stream order, not in the order of their code.
 
 **Commands across processes.** Over NATS, `execute(command)` runs a handler registered in
 this process as before. With none here, it sends the command (with its class, `to_json`)

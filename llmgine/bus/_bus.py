@@ -42,9 +42,10 @@ from llmgine.bus._registry import CommandHandler, EventHandler, HandlerRegistry,
 from llmgine.bus._resilience import CircuitBreaker, CommandPolicy
 from llmgine.bus._scheduler import ScheduledEvent, Scheduler
 from llmgine.bus._session import Session
-from llmgine.bus._stats import BusStats, LatencyHistogram
+from llmgine.bus._sessions_remote import SessionBook, SessionSetup
+from llmgine.bus._stats import BusStats, LatencyHistogram, bus_stats
 from llmgine.bus._transport import BackpressureStrategy, Transport, transport_for
-from llmgine.errors import BusError, BusStoppedError
+from llmgine.errors import BusStoppedError
 
 __all__ = ["MessageBus"]
 
@@ -101,12 +102,19 @@ class MessageBus:
             low_watermark=low_watermark,
             workers=workers,
         )
-        self._transport.bind(self._dispatch)
         self._registry = HandlerRegistry()
         self._scheduler = Scheduler(self.publish)
         # A transport that carries commands between processes (NATS): what this bus has no
         # handler for goes to a worker; the command types this bus handles, it serves.
         self._remote: RemoteCommands | None = getattr(self._transport, "commands", None)
+        # One that carries events between processes also takes those delivered here at
+        # once (publish(wait=True): a session's start and end) for the other processes.
+        self._echo: Callable[[Event], Awaitable[None]] | None = getattr(
+            self._transport, "send_delivered", None
+        )
+        self._book = SessionBook(self, self._remote, crosses=self._echo is not None)
+        # Only a transport across processes gets the book's dispatcher (local stays direct).
+        self._transport.bind(self._dispatch if self._echo is None else self._book.deliver)
         self._commands = CommandRunner(
             self._registry,
             self._dispatch,
@@ -121,7 +129,6 @@ class MessageBus:
         attach = getattr(self._transport, "attach_dead_letters", None)
         if attach is not None:  # a transport that gives up on events (NATS) files them here
             attach(self.dead_letters)
-        self._sessions: dict[str, Session] = {}
         self._filters: list[Subscription] = []
         self._event_mw: list[Subscription] = []
         self._observers = Observers()
@@ -205,20 +212,29 @@ class MessageBus:
 
         Over NATS, this bus also answers other processes' commands of exactly this type
         (see "Commands across processes" in `llmgine.bus`)."""
-        if self._remote is None:
-            return self._registry.add_command(command_type, handler, scope=None)
+        return self._add_command(command_type, handler, None)
+
+    def _add_command(
+        self, command_type: type[C], handler: CommandHandler[C], scope: str | None
+    ) -> Subscription:
+        remote = self._remote
+        if remote is None:
+            return self._registry.add_command(command_type, handler, scope=scope)
         stops: list[Callable[[], None]] = []
-
-        def stop_serving() -> None:
-            for stop in stops:
-                stop()
-
         sub = self._registry.add_command(
-            command_type, handler, scope=None, also_on_remove=stop_serving
+            command_type, handler, scope=scope, also_on_remove=lambda: stops[0]()
         )
         # Served once registered (a second handler is refused above).
-        stops.append(self._remote.serve(command_type))
+        stops.append(remote.serve(command_type, scope))
         return sub
+
+    def on_session(self, setup: SessionSetup, *, name: str | None = None) -> Subscription:
+        """Join each session opened in another process (``name``: only those so named):
+        ``setup(session)`` (sync or async) registers its handlers on it; they get the
+        session's events, then its `SessionEnded`, and are removed. Never called for a
+        session opened on this bus, so never on the in-process queue (see "Sessions across
+        processes" in `llmgine.bus`). ``remove()`` stops joining new sessions."""
+        return self._book.on_session(setup, name)
 
     def add_filter(self, predicate: MessageFilter) -> Subscription:
         """Deliver only events ``predicate`` accepts; the rest are counted as filtered.
@@ -297,19 +313,15 @@ class MessageBus:
         self._check_loop()
         return Session(self, name, session_id)
 
-    def _session_opened(self, session: Session) -> None:
-        if session.id in self._sessions:
-            raise BusError(f"a session with id {session.id!r} is already open on this bus")
-        self._sessions[session.id] = session
-
-    def _session_closed(self, session: Session) -> None:
-        self._sessions.pop(session.id, None)
-        self._registry.remove_scope(session.id)
-
     @property
     def sessions(self) -> list[Session]:
-        """The sessions open now."""
-        return list(self._sessions.values())
+        """The sessions opened on this bus and open now (`joined_sessions` aside)."""
+        return list(self._book.open.values())
+
+    @property
+    def joined_sessions(self) -> list[Session]:
+        """The sessions of other processes this bus joined (see `on_session`), open now."""
+        return list(self._book.joined.values())
 
     def schedule(
         self, event: Event, *, at: datetime | None = None, delay: float | None = None
@@ -336,7 +348,11 @@ class MessageBus:
             self._binding.bind(asyncio.get_running_loop())
         if wait:
             self._published += 1
-            return await self._dispatch(event)
+            if self._echo is None:
+                return await self._dispatch(event)
+            delivery = await self._dispatch(event)  # here first, then for other processes
+            await self._echo(event)
+            return delivery
         if not self._transport.try_send(event):
             await self._transport.send(event)  # may raise BackpressureError: not published
         self._published += 1
@@ -496,7 +512,8 @@ class MessageBus:
     async def _replay(self, message: Command[Any] | Event) -> CommandResult[Any]:
         if isinstance(message, Command):
             return await self.execute(message)
-        delivery = await self.publish(message, wait=True)  # an event: this bus's handlers
+        self._published += 1
+        delivery = await self._dispatch(message)  # an event: this bus's handlers, only
         name = message_type_name(type(message))
         if delivery.failures:
             error = delivery.failures[-1].error
@@ -507,30 +524,4 @@ class MessageBus:
 
     def stats(self) -> BusStats:
         """A snapshot of counters, queue state, latency percentiles, breakers and DLQ."""
-        t = self._transport.stats()
-        return BusStats(
-            published=self._published,
-            delivered=self._delivered,
-            filtered=self._filtered,
-            handler_failures=self._handler_failures,
-            commands_executed=self._executed,
-            commands_succeeded=self._commands.succeeded,
-            commands_failed=self._commands.failed,
-            dropped=t.dropped,
-            rejected=t.rejected,
-            blocked_publishes=t.blocked,
-            queue_depth=t.depth,
-            queue_capacity=t.capacity,
-            under_pressure=t.under_pressure,
-            high_watermark_hits=t.high_watermark_hits,
-            event_latency=self._event_latency.summary(),
-            command_latency=self._commands.latency.summary(),
-            breakers=self._commands.breaker_states(),
-            dead_letters=len(self.dead_letters),
-            dead_letters_evicted=self.dead_letters.evicted,
-            scheduled_pending=self._scheduler.pending,
-            active_sessions=len(self._sessions),
-            dropped_by_type=t.dropped_by_type,
-            observer_failures=self._observers.failures,
-            observed=self._observed,
-        )
+        return bus_stats(self)

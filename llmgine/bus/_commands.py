@@ -52,8 +52,17 @@ class RemoteCommands(Protocol):
     def attach(self, execute: Callable[[Command[Any]], Awaitable[CommandResult[Any]]]) -> None:
         """How this bus runs the commands it answers for others (its own ``execute``)."""
 
-    def serve(self, command_type: type[Command[Any]]) -> Callable[[], None]:
-        """Answer other processes' commands of ``command_type``; returns what stops it."""
+    def serve(
+        self, command_type: type[Command[Any]], session_id: str | None = None
+    ) -> Callable[[], None]:
+        """Answer other processes' commands of ``command_type`` (in one session, if
+        given); returns what stops it."""
+
+    async def stop_session(self, session_id: str) -> None:
+        """Stop answering for one session's handlers (it ended)."""
+
+    async def settled(self) -> None:
+        """Wait until the subscriptions being made or removed reached the server."""
 
     async def stop_serving(self) -> None:
         """Take no more commands from others; let those running finish and reply."""

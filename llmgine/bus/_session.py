@@ -37,6 +37,8 @@ class Session:
     Handlers registered on the session receive only messages whose ``session_id`` is this
     session's id, and are removed when the block exits, right after they have received the
     session's `SessionEnded` event. Messages published through the session get its id.
+    A session another process opened, joined with `MessageBus.on_session`, is one too
+    (``joined`` is True): the same, except that it ends when its `SessionEnded` arrives.
 
     Example:
         async with bus.session("chat") as session:
@@ -49,15 +51,17 @@ class Session:
         self.name = name
         self.id = session_id or uuid.uuid4().hex
         self.state: Literal["new", "open", "closed"] = "new"
+        self.joined = False  # opened by another process, joined here (on_session)
 
     def __repr__(self) -> str:
-        return f"<Session {self.name!r} id={self.id} {self.state}>"
+        joined = " joined" if self.joined else ""
+        return f"<Session {self.name!r} id={self.id} {self.state}{joined}>"
 
     async def __aenter__(self) -> Session:
         if self.state != "new":
             raise BusError(f"session {self.name!r} was already entered; open a new session")
         self.bus._check_loop()
-        self.bus._session_opened(self)
+        self.bus._book.opened(self)
         self.state = "open"
         self.bus._observers.notify("on_session_start", self)
         await self.bus.publish(SessionStarted(name=self.name, session_id=self.id), wait=True)
@@ -79,8 +83,10 @@ class Session:
             await self.bus.publish(ended, wait=True)
         finally:
             self.state = "closed"
-            self.bus._session_closed(self)
-            self.bus._observers.notify("on_session_end", self, exc)
+            try:
+                await self.bus._book.closed(self)
+            finally:
+                self.bus._observers.notify("on_session_end", self, exc)
 
     def _check_usable(self) -> None:
         if self.state == "closed":
@@ -103,9 +109,11 @@ class Session:
         )
 
     def on_command(self, command_type: type[C], handler: CommandHandler[C]) -> Subscription:
-        """Handle this session's commands of ``command_type``, ahead of any bus handler."""
+        """Handle this session's commands of ``command_type``, ahead of any bus handler.
+
+        Over NATS, it also answers this session's commands from other processes."""
         self._check_usable()
-        return self.bus._registry.add_command(command_type, handler, scope=self.id)
+        return self.bus._add_command(command_type, handler, self.id)
 
     def _stamp(self, message: Event | Command[Any]) -> None:
         if message.session_id is None:
@@ -124,6 +132,9 @@ class Session:
         """Publish an event in this session (its ``session_id`` is set to this session)."""
         self._check_usable()
         self._stamp(event)
+        remote = self.bus._remote
+        if remote is not None:  # whoever this event prompts finds its commands served
+            await remote.settled()
         if wait:
             return await self.bus.publish(event, wait=True)
         await self.bus.publish(event)

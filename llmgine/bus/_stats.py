@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["BusStats", "LatencyHistogram", "LatencySummary"]
+if TYPE_CHECKING:
+    from llmgine.bus._bus import MessageBus
+
+__all__ = ["BusStats", "LatencyHistogram", "LatencySummary", "bus_stats"]
 
 # 16 linear sub-buckets per power of two: any recorded value lands in a bucket whose bounds
 # are within 6.25% of it, from 1 ns to ~2.4 hours, in a fixed 640-slot list (longer values
@@ -122,3 +126,34 @@ class BusStats:
     dropped_by_type: dict[str, int] = field(default_factory=dict)
     observer_failures: int = 0
     observed: int = 0  # events handed to observers (see BusObserver)
+
+
+def bus_stats(bus: MessageBus) -> BusStats:
+    """`MessageBus.stats()`: a snapshot of the bus's counters and its transport's."""
+    t = bus._transport.stats()
+    return BusStats(
+        published=bus._published,
+        delivered=bus._delivered,
+        filtered=bus._filtered,
+        handler_failures=bus._handler_failures,
+        commands_executed=bus._executed,
+        commands_succeeded=bus._commands.succeeded,
+        commands_failed=bus._commands.failed,
+        dropped=t.dropped,
+        rejected=t.rejected,
+        blocked_publishes=t.blocked,
+        queue_depth=t.depth,
+        queue_capacity=t.capacity,
+        under_pressure=t.under_pressure,
+        high_watermark_hits=t.high_watermark_hits,
+        event_latency=bus._event_latency.summary(),
+        command_latency=bus._commands.latency.summary(),
+        breakers=bus._commands.breaker_states(),
+        dead_letters=len(bus.dead_letters),
+        dead_letters_evicted=bus.dead_letters.evicted,
+        scheduled_pending=bus._scheduler.pending,
+        active_sessions=len(bus._book.open),
+        dropped_by_type=t.dropped_by_type,
+        observer_failures=bus._observers.failures,
+        observed=bus._observed,
+    )

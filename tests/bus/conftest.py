@@ -30,12 +30,12 @@ OVER_NATS = {
     "tests.bus.test_dispatch",
     "tests.bus.test_lifecycle",
     "tests.bus.test_observer",
+    "tests.bus.test_sessions",
 }
 # Left out, because the guarantee differs over NATS by design (the README says so):
 # test_pipeline_failures and test_handler_cancel count one failure per event, where NATS
-# redelivers a failed event up to max_deliver times (tests/bus/nats covers that); and
-# test_sessions ends a session while an unrelated handler blocks the worker, where the
-# in-process queue lets the session's events overtake it and a stream keeps its order.
+# redelivers a failed event up to max_deliver times (tests/bus/nats covers that). Single
+# tests that differ call `in_process_only` with the reason.
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -53,6 +53,15 @@ def nats_server() -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+def in_process_only(bus: MessageBus, why: str) -> None:
+    """Skip this test over NATS, saying why (``-ra`` prints it): its guarantee is the
+    in-process queue's own."""
+    from llmgine.bus import LocalTransport
+
+    if not isinstance(bus._transport, LocalTransport):
+        pytest.skip(f"in-process queue only: {why}")
 
 
 def nats_transport(server: NatsServer, **options: object) -> NatsTransport:

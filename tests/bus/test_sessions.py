@@ -8,6 +8,7 @@ import pytest
 
 from llmgine.bus import Event, MessageBus, SessionEnded, SessionStarted
 from llmgine.errors import BusError, SessionClosedError
+from tests.bus.conftest import in_process_only
 
 
 class Said(Event):
@@ -32,6 +33,11 @@ async def test_session_handlers_see_only_their_session(bus: MessageBus) -> None:
 async def test_handlers_get_the_end_event_after_queued_events_then_are_gone(
     bus: MessageBus,
 ) -> None:
+    in_process_only(
+        bus,
+        "a session's queued events overtake an unrelated handler that blocks the worker; "
+        "a stream keeps its order, so the end would wait for the blocked handler",
+    )
     release = asyncio.Event()
     trail: list[str] = []
 
@@ -80,6 +86,11 @@ async def test_an_exception_in_the_block_is_reported_in_the_end_event(bus: Messa
 async def test_a_handler_can_open_and_close_a_session_inside_the_worker(
     bus: MessageBus,
 ) -> None:
+    in_process_only(
+        bus,
+        "a session ended inside a handler delivers its queued events first; over NATS "
+        "they are on the stream behind the event being handled, so arrive after the end",
+    )
     trail: list[str] = []
 
     async def nested(e: Said) -> None:
@@ -129,3 +140,24 @@ async def test_session_scoped_events_of_many_sessions_do_not_grow_the_cache(
         await bus.publish(Said(text=str(i), session_id=f"s{i}"), wait=True)
     assert len(seen) == 200
     assert len(bus._registry._scoped_cache) == 0
+
+
+async def test_on_session_is_not_called_for_the_bus_own_sessions(bus: MessageBus) -> None:
+    called: list[str] = []
+    started: list[str] = []
+    sub = bus.on_session(lambda s: called.append(s.name))
+    bus.on_event(SessionStarted, lambda e: started.append(e.name))
+    async with bus.session("mine"):
+        pass
+    await bus.drain()
+    assert started == ["mine"]  # delivered once, here (over NATS its copy is not handled)
+    assert called == []  # its code registers its handlers itself
+    assert bus.joined_sessions == []
+    assert sub.name.startswith("on_session(")
+
+
+async def test_on_session_refuses_what_is_not_a_setup(bus: MessageBus) -> None:
+    with pytest.raises(TypeError, match="function of the session"):
+        bus.on_session("setup")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="session name"):
+        bus.on_session(print, name=3)  # type: ignore[arg-type]

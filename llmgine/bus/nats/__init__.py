@@ -32,12 +32,18 @@ lost or handled twice. ``restart()`` brings the node back on its ports and store
 
 Commands cross processes by request/reply: a bus with no handler for a command asks one
 of the buses that registered one (a queue group per command type), under the caller's
-timeout, retries and breaker; `llmgine worker module:setup` runs such a worker as a process,
-and ``WorkerProcess.start("module:setup", url=server.url)`` starts one from Python (a
+timeout, retries and breaker; `llmgine worker module:setup` runs such a worker as a process.
+Sessions cross too: ``publish(..., wait=True)`` (a session's start and end among them) is
+handled here at once and then published for the other processes; a worker's
+``bus.on_session(setup)`` joins each session opened elsewhere, its session handlers get
+the session's events and end, and its session commands are served on
+``<prefix>.cmd.<type>.s.<session>``, asked before the type's workers.
+``WorkerProcess.start("module:setup", url=server.url)`` starts a worker from Python (a
 notebook that scales out), ready when it returns; ``.stop()`` (SIGTERM: running commands
 finish) or ``.kill()`` (SIGKILL) end it by its process. With ``OTEL_EXPORTER_OTLP_ENDPOINT``
 set (``env={"OTEL_EXPORTER_OTLP_ENDPOINT": obs.collect()}``) a worker exports its spans
 there, so the caller's `TraceView` shows one waterfall across processes.
+
 What differs from the in-process queue, and how commands travel, is in `llmgine.bus`'s
 "Transports" section.
 """

@@ -14,6 +14,12 @@ caller sees a timeout (its policy's, else ``command_timeout``). A retry policy t
 the command again, to another worker: at least once, so such handlers should be
 idempotent. No worker at all is a `NoHandlerError` at once (the server says so).
 
+A session's own handler (``session.on_command``, in the process that opened the session
+or in one that joined it with ``bus.on_session``) serves ``<prefix>.cmd.<type>.s.<session>``
+in a queue group of its own. A command carrying a ``session_id`` asks that subject first
+and, when nobody serves it, the type's subject: the session's handler ahead of the bus's,
+as in one process. A command without a session asks the type's subject only.
+
 With observability on, the request carries the caller's W3C ``traceparent``, and the
 worker executes under it: its command span is a child of the caller's.
 """
@@ -23,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -50,6 +58,9 @@ __all__ = ["CommandRouter"]
 log = redacting_logger("llmgine.bus.nats")
 
 Execute = Callable[[Command[Any]], Awaitable[CommandResult[Any]]]
+# What is served: a command type, for the whole bus (None) or for one session.
+Served = tuple[type[Command[Any]], str | None]
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NO_HANDLER = f"{NoHandlerError.__module__}.{NoHandlerError.__qualname__}"
 
 
@@ -59,6 +70,14 @@ class _Reply(BaseModel):
     success: bool
     value: Any = None
     error: ErrorInfo | None = None
+
+
+def session_token(session_id: str) -> str:
+    """A session id as one subject token: itself when it is plain (a uuid's hex), else a
+    digest, so dots, spaces or wildcards in an id cannot change the subject's shape."""
+    if _PLAIN_ID.fullmatch(session_id):
+        return session_id
+    return "h" + hashlib.sha256(session_id.encode()).hexdigest()[:32]
 
 
 @functools.cache
@@ -88,26 +107,28 @@ class CommandRouter:
         self.concurrency = concurrency
         self.command_timeout = command_timeout
         self._execute: Execute | None = None
-        self._served: set[type[Command[Any]]] = set()
-        self._subs: dict[type[Command[Any]], NatsSubscription] = {}
+        self._served: set[Served] = set()
+        self._subs: dict[Served, NatsSubscription] = {}
         self._nc: Client | None = None
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._changes: set[asyncio.Task[None]] = set()
         self.requests = self.answered = 0
 
-    def subject(self, cls: type[Command[Any]]) -> str:
+    def subject(self, cls: type[Command[Any]], session_id: str | None = None) -> str:
+        """Where commands of ``cls`` are asked: the type's subject, or one session's."""
         from llmgine.bus.nats._transport import _token
 
-        return f"{self.prefix}.cmd.{_token(message_type_name(cls))}"
+        subject = f"{self.prefix}.cmd.{_token(message_type_name(cls))}"
+        return subject if session_id is None else f"{subject}.s.{session_token(session_id)}"
 
     def attach(self, execute: Execute) -> None:
         self._execute = execute
 
     @property
     def served(self) -> frozenset[type[Command[Any]]]:
-        """The command types this bus answers for others."""
-        return frozenset(self._served)
+        """The command types this bus answers for others (its sessions' aside)."""
+        return frozenset(cls for cls, session in self._served if session is None)
 
     @property
     def running(self) -> int:
@@ -116,18 +137,35 @@ class CommandRouter:
 
     # -- serving -----------------------------------------------------------------------
 
-    def serve(self, cls: type[Command[Any]]) -> Callable[[], None]:
-        """Answer requests for ``cls`` once connected; returns what stops it."""
-        self._served.add(cls)
+    def serve(self, cls: type[Command[Any]], session_id: str | None = None) -> Callable[[], None]:
+        """Answer requests for ``cls`` (in one session, if given) once connected; returns
+        what stops it."""
+        key = (cls, session_id)
+        self._served.add(key)
         self._later(self._subscribe_served())
 
         def stop() -> None:
-            self._served.discard(cls)
-            sub = self._subs.pop(cls, None)
+            self._served.discard(key)
+            sub = self._subs.pop(key, None)
             if sub is not None:
                 self._later(sub.unsubscribe())
 
         return stop
+
+    async def stop_session(self, session_id: str) -> None:
+        """Stop answering for one session (it ended), and let the server know before
+        returning, so a request sent after this goes to the type's workers."""
+        await self.settled()
+        keys = [key for key in self._served if key[1] == session_id]
+        subs = [sub for key in keys if (sub := self._subs.pop(key, None)) is not None]
+        self._served.difference_update(keys)
+        nc = self._nc
+        if not subs or nc is None or nc.is_closed:
+            return
+        with contextlib.suppress(nats.errors.Error):  # a connection gone serves nothing
+            for sub in subs:
+                await sub.unsubscribe()
+            await nc.flush()
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         """Subscribe or unsubscribe now if connected on a running loop (registration is
@@ -164,13 +202,14 @@ class CommandRouter:
         nc = self._nc
         if nc is None:
             return
-        for cls in list(self._served):
-            if cls not in self._subs:
-                name = message_type_name(cls)
-                # The queue group is the type: each request goes to one worker of it.
-                self._subs[cls] = await nc.subscribe(
-                    self.subject(cls), queue=name, cb=self._on_request
-                )
+        for key in list(self._served):
+            if key not in self._subs:
+                cls, session_id = key
+                subject = self.subject(cls, session_id)
+                # The queue group is the type (or the type in one session): each request
+                # goes to one worker of it.
+                queue = message_type_name(cls) + subject[len(self.subject(cls)) :]
+                self._subs[key] = await nc.subscribe(subject, queue=queue, cb=self._on_request)
         await nc.flush()  # the server knows the subscriptions before anyone asks
 
     async def _on_request(self, msg: Msg) -> None:
@@ -230,23 +269,34 @@ class CommandRouter:
         return await self.request(await self._connection(), command)
 
     async def request(self, nc: Client, command: Command[Any]) -> Any:
-        """Send ``command`` to a worker; its value, or raise what failed."""
+        """Send ``command`` to a worker (its session's first, if it has one); its value, or
+        raise what failed."""
         cls = type(command)
         name = message_type_name(cls)
         await self.settled()
         self.requests += 1
+        data, headers = wire_message(command), trace_headers() or None
         try:
-            msg = await nc.request(
-                self.subject(cls),
-                wire_message(command),
-                timeout=self.command_timeout,
-                headers=trace_headers() or None,
-            )
+            msg = None
+            if command.session_id is not None:
+                with contextlib.suppress(nats.errors.NoRespondersError):  # then the type's
+                    msg = await nc.request(
+                        self.subject(cls, command.session_id),
+                        data,
+                        timeout=self.command_timeout,
+                        headers=headers,
+                    )
+            if msg is None:
+                msg = await nc.request(
+                    self.subject(cls), data, timeout=self.command_timeout, headers=headers
+                )
         except nats.errors.NoRespondersError as exc:
+            in_session = "" if command.session_id is None else ", nor its session's handler,"
             raise NoHandlerError(
-                f"no handler is registered for {cls.__name__} in this process, and no worker "
-                f"serves it over NATS: register one with bus.on_command({cls.__name__}, "
-                "handler), here or in a worker (`llmgine worker module:setup`)"
+                f"no handler is registered for {cls.__name__} in this process, and no worker"
+                f"{in_session} serves it over NATS: register one with "
+                f"bus.on_command({cls.__name__}, handler), here or in a worker "
+                "(`llmgine worker module:setup`)"
             ) from exc
         except nats.errors.TimeoutError as exc:
             raise CommandTimeoutError(

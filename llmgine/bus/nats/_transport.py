@@ -51,7 +51,7 @@ from llmgine.bus._transport import Deliver, QueueStats
 from llmgine.bus.nats._commands import CommandRouter
 from llmgine.bus.nats._connect import open_consumer
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
-from llmgine.bus.nats._wire import WITHHELD_HEADER, capture_from_env, wire_event
+from llmgine.bus.nats._wire import DELIVERED_HEADER, WITHHELD_HEADER, capture_from_env, wire_event
 from llmgine.errors import (
     BackpressureError,
     BusError,
@@ -268,7 +268,7 @@ class NatsTransport:
     def try_send(self, event: Event) -> bool:
         return False  # every publish goes over the network: always through send()
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: Event, *, delivered_by: str | None = None) -> None:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
         js = await self._ensure_started()
@@ -278,6 +278,8 @@ class NatsTransport:
         headers = {"Nats-Msg-Id": event.id, **trace_headers()}  # traceparent, if traced
         if withheld:
             headers[WITHHELD_HEADER] = ",".join(withheld)
+        if delivered_by is not None:
+            headers[DELIVERED_HEADER] = delivered_by
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         while True:
@@ -294,6 +296,12 @@ class NatsTransport:
                 await asyncio.sleep(0.1)
         self.published += 1
         self._published_seq = max(self._published_seq, ack.seq)
+
+    async def send_delivered(self, event: Event) -> None:
+        """Publish an event the bus has just delivered to its own handlers (``publish(...,
+        wait=True)``): the other consumers get it; this one, shared or not, acks it
+        unhandled."""
+        await self.send(event, delivered_by=self.durable)
 
     def send_nowait(self, event: Event) -> None:
         if self._stopped:
@@ -355,6 +363,9 @@ class NatsTransport:
                 self._progress.set()
 
     async def _handle(self, msg: Msg) -> None:
+        if msg.headers and msg.headers.get(DELIVERED_HEADER) == self.durable:
+            await self._settle(msg, ack=True)  # its publisher, sharing this consumer, did
+            return
         meta = msg.metadata
         message_id = (msg.headers or {}).get("Nats-Msg-Id", f"{self.stream}:{meta.sequence.stream}")
         if meta.num_delivered > 1:

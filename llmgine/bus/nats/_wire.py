@@ -32,9 +32,19 @@ from llmgine.bus._json import from_json, to_json
 from llmgine.bus._messages import Command, Event
 from llmgine.errors import MessageSerializationError
 
-__all__ = ["WITHHELD_HEADER", "capture_from_env", "wire_event", "wire_message", "wire_reply"]
+__all__ = [
+    "DELIVERED_HEADER",
+    "WITHHELD_HEADER",
+    "capture_from_env",
+    "wire_event",
+    "wire_message",
+    "wire_reply",
+]
 
 WITHHELD_HEADER = "Llmgine-Withheld"
+# On an event its publisher already delivered here (publish(wait=True)): the consumer of
+# that name acks it unhandled, so no bus sharing that consumer handles it twice.
+DELIVERED_HEADER = "Llmgine-Delivered-By"
 _TRUE = {"1", "true", "yes", "on"}
 
 

@@ -4,8 +4,10 @@ It imports ``module``, calls ``setup(bus)`` (sync or async) on a bus with a `Nat
 (``--url`` or ``LLMGINE_BUS_URL``), and serves: the command types ``setup`` registered are
 answered for every process on the same subjects (one worker of the group per command), and
 its event handlers read through the durable consumer ``--durable`` (workers sharing the
-name share the events). SIGTERM or SIGINT stops it cleanly: it takes no new commands,
-lets the handlers running finish and reply, drains, and exits 0.
+name share the events); sessions opened elsewhere are joined by the setups it gave
+``bus.on_session``, whose session handlers serve those sessions until they end. SIGTERM
+or SIGINT stops it cleanly: it takes no new commands, lets the handlers running finish and
+reply, drains, and exits 0.
 
 With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, it traces its bus
 and exports the spans over OTLP/HTTP (service ``llmgine-worker`` unless
