@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,32 @@ async def test_a_slow_consumer_holds_at_most_one_batch(nats_server: NatsServer) 
         await bus.drain()
     assert len(depths) == 100
     assert max(depths) <= 4
+
+
+async def test_a_handler_slower_than_ack_wait_keeps_its_event(nats_server: NatsServer) -> None:
+    # Two buses share one consumer: an event whose ack the server stopped waiting for
+    # would be sent to the other bus, idle and pulling, and handled twice.
+    first = nats_transport(nats_server, durable="shared", ack_wait=1.5)
+    second = NatsTransport(
+        nats_server.url, stream=first.stream, subject_prefix=first.prefix, durable="shared"
+    )
+    handled: list[str] = []
+
+    def slow(name: str) -> Callable[[Ping], Awaitable[None]]:
+        async def handle(e: Ping) -> None:
+            handled.append(name)
+            await asyncio.sleep(4.5)  # the work itself: three times ack_wait
+
+        return handle
+
+    async with MessageBus(transport=first) as a, MessageBus(transport=second) as b:
+        a.on_event(Ping, slow("a"))
+        b.on_event(Ping, slow("b"))
+        await a.publish(Ping(n=0))
+        async with asyncio.timeout(DEADLINE):
+            await a.drain()
+    assert len(handled) == 1, handled
+    assert first.counters()["redelivered"] == second.counters()["redelivered"] == 0
 
 
 def test_bus_url_chooses_the_transport(
