@@ -357,6 +357,8 @@ class NatsTransport:
         # One keep-alive for the consumer, not a task per message: it wakes a few times
         # per ack_wait and tells the server every message in hand is still being worked on.
         keep_alive = asyncio.get_running_loop().create_task(self._keep_alive())
+        # Handlers run in this task (its own context): they are the consumer's, once set.
+        _consumer_of.set(self)
         try:
             await self._fetch_and_handle()
         finally:
@@ -400,7 +402,6 @@ class NatsTransport:
 
     async def _handle(self, msg: Msg) -> None:
         delivered, sequence = _delivery(msg)
-        message_id = (msg.headers or {}).get("Nats-Msg-Id") or f"{self.stream}:{sequence}"
         if delivered > 1:
             self.redelivered += 1
         try:
@@ -408,6 +409,7 @@ class NatsTransport:
             if not isinstance(event, Event):
                 raise MessageSerializationError(f"a {type(event).__name__} is not an event")
         except UnknownMessageTypeError as exc:
+            message_id = self._published_id(msg, sequence)
             reason = (
                 f"its type is not registered in this process ({exc}); import the module "
                 "that defines it, then replay this dead letter"
@@ -415,6 +417,7 @@ class NatsTransport:
             await self._dead_letter(msg, message_id, None, exc, reason)
             return
         except MessageSerializationError as exc:
+            message_id = self._published_id(msg, sequence)
             reason = f"it cannot be read: corrupt, or written by a newer schema ({exc})"
             await self._dead_letter(msg, message_id, None, exc, reason)
             return
@@ -445,9 +448,12 @@ class NatsTransport:
         delay = self.backoff[min(delivered, len(self.backoff)) - 1]
         await msg.nak(delay=delay)
 
+    def _published_id(self, msg: Msg, sequence: int) -> str:
+        """The id its publisher gave a message that cannot be read as an event."""
+        return (msg.headers or {}).get("Nats-Msg-Id") or f"{self.stream}:{sequence}"
+
     async def _deliver_tracked(self, msg: Msg, event: Event, done: set[Subscription]) -> Delivery:
         assert self._deliver is not None, "bind() must be called before the transport starts"
-        token = _consumer_of.set(self)
         marker = handled_by.set((event, done))
         trace = traced_context(msg.headers)  # the publisher's span is the handlers' parent
         try:
@@ -455,7 +461,6 @@ class NatsTransport:
         finally:
             untraced(trace)
             handled_by.reset(marker)
-            _consumer_of.reset(token)
         assert isinstance(delivery, Delivery)
         return delivery
 
