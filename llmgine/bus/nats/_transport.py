@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import os
 import re
 import socket
@@ -81,6 +82,16 @@ _RETRYABLE = (
     nats.js.errors.ServiceUnavailableError,
     asyncio.TimeoutError,
 )
+_ACK_TIMEOUT = 5.0  # seconds for one publish's ack, as js.publish waits by default
+
+
+def _stored_at(ack: bytes) -> int:
+    """The stream sequence a JetStream publish's ack names; raises its error as
+    ``js.publish`` does (`nats.js.errors.APIError`, a subclass by the error's code)."""
+    answer = json.loads(ack)
+    if "error" in answer:
+        raise nats.js.errors.APIError.from_error(answer["error"])
+    return int(answer["seq"])
 
 
 def _delivery(msg: Msg) -> tuple[int, int]:
@@ -293,17 +304,20 @@ class NatsTransport:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
         loop = asyncio.get_running_loop()
-        js = self._js
-        consumer = self._consumer
-        if js is None or loop is not self._loop or consumer is None or consumer.done():
-            js = await self._ensure_started()
+        nc, consumer = self._nc, self._consumer
+        if nc is None or loop is not self._loop or consumer is None or consumer.done():
+            await self._ensure_started()
+            nc = self._nc
+            assert nc is not None
         # The one place events are serialised for the wire: redacted, content withheld.
         data, withheld = wire_event(event, capture_content=self.capture_content)
         cls = type(event)
         subject = self._subjects.get(cls)
         if subject is None:
             subject = self._subjects[cls] = f"{self.prefix}.event.{_token(message_type_name(cls))}"
-        headers = {"Nats-Msg-Id": event.id}
+        # What js.publish(..., stream=) sends: the server refuses a subject that another
+        # stream holds, and keeps one copy of a Nats-Msg-Id within its duplicate window.
+        headers = {"Nats-Msg-Id": event.id, "Nats-Expected-Stream": self.stream}
         traced = trace_headers()  # traceparent, while observability is on
         if traced:
             headers.update(traced)
@@ -312,7 +326,10 @@ class NatsTransport:
         deadline = loop.time() + self.publish_timeout
         while True:
             try:
-                ack = await js.publish(subject, data, stream=self.stream, headers=headers)
+                # A JetStream publish is a request to the stream's subject, answered by its
+                # ack; sent as such, only the ack's sequence is read (not a PubAck made).
+                reply = await nc.request(subject, data, timeout=_ACK_TIMEOUT, headers=headers)
+                sequence = _stored_at(reply.data)
                 break
             except _RETRYABLE as exc:
                 # The same Nats-Msg-Id makes a retry safe: the server keeps one copy.
@@ -323,7 +340,8 @@ class NatsTransport:
                     ) from exc
                 await asyncio.sleep(0.1)
         self.published += 1
-        self._published_seq = max(self._published_seq, ack.seq)
+        if sequence > self._published_seq:
+            self._published_seq = sequence
 
     def send_nowait(self, event: Event) -> None:
         if self._stopped:

@@ -309,3 +309,19 @@ async def test_stop_ends_the_consumer_while_it_waits_for_messages(
     async with asyncio.timeout(DEADLINE):  # nats-py's fetch absorbed a bare cancel
         await bus.stop()
     assert transport.counters()["published"] == 0
+
+
+def test_a_publish_ack_gives_its_sequence_or_raises_its_error() -> None:
+    import nats.js.errors
+
+    from llmgine.bus.nats._transport import _stored_at
+
+    assert _stored_at(b'{"stream":"S","seq":7,"duplicate":true}') == 7
+    refused = (
+        b'{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}'
+    )
+    with pytest.raises(nats.js.errors.BadRequestError, match="expected stream does not match"):
+        _stored_at(refused)
+    busy = b'{"error":{"code":503,"description":"JetStream system temporarily unavailable"}}'
+    with pytest.raises(nats.js.errors.ServiceUnavailableError):  # retried by send()
+        _stored_at(busy)
