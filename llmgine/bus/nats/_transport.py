@@ -129,8 +129,9 @@ class NatsTransport:
         batch: messages fetched at once, and the most left unacked.
         max_deliver: deliveries of an event whose handler fails before it is dead-lettered.
         backoff: seconds before each redelivery (the last repeats).
-        ack_wait: seconds a fetched message may go unacked before the server resends it (a
-            running handler keeps it alive, so this bounds only a dead process).
+        ack_wait: seconds a fetched message may go unacked before the server resends it
+            (the batch in hand, the message being handled and those waiting behind it, is
+            kept alive every ``ack_wait / 3``, so this bounds only a dead process).
         seen_size: event ids remembered to skip redeliveries already handled.
         replicas: copies of the stream a JetStream cluster keeps (1 to 5), when this
             transport creates it; 3 survives the loss of one node.
