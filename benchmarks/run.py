@@ -2,7 +2,8 @@
 
 NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
 fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in
-Chromium), nats (events over a local NATS server against raw nats-py: about a minute).
+Chromium), nats (events and command round trips over a local NATS server against raw
+nats-py: about a minute and a half).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.

@@ -41,10 +41,9 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from pydantic import BaseModel, TypeAdapter
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._json import from_json
 from llmgine.bus._messages import Command, CommandResult, ErrorInfo, message_type_name
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
-from llmgine.bus.nats._wire import wire_message, wire_reply
+from llmgine.bus.nats._wire import read_wire, wire_message, wire_reply
 from llmgine.errors import (
     CommandTimeoutError,
     MessageSerializationError,
@@ -62,6 +61,8 @@ Execute = Callable[[Command[Any]], Awaitable[CommandResult[Any]]]
 Served = tuple[type[Command[Any]], str | None]
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NO_HANDLER = f"{NoHandlerError.__module__}.{NoHandlerError.__qualname__}"
+# A success, as `_Reply.model_dump_json` writes it, around the value's JSON.
+_SUCCEEDED, _NO_ERROR = b'{"success":true,"value":', b',"error":null}'
 
 
 class _Reply(BaseModel):
@@ -113,13 +114,17 @@ class CommandRouter:
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._changes: set[asyncio.Task[None]] = set()
+        self._subjects: dict[type[Command[Any]], str] = {}
         self.requests = self.answered = 0
 
     def subject(self, cls: type[Command[Any]], session_id: str | None = None) -> str:
         """Where commands of ``cls`` are asked: the type's subject, or one session's."""
-        from llmgine.bus.nats._transport import _token
+        subject = self._subjects.get(cls)
+        if subject is None:
+            from llmgine.bus.nats._transport import _token
 
-        subject = f"{self.prefix}.cmd.{_token(message_type_name(cls))}"
+            subject = f"{self.prefix}.cmd.{_token(message_type_name(cls))}"
+            self._subjects[cls] = subject
         return subject if session_id is None else f"{subject}.s.{session_token(session_id)}"
 
     def attach(self, execute: Execute) -> None:
@@ -238,13 +243,14 @@ class CommandRouter:
     async def _run(self, data: bytes) -> bytes:
         assert self._execute is not None, "attach() must be called before serving"
         try:
-            command = from_json(data)
+            command = read_wire(data)
             if not isinstance(command, Command):
                 raise MessageSerializationError(f"a {type(command).__name__} is not a command")
             result = await self._execute(command)
             if result.success:
-                value = _result_adapter(type(command)).dump_python(result.value, mode="json")
-                return wire_reply(_Reply(success=True, value=value).model_dump_json())
+                # What _Reply(success=True, value=...).model_dump_json() writes, in one pass.
+                value = _result_adapter(type(command)).dump_json(result.value)
+                return wire_reply((_SUCCEEDED + value + _NO_ERROR).decode())
             error = result.error
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
@@ -272,8 +278,8 @@ class CommandRouter:
         """Send ``command`` to a worker (its session's first, if it has one); its value, or
         raise what failed."""
         cls = type(command)
-        name = message_type_name(cls)
-        await self.settled()
+        if self._changes:  # only while a subscription is being made or removed
+            await self.settled()
         self.requests += 1
         data, headers = wire_message(command), trace_headers() or None
         try:
@@ -307,8 +313,15 @@ class CommandRouter:
             ) from exc
         except nats.errors.Error as exc:
             raise TransportError(f"could not send {cls.__name__} over NATS: {exc!r}") from exc
+        data = msg.data
+        if data.startswith(_SUCCEEDED) and data.endswith(_NO_ERROR):
+            # A worker's success as _run writes it: read the value as the result type at once.
+            try:
+                return _result_adapter(cls).validate_json(data[len(_SUCCEEDED) : -len(_NO_ERROR)])
+            except ValueError:
+                pass  # not that layout after all (or not the result type): read it in full
         try:
-            reply = _Reply.model_validate_json(msg.data)
+            reply = _Reply.model_validate_json(data)
         except ValueError as exc:
             raise MessageSerializationError(
                 f"the reply to {cls.__name__} is not a command result: {msg.data[:80]!r}"
@@ -322,6 +335,7 @@ class CommandRouter:
                 ) from exc
         error = reply.error or ErrorInfo(type="unknown", message="the worker sent no error")
         if error.type == _NO_HANDLER:  # the worker's handler was removed meanwhile
+            name = message_type_name(cls)
             raise NoHandlerError(f"{name}: the worker had no handler: {error.message}")
         raise RemoteCommandError(
             f"{cls.__name__} failed in a worker: {error.type}: {error.message}",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import os
 import re
 import socket
@@ -43,7 +44,6 @@ from nats.js import JetStreamContext
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import Delivery, handled_by
-from llmgine.bus._json import from_json
 from llmgine.bus._messages import ErrorInfo, Event, message_type_name
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
@@ -51,7 +51,13 @@ from llmgine.bus._transport import Deliver, QueueStats
 from llmgine.bus.nats._commands import CommandRouter
 from llmgine.bus.nats._connect import open_consumer
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
-from llmgine.bus.nats._wire import DELIVERED_HEADER, WITHHELD_HEADER, capture_from_env, wire_event
+from llmgine.bus.nats._wire import (
+    DELIVERED_HEADER,
+    WITHHELD_HEADER,
+    capture_from_env,
+    read_wire,
+    wire_event,
+)
 from llmgine.errors import (
     BackpressureError,
     BusError,
@@ -82,6 +88,30 @@ _RETRYABLE = (
     nats.js.errors.ServiceUnavailableError,
     asyncio.TimeoutError,
 )
+_ACK_TIMEOUT = 5.0  # seconds for one publish's ack, as js.publish waits by default
+
+
+def _stored_at(ack: bytes) -> int:
+    """The stream sequence a JetStream publish's ack names; raises its error as
+    ``js.publish`` does (`nats.js.errors.APIError`, a subclass by the error's code)."""
+    answer = json.loads(ack)
+    if "error" in answer:
+        raise nats.js.errors.APIError.from_error(answer["error"])
+    return int(answer["seq"])
+
+
+def _delivery(msg: Msg) -> tuple[int, int]:
+    """How many times ``msg`` was delivered, and its sequence in the stream.
+
+    Read from the ack subject's tokens, as nats-py's ``msg.metadata`` does, without the
+    timestamp and dataclasses it builds per message; a subject of another layout (a
+    JetStream domain) goes through ``msg.metadata``.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[4]), int(tokens[5])
+    meta = msg.metadata
+    return meta.num_delivered, meta.sequence.stream
 
 
 def _token(text: str) -> str:
@@ -105,8 +135,9 @@ class NatsTransport:
         batch: messages fetched at once, and the most left unacked.
         max_deliver: deliveries of an event whose handler fails before it is dead-lettered.
         backoff: seconds before each redelivery (the last repeats).
-        ack_wait: seconds a fetched message may go unacked before the server resends it (a
-            running handler keeps it alive, so this bounds only a dead process).
+        ack_wait: seconds a fetched message may go unacked before the server resends it
+            (the batch in hand, the message being handled and those waiting behind it, is
+            kept alive every ``ack_wait / 3``, so this bounds only a dead process).
         seen_size: event ids remembered to skip redeliveries already handled.
         replicas: copies of the stream a JetStream cluster keeps (1 to 5), when this
             transport creates it; 3 survives the loss of one node.
@@ -188,6 +219,11 @@ class NatsTransport:
         self._published_seq = 0  # the highest stream sequence this transport published
         self._done_seq = 0  # the highest one this transport acked or terminated
         self._in_hand = 0
+        # The batch being handled, and the index of the first message not yet settled:
+        # what the keep-alive tells the server is still being worked on.
+        self._batch: list[Msg] = []
+        self._batch_next = 0
+        self._subjects: dict[type[Event], str] = {}
         self.published = self.redelivered = self.duplicates = self.dead_lettered = 0
         self.publish_failures = 0
         self.commands = CommandRouter(
@@ -259,9 +295,12 @@ class NatsTransport:
         """The connection, for commands (the bus's hooks are on ``self.commands``)."""
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
-        await self._ensure_started()
-        assert self._nc is not None
-        return self._nc
+        nc = self._nc
+        if nc is None or self._loop is not asyncio.get_running_loop():
+            await self._ensure_started()
+            nc = self._nc
+        assert nc is not None
+        return nc
 
     # -- publishing --------------------------------------------------------------------
 
@@ -271,20 +310,35 @@ class NatsTransport:
     async def send(self, event: Event, *, delivered_by: str | None = None) -> None:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
-        js = await self._ensure_started()
+        loop = asyncio.get_running_loop()
+        nc, consumer = self._nc, self._consumer
+        if nc is None or loop is not self._loop or consumer is None or consumer.done():
+            await self._ensure_started()
+            nc = self._nc
+            assert nc is not None
         # The one place events are serialised for the wire: redacted, content withheld.
         data, withheld = wire_event(event, capture_content=self.capture_content)
-        subject = f"{self.prefix}.event.{_token(message_type_name(type(event)))}"
-        headers = {"Nats-Msg-Id": event.id, **trace_headers()}  # traceparent, if traced
+        cls = type(event)
+        subject = self._subjects.get(cls)
+        if subject is None:
+            subject = self._subjects[cls] = f"{self.prefix}.event.{_token(message_type_name(cls))}"
+        # What js.publish(..., stream=) sends: the server refuses a subject that another
+        # stream holds, and keeps one copy of a Nats-Msg-Id within its duplicate window.
+        headers = {"Nats-Msg-Id": event.id, "Nats-Expected-Stream": self.stream}
+        traced = trace_headers()  # traceparent, while observability is on
+        if traced:
+            headers.update(traced)
         if withheld:
             headers[WITHHELD_HEADER] = ",".join(withheld)
         if delivered_by is not None:
             headers[DELIVERED_HEADER] = delivered_by
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         while True:
             try:
-                ack = await js.publish(subject, data, stream=self.stream, headers=headers)
+                # A JetStream publish is a request to the stream's subject, answered by its
+                # ack; sent as such, only the ack's sequence is read (not a PubAck made).
+                reply = await nc.request(subject, data, timeout=_ACK_TIMEOUT, headers=headers)
+                sequence = _stored_at(reply.data)
                 break
             except _RETRYABLE as exc:
                 # The same Nats-Msg-Id makes a retry safe: the server keeps one copy.
@@ -295,7 +349,8 @@ class NatsTransport:
                     ) from exc
                 await asyncio.sleep(0.1)
         self.published += 1
-        self._published_seq = max(self._published_seq, ack.seq)
+        if sequence > self._published_seq:
+            self._published_seq = sequence
 
     async def send_delivered(self, event: Event) -> None:
         """Publish an event the bus has just delivered to its own handlers (``publish(...,
@@ -332,6 +387,20 @@ class NatsTransport:
     # -- consuming ---------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        # One keep-alive for the consumer, not a task per message: it wakes a few times
+        # per ack_wait and tells the server every message in hand is still being worked on.
+        keep_alive = asyncio.get_running_loop().create_task(self._keep_alive())
+        # Handlers run in this task (its own context): they are the consumer's, once set.
+        _consumer_of.set(self)
+        try:
+            await self._fetch_and_handle()
+        finally:
+            keep_alive.cancel()
+            self._batch, self._batch_next = [], 0
+
+    async def _fetch_and_handle(self) -> None:
+        progress = self._progress
+        assert progress is not None
         while True:
             sub = self._sub
             if sub is None or self._stopped:
@@ -349,7 +418,9 @@ class NatsTransport:
                 await asyncio.sleep(0.2)
                 continue
             self._in_hand = len(messages)
+            self._batch = messages
             for i, msg in enumerate(messages):
+                self._batch_next = i
                 try:
                     await self._handle(msg)
                 except nats.errors.Error as exc:
@@ -359,22 +430,22 @@ class NatsTransport:
                 except Exception:  # dispatch catches handler errors: this is a bug, go on
                     log.exception("llmgine bus: unexpected error handling a NATS message")
                 self._in_hand = len(messages) - i - 1
-                assert self._progress is not None
-                self._progress.set()
+                progress.set()
+            self._batch, self._batch_next = [], 0
 
     async def _handle(self, msg: Msg) -> None:
+        delivered, sequence = _delivery(msg)
         if msg.headers and msg.headers.get(DELIVERED_HEADER) == self.durable:
-            await self._settle(msg, ack=True)  # its publisher, sharing this consumer, did
+            await self._settle(msg, sequence, ack=True)  # its publisher, sharing this consumer, did
             return
-        meta = msg.metadata
-        message_id = (msg.headers or {}).get("Nats-Msg-Id", f"{self.stream}:{meta.sequence.stream}")
-        if meta.num_delivered > 1:
+        if delivered > 1:
             self.redelivered += 1
         try:
-            event = from_json(msg.data)
+            event = read_wire(msg.data)
             if not isinstance(event, Event):
                 raise MessageSerializationError(f"a {type(event).__name__} is not an event")
         except UnknownMessageTypeError as exc:
+            message_id = self._published_id(msg, sequence)
             reason = (
                 f"its type is not registered in this process ({exc}); import the module "
                 "that defines it, then replay this dead letter"
@@ -382,25 +453,26 @@ class NatsTransport:
             await self._dead_letter(msg, message_id, None, exc, reason)
             return
         except MessageSerializationError as exc:
+            message_id = self._published_id(msg, sequence)
             reason = f"it cannot be read: corrupt, or written by a newer schema ({exc})"
             await self._dead_letter(msg, message_id, None, exc, reason)
             return
         message_id = event.id  # idempotent by the event's own id, whoever published it
         if message_id in self._seen:
             self.duplicates += 1
-            await self._settle(msg, ack=True)
+            await self._settle(msg, sequence, ack=True)
             return
         done = self._partial.pop(message_id, set())
         delivery = await self._deliver_tracked(msg, event, done)
         if not delivery.failures:
             self._remember(message_id)
-            await self._settle(msg, ack=True)
+            await self._settle(msg, sequence, ack=True)
             return
-        if meta.num_delivered >= self.max_deliver:
+        if delivered >= self.max_deliver:
             names = ", ".join(f.handler for f in delivery.failures)
             last = delivery.failures[-1].error
             reason = (
-                f"event handler(s) {names} still failed after {meta.num_delivered} "
+                f"event handler(s) {names} still failed after {delivered} "
                 f"deliveries (max_deliver={self.max_deliver}): {type(last).__name__}: {last}"
             )
             self._remember(message_id)  # the handlers that succeeded are not run again
@@ -409,39 +481,45 @@ class NatsTransport:
         self._partial[message_id] = done
         while len(self._partial) > self.seen_size:
             self._partial.popitem(last=False)
-        delay = self.backoff[min(meta.num_delivered, len(self.backoff)) - 1]
+        delay = self.backoff[min(delivered, len(self.backoff)) - 1]
         await msg.nak(delay=delay)
+
+    def _published_id(self, msg: Msg, sequence: int) -> str:
+        """The id its publisher gave a message that cannot be read as an event."""
+        return (msg.headers or {}).get("Nats-Msg-Id") or f"{self.stream}:{sequence}"
 
     async def _deliver_tracked(self, msg: Msg, event: Event, done: set[Subscription]) -> Delivery:
         assert self._deliver is not None, "bind() must be called before the transport starts"
-        token = _consumer_of.set(self)
         marker = handled_by.set((event, done))
         trace = traced_context(msg.headers)  # the publisher's span is the handlers' parent
-        keep_alive = asyncio.get_running_loop().create_task(self._keep_alive(msg))
         try:
             delivery = await self._deliver(event)
         finally:
-            keep_alive.cancel()
             untraced(trace)
             handled_by.reset(marker)
-            _consumer_of.reset(token)
         assert isinstance(delivery, Delivery)
         return delivery
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        # A long handler is not a dead process: tell the server it is still being worked on.
+    async def _keep_alive(self) -> None:
+        # A long handler is not a dead process: every ack_wait/3, tell the server that the
+        # message being handled, and those of its batch waiting behind it, are in hand.
         while True:
             await asyncio.sleep(self.ack_wait / 3)
-            await msg.in_progress()
+            for msg in self._batch[self._batch_next :]:
+                try:
+                    await msg.in_progress()
+                except nats.errors.Error as exc:  # settled meanwhile, or the server is gone
+                    log.debug("NATS in-progress not sent (%r)", exc)
 
     def _remember(self, message_id: str) -> None:
         self._seen[message_id] = None
         while len(self._seen) > self.seen_size:
             self._seen.popitem(last=False)
 
-    async def _settle(self, msg: Msg, *, ack: bool) -> None:
+    async def _settle(self, msg: Msg, sequence: int, *, ack: bool) -> None:
         await (msg.ack() if ack else msg.term())
-        self._done_seq = max(self._done_seq, msg.metadata.sequence.stream)
+        if sequence > self._done_seq:
+            self._done_seq = sequence
 
     async def _dead_letter(
         self,
@@ -459,13 +537,13 @@ class NatsTransport:
                     event,
                     ErrorInfo.from_exception(error),
                     error,
-                    msg.metadata.num_delivered,
+                    _delivery(msg)[0],
                     reason=reason,
                     raw=None if event is not None else msg.data,
                     message_id=message_id,
                 )
             )
-        await self._settle(msg, ack=False)
+        await self._settle(msg, _delivery(msg)[1], ack=False)
 
     # -- waiting -----------------------------------------------------------------------
 

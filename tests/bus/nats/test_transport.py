@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,32 @@ async def test_a_slow_consumer_holds_at_most_one_batch(nats_server: NatsServer) 
     assert max(depths) <= 4
 
 
+async def test_a_handler_slower_than_ack_wait_keeps_its_event(nats_server: NatsServer) -> None:
+    # Two buses share one consumer: an event whose ack the server stopped waiting for
+    # would be sent to the other bus, idle and pulling, and handled twice.
+    first = nats_transport(nats_server, durable="shared", ack_wait=1.5)
+    second = NatsTransport(
+        nats_server.url, stream=first.stream, subject_prefix=first.prefix, durable="shared"
+    )
+    handled: list[str] = []
+
+    def slow(name: str) -> Callable[[Ping], Awaitable[None]]:
+        async def handle(e: Ping) -> None:
+            handled.append(name)
+            await asyncio.sleep(4.5)  # the work itself: three times ack_wait
+
+        return handle
+
+    async with MessageBus(transport=first) as a, MessageBus(transport=second) as b:
+        a.on_event(Ping, slow("a"))
+        b.on_event(Ping, slow("b"))
+        await a.publish(Ping(n=0))
+        async with asyncio.timeout(DEADLINE):
+            await a.drain()
+    assert len(handled) == 1, handled
+    assert first.counters()["redelivered"] == second.counters()["redelivered"] == 0
+
+
 def test_bus_url_chooses_the_transport(
     monkeypatch: pytest.MonkeyPatch, nats_server: NatsServer
 ) -> None:
@@ -282,3 +309,19 @@ async def test_stop_ends_the_consumer_while_it_waits_for_messages(
     async with asyncio.timeout(DEADLINE):  # nats-py's fetch absorbed a bare cancel
         await bus.stop()
     assert transport.counters()["published"] == 0
+
+
+def test_a_publish_ack_gives_its_sequence_or_raises_its_error() -> None:
+    import nats.js.errors
+
+    from llmgine.bus.nats._transport import _stored_at
+
+    assert _stored_at(b'{"stream":"S","seq":7,"duplicate":true}') == 7
+    refused = (
+        b'{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}'
+    )
+    with pytest.raises(nats.js.errors.BadRequestError, match="expected stream does not match"):
+        _stored_at(refused)
+    busy = b'{"error":{"code":503,"description":"JetStream system temporarily unavailable"}}'
+    with pytest.raises(nats.js.errors.ServiceUnavailableError):  # retried by send()
+        _stored_at(busy)
