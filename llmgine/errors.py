@@ -17,6 +17,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   ├── BackpressureError         the event queue is full and the strategy is "reject"
     │   ├── SessionClosedError        using a session after its `async with` block ended
     │   ├── TransportError            a transport's engine (a NATS server) cannot be used
+    │   ├── WorkerError               a worker process did not start or stop: its log's tail
     │   └── MessageSerializationError a message could not be turned into or read from JSON
     │       └── UnknownMessageTypeError  JSON names a message type no class is registered for
     ├── ObservabilityError            observability is misconfigured or was switched off
@@ -141,6 +142,7 @@ __all__ = [
     "UnknownSessionError",
     "UnknownToolError",
     "WorkbenchError",
+    "WorkerError",
 ]
 
 
@@ -236,6 +238,12 @@ class SessionClosedError(BusError):
 class TransportError(BusError):
     """A transport's engine cannot be used: a NATS server that will not start, cannot be
     reached, or an unknown ``LLMGINE_BUS_URL`` scheme. The message says what to check."""
+
+
+class WorkerError(BusError):
+    """An `llmgine worker` process started from Python (`WorkerProcess`) exited before it
+    was ready, was not ready in time, or did not stop when asked; the message ends with
+    the tail of its log."""
 
 
 class MessageSerializationError(BusError):

@@ -151,6 +151,8 @@ class Bar:
             lines.append(escape(self.record.status_message[:200]))
         if self.record.session_id:
             lines.append(f"session: {escape(self.record.session_id)}")
+        if a.get(sc.SERVICE_NAME):  # a span collected from another process says which
+            lines.append(f"service: {escape(str(a[sc.SERVICE_NAME]))}")
         return "<br>".join(lines)
 
 

@@ -13,6 +13,7 @@ Example:
         await session.execute(Ask(question="hi"))
     obs.spans_df(session=session.id)        # one row per span, attributes flattened
     obs.events_df()                         # one row per bus event
+    obs.collect()                           # workers' spans too: their OTLP endpoint
     observability.disable()                 # flushes, and leaves nothing global behind
 
 Reference
@@ -157,7 +158,23 @@ is configured by the standard variables: set `OTEL_EXPORTER_OTLP_ENDPOINT` (and
 `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` as usual)
 and `enable()` exports spans and metrics over OTLP/HTTP with no code change
 (`enable(otlp=False)` to refuse). The test starts a real OTLP/HTTP receiver on 127.0.0.1
-and decodes what arrives with `opentelemetry-proto`.
+and decodes what arrives with `opentelemetry-proto`. The resource is redacted before it
+is exported (`OTEL_RESOURCE_ATTRIBUTES` may hold a credential).
+
+**Traces across processes.** `obs.collect()` (or `observability.collect()`) is that
+receiver, built in: an OTLP/HTTP endpoint on 127.0.0.1 (a free port; `host=` and `port=`
+to choose, and it has no authentication, so bind elsewhere only on purpose) whose URL it
+returns for other processes' `OTEL_EXPORTER_OTLP_ENDPOINT`. What they post to
+`/v1/traces` (protobuf as the official exporters send it, or OTLP JSON; gzip or deflate)
+joins the buffer as finished spans as it arrives, redacted as `load` does and each with
+its process's `service.name` as an attribute, so `spans_df()`, `TraceView`, the dashboard
+and span listeners show one trace across processes. `llmgine worker` exports its spans
+when the variable is set, and a command it runs for a traced caller is a child of the
+caller's span (the bus carries the `traceparent`). A body that is not a trace request is
+answered 400 with the reason (a `google.rpc.Status`), one over 20 MB 413 (inflated size
+counted too), and the receiver goes on; `/v1/metrics` and `/v1/logs` are answered and
+dropped. `obs.stop_collecting()` or `disable()` closes its port. It runs on a thread of
+its own, not on the notebook's loop, which a blocking cell would hold up.
 
 **Metrics** (OpenTelemetry metrics SDK, readable with `obs.metrics_df()`): per observed bus
 `llmgine.bus.events.published`, `.events.handled`, `.handler.failures`, `.events.dropped`,
@@ -192,6 +209,7 @@ import pandas as _pd
 from llmgine import _semconv as semconv
 from llmgine._redact import REDACTED, Redactor, add_credential, add_secret, redact
 from llmgine.observability._buffer import SpanBuffer, SpanListener, SpanRecord, span_record
+from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import EventLog
 from llmgine.observability._frames import SPAN_COLUMNS, Time
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_json
@@ -242,6 +260,12 @@ def save(path: str | _os.PathLike[str], *, session: str | None = None) -> int:
     return _enabled().save(path, session=session)
 
 
+def collect(host: str = "127.0.0.1", port: int = 0) -> str:
+    """`Observability.collect` of the enabled observability: receive other processes'
+    spans over OTLP/HTTP; returns the URL for their ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+    return _enabled().collect(host, port)
+
+
 def metrics_df() -> _pd.DataFrame:
     """`Observability.metrics_df` of the enabled observability."""
     return _enabled().metrics_df()
@@ -260,6 +284,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "SPAN_COLUMNS",
     "Settings",
     "SpanBuffer",
+    "SpanCollector",
     "SpanListener",
     "SpanRecord",
     "Time",
@@ -267,6 +292,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "TracingObserver",
     "add_credential",
     "add_secret",
+    "collect",
     "current",
     "disable",
     "enable",

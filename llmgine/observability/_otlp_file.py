@@ -41,8 +41,10 @@ from llmgine.observability._buffer import SpanRecord
 __all__ = [
     "SPANS_PER_LINE",
     "foreign_attributes",
+    "json_request",
     "otlp_json_line",
     "read_spans",
+    "request_records",
     "safe_resource",
     "write_spans",
 ]
@@ -200,21 +202,25 @@ def _ids_to_base64(data: dict[str, Any]) -> None:
                     span[key] = base64.b64encode(bytes.fromhex(value)).decode()
 
 
-def _request(path: Path, number: int, line: str) -> ExportTraceServiceRequest:
-    where = f"{path}, line {number}"
+def json_request(text: str | bytes, where: str) -> ExportTraceServiceRequest:
+    """One ``ExportTraceServiceRequest`` in the OTLP/JSON mapping (ids in hex, or base64
+    as plain protobuf JSON has them); ``where`` names it in the error."""
     try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise ObservabilityError(
-            f"{where} is not JSON ({exc.msg}): an OTLP JSON file has one JSON object a line, "
-            "as obs.save() and the Collector's file exporter write"
+            f"{where} is not JSON ({reason}): OTLP JSON is one ExportTraceServiceRequest "
+            "object, as obs.save() and the Collector's file exporter write a line"
         ) from None
     if not isinstance(data, dict) or "resourceSpans" not in data:
-        other = next((k for k in ("resourceMetrics", "resourceLogs") if k in data), None)
+        other = None
+        if isinstance(data, dict):
+            other = next((k for k in ("resourceMetrics", "resourceLogs") if k in data), None)
         what = f"holds {other[8:].lower()}, not traces" if other else "has no resourceSpans"
         raise ObservabilityError(
-            f"{where} {what}: load() reads OTLP JSON traces (ExportTraceServiceRequest "
-            "lines), as obs.save() and the Collector's file exporter write"
+            f"{where} {what}: llmgine reads OTLP JSON traces (ExportTraceServiceRequest), "
+            "as obs.save() and the Collector's file exporter write"
         )
     request = ExportTraceServiceRequest()
     try:
@@ -272,16 +278,35 @@ def _record(span: ProtoSpan) -> SpanRecord:
     )
 
 
+def request_records(
+    request: ExportTraceServiceRequest, redactor: Redactor, *, service: bool = False
+) -> list[SpanRecord]:
+    """Every span of ``request`` as a redacted record. ``service``: each span from a
+    resource with a ``service.name`` gets it as an attribute (unless it has one), so spans
+    gathered from several processes say which one recorded them."""
+    records: list[SpanRecord] = []
+    for resource_spans in request.resource_spans:
+        name = None
+        if service:
+            resource = _attributes(resource_spans.resource.attributes)
+            name = resource.get(sc.SERVICE_NAME)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                record = _record(span)
+                if name is not None:
+                    record.attributes.setdefault(sc.SERVICE_NAME, name)
+                records.append(redacted(record, redactor))
+    return records
+
+
 def read_spans(path: str | os.PathLike[str], redactor: Redactor) -> list[SpanRecord]:
     """Every span in an OTLP JSON file, as redacted records (see `foreign_attributes` for
     what is added to spans of other instrumentations)."""
     source = Path(path)
     records: list[SpanRecord] = []
     for number, line in _lines(source):
-        request = _request(source, number, line)
-        for resource_spans in request.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                records.extend(redacted(_record(s), redactor) for s in scope_spans.spans)
+        request = json_request(line, f"{source}, line {number}")
+        records.extend(request_records(request, redactor))
     return records
 
 

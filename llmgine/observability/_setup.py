@@ -30,12 +30,13 @@ from llmgine.bus import Event, MessageBus, Subscription
 from llmgine.errors import ObservabilityError
 from llmgine.observability import _state
 from llmgine.observability._buffer import DEFAULT_SPAN_CAPACITY, RedactingFanout, SpanBuffer
+from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import DEFAULT_EVENT_CAPACITY, EventLog
 from llmgine.observability._frames import Time, events_frame, spans_frame
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler
 from llmgine.observability._metrics import Metrics
 from llmgine.observability._observer import TracingObserver
-from llmgine.observability._otlp_file import read_spans, write_spans
+from llmgine.observability._otlp_file import read_spans, safe_resource, write_spans
 from llmgine.observability._spans import CallSpans
 from llmgine.observability._tracer import LiteTracer
 
@@ -117,7 +118,9 @@ class Observability:
             span_exporter, metric_reader = _otlp_exporters()
             consumers.append(BatchSpanProcessor(span_exporter))
             metric_readers.append(metric_reader)
-        resource = _resource(settings.service_name)
+        # Redacted, as everything recorded is: OTEL_RESOURCE_ATTRIBUTES may carry a
+        # credential, and the resource travels with every span an exporter sends.
+        resource = safe_resource(_resource(settings.service_name), redactor)
         self._fanout = RedactingFanout(redactor, consumers)
         # What the spans say recorded them: written by save() (redacted), as OTLP does.
         self.resource = (
@@ -144,6 +147,7 @@ class Observability:
         # plus what buses no longer observed had shown; minus what clear() forgot.
         self._seen_from: weakref.WeakKeyDictionary[MessageBus, int] = weakref.WeakKeyDictionary()
         self._seen_before = 0
+        self.collector: SpanCollector | None = None
         self.closed = False
 
     # -- buses -------------------------------------------------------------------------
@@ -264,6 +268,56 @@ class Observability:
         buffer, as finished spans; returns how many were new."""
         return self.buffer.add(read_spans(path, self.redactor))
 
+    def collect(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Receive spans from other processes over OTLP/HTTP; returns the endpoint URL
+        (``http://127.0.0.1:PORT``) to give them as ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+
+        Spans posted to ``/v1/traces`` (protobuf or JSON, compressed or not, as any
+        OpenTelemetry exporter sends them) join this buffer as they arrive, redacted as
+        `load` does, each with its process's ``service.name`` as an attribute: so
+        ``spans_df()``, `TraceView` and span listeners show one trace across processes (a
+        worker's command span under the caller's, by the ``traceparent`` the bus carries).
+        `llmgine worker` exports its spans there when the variable is set. Idempotent: a
+        second call returns the same URL. `stop_collecting()` or `close()` stops it.
+
+        Args:
+            host: the address to listen on; loopback unless you say otherwise. The
+                receiver has no authentication: whoever reaches it can add spans.
+            port: the port; 0 for a free one.
+
+        Raises:
+            ObservabilityError: closed, already collecting elsewhere, or the port is taken.
+
+        Example:
+            obs = observability.enable(bus)
+            endpoint = obs.collect()
+            worker = WorkerProcess.start("app:setup", url=server.url,
+                                         env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        """
+        if self.closed:
+            raise ObservabilityError(
+                "this Observability was disabled; call llmgine.observability.enable() again"
+            )
+        with self._lock:
+            running = self.collector
+            if running is None:
+                self.collector = SpanCollector(self.buffer, self.redactor, host=host, port=port)
+                return self.collector.url
+        if port in (0, running.port) and host in (running.host, running.asked_host):
+            return running.url
+        raise ObservabilityError(
+            f"already collecting spans at {running.url}; call stop_collecting() first to "
+            f"listen on {host}:{port}"
+        )
+
+    def stop_collecting(self) -> None:
+        """Stop the span receiver `collect` started (its port is closed; spans received
+        stay). Does nothing when not collecting."""
+        with self._lock:
+            collector, self.collector = self.collector, None
+        if collector is not None:
+            collector.close()
+
     def clear(self) -> None:
         """Forget recorded spans and events (running spans and open sessions stay)."""
         self.buffer.clear()
@@ -282,6 +336,7 @@ class Observability:
         if self.closed:
             return
         self.closed = True
+        self.stop_collecting()  # first: no more spans arrive while the rest shuts down
         tracer_for(None).unplug(self.call_tracer)
         self.metrics.shutdown()  # first: its final export still reads the buses' stats
         for bus in list(self._observed):

@@ -138,3 +138,21 @@ def test_an_unsupported_otlp_protocol_is_a_clear_error(monkeypatch: pytest.Monke
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     with pytest.raises(ObservabilityError, match="http/protobuf"):
         observability.enable(otlp=True)
+
+
+async def test_the_exported_resource_is_redacted(
+    bus: MessageBus, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-" + "Hg5fDs8aPo1iUy4tRe7wQz0xCv3bNm6l"
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"deployment.note=key {key}")
+    observability.enable(bus)
+    bus.on_command(Ask, lambda c: "ok")
+    assert (await bus.execute(Ask())).success
+    observability.disable()
+    assert receiver.traces
+    assert all(key.encode() not in body for body in receiver.raw)
+    resource = {
+        kv.key: kv.value.string_value
+        for kv in receiver.traces[0].resource_spans[0].resource.attributes
+    }
+    assert resource["deployment.note"] == f"key {observability.REDACTED}"

@@ -32,7 +32,12 @@ lost or handled twice. ``restart()`` brings the node back on its ports and store
 
 Commands cross processes by request/reply: a bus with no handler for a command asks one
 of the buses that registered one (a queue group per command type), under the caller's
-timeout, retries and breaker; `llmgine worker module:setup` runs such a worker as a process.
+timeout, retries and breaker; `llmgine worker module:setup` runs such a worker as a process,
+and ``WorkerProcess.start("module:setup", url=server.url)`` starts one from Python (a
+notebook that scales out), ready when it returns; ``.stop()`` (SIGTERM: running commands
+finish) or ``.kill()`` (SIGKILL) end it by its process. With ``OTEL_EXPORTER_OTLP_ENDPOINT``
+set (``env={"OTEL_EXPORTER_OTLP_ENDPOINT": obs.collect()}``) a worker exports its spans
+there, so the caller's `TraceView` shows one waterfall across processes.
 What differs from the in-process queue, and how commands travel, is in `llmgine.bus`'s
 "Transports" section.
 """
@@ -42,7 +47,14 @@ from llmgine._extras import require
 require("nats", "llmgine.bus.nats")
 
 from llmgine.bus.nats._cluster import NatsCluster  # noqa: E402
+from llmgine.bus.nats._process import WorkerProcess  # noqa: E402
 from llmgine.bus.nats._server import NatsServer, nats_server_executable  # noqa: E402
 from llmgine.bus.nats._transport import NatsTransport  # noqa: E402
 
-__all__ = ["NatsCluster", "NatsServer", "NatsTransport", "nats_server_executable"]
+__all__ = [
+    "NatsCluster",
+    "NatsServer",
+    "NatsTransport",
+    "WorkerProcess",
+    "nats_server_executable",
+]

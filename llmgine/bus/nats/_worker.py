@@ -6,6 +6,17 @@ answered for every process on the same subjects (one worker of the group per com
 its event handlers read through the durable consumer ``--durable`` (workers sharing the
 name share the events). SIGTERM or SIGINT stops it cleanly: it takes no new commands,
 lets the handlers running finish and reply, drains, and exits 0.
+
+With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, it traces its bus
+and exports the spans over OTLP/HTTP (service ``llmgine-worker`` unless
+``OTEL_SERVICE_NAME`` names it; the resource redacted like every span), to a collector or
+to a notebook's `Observability.collect`. The spans of commands sent by a traced caller are
+children of the caller's spans (the ``traceparent`` the bus carries), so the caller sees
+one trace across processes. Spans go out in batches on the exporter's thread, at most
+``OTEL_BSP_SCHEDULE_DELAY`` milliseconds after they end: 200 here (the SDK's default, 5 s,
+is too slow to watch a notebook's waterfall fill in; a span exported as it ends would
+cost the handler's thread an HTTP request each). Stopping flushes what is left, so the
+last command's spans are not lost.
 """
 
 from __future__ import annotations
@@ -23,11 +34,16 @@ from typing import Any
 from llmgine.bus._bus import MessageBus
 from llmgine.bus._messages import message_type_name
 from llmgine.bus.nats._transport import NatsTransport
-from llmgine.errors import LLMgineError
+from llmgine.errors import LLMgineError, MissingExtraError
 
 __all__ = ["load_setup", "main_worker"]
 
 Setup = Callable[[MessageBus], Any]
+
+WORKER_SERVICE_NAME = "llmgine-worker"
+# Milliseconds between a span's end and its export at most: see the module's docstring.
+EXPORT_DELAY_MS = "200"
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 class _BadSpec(ValueError):
@@ -74,6 +90,27 @@ def _bus_url(given: str | None) -> str:
     return url
 
 
+def export_traces(bus: MessageBus) -> Callable[[], None] | None:
+    """Trace ``bus`` and export its spans over OTLP when an endpoint variable is set;
+    returns what flushes and stops that (None when no endpoint is set)."""
+    if not any(os.environ.get(name) for name in _ENDPOINT_VARIABLES):
+        return None
+    try:
+        from llmgine import observability
+    except MissingExtraError as exc:
+        raise _BadSpec(
+            f"{' or '.join(_ENDPOINT_VARIABLES)} is set, so the worker exports its spans, "
+            f"which needs the observability extra: {exc} (or unset the variable)"
+        ) from exc
+    # The batch processor reads it when made (by enable), from the environment only.
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", EXPORT_DELAY_MS)
+    named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    observability.enable(bus, otlp=True, service_name=None if named else WORKER_SERVICE_NAME)
+    return observability.disable
+
+
 async def serve(setup: Setup, transport: NatsTransport) -> int:
     """Run ``setup`` on a bus over ``transport`` and serve until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
@@ -87,23 +124,29 @@ async def serve(setup: Setup, transport: NatsTransport) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     bus = MessageBus(transport=transport)
-    returned = setup(bus)
-    if inspect.isawaitable(returned):
-        await returned
-    await bus.start()
-    served = ", ".join(sorted(message_type_name(c) for c in transport.commands.served))
-    print(
-        f"llmgine worker: serving commands [{served or 'none'}] and events as "
-        f"{transport.durable!r} on {transport.url} (SIGTERM or Ctrl-C stops)",
-        flush=True,
-    )
-    await stopping.wait()
-    running = transport.commands.running
-    print(
-        f"llmgine worker: {received[0]}: stopping; finishing {running} running command(s)",
-        flush=True,
-    )
-    await bus.stop()
+    stop_tracing = export_traces(bus)
+    try:
+        returned = setup(bus)
+        if inspect.isawaitable(returned):
+            await returned
+        await bus.start()
+        served = ", ".join(sorted(message_type_name(c) for c in transport.commands.served))
+        traced = "; exporting spans over OTLP" if stop_tracing else ""
+        print(
+            f"llmgine worker: serving commands [{served or 'none'}] and events as "
+            f"{transport.durable!r} on {transport.url} (SIGTERM or Ctrl-C stops){traced}",
+            flush=True,
+        )
+        await stopping.wait()
+        running = transport.commands.running
+        print(
+            f"llmgine worker: {received[0]}: stopping; finishing {running} running command(s)",
+            flush=True,
+        )
+        await bus.stop()
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()  # flushes: the last commands' spans go out before the exit
     print(f"llmgine worker: stopped ({transport.commands.answered} command(s) answered)")
     return 0
 

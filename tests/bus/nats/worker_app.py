@@ -23,3 +23,8 @@ async def setup(bus: MessageBus) -> None:  # async on purpose: the CLI awaits it
 
 
 NOT_A_FUNCTION = 42
+
+
+async def never_ready(bus: MessageBus) -> None:
+    """A setup that never returns: the worker never serves (a start that times out)."""
+    await asyncio.Event().wait()

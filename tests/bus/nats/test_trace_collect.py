@@ -1,0 +1,154 @@
+"""One trace across processes: a real `llmgine worker` exports its spans over OTLP to the
+caller's `Observability.collect`, under the caller's span (the traceparent NATS carried)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmgine import observability
+from llmgine.bus import MessageBus
+from llmgine.bus.nats import NatsServer, NatsTransport, WorkerProcess
+from llmgine.observability import Observability, SpanRecord
+from tests.bus.conftest import nats_transport
+from tests.bus.nats.worker_app import Slow
+from tests.deadline import DEADLINE
+
+ROOT = Path(__file__).resolve().parents[3]
+APP = "tests.bus.nats.worker_app:setup"
+
+
+@pytest.fixture(autouse=True)
+def _observability_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)  # this process exports nothing
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    observability.disable()
+    yield
+    observability.disable()
+
+
+class Arrivals:
+    """Wakes a waiter when a span of ``service`` named ``name`` reaches the buffer."""
+
+    def __init__(self, obs: Observability, service: str, name: str) -> None:
+        self.arrived = threading.Event()
+
+        def listener(what: str, record: SpanRecord) -> None:
+            if record.name == name and record.attributes.get("service.name") == service:
+                self.arrived.set()
+
+        self.unsubscribe = obs.buffer.subscribe(listener)
+
+    async def wait(self) -> bool:
+        try:
+            return await asyncio.to_thread(self.arrived.wait, DEADLINE)
+        finally:
+            self.unsubscribe()
+
+
+def start_worker(transport: NatsTransport, endpoint: str, name: str, **env: str) -> WorkerProcess:
+    return WorkerProcess.start(
+        APP,
+        url=transport.url,
+        name=name,
+        durable="workers",
+        stream=transport.stream,
+        subject_prefix=transport.prefix,
+        env={"PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env},
+        timeout=DEADLINE,
+    )
+
+
+async def test_a_workers_command_span_joins_the_callers_trace(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmgine.notebook import TraceView
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "the-notebook")  # the worker's name wins
+    transport = nats_transport(nats_server)
+    async with MessageBus(transport=transport) as caller:  # creates the stream first
+        obs = observability.enable(caller)
+        endpoint = obs.collect()
+        worker = await asyncio.to_thread(start_worker, transport, endpoint, "worker-a")
+        try:
+            assert any("exporting spans over OTLP" in line for line in worker.log_tail())
+            arrivals = Arrivals(obs, "worker-a", "command Slow")
+            result = await caller.execute(Slow(tag="t", seconds=0))
+            assert result.value == "done t"
+            assert await arrivals.wait(), worker.log_tail()
+        finally:
+            code = await asyncio.to_thread(worker.stop, DEADLINE)
+        assert code == 0, worker.log_tail()
+    spans = obs.spans_df(name="command Slow")
+    assert len(spans) == 2, spans
+    mine = spans[spans["attributes.service.name"].isna()].iloc[0]
+    theirs = spans[spans["attributes.service.name"] == "worker-a"].iloc[0]
+    assert theirs["parent_id"] == mine["span_id"]
+    assert theirs["trace_id"] == mine["trace_id"]
+    assert pd.isna(mine["parent_id"])
+    assert theirs["start_time"] >= mine["start_time"]
+    assert theirs["end_time"] <= mine["end_time"]
+
+    view = TraceView(obs=obs, span=mine["span_id"], interval=3600)
+    try:
+        bars = [
+            (b.record.name, b.depth, b.record.attributes.get("service.name")) for b in view.bars
+        ]
+        assert bars == [("command Slow", 0, None), ("command Slow", 1, "worker-a")]
+        assert view.bars[1].parent_id == view.bars[0].span_id
+        assert "worker-a" in view.bars[1].hover()
+    finally:
+        view.close()
+
+
+async def test_stopping_a_worker_flushes_the_spans_it_held(nats_server: NatsServer) -> None:
+    transport = nats_transport(nats_server)
+    async with MessageBus(transport=transport) as caller:
+        obs = observability.enable(caller)
+        # Batches that would wait ten minutes: only the flush at SIGTERM can send this one.
+        worker = await asyncio.to_thread(
+            start_worker,
+            transport,
+            obs.collect(),
+            "worker-b",
+            OTEL_BSP_SCHEDULE_DELAY="600000",
+        )
+        try:
+            assert (await caller.execute(Slow(tag="u", seconds=0))).success
+        finally:
+            code = await asyncio.to_thread(worker.stop, DEADLINE)
+        assert code == 0, worker.log_tail()
+    # The worker exited after its last export was answered: the span is here already.
+    workers = obs.spans_df(name="command Slow")
+    assert list(workers["attributes.service.name"].dropna()) == ["worker-b"]
+
+
+async def test_without_an_endpoint_a_worker_exports_nothing(nats_server: NatsServer) -> None:
+    transport = nats_transport(nats_server)
+    async with MessageBus(transport=transport) as caller:
+        obs = observability.enable(caller)
+        obs.collect()
+        worker = await asyncio.to_thread(
+            lambda: WorkerProcess.start(
+                APP,
+                url=transport.url,
+                stream=transport.stream,
+                subject_prefix=transport.prefix,
+                env={"PYTHONPATH": str(ROOT)},
+                timeout=DEADLINE,
+            )
+        )
+        try:
+            assert not any("exporting spans" in line for line in worker.log_tail())
+            assert (await caller.execute(Slow(tag="v", seconds=0))).success
+        finally:
+            assert await asyncio.to_thread(worker.stop, DEADLINE) == 0
+    assert obs.collector is not None
+    assert obs.collector.requests == 0
+    assert obs.spans_df(name="command Slow")["parent_id"].isna().tolist() == [True]
