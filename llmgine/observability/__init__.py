@@ -157,7 +157,8 @@ top speed is far more than the 5% budget, so it is opt-in.
 is configured by the standard variables: set `OTEL_EXPORTER_OTLP_ENDPOINT` (and
 `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` as usual)
 and `enable()` exports spans and metrics over OTLP/HTTP with no code change
-(`enable(otlp=False)` to refuse). The test starts a real OTLP/HTTP receiver on 127.0.0.1
+(`enable(otlp=False)` to refuse; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` alone exports spans
+only). The test starts a real OTLP/HTTP receiver on 127.0.0.1
 and decodes what arrives with `opentelemetry-proto`. The resource is redacted before it
 is exported (`OTEL_RESOURCE_ATTRIBUTES` may hold a credential).
 

@@ -102,6 +102,7 @@ class SpanCollector:
         self.host, self.port = str(address[0]), int(address[1])
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}"
+        self.closed = False
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},  # how soon close() is heard
@@ -109,13 +110,12 @@ class SpanCollector:
             daemon=True,  # a forgotten collector must not keep the interpreter alive
         )
         self._thread.start()
-        self.closed = False
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<SpanCollector {self.url} {state}: {self.spans} spans>"
 
-    def receive(self, body: bytes, content_type: str) -> int:
+    def _receive(self, body: bytes, content_type: str) -> int:
         """Add the spans of one request body (decompressed) to the buffer; returns how
         many spans it held. Raises `_BadRequest` for a body that is not a request."""
         if content_type == JSON:
@@ -237,7 +237,7 @@ def _handler_for(collector: SpanCollector) -> type[BaseHTTPRequestHandler]:
                     )
                 encoding = self.headers.get("Content-Encoding", "").strip().lower()
                 plain = _decompress(body, encoding, collector.max_body)
-                collector.receive(plain, content_type)
+                collector._receive(plain, content_type)
             except _BadRequest as bad:
                 collector._count("rejected")
                 self._refuse(bad, content_type)

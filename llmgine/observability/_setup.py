@@ -117,7 +117,8 @@ class Observability:
         if settings.otlp:
             span_exporter, metric_reader = _otlp_exporters()
             consumers.append(BatchSpanProcessor(span_exporter))
-            metric_readers.append(metric_reader)
+            if metric_reader is not None:
+                metric_readers.append(metric_reader)
         # Redacted, as everything recorded is: OTEL_RESOURCE_ATTRIBUTES may carry a
         # credential, and the resource travels with every span an exporter sends.
         resource = safe_resource(_resource(settings.service_name), redactor)
@@ -361,8 +362,10 @@ def _resource(service_name: str | None) -> Resource:
     return Resource.create({sc.SERVICE_NAME: service_name or "llmgine"})
 
 
-def _otlp_exporters() -> tuple[Any, MetricReader]:
-    """OTLP span exporter and metric reader, configured by the OTEL_EXPORTER_OTLP_* vars."""
+def _otlp_exporters() -> tuple[Any, MetricReader | None]:
+    """OTLP span exporter and metric reader, configured by the OTEL_EXPORTER_OTLP_* vars;
+    no metric reader when only a traces endpoint is set (it would post to localhost:4318,
+    and retry there at exit)."""
     protocol = (
         os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -383,7 +386,12 @@ def _otlp_exporters() -> tuple[Any, MetricReader]:
             "OTLP export needs opentelemetry-exporter-otlp-proto-http: "
             'pip install "llmgine[observability]"'
         ) from exc
-    return OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter())
+    traces_only = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") and not any(
+        os.environ.get(v)
+        for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    )
+    reader = None if traces_only else PeriodicExportingMetricReader(OTLPMetricExporter())
+    return OTLPSpanExporter(), reader
 
 
 def current() -> Observability | None:

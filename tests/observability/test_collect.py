@@ -22,6 +22,7 @@ from llmgine import observability
 from llmgine.errors import ObservabilityError
 from llmgine.observability import REDACTED, Observability, SpanCollector, SpanRecord
 from llmgine.observability._otlp_file import otlp_json_line
+from llmgine.observability._setup import _otlp_exporters
 from tests.deadline import DEADLINE
 
 SECRET_KEY = "sk-proj-" + "Qw3eRt6yUi9oPa2sDf5gHj8kLz1xCv4b"
@@ -255,3 +256,23 @@ def test_the_exporter_reports_success(obs: Observability) -> None:
     exporter = OTLPSpanExporter(endpoint=f"{obs.collect()}/v1/traces", timeout=DEADLINE)
     assert exporter.export(memory.get_finished_spans()) is SpanExportResult.SUCCESS
     exporter.shutdown()  # type: ignore[no-untyped-call]
+
+
+def test_a_traces_endpoint_alone_exports_spans_and_no_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collecting = Observability(observability.Settings())
+    try:
+        endpoint = collecting.collect()
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{endpoint}/v1/traces")
+        obs = observability.enable()
+        assert obs.settings.otlp
+        with obs.tracer.start_as_current_span("sent"):
+            pass
+        observability.disable()  # flushes
+        assert [r.name for r in collecting.buffer.finished()] == ["sent"]
+        assert _otlp_exporters()[1] is None
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{endpoint}/v1/metrics")
+        assert _otlp_exporters()[1] is not None
+    finally:
+        collecting.close()

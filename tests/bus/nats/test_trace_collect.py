@@ -52,7 +52,9 @@ class Arrivals:
             self.unsubscribe()
 
 
-def start_worker(transport: NatsTransport, endpoint: str, name: str, **env: str) -> WorkerProcess:
+def start_worker(
+    transport: NatsTransport, endpoint: str, name: str | None, **env: str
+) -> WorkerProcess:
     return WorkerProcess.start(
         APP,
         url=transport.url,
@@ -112,12 +114,10 @@ async def test_stopping_a_worker_flushes_the_spans_it_held(nats_server: NatsServ
     async with MessageBus(transport=transport) as caller:
         obs = observability.enable(caller)
         # Batches that would wait ten minutes: only the flush at SIGTERM can send this one.
+        endpoint = obs.collect()
+        # Unnamed, and no OTEL_SERVICE_NAME: the worker's default name.
         worker = await asyncio.to_thread(
-            start_worker,
-            transport,
-            obs.collect(),
-            "worker-b",
-            OTEL_BSP_SCHEDULE_DELAY="600000",
+            lambda: start_worker(transport, endpoint, None, OTEL_BSP_SCHEDULE_DELAY="600000")
         )
         try:
             assert (await caller.execute(Slow(tag="u", seconds=0))).success
@@ -126,7 +126,7 @@ async def test_stopping_a_worker_flushes_the_spans_it_held(nats_server: NatsServ
         assert code == 0, worker.log_tail()
     # The worker exited after its last export was answered: the span is here already.
     workers = obs.spans_df(name="command Slow")
-    assert list(workers["attributes.service.name"].dropna()) == ["worker-b"]
+    assert list(workers["attributes.service.name"].dropna()) == ["llmgine-worker"]
 
 
 async def test_without_an_endpoint_a_worker_exports_nothing(nats_server: NatsServer) -> None:

@@ -102,3 +102,14 @@ async def test_leaving_its_with_block_stops_it(nats_server: NatsServer) -> None:
         with worker:
             assert worker.alive
         assert worker.returncode == 0
+
+
+async def test_a_worker_that_does_not_stop_in_time_is_killed(nats_server: NatsServer) -> None:
+    transport = nats_transport(nats_server)
+    async with MessageBus(transport=transport):
+        worker = await asyncio.to_thread(
+            start, transport, "tests.bus.nats.worker_app:deaf", timeout=DEADLINE
+        )
+        with pytest.raises(WorkerError, match=r"did not stop within 0.5 s of SIGTERM, so it"):
+            await asyncio.to_thread(worker.stop, 0.5)
+        assert worker.returncode == -signal.SIGKILL

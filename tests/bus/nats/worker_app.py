@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 
 from llmgine.bus import Command, MessageBus
 
@@ -28,3 +29,10 @@ NOT_A_FUNCTION = 42
 async def never_ready(bus: MessageBus) -> None:
     """A setup that never returns: the worker never serves (a start that times out)."""
     await asyncio.Event().wait()
+
+
+async def deaf(bus: MessageBus) -> None:
+    """A setup that takes SIGTERM over from the worker and ignores it (a stop that times
+    out)."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: None)
+    bus.on_command(Slow, slow)
