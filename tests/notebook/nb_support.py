@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ EXPECTED = (
     "05-context",
     "06-record-and-replay",
     "07-sweeps",
+    "08-scale-out",
 )
+RUN_MARKER = "LLMGINE_NOTEBOOK_RUN"  # environment variable: which run started a process
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
@@ -183,3 +187,45 @@ def problems(notebook: Mapping[str, Any]) -> list[str]:
     text = json.dumps(notebook, ensure_ascii=False)
     found += [f"machine-specific text: {s!r}" for s in leaks(text)]
     return found
+
+
+def processes_of_run(token: str) -> list[int] | None:
+    """The processes whose environment holds ``LLMGINE_NOTEBOOK_RUN=token``: every process a
+    run given that variable started (its kernel, and the servers and workers a notebook
+    starts inherit it), found by that mark rather than by a name another run could share.
+    None where ``/proc`` cannot tell (not Linux)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "environ").exists():
+        return None
+    mark = f"{RUN_MARKER}={token}".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        if mark in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def left_running(token: str, deadline: float) -> list[str] | None:
+    """What the run marked ``token`` left running once ``deadline`` seconds have passed
+    (a process may take a moment to exit after its parent), each killed by its pid and
+    described by its command line; None where `processes_of_run` cannot tell."""
+    end = time.monotonic() + deadline
+    while (pids := processes_of_run(token)) and time.monotonic() < end:
+        time.sleep(0.1)
+    if pids is None:
+        return None
+    left = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue  # it exited after all
+        left.append(f"{pid}: {command.decode(errors='replace').strip()}")
+    return left

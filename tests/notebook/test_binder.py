@@ -4,10 +4,12 @@ model to llmgine (without a key: the local model ``postBuild`` installs), and wh
 
 The second test builds that environment for real: a fresh virtual environment, ``pip
 install -r binder/requirements.txt``, then ``binder/postBuild`` run from a copy of the
-repository (as repo2docker runs it: llmgine with its notebook, context and local extras,
-and the local model), then ``binder/start jupyter nbconvert --execute`` on the quickstart
-with a kernel of that environment, whose answers come from the local model. It needs the
-package index that the test command's own installation uses, and takes a few minutes.
+repository (as repo2docker runs it: llmgine with its notebook, context, local and nats
+extras, and the local model), then ``binder/start jupyter nbconvert --execute`` with a
+kernel of that environment on the quickstart, whose answers come from the local model,
+and on 08-scale-out, whose NATS server and workers come from that environment too. It
+needs the package index that the test command's own installation uses, and takes a few
+minutes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tests.notebook.nb_support import (
 
 BINDER = ROOT / "binder"
 QUICKSTART = "01-quickstart.ipynb"
+SCALE_OUT = "08-scale-out.ipynb"  # the nats extra: a server and worker processes
 LOCAL = "local:smollm2"
 # Not copied into the repository repo2docker would see: caches, environments, history.
 _NOT_COPIED = shutil.ignore_patterns(
@@ -81,7 +84,7 @@ def test_post_build_installs_the_local_model() -> None:
         for line in (BINDER / "postBuild").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert 'python -m pip install -e ".[notebook,context,local]"' in lines
+    assert 'python -m pip install -e ".[notebook,context,local,nats]"' in lines
     assert lines[-1] == "python -m llmgine local install"  # after llmgine is installed
 
 
@@ -125,7 +128,7 @@ def _probe_notebook(path: Path) -> None:
 
 
 @pytest.mark.timeout(900)
-def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
+def test_what_binder_installs_runs_the_quickstart_and_the_workers(tmp_path: Path) -> None:
     repo, venv, out = tmp_path / "repo", tmp_path / "venv", tmp_path / "out"
     shutil.copytree(ROOT, repo, ignore=_NOT_COPIED)
     bin_dir = venv / "bin"
@@ -157,11 +160,14 @@ def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
     env |= {**isolated_dirs(tmp_path / "state"), "HOME": str(tmp_path / "home")}
     probe = tmp_path / "probe.ipynb"
     _probe_notebook(probe)
-    quickstart = repo / "notebooks" / QUICKSTART
+    quickstart, scale_out = repo / "notebooks" / QUICKSTART, repo / "notebooks" / SCALE_OUT
     assert quickstart.is_file(), f"{NOTEBOOKS / QUICKSTART} is missing"
     _run(
         execute_command(
-            ["bash", "binder/start", "jupyter"], [probe, quickstart], output_dir=out, timeout=120
+            ["bash", "binder/start", "jupyter"],
+            [probe, quickstart, scale_out],
+            output_dir=out,
+            timeout=120,
         ),
         env=env,
         cwd=repo,
@@ -170,7 +176,7 @@ def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
     ran = time.perf_counter()
     print(
         f"binder environment installed in {installed - started:.0f} s; "
-        f"quickstart executed (on the local model) in {ran - installed:.0f} s"
+        f"quickstart (on the local model) and scale-out executed in {ran - installed:.0f} s"
     )
 
     stream = next(o for o in outputs(read_notebook(out / "probe.ipynb")) if o.get("name"))
@@ -189,3 +195,8 @@ def test_what_binder_installs_runs_the_quickstart(tmp_path: Path) -> None:
     assert f"{LOCAL} · local model, offline" in text  # the answers came from the local model
     assert "llmgine: cells use local:smollm2 (local model, offline)" in text
     assert "CompareView: 2 models, done" in text
+
+    scaled = read_notebook(out / SCALE_OUT)
+    assert "error" not in [o["output_type"] for o in outputs(scaled)]
+    last = "".join(code_cells(scaled)[-1]["outputs"][0]["text"])
+    assert last == "{'worker-a': -9, 'worker-b': 0} False\n"  # killed, stopped; server too

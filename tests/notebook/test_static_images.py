@@ -33,6 +33,7 @@ CHARTS_AT_LEAST = {
     "03-traces-and-dataframes": 4,  # four DataFrame plots
     "04-tools": 1,  # %llmgine trace
     "07-sweeps": 5,  # two SweepViews, cost vs score, latencies, a clicked cell's trace
+    "08-scale-out": 1,  # one trace across the notebook and a worker
 }
 
 
