@@ -307,6 +307,12 @@ class MessageBus:
         self._registry.remove_scope(session.id)
 
     @property
+    def distributed(self) -> bool:
+        """Whether a command this bus has no handler for goes to another process (its
+        transport carries commands, as NATS does), instead of failing here."""
+        return self._remote is not None
+
+    @property
     def sessions(self) -> list[Session]:
         """The sessions open now."""
         return list(self._sessions.values())

@@ -5,7 +5,8 @@ It imports ``module``, calls ``setup(bus)`` (sync or async) on a bus with a `Nat
 answered for every process on the same subjects (one worker of the group per command), and
 its event handlers read through the durable consumer ``--durable`` (workers sharing the
 name share the events). SIGTERM or SIGINT stops it cleanly: it takes no new commands,
-lets the handlers running finish and reply, drains, and exits 0.
+lets the handlers running finish and reply, drains, and exits 0. What ``setup`` returns,
+if callable (sync or async), is called then, to close what it opened (clients, files).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ async def serve(setup: Setup, transport: NatsTransport) -> int:
     bus = MessageBus(transport=transport)
     returned = setup(bus)
     if inspect.isawaitable(returned):
-        await returned
+        returned = await returned
     await bus.start()
     served = ", ".join(sorted(message_type_name(c) for c in transport.commands.served))
     print(
@@ -104,6 +105,10 @@ async def serve(setup: Setup, transport: NatsTransport) -> int:
         flush=True,
     )
     await bus.stop()
+    if callable(returned):  # what setup opened, closed once its handlers are done
+        closed = returned()
+        if inspect.isawaitable(closed):
+            await closed
     print(f"llmgine worker: stopped ({transport.commands.answered} command(s) answered)")
     return 0
 
