@@ -2,7 +2,8 @@
 
 NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
 fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in
-Chromium), nats (events over a local NATS server against raw nats-py: about a minute).
+Chromium), nats (events over a local NATS server against raw nats-py: about a minute),
+distributed (a CPU-bound sweep in one process against two NATS workers: about a minute).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 import bench_bus  # run.py is run as a script, so its own folder is on sys.path
 import bench_dashboard_soak
+import bench_distributed_sweep
 import bench_internals
 import bench_llm
 import bench_local
@@ -36,6 +38,7 @@ BENCHMARKS = {
     "local": bench_local.run,
     "dashboard": bench_dashboard_soak.run,
     "nats": bench_nats.run,
+    "distributed": bench_distributed_sweep.run,
 }
 
 

@@ -8,9 +8,13 @@ Both ends of one small protocol live here, so they cannot drift apart:
   lost, so the worker adds them to the message's last line, and `RemoteModel` raises the
   same `llmgine.errors` class again with them (a 429 in a worker slows a sweep down as it
   does in one process);
-* a caller that streams its answer asks the worker to stream from the provider (so the
-  answer has its time to first token) but to publish no `LLMStreamDelta`: the caller gets
-  the whole answer in the reply, and the deltas would only load the stream.
+* a caller that publishes the call's events itself (an `LLMService` in the caller's
+  process, as a sweep's, in its session) marks its `Generate` so (``metadata``
+  ``{"llmgine.events": "caller"}``), and the worker publishes none: no second
+  `LLMCallStarted` / `LLMCallCompleted` per call, and no delta events, which would only
+  load the stream (the caller gets the whole answer in the reply). A caller that streams
+  still has the worker stream from the provider, so the answer has its time to first
+  token.
 """
 
 from __future__ import annotations
@@ -33,13 +37,13 @@ from llmgine.errors import (
 )
 from llmgine.llm._request import LLMRequest
 from llmgine.llm._response import LLMResponse
-from llmgine.llm._service import Generate, LLMService, LLMStreamDelta
+from llmgine.llm._service import Generate, LLMService
 from llmgine.llm._stream import ResponseStream, StreamAssembler, StreamItem
 from llmgine.llm._testing import response_items
 
-__all__ = ["DELTAS", "RemoteModel", "WorkerService", "worker"]
+__all__ = ["EVENTS", "RemoteModel", "WorkerService", "worker"]
 
-DELTAS = "llmgine.deltas"  # a Generate's metadata: "none" streams without delta events
+EVENTS = "llmgine.events"  # a Generate's metadata: "caller": the worker publishes none
 _FIELDS = "\nllmgine.error.fields: "  # the last line of a worker's LLMError message
 _quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("llmgine_quiet", default=False)
 
@@ -52,16 +56,16 @@ class WorkerService(LLMService):
     Its models do not retry (``retry=False`` unless ``model_options`` say otherwise): the
     caller does, with the failure in hand (a sweep halves its concurrency on a 429; a bus
     `CommandPolicy` may send the command to another worker), so retries are never stacked.
-    A `Generate` whose metadata has ``"llmgine.deltas": "none"`` is streamed from the
-    provider without `LLMStreamDelta` events. Its events carry the command's session, none
-    for a sweep's calls (the sweep publishes its own, in its session).
+    It publishes a call's events with the command's session, except for a `Generate`
+    whose metadata has ``"llmgine.events": "caller"`` (a `RemoteModel`'s, a sweep's): its
+    caller publishes them, so the worker publishes none.
     """
 
     def __init__(self, bus: MessageBus, **model_options: Any) -> None:
         super().__init__(bus, **{"retry": False, **model_options})
 
     async def handle(self, command: Generate) -> LLMResponse:
-        token = _quiet.set(command.metadata.get(DELTAS) == "none")
+        token = _quiet.set(command.metadata.get(EVENTS) == "caller")
         try:
             return await super().handle(command)
         except LLMError as exc:
@@ -71,7 +75,7 @@ class WorkerService(LLMService):
             _quiet.reset(token)
 
     async def _publish(self, event: Event, session_id: str | None) -> None:
-        if _quiet.get() and isinstance(event, LLMStreamDelta):
+        if _quiet.get():  # the caller publishes this call's events
             return
         await super()._publish(event, session_id)
 
@@ -174,12 +178,23 @@ class RemoteModel:
     the whole answer is back: its ``time_to_first_token_ms`` is the one the worker
     measured, streaming from the provider.
 
+    The worker publishes no events for these calls (``worker_events=False``): the
+    `LLMService` that calls this model publishes them, in its session. With
+    ``worker_events=True`` the worker publishes its own, without a session.
+
     Example:
         model = Model(RemoteModel(bus, "openai:gpt-4o-mini"))
         reply = await model.generate("Hi")   # made by a worker, with its key
     """
 
-    def __init__(self, bus: MessageBus, spec: str, *, around: Around | None = None) -> None:
+    def __init__(
+        self,
+        bus: MessageBus,
+        spec: str,
+        *,
+        around: Around | None = None,
+        worker_events: bool = False,
+    ) -> None:
         provider, colon, name = spec.partition(":")
         if not colon or not provider or not name:
             raise ValueError(f"a model spec is 'provider:model'; got {spec!r}")
@@ -187,6 +202,7 @@ class RemoteModel:
         self.spec = spec
         self._provider, self._name = provider, name
         self._around = around
+        self._metadata: dict[str, Any] = {} if worker_events else {EVENTS: "caller"}
 
     @property
     def provider(self) -> str:
@@ -222,7 +238,7 @@ class RemoteModel:
             request=request,
             model=self.spec,
             stream=streamed,
-            metadata={DELTAS: "none"} if streamed else {},
+            metadata=dict(self._metadata),
         )
         around = self._around(command) if self._around else contextlib.nullcontext()
         with around:

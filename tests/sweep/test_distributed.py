@@ -24,12 +24,13 @@ from llmgine.llm import (
     ChatMessage,
     Generate,
     LLMCallCompleted,
+    LLMCallStarted,
     LLMRequest,
     LLMStreamDelta,
     WorkerService,
     get_model,
 )
-from llmgine.llm._worker import DELTAS
+from llmgine.llm._worker import EVENTS
 from llmgine.sweep import Sweep, contains
 from tests.bus.conftest import nats_server, nats_transport
 from tests.conftest import FakeTime
@@ -268,19 +269,22 @@ async def test_a_worker_bus_in_this_process_serves_too_and_errors_keep_their_fie
     assert len(local.adapter.requests) == 2  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("quiet", [True, False])
-async def test_a_worker_streams_quietly_when_asked(quiet: bool) -> None:
+@pytest.mark.parametrize("caller_publishes", [True, False])
+async def test_a_worker_publishes_no_events_for_a_caller_that_does(caller_publishes: bool) -> None:
     delivered: list[type] = []
     async with MessageBus() as bus:
         WorkerService(bus, latency=0).install()
-        bus.on_event(LLMStreamDelta, lambda e: delivered.append(type(e)))
-        bus.on_event(LLMCallCompleted, lambda e: delivered.append(type(e)))
+        for kind in (LLMCallStarted, LLMStreamDelta, LLMCallCompleted):
+            bus.on_event(kind, lambda e: delivered.append(type(e)))
         request = LLMRequest(messages=[ChatMessage.user("hello")])
-        command = Generate(
-            request=request, model="demo:x", stream=True, metadata={DELTAS: "none"} if quiet else {}
-        )
+        metadata = {EVENTS: "caller"} if caller_publishes else {}
+        command = Generate(request=request, model="demo:x", stream=True, metadata=metadata)
         response = (await bus.execute(command)).unwrap()
         await bus.drain()
     assert response.time_to_first_token_ms is not None  # streamed from the provider
-    assert LLMCallCompleted in delivered
-    assert (LLMStreamDelta in delivered) is not quiet
+    if caller_publishes:
+        assert delivered == []
+    else:
+        assert delivered[0] is LLMCallStarted
+        assert LLMStreamDelta in delivered
+        assert delivered[-1] is LLMCallCompleted

@@ -118,7 +118,11 @@ def main_worker(argv: list[str]) -> int:
         prog="llmgine worker",
         description="Serve a bus's handlers over NATS until SIGTERM or Ctrl-C.",
     )
-    parser.add_argument("setup", help="module:function; the function gets the bus, sync or async")
+    parser.add_argument(
+        "setup",
+        help="module:function; the function gets the bus, sync or async (llmgine.llm:worker "
+        "answers model calls for any provider:model spec, with this process's keys)",
+    )
     parser.add_argument("--url", help="the NATS server (default: $LLMGINE_BUS_URL)")
     parser.add_argument("--durable", help="the event consumer's name, shared by like workers")
     parser.add_argument("--stream", default="LLMGINE", help="the JetStream stream")
