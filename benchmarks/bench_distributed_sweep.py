@@ -18,6 +18,11 @@ worker answered. Bar: a speed-up above 1.0. On 2 cores the ceiling is below 2: t
 notebook's own work per row (the store, the events, the replies) shares the cores with
 the workers.
 
+The ceiling on this machine now, in the same rounds: the same burns by plain processes
+with no llmgine at all, one process doing every call against two doing half each at once
+(``plain_speedup``). On a shared machine whose other work keeps the cores busy, that is
+well below 2, and the sweep's speed-up is best read against it.
+
 Run: ``python benchmarks/run.py --only distributed`` (``--quick``: fewer calls and rounds).
 """
 
@@ -119,7 +124,12 @@ async def measure(url: str, calls: int, rounds: int, folder: Path) -> dict[str, 
     texts = prompts(calls)
     name = uuid.uuid4().hex[:10]
     transport = NatsTransport(url, stream=f"D{name}", subject_prefix=f"d{name}")
-    samples: dict[str, list[float]] = {"one_process": [], "two_workers": []}
+    samples: dict[str, list[float]] = {
+        "one_process": [],
+        "two_workers": [],
+        "plain_one": [],
+        "plain_two": [],
+    }
     async with MessageBus(transport=transport) as bus:  # creates the stream first
         workers = await start_workers(url, transport.stream, transport.prefix)
         try:
@@ -136,9 +146,43 @@ async def measure(url: str, calls: int, rounds: int, folder: Path) -> dict[str, 
                     rows[side] = done["texts"]
                 if rows["one_process"] != rows["two_workers"]:
                     raise RuntimeError("the two sides' rows differ")
+                for processes in (1, 2) if round_ % 2 == 0 else (2, 1):
+                    plain = "plain_one" if processes == 1 else "plain_two"
+                    samples[plain].append(await plain_burn(processes, calls))
         finally:
             answered = await stop_workers(workers)
     return {"seconds": samples, "answered": answered}
+
+
+_PLAIN = (
+    "import sys, burn_worker\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.readline()\n"
+    "for i in range(int(sys.argv[1])): burn_worker.burn(f'Question {i}')\n"
+)
+
+
+async def plain_burn(processes: int, calls: int) -> float:
+    """Wall seconds for ``processes`` plain processes to burn ``calls`` calls between them,
+    from the moment they are told to start (their start-up is not counted)."""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _PLAIN,
+            str(calls // processes),
+            cwd=HERE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    for child in children:  # imported: only the burning is timed
+        assert child.stdout is not None
+        await asyncio.wait_for(child.stdout.readline(), STARTS_WITHIN)
+    started = time.perf_counter()
+    await asyncio.gather(*(child.communicate(b"go\n") for child in children))
+    return time.perf_counter() - started
 
 
 def cpu_ms_per_call(samples: int = 20) -> float:
@@ -161,6 +205,7 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
     medians = {side: statistics.median(values) for side, values in seconds.items()}
     speedup = medians["one_process"] / medians["two_workers"]
     pairs = zip(seconds["one_process"], seconds["two_workers"], strict=True)
+    plain_speedup = medians["plain_one"] / medians["plain_two"]
     report: dict[str, Any] = {
         "benchmark": "distributed_sweep",
         "quick": quick,
@@ -175,6 +220,10 @@ def run(*, quick: bool = False, json_path: Path = DEFAULT_JSON) -> dict[str, Any
         "speedup": speedup,
         "median_round_speedup": statistics.median(a / b for a, b in pairs),
         "answered_by_worker": measured["answered"],
+        "plain_speedup": plain_speedup,
+        "share_of_plain_speedup": (speedup - 1) / (plain_speedup - 1)
+        if plain_speedup > 1
+        else None,
         "bars": {"two_workers_faster_than_one_process": speedup > SPEEDUP_BAR},
     }
     print(format_table(report))
@@ -196,6 +245,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"  speed-up {report['speedup']:>26.2f}x (median of each round's: "
         f"{report['median_round_speedup']:.2f}x)",
         f"  calls answered by each worker: {report['answered_by_worker']}",
+        f"ceiling now: plain processes, the same burns, no llmgine: one "
+        f"{medians['plain_one']:.2f} s, two {medians['plain_two']:.2f} s, "
+        f"{report['plain_speedup']:.2f}x",
     ]
     met = report["bars"]["two_workers_faster_than_one_process"]
     lines.append(

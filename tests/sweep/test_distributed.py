@@ -27,8 +27,10 @@ from llmgine.llm import (
     LLMCallStarted,
     LLMRequest,
     LLMStreamDelta,
+    Model,
     WorkerService,
     get_model,
+    worker,
 )
 from llmgine.llm._worker import EVENTS
 from llmgine.sweep import Sweep, contains
@@ -288,3 +290,25 @@ async def test_a_worker_publishes_no_events_for_a_caller_that_does(caller_publis
         assert delivered[0] is LLMCallStarted
         assert LLMStreamDelta in delivered
         assert delivered[-1] is LLMCallCompleted
+
+
+async def test_the_worker_setup_makes_a_model_once_per_spec_and_closes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[str] = []
+    aclose = Model.aclose
+
+    async def spy(model: Model) -> None:
+        closed.append(model.spec)
+        await aclose(model)
+
+    monkeypatch.setattr(Model, "aclose", spy)
+    request = LLMRequest(messages=[ChatMessage.user("hello")])
+    async with MessageBus() as bus:
+        close = worker(bus)
+        for spec in ("demo:x", "demo:x", "demo:y"):
+            result = await bus.execute(Generate(request=request, model=spec))
+            assert result.success, result.error
+        assert closed == []
+    await close()
+    assert sorted(closed) == ["demo:x", "demo:y"]
