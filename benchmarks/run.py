@@ -3,7 +3,8 @@
 NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
 fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in
 Chromium), nats (events over a local NATS server against raw nats-py: about a minute),
-distributed (a CPU-bound sweep in one process against two NATS workers: about a minute).
+distributed (a CPU-bound sweep in one process against two NATS workers: about three
+minutes).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
