@@ -28,6 +28,7 @@ from llmgine.llm import (
     LLMRequest,
     LLMStreamDelta,
     Model,
+    RemoteModel,
     WorkerService,
     get_model,
     worker,
@@ -312,3 +313,12 @@ async def test_the_worker_setup_makes_a_model_once_per_spec_and_closes_it(
         assert closed == []
     await close()
     assert sorted(closed) == ["demo:x", "demo:y"]
+
+
+async def test_a_remote_model_on_an_in_process_bus_says_to_use_nats() -> None:
+    async with MessageBus() as bus:
+        assert not bus.distributed
+        with pytest.raises(NoWorkerError) as raised:
+            await Model(RemoteModel(bus, "demo:x")).generate("hi")
+    assert "its transport is not NATS" in str(raised.value)
+    assert "LLMGINE_BUS_URL" in str(raised.value)
