@@ -3,7 +3,8 @@
 NAME is one of bus, observability, llm, widgets, internals, recording, sweep (about
 fifteen minutes), local (the local model: about four minutes), dashboard (ten minutes in
 Chromium), nats (events and command round trips over a local NATS server against raw
-nats-py: about a minute and a half).
+nats-py: about a minute and a half), distributed (a CPU-bound sweep in one process against
+two NATS workers: about three minutes).
 
 Results are measurements, not tests: this exits 0 even when a bar fails, and says so
 plainly in its output. Each benchmark writes its JSON to ``benchmarks/results/``.
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 import bench_bus  # run.py is run as a script, so its own folder is on sys.path
 import bench_dashboard_soak
+import bench_distributed_sweep
 import bench_internals
 import bench_llm
 import bench_local
@@ -37,6 +39,7 @@ BENCHMARKS = {
     "local": bench_local.run,
     "dashboard": bench_dashboard_soak.run,
     "nats": bench_nats.run,
+    "distributed": bench_distributed_sweep.run,
 }
 
 

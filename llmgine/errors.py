@@ -9,6 +9,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   ├── EventLoopMismatchError    one bus used from two running event loops
     │   ├── HandlerRegistrationError  a second handler for one command type in one scope, ...
     │   ├── NoHandlerError            a command with no handler to run it
+    │   │   └── NoWorkerError         no worker process serves it: says what to start
     │   ├── CommandFailedError        unwrap() of a failed result whose exception is not at hand
     │   ├── CommandTimeoutError       a command's handler ran past its timeout
     │   ├── RemoteCommandError        a command's handler in another process failed: its error
@@ -119,6 +120,7 @@ __all__ = [
     "MissingExtraError",
     "ModelNotFoundError",
     "NoHandlerError",
+    "NoWorkerError",
     "ObservabilityError",
     "PermissionDeniedError",
     "ProviderError",
@@ -180,6 +182,12 @@ class HandlerRegistrationError(BusError):
 
 class NoHandlerError(BusError):
     """A command was executed but no handler is registered for its type."""
+
+
+class NoWorkerError(NoHandlerError):
+    """A command meant for a worker process found none serving it on the bus's transport
+    (as a distributed `llmgine.sweep.Sweep`'s model calls do); the message says what to
+    start."""
 
 
 class CommandFailedError(BusError):

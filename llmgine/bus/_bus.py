@@ -314,6 +314,12 @@ class MessageBus:
         return Session(self, name, session_id)
 
     @property
+    def distributed(self) -> bool:
+        """Whether a command this bus has no handler for goes to another process (its
+        transport carries commands, as NATS does), instead of failing here."""
+        return self._remote is not None
+
+    @property
     def sessions(self) -> list[Session]:
         """The sessions opened on this bus and open now (`joined_sessions` aside)."""
         return list(self._book.open.values())

@@ -150,6 +150,15 @@ forces) with valid arguments, returns a valid instance for structured output, st
 (usage, cost, latency, time to first token) or `LLMCallFailed`, with the session id. The
 call's GenAI span is the command's span (it carries the command's id).
 
+**In worker processes**: over NATS (`llmgine.bus.nats`), `llmgine worker llmgine.llm:worker`
+runs a process whose `WorkerService` answers `Generate` for any model spec with the
+worker's own keys and settings (each model made once, closed when the worker stops; its
+models do not retry: the caller does). `Model(RemoteModel(bus, "openai:gpt-4o-mini"))`
+is a model whose calls such workers make: each is a `Generate` the bus sends to one of
+them; an `LLMError` raised there is raised here as the same class (a 429 keeps its
+``retry_after``), and no worker serving is a `NoWorkerError` that says what to start. A
+distributed `llmgine.sweep.Sweep` calls its models this way.
+
 **Tested against real recorded traffic**: `tests/llm/cassettes/` holds 42 real HTTP
 recordings of the three APIs (copied with their attribution, `SOURCES.md`); every one is
 replayed through the official SDK over an httpx transport and the unified responses
@@ -225,6 +234,7 @@ from llmgine.llm._stream import (
     items_from_parts,
 )
 from llmgine.llm._testing import ScriptedProvider
+from llmgine.llm._worker import RemoteModel, WorkerService, worker
 from llmgine.llm._wrappers import Fallback, LLMRetryPolicy, Retrying, Traced
 
 __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
@@ -263,6 +273,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "Reasoning",
     "ReasoningDelta",
     "ReasoningPart",
+    "RemoteModel",
     "ResponseFormat",
     "ResponseMeta",
     "ResponseStream",
@@ -284,6 +295,7 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "TracerSlot",
     "Usage",
     "UsageUpdate",
+    "WorkerService",
     "WrapperModel",
     "cost_usd",
     "default_model",
@@ -295,4 +307,5 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "register_provider",
     "resolve_api_key",
     "tracer_for",
+    "worker",
 ]

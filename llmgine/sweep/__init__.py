@@ -49,6 +49,31 @@ or ``enable()`` for the private bus), is a GenAI span whose ``trace_id`` and ``s
 are in its row (None when observability is off, and for a `Model` you pass, which keeps
 the tracer it was made with).
 
+Distributed: on a bus that carries commands to other processes (NATS: ``bus=MessageBus(
+transport=NatsTransport(url))``, or ``LLMGINE_BUS_URL=nats://host:4222`` for the private
+bus; `MessageBus.distributed` says which), the same sweep sends its live calls to worker
+processes, with no change to its code. Start a NATS server (``NatsServer.start()``, or
+``nats-server -js``) and one or more workers where the keys are:
+``LLMGINE_BUS_URL=nats://host:4222 llmgine worker llmgine.llm:worker`` (each answers
+`Generate` for any model spec with its own keys and settings; see `llmgine.llm.worker`).
+Each live call of a model given as a spec is then a ``Generate(model=spec)`` executed on
+the bus outside the sweep's session, which the bus hands to one of the workers. What stays
+here: the store (a stored row is answered from it, and never leaves this process; a live
+answer is stored here as it arrives, so resume works as in one process), the concurrency
+limits, rate-limit backoff (a worker's 429 comes back with its ``retry_after``), budget,
+progress bar, scorers, ``on_row`` and the rows, which look as they do in one process
+(``latency_ms`` and ``ttft_ms`` are what the worker measured). The sweep's session events
+(``LLMCallStarted`` / ``LLMCallCompleted``) are published here, once a call; the workers
+publish none for these calls. A live row's ``span_id`` is a ``command Generate`` span made
+here, current while the worker runs the call, so the worker's GenAI span (shipped by its
+own observability, e.g. to an OTLP collector) is its child: one GenAI span a call. Not
+distributed: models given as `Model` objects (they cannot travel: they run here), and
+``model_options`` that configure the provider (``base_url``, keys: a warning says they are
+not sent; configure the workers). With no worker serving, `Sweep.run` raises
+`llmgine.errors.NoWorkerError` saying what to start, after the calls in flight; no error
+rows are made. A call longer than the transport's ``command_timeout`` (60 s by default)
+is a ``CommandTimeoutError`` row: raise it for long answers.
+
 Concurrency is per provider: at most ``concurrency`` calls at once (default 8), an
 `AdaptiveLimit`. A `RateLimitedError` (a 429) halves the provider's limit (once per
 pause), pauses its new calls for the error's ``retry_after`` (else 2, 4, 8... s, at most

@@ -6,7 +6,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CALL_COLUMNS", "TEXT", "SweepResult", "rows_frame"]
+__all__ = [
+    "CALL_COLUMNS",
+    "TEXT",
+    "SweepResult",
+    "param_names",
+    "rows_frame",
+    "score_columns",
+]
 
 
 def _text_dtype() -> Any:
@@ -124,3 +131,14 @@ class SweepResult:
             f"the cache, ${self.spent_usd:.4f} spent"
         )
         return f"{line}; stopped: {self.reason}" if self.stopped else line
+
+
+def param_names(param_sets: list[dict[str, Any]]) -> list[str]:
+    """The parameter names of a grid's parameter sets, in first-seen order."""
+    return list(dict.fromkeys(k for p in param_sets for k in p))
+
+
+def score_columns(scorer: Any) -> list[tuple[str, bool]]:
+    """A scorer's columns: ``score.<name>`` (True: a score), then its extra columns."""
+    extras = getattr(scorer, "extra_columns", ())
+    return [(f"score.{scorer.name}", True), *((c, False) for c in extras)]

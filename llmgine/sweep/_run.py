@@ -14,7 +14,7 @@ from typing import Any
 
 from llmgine._tracing import tracer_for
 from llmgine.bus import MessageBus
-from llmgine.errors import RateLimitedError
+from llmgine.errors import NoWorkerError, RateLimitedError
 from llmgine.llm import ChatMessage, Generate, LLMResponse, Model, Usage, get_model
 from llmgine.llm._cost import cost_usd
 from llmgine.recording import (
@@ -24,10 +24,11 @@ from llmgine.recording import (
     open_store,
     request_key,
 )
+from llmgine.sweep._distributed import WORKER_KEY, worker_callers
 from llmgine.sweep._grid import expand_grid
 from llmgine.sweep._inputs import InputRow, input_fields, load_inputs
 from llmgine.sweep._limits import AdaptiveLimit
-from llmgine.sweep._result import SweepResult, rows_frame
+from llmgine.sweep._result import SweepResult, param_names, rows_frame, score_columns
 from llmgine.sweep._wiring import RepeatStore, Service, SpanCatcher
 
 __all__ = ["Preflight", "Sweep"]
@@ -110,6 +111,8 @@ class Sweep:
             raise ValueError("give at least one model (a spec such as 'demo:x', or a Model)")
         self.store = open_store(store)
         self._tracer = SpanCatcher(tracer_for(bus))
+        self._specs = [None if isinstance(e, Model) else e for e in entries]
+        self._model_options = model_options
         # One caller per model and repeat, answering through the store (read-write).
         self._callers: list[list[Model]] = []
         self._made: list[Model] = []
@@ -228,6 +231,18 @@ class Sweep:
             (m, r): f"sweep{m}.{r}" for m in range(len(self.models)) for r in range(self.repeats)
         }
         registered = {keys[m, r]: self._callers[m][r] for (m, r) in keys}
+        # Over a bus that carries commands to other processes, workers make the live calls.
+        workers = (
+            worker_callers(
+                bus, self._specs, self.repeats, self.store, self._tracer, self._model_options
+            )
+            if bus.distributed
+            else {}
+        )
+        registered.update({WORKER_KEY.format(key=keys[mr]): c for mr, c in workers.items()})
+        if bar is not None and workers:
+            specs = ", ".join(sorted({s for s in self._specs if s is not None}))
+            bar.write(f"live calls of {specs} go to worker processes over the bus")
         state = _State()
         limits: dict[str, AdaptiveLimit] = {}
         queues: dict[str, deque[int]] = {}
@@ -264,7 +279,12 @@ class Sweep:
                     state.reserved += estimate
                     try:
                         key = keys[row.model, row.repeat]
-                        record, answer = await self._call(session, row, key, limit)
+                        to_worker = (row.model, row.repeat) in workers
+                        record, answer = await self._call(session, row, key, limit, to_worker)
+                    except NoWorkerError as exc:  # every live row would fail the same way
+                        state.stop("no_worker", str(exc))
+                        state.fatal = exc
+                        return
                     finally:
                         state.reserved -= estimate
                     cost = record.get("cost_usd")
@@ -306,11 +326,11 @@ class Sweep:
                 await model.aclose()
             if self.bus is None:
                 await bus.stop()
+        if state.fatal is not None:
+            raise state.fatal
         done = [r for r in records if r is not None]
-        score_columns = [c for s in self.scorers for c in _score_columns(s)]
-        frame = rows_frame(
-            done, input_fields(self.inputs), _param_names(self.param_sets), score_columns
-        )
+        columns = [c for s in self.scorers for c in score_columns(s)]
+        frame = rows_frame(done, input_fields(self.inputs), param_names(self.param_sets), columns)
         return SweepResult(
             df=frame,
             total=len(self._rows),
@@ -323,12 +343,20 @@ class Sweep:
         )
 
     async def _call(
-        self, session: Any, row: _Row, key: str, limit: AdaptiveLimit
+        self, session: Any, row: _Row, key: str, limit: AdaptiveLimit, to_worker: bool = False
     ) -> tuple[dict[str, Any], LLMResponse | None]:
         """One row's call, retried: a rate limit slows the provider down and is retried
         until it goes through; another transient error is retried ``retries`` times. An
-        answer whose rate limits are nearly used up slows the provider down too."""
+        answer whose rate limits are nearly used up slows the provider down too.
+
+        ``to_worker``: an answer not in the store is asked of the model's worker caller
+        (see `_distributed`); a stored one of the in-process caller, which replays it."""
         request = self._request(row)
+        if to_worker:
+            spec = self.models[row.model].spec
+            stored = RepeatStore(self.store, row.repeat)
+            if not await stored.contains(request_key(canonical_request(request, spec))):
+                key = WORKER_KEY.format(key=key)
         attempt = throttled = 0
         response: LLMResponse | None = None
         error: Exception | None = None
@@ -358,6 +386,8 @@ class Sweep:
                 await limit.release()
                 await limit.acquire()  # waits out the pause, at the lowered limit
                 continue
+            except NoWorkerError:
+                raise
             except Exception as exc:
                 if getattr(exc, "retryable", False) and attempt < self.retries:
                     attempt += 1
@@ -443,6 +473,7 @@ class _State:
     cached: int = 0
     stopped: str | None = None
     reason: str = ""
+    fatal: Exception | None = None  # raised by run() once the calls in flight are done
 
     def __post_init__(self) -> None:
         self.scorer_errors: list[str] = []
@@ -460,15 +491,6 @@ class _State:
 
 def _nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
-
-
-def _param_names(param_sets: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(k for p in param_sets for k in p))
-
-
-def _score_columns(scorer: Any) -> list[tuple[str, bool]]:
-    extras = getattr(scorer, "extra_columns", ())
-    return [(f"score.{scorer.name}", True), *((c, False) for c in extras)]
 
 
 def _progress_bar(total: int, show: bool) -> Any:

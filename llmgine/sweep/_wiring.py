@@ -3,17 +3,22 @@ and the session's `Generate` handler for the sweep's models."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from llmgine import _semconv as sc
 from llmgine._tracing import CallTracer, LLMCallSpan
-from llmgine.bus import MessageBus
-from llmgine.llm import LLMService, Model
+from llmgine.bus import MessageBus, message_type_name
+from llmgine.llm import Generate, LLMService, Model
+from llmgine.llm._wrappers import call_scope
 from llmgine.recording import RecordingStore
 from llmgine.recording._store import Recording
 
 __all__ = ["RepeatStore", "Service", "SpanCatcher"]
 
-_COMMAND_ID = "llmgine.command.id"
+_COMMAND_ID = sc.COMMAND_ID
 
 
 class RepeatStore(RecordingStore):
@@ -69,6 +74,58 @@ class SpanCatcher:
 
     def tool_span(self, name: str, **args: Any) -> Any:
         return self.inner.tool_span(name, **args)
+
+    @contextmanager
+    def worker_call(self, command: Generate) -> Iterator[None]:
+        """A span around ``command``, sent to a worker for the session command being
+        answered (`RemoteModel`'s ``around``), kept by that command's id: current while
+        the worker runs it, so the worker's spans (its GenAI span) are its children, and
+        not a GenAI span itself, so one call is one GenAI span. Nothing while this
+        sweep's calls are not traced."""
+        scope = call_scope.get()
+        obs = _observability() if getattr(self.inner, "plugged", None) is not None else None
+        if obs is None or scope is None:
+            yield
+            return
+        from opentelemetry import trace
+        from opentelemetry.trace import Status, StatusCode
+
+        session_id = scope.session_id
+        parent = None
+        if session_id is not None and not trace.get_current_span().get_span_context().is_valid:
+            session_span = obs.session_span(session_id)
+            if session_span is not None:
+                parent = trace.set_span_in_context(session_span)
+        attributes: dict[str, Any] = {
+            sc.COMMAND_TYPE: message_type_name(Generate),
+            sc.COMMAND_ID: command.id,
+            sc.SPAN_KIND: "command",
+            "llmgine.command.worker_model": command.model,
+        }
+        if session_id is not None:
+            attributes[sc.SESSION_ID] = session_id
+        span = obs.tracer.start_span("command Generate", context=parent, attributes=attributes)
+        local = scope.attributes.get(_COMMAND_ID)
+        if local is not None:
+            context = span.get_span_context()
+            self.ids[local] = (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
+            try:
+                yield
+            except BaseException as exc:
+                span.set_attribute(sc.ERROR_TYPE, type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, obs.redactor.text(str(exc))))
+                raise
+            span.set_status(Status(StatusCode.OK))
+
+
+def _observability() -> Any:
+    """The enabled `Observability`, if its module was ever imported (the bus's and the
+    sweep's code never import it: it needs the ``observability`` extra)."""
+    module = sys.modules.get("llmgine.observability")
+    return None if module is None else module.current()
 
 
 class Service(LLMService):

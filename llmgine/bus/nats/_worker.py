@@ -7,7 +7,8 @@ its event handlers read through the durable consumer ``--durable`` (workers shar
 name share the events); sessions opened elsewhere are joined by the setups it gave
 ``bus.on_session``, whose session handlers serve those sessions until they end. SIGTERM
 or SIGINT stops it cleanly: it takes no new commands, lets the handlers running finish and
-reply, drains, and exits 0.
+reply, drains, and exits 0. What ``setup`` returns, if callable (sync or async), is
+called then, to close what it opened (clients, files).
 
 With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, it traces its bus
 and exports the spans over OTLP/HTTP (service ``llmgine-worker`` unless
@@ -130,7 +131,7 @@ async def serve(setup: Setup, transport: NatsTransport) -> int:
     try:
         returned = setup(bus)
         if inspect.isawaitable(returned):
-            await returned
+            returned = await returned
         await bus.start()
         served = ", ".join(sorted(message_type_name(c) for c in transport.commands.served))
         traced = "; exporting spans over OTLP" if stop_tracing else ""
@@ -146,6 +147,10 @@ async def serve(setup: Setup, transport: NatsTransport) -> int:
             flush=True,
         )
         await bus.stop()
+        if callable(returned):  # what setup opened, closed once its handlers are done
+            closed = returned()
+            if inspect.isawaitable(closed):
+                await closed
     finally:
         if stop_tracing is not None:
             stop_tracing()  # flushes: the last commands' spans go out before the exit
@@ -158,7 +163,11 @@ def main_worker(argv: list[str]) -> int:
         prog="llmgine worker",
         description="Serve a bus's handlers over NATS until SIGTERM or Ctrl-C.",
     )
-    parser.add_argument("setup", help="module:function; the function gets the bus, sync or async")
+    parser.add_argument(
+        "setup",
+        help="module:function; the function gets the bus, sync or async (llmgine.llm:worker "
+        "answers model calls for any provider:model spec, with this process's keys)",
+    )
     parser.add_argument("--url", help="the NATS server (default: $LLMGINE_BUS_URL)")
     parser.add_argument("--durable", help="the event consumer's name, shared by like workers")
     parser.add_argument("--stream", default="LLMGINE", help="the JetStream stream")
