@@ -71,8 +71,11 @@ distributed: models given as `Model` objects (they cannot travel: they run here)
 ``model_options`` that configure the provider (``base_url``, keys: a warning says they are
 not sent; configure the workers). With no worker serving, `Sweep.run` raises
 `llmgine.errors.NoWorkerError` saying what to start, after the calls in flight; no error
-rows are made. A call longer than the transport's ``command_timeout`` (60 s by default)
-is a ``CommandTimeoutError`` row: raise it for long answers.
+rows are made. A worker killed (or stuck) mid-call never answers: after the transport's
+``command_timeout`` (60 s by default) the row is asked again, like any transient error
+(``retries``, default 2), and another worker answers it. So a call longer than
+``command_timeout`` is retried, then a ``CommandTimeoutError`` row: raise it for long
+answers.
 
 Concurrency is per provider: at most ``concurrency`` calls at once (default 8), an
 `AdaptiveLimit`. A `RateLimitedError` (a 429) halves the provider's limit (once per

@@ -322,3 +322,47 @@ async def test_a_remote_model_on_an_in_process_bus_says_to_use_nats() -> None:
             await Model(RemoteModel(bus, "demo:x")).generate("hi")
     assert "its transport is not NATS" in str(raised.value)
     assert "LLMGINE_BUS_URL" in str(raised.value)
+
+
+async def test_a_call_whose_worker_never_answers_is_asked_again(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A worker that dies or hangs mid-call never replies: the command times out
+    (``command_timeout``) and the sweep asks again, so the row is answered, not lost."""
+    transport = nats_transport(nats_server)
+    transport.commands.command_timeout = 1.0  # the wait for a reply that never comes
+    worker_transport = NatsTransport(
+        nats_server.url, stream=transport.stream, subject_prefix=transport.prefix
+    )
+    release = asyncio.Event()
+    asked: list[str] = []
+    time = FakeTime()
+    async with MessageBus(transport=transport) as bus, MessageBus(transport=worker_transport) as w:
+        service = WorkerService(w, latency=0)
+
+        async def hang_once(command: Generate) -> Any:
+            asked.append(command.id)
+            if len(asked) == 1:
+                await release.wait()  # the first call never answers in time
+            return await service.handle(command)
+
+        w.on_command(Generate, hang_once)
+        await worker_transport.commands.ready()
+        try:
+            result = await Sweep(
+                ["a"],
+                ["demo:w"],
+                store=tmp_path / "c.sqlite3",
+                bus=bus,
+                progress=False,
+                sleep=time.sleep,
+                clock=time.clock,
+            ).run()
+        finally:
+            release.set()  # the hung handler returns, so the worker bus can stop
+    assert len(asked) == 2  # asked, timed out, asked again
+    row = result.df.iloc[0]
+    assert pd.isna(row["error_type"])
+    assert isinstance(row["text"], str)
+    assert row["text"]
+    assert time.sleeps == [1.0]  # the sweep's backoff before its retry
