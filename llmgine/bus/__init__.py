@@ -238,8 +238,16 @@ What differs from the in-process queue:
   `content_fields` only where content capture is on (see `llmgine.bus.nats`); handlers,
   in this process too, receive the event as it travelled.
 - `drain()` waits until this bus's consumer has settled every event this bus published
-  (and those its handlers published meanwhile); `stop()` drains, then closes the
-  connection, keeping a named consumer on the server to resume from.
+  (and those its handlers published meanwhile); `stop()` drains, naks with no delay the
+  events of its batch not yet handled (a bus sharing its consumer gets them at once, not
+  after `ack_wait`), then closes the connection, keeping a named consumer on the server
+  to resume from.
+- A limit of nats-py's `fetch`: its pull request can outlive the call by the time it took
+  to reach the server, and a message sent in that moment waits in the client's buffer
+  until this bus's next fetch, out of reach of the keep-alive and of the nak at stop.
+  If the batch in hand takes longer than `ack_wait`, or the bus stops, a bus sharing the
+  consumer gets that message after `ack_wait`, and may handle it a second time (each
+  bus's seen-set is its own). Keep `ack_wait` above the time a batch takes.
 
 **Sessions across processes.** A session opened in one process (a notebook) reaches
 session-scoped handlers in others (workers): `bus.on_session(setup, name=None)` calls

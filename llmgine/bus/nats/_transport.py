@@ -1,5 +1,7 @@
 """`NatsTransport`: the bus's events on a NATS JetStream stream, consumed by a durable pull
-consumer, acked only after the handlers ran.
+consumer, acked only after the handlers ran. This file holds publishing, the connection's
+lifecycle and drain(); reading and settling the consumer's messages is `EventConsumer`'s
+(``_consumer.py``), commands are `CommandRouter`'s (``_commands.py``).
 
 Publishing puts the event, serialised with its concrete class (`to_json`), on the subject
 ``<prefix>.event.<type name>`` with ``Nats-Msg-Id`` set to the event's id, so the server
@@ -7,30 +9,35 @@ drops a second publish of the same event within its duplicate window. Each bus r
 stream through its own durable pull consumer: every consumer gets every event (two buses,
 two processes: both receive it), and buses that share a consumer name share its work.
 
-A fetched message is dispatched to the bus's handlers, then:
-
-* handled everywhere: acked, and its id kept in a bounded seen-set, so a redelivery (an ack
-  lost to a restart) is acked again without running any handler twice;
-* a handler failed: nak with the backoff delay for this attempt; the handlers that had
-  succeeded are remembered and skipped on the redelivery (handled once per handler); after
-  ``max_deliver`` deliveries it goes to the bus's dead letters with the reason, and is
-  terminated so the server stops sending it;
-* not readable (a type this process has not imported, corrupt JSON, a newer schema): dead
-  letters with the reason, terminated, never a crash loop.
+A fetched message is dispatched to the bus's handlers, then acked (its id kept in a
+bounded seen-set, so a redelivery runs no handler twice), nak'd with a backoff when a
+handler failed (after ``max_deliver`` deliveries: dead-lettered and terminated), or
+dead-lettered at once when it cannot be read; see `EventConsumer`.
 
 Fetches are bounded (``batch``) and the consumer lets at most ``batch`` messages be unacked
 at once, so a slow consumer leaves the backlog on the server, not in this process's memory.
+Stopping a bus naks, with no delay, the messages of its batch not yet handled, so a bus
+sharing its consumer gets them at once.
+
+A limit of nats-py's ``fetch`` (2.16), with no public way around it: the pull request it
+sends expires 100 µs before the call's own timeout, by the server's clock from when the
+request reached it, so it can outlive the call by that transit time. A message the server
+sends in that moment (a fetch that got fewer messages than it asked for runs to its
+timeout, as on a consumer shared with a bus holding ``batch`` unacked) waits in the
+client's buffer until the next fetch, after the batch in hand is handled; the keep-alive
+and the nak at stop cannot reach it (nats-py exposes only its count, ``pending_msgs``).
+If that batch takes longer than ``ack_wait``, or the bus stops, a bus sharing the
+consumer gets the message after ``ack_wait``, and may handle it a second time: each
+bus's seen-set is its own. Keep ``ack_wait`` above the time a batch takes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import os
 import re
 import socket
-from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import count
 from typing import Any, Literal
@@ -39,41 +46,23 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._delivery import Delivery, handled_by
-from llmgine.bus._messages import ErrorInfo, Event, message_type_name
-from llmgine.bus._registry import Subscription
-from llmgine.bus._resilience import DeadLetter, DeadLetterQueue
+from llmgine.bus._messages import Event, message_type_name
+from llmgine.bus._resilience import DeadLetterQueue
 from llmgine.bus._transport import Deliver, QueueStats
 from llmgine.bus.nats._commands import CommandRouter
 from llmgine.bus.nats._connect import open_consumer
-from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
-from llmgine.bus.nats._wire import (
-    DELIVERED_HEADER,
-    WITHHELD_HEADER,
-    capture_from_env,
-    read_wire,
-    wire_event,
-)
-from llmgine.errors import (
-    BackpressureError,
-    BusError,
-    BusStoppedError,
-    MessageSerializationError,
-    TransportError,
-    UnknownMessageTypeError,
-)
+from llmgine.bus.nats._consumer import FETCH_POLL, EventConsumer, consuming_for
+from llmgine.bus.nats._trace import trace_headers
+from llmgine.bus.nats._wire import DELIVERED_HEADER, WITHHELD_HEADER, capture_from_env, wire_event
+from llmgine.errors import BackpressureError, BusError, BusStoppedError, TransportError
 
 __all__ = ["NatsTransport"]
 
 log = redacting_logger("llmgine.bus.nats")
 
-_consumer_of: contextvars.ContextVar[NatsTransport | None] = contextvars.ContextVar(
-    "llmgine_nats_consumer_of", default=None
-)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-.]")
 _bus_numbers = count(1)
 # A transient failure of a publish: the server restarting, JetStream not yet elected, a
@@ -98,20 +87,6 @@ def _stored_at(ack: bytes) -> int:
     if "error" in answer:
         raise nats.js.errors.APIError.from_error(answer["error"])
     return int(answer["seq"])
-
-
-def _delivery(msg: Msg) -> tuple[int, int]:
-    """How many times ``msg`` was delivered, and its sequence in the stream.
-
-    Read from the ack subject's tokens, as nats-py's ``msg.metadata`` does, without the
-    timestamp and dataclasses it builds per message; a subject of another layout (a
-    JetStream domain) goes through ``msg.metadata``.
-    """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[4]), int(tokens[5])
-    meta = msg.metadata
-    return meta.num_delivered, meta.sequence.stream
 
 
 def _token(text: str) -> str:
@@ -214,18 +189,10 @@ class NatsTransport:
         self._pending: set[asyncio.Task[None]] = set()
         self._progress: asyncio.Event | None = None
         self._stopped = False
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._partial: OrderedDict[str, set[Subscription]] = OrderedDict()
         self._published_seq = 0  # the highest stream sequence this transport published
-        self._done_seq = 0  # the highest one this transport acked or terminated
-        self._in_hand = 0
-        # The batch being handled, and the index of the first message not yet settled:
-        # what the keep-alive tells the server is still being worked on.
-        self._batch: list[Msg] = []
-        self._batch_next = 0
         self._subjects: dict[type[Event], str] = {}
-        self.published = self.redelivered = self.duplicates = self.dead_lettered = 0
-        self.publish_failures = 0
+        self.published = self.publish_failures = 0
+        self._reader = EventConsumer(self)
         self.commands = CommandRouter(
             self.prefix,
             concurrency=command_concurrency,
@@ -240,6 +207,21 @@ class NatsTransport:
     def subject(self) -> str:
         """The subjects this transport's events go on (a wildcard)."""
         return f"{self.prefix}.event.>"
+
+    @property
+    def redelivered(self) -> int:
+        """Events received again (delivered more than once)."""
+        return self._reader.redelivered
+
+    @property
+    def duplicates(self) -> int:
+        """Events skipped as already handled here (the seen-set)."""
+        return self._reader.duplicates
+
+    @property
+    def dead_lettered(self) -> int:
+        """Events given up on: dead-lettered and terminated."""
+        return self._reader.dead_lettered
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -264,11 +246,13 @@ class NatsTransport:
             self._starting, self._progress = asyncio.Lock(), asyncio.Event()
             self._pending = set()
         assert self._starting is not None
+        assert self._progress is not None
         async with self._starting:
             if self._js is None:
                 await self._connect()
             if self._consumer is None or self._consumer.done():
-                self._consumer = loop.create_task(self._consume(), name="llmgine-nats-consumer")
+                consume = self._reader.run(self._progress)
+                self._consumer = loop.create_task(consume, name="llmgine-nats-consumer")
         assert self._js is not None
         return self._js
 
@@ -283,10 +267,18 @@ class NatsTransport:
         consumer, self._consumer = self._consumer, None
         nc, self._nc, self._js, self._sub = self._nc, None, None, None
         if consumer is not None:
-            # nats-py's fetch can absorb a cancellation as a timeout, so the loop also
-            # watches _stopped, and closing the connection ends a fetch that waits.
+            # Its handler is cancelled; wait for it, so the rest of its batch is released
+            # on this connection before it closes. nats-py's fetch can absorb a
+            # cancellation as a timeout, so the loop also watches _stopped (its fetch ends
+            # within FETCH_POLL), and closing the connection ends a fetch that waits.
             consumer.cancel()
+            await asyncio.wait({consumer}, timeout=FETCH_POLL + 1.0)
+        await self._reader.release()  # a bus sharing the consumer gets them at once
         if nc is not None:
+            try:
+                await nc.flush(timeout=int(_ACK_TIMEOUT))  # the naks reach the server first
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.info("NATS flush at stop failed (%r)", exc)
             await nc.close()
         if consumer is not None:
             await asyncio.gather(consumer, return_exceptions=True)
@@ -384,171 +376,10 @@ class NatsTransport:
             self.publish_failures += 1
             log.exception("publish_nowait of %s %s to NATS failed", type(event).__name__, event.id)
 
-    # -- consuming ---------------------------------------------------------------------
-
-    async def _consume(self) -> None:
-        # One keep-alive for the consumer, not a task per message: it wakes a few times
-        # per ack_wait and tells the server every message in hand is still being worked on.
-        keep_alive = asyncio.get_running_loop().create_task(self._keep_alive())
-        # Handlers run in this task (its own context): they are the consumer's, once set.
-        _consumer_of.set(self)
-        try:
-            await self._fetch_and_handle()
-        finally:
-            keep_alive.cancel()
-            self._batch, self._batch_next = [], 0
-
-    async def _fetch_and_handle(self) -> None:
-        progress = self._progress
-        assert progress is not None
-        while True:
-            sub = self._sub
-            if sub is None or self._stopped:
-                return
-            try:
-                messages = await sub.fetch(self.batch, timeout=5.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue  # a long poll that found nothing: poll again
-            except nats.errors.ConnectionClosedError:
-                return
-            except nats.errors.Error as exc:
-                # Reconnecting, or JetStream not yet back after a restart: the client
-                # reconnects on its own, so wait a little and poll again.
-                log.info("NATS fetch failed (%r); retrying", exc)
-                await asyncio.sleep(0.2)
-                continue
-            self._in_hand = len(messages)
-            self._batch = messages
-            for i, msg in enumerate(messages):
-                self._batch_next = i
-                try:
-                    await self._handle(msg)
-                except nats.errors.Error as exc:
-                    # The ack could not be sent (server gone): the message comes again and
-                    # the seen-set keeps its handlers from running twice.
-                    log.info("NATS ack failed (%r); the server will redeliver", exc)
-                except Exception:  # dispatch catches handler errors: this is a bug, go on
-                    log.exception("llmgine bus: unexpected error handling a NATS message")
-                self._in_hand = len(messages) - i - 1
-                progress.set()
-            self._batch, self._batch_next = [], 0
-
-    async def _handle(self, msg: Msg) -> None:
-        delivered, sequence = _delivery(msg)
-        if msg.headers and msg.headers.get(DELIVERED_HEADER) == self.durable:
-            await self._settle(msg, sequence, ack=True)  # its publisher, sharing this consumer, did
-            return
-        if delivered > 1:
-            self.redelivered += 1
-        try:
-            event = read_wire(msg.data)
-            if not isinstance(event, Event):
-                raise MessageSerializationError(f"a {type(event).__name__} is not an event")
-        except UnknownMessageTypeError as exc:
-            message_id = self._published_id(msg, sequence)
-            reason = (
-                f"its type is not registered in this process ({exc}); import the module "
-                "that defines it, then replay this dead letter"
-            )
-            await self._dead_letter(msg, message_id, None, exc, reason)
-            return
-        except MessageSerializationError as exc:
-            message_id = self._published_id(msg, sequence)
-            reason = f"it cannot be read: corrupt, or written by a newer schema ({exc})"
-            await self._dead_letter(msg, message_id, None, exc, reason)
-            return
-        message_id = event.id  # idempotent by the event's own id, whoever published it
-        if message_id in self._seen:
-            self.duplicates += 1
-            await self._settle(msg, sequence, ack=True)
-            return
-        done = self._partial.pop(message_id, set())
-        delivery = await self._deliver_tracked(msg, event, done)
-        if not delivery.failures:
-            self._remember(message_id)
-            await self._settle(msg, sequence, ack=True)
-            return
-        if delivered >= self.max_deliver:
-            names = ", ".join(f.handler for f in delivery.failures)
-            last = delivery.failures[-1].error
-            reason = (
-                f"event handler(s) {names} still failed after {delivered} "
-                f"deliveries (max_deliver={self.max_deliver}): {type(last).__name__}: {last}"
-            )
-            self._remember(message_id)  # the handlers that succeeded are not run again
-            await self._dead_letter(msg, message_id, event, last, reason)
-            return
-        self._partial[message_id] = done
-        while len(self._partial) > self.seen_size:
-            self._partial.popitem(last=False)
-        delay = self.backoff[min(delivered, len(self.backoff)) - 1]
-        await msg.nak(delay=delay)
-
-    def _published_id(self, msg: Msg, sequence: int) -> str:
-        """The id its publisher gave a message that cannot be read as an event."""
-        return (msg.headers or {}).get("Nats-Msg-Id") or f"{self.stream}:{sequence}"
-
-    async def _deliver_tracked(self, msg: Msg, event: Event, done: set[Subscription]) -> Delivery:
-        assert self._deliver is not None, "bind() must be called before the transport starts"
-        marker = handled_by.set((event, done))
-        trace = traced_context(msg.headers)  # the publisher's span is the handlers' parent
-        try:
-            delivery = await self._deliver(event)
-        finally:
-            untraced(trace)
-            handled_by.reset(marker)
-        assert isinstance(delivery, Delivery)
-        return delivery
-
-    async def _keep_alive(self) -> None:
-        # A long handler is not a dead process: every ack_wait/3, tell the server that the
-        # message being handled, and those of its batch waiting behind it, are in hand.
-        while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            for msg in self._batch[self._batch_next :]:
-                try:
-                    await msg.in_progress()
-                except nats.errors.Error as exc:  # settled meanwhile, or the server is gone
-                    log.debug("NATS in-progress not sent (%r)", exc)
-
-    def _remember(self, message_id: str) -> None:
-        self._seen[message_id] = None
-        while len(self._seen) > self.seen_size:
-            self._seen.popitem(last=False)
-
-    async def _settle(self, msg: Msg, sequence: int, *, ack: bool) -> None:
-        await (msg.ack() if ack else msg.term())
-        if sequence > self._done_seq:
-            self._done_seq = sequence
-
-    async def _dead_letter(
-        self,
-        msg: Msg,
-        message_id: str,
-        event: Event | None,
-        error: BaseException,
-        reason: str,
-    ) -> None:
-        self.dead_lettered += 1
-        log.warning("NATS message %s on %s dead-lettered: %s", message_id, msg.subject, reason)
-        if self._dead_letters is not None:
-            self._dead_letters.add(
-                DeadLetter(
-                    event,
-                    ErrorInfo.from_exception(error),
-                    error,
-                    _delivery(msg)[0],
-                    reason=reason,
-                    raw=None if event is not None else msg.data,
-                    message_id=message_id,
-                )
-            )
-        await self._settle(msg, _delivery(msg)[1], ack=False)
-
     # -- waiting -----------------------------------------------------------------------
 
     async def drain(self) -> None:
-        if _consumer_of.get() is self:
+        if consuming_for.get() is self:
             raise BusError(
                 "drain() was called from inside an event handler, where it would wait for "
                 "itself; publish with wait=True instead, or drain from outside the handler."
@@ -567,7 +398,7 @@ class NatsTransport:
                 await asyncio.gather(*list(self._pending), return_exceptions=True)
                 continue
             target = self._published_seq
-            settled = self._done_seq >= target and self._in_hand == 0
+            settled = self._reader.done_seq >= target and self._reader.in_hand == 0
             if settled and await self._settled_on_server(target):
                 return
             progress.clear()
@@ -594,20 +425,20 @@ class NatsTransport:
         )
 
     async def flush_session(self, session_id: str) -> None:
-        if _consumer_of.get() is self:
+        if consuming_for.get() is self:
             return  # a handler ending its session: the rest of it is on the stream, in order
         await self.drain()
 
     def stats(self) -> QueueStats:
-        return QueueStats(depth=self._in_hand + len(self._pending), capacity=self.batch)
+        return QueueStats(depth=self._reader.in_hand + len(self._pending), capacity=self.batch)
 
     def counters(self) -> dict[str, Any]:
         """What this transport did: published, redelivered, duplicates skipped,
         dead-lettered, publish_nowait failures."""
         return {
             "published": self.published,
-            "redelivered": self.redelivered,
-            "duplicates": self.duplicates,
-            "dead_lettered": self.dead_lettered,
+            "redelivered": self._reader.redelivered,
+            "duplicates": self._reader.duplicates,
+            "dead_lettered": self._reader.dead_lettered,
             "publish_failures": self.publish_failures,
         }

@@ -228,6 +228,58 @@ async def test_a_handler_slower_than_ack_wait_keeps_its_event(nats_server: NatsS
     assert first.counters()["redelivered"] == second.counters()["redelivered"] == 0
 
 
+async def test_a_bus_that_stops_hands_the_rest_of_its_batch_to_its_peer_at_once(
+    nats_server: NatsServer,
+) -> None:
+    # ack_wait is longer than the deadline: messages left in the stopped bus's hands
+    # would reach its peer only after it, so without the nak at stop this test fails.
+    first = nats_transport(nats_server, durable="shared", batch=8, ack_wait=DEADLINE * 2)
+    second = NatsTransport(
+        nats_server.url,
+        stream=first.stream,
+        subject_prefix=first.prefix,
+        durable="shared",
+        batch=8,
+        ack_wait=DEADLINE * 2,
+    )
+    all_published, holding, all_handled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handled_a: list[int] = []
+    handled_b: list[int] = []
+
+    async def a_handles(e: Ping) -> None:
+        if e.n == 0:  # the rest arrive meanwhile: the next fetch takes them as one batch
+            await all_published.wait()
+        if e.n == 3:  # holds 3..7 in hand until the stop cancels it
+            holding.set()
+            await asyncio.Event().wait()
+        handled_a.append(e.n)
+
+    def b_handles(e: Ping) -> None:
+        handled_b.append(e.n)
+        if len(handled_b) == 5:
+            all_handled.set()
+
+    a = MessageBus(transport=first)
+    a.on_event(Ping, a_handles)
+    await a.start()
+    try:
+        for n in range(8):
+            await raw_publish(first, "ping", to_json(Ping(n=n)).encode(), f"ping-{n}")
+        all_published.set()
+        async with asyncio.timeout(DEADLINE):
+            await holding.wait()
+        async with MessageBus(transport=second) as b:  # joins while a holds the batch
+            b.on_event(Ping, b_handles)
+            async with asyncio.timeout(DEADLINE):
+                await a.stop()
+                await all_handled.wait()
+    finally:
+        await a.stop()
+    assert handled_a == [0, 1, 2]
+    assert sorted(handled_b) == [3, 4, 5, 6, 7]  # nothing lost, nothing handled twice
+    assert second.counters()["redelivered"] == 5
+
+
 def test_bus_url_chooses_the_transport(
     monkeypatch: pytest.MonkeyPatch, nats_server: NatsServer
 ) -> None:
