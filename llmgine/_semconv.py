@@ -75,6 +75,7 @@ CACHE_SOURCE: Final = "llmgine.cache.source"  # the store a hit was replayed fro
 CACHE_DRIFT: Final = "llmgine.cache.drift"  # compare mode: same, changed or new
 SESSION_ID: Final = "llmgine.session.id"
 SESSION_NAME: Final = "llmgine.session.name"
+SESSION_JOINED: Final = "llmgine.session.joined"  # a session another process opened
 COMMAND_TYPE: Final = "llmgine.command.type"
 COMMAND_ID: Final = "llmgine.command.id"
 COMMAND_SUCCESS: Final = "llmgine.command.success"

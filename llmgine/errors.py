@@ -22,6 +22,7 @@ Every error llmgine raises on purpose is an ``LLMgineError``; catch that to catc
     │   └── MessageSerializationError a message could not be turned into or read from JSON
     │       └── UnknownMessageTypeError  JSON names a message type no class is registered for
     ├── ObservabilityError            observability is misconfigured or was switched off
+    │   └── SpanWaitTimeoutError      spans waited for did not all arrive: what did
     ├── ToolError                     a tool could not be defined, found or run
     │   ├── ToolDefinitionError       a function cannot become a tool (says why and the fix)
     │   │   └── DuplicateToolError    a second tool under a name a manager already holds
@@ -132,6 +133,7 @@ __all__ = [
     "ScorerError",
     "ServerUnavailableError",
     "SessionClosedError",
+    "SpanWaitTimeoutError",
     "StructuredOutputError",
     "ToolArgumentsError",
     "ToolDefinitionError",
@@ -264,6 +266,20 @@ class UnknownMessageTypeError(MessageSerializationError):
 
 class ObservabilityError(LLMgineError):
     """Observability cannot do what was asked (misconfigured, or disabled meanwhile)."""
+
+
+class SpanWaitTimeoutError(ObservabilityError, TimeoutError):
+    """`Observability.wait_for_spans` timed out: fewer spans than ``wanted`` matched.
+
+    ``seen`` holds the finished spans that did match (a `SpanRecord` each), ``timeout``
+    the seconds waited; the message names them and what to check.
+    """
+
+    def __init__(self, message: str, *, wanted: int, seen: list[Any], timeout: float) -> None:
+        super().__init__(message)
+        self.wanted = wanted
+        self.seen = seen
+        self.timeout = timeout
 
 
 class LLMError(LLMgineError):

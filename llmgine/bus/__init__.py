@@ -261,7 +261,10 @@ one on, then its `SessionEnded`, and is then removed, as in one process. `setup`
 never called for a session opened on the same bus (register its handlers directly), nor
 on the in-process queue, nor for sessions opened before this bus's consumer existed. A
 session that never ends (its process died) stays joined until 10,000 newer ones push it
-out (logged). A session's own `on_command`, wherever it is registered, also serves
+out (logged). The bus's observers hear a joined session start and end
+(`on_session_start` / `on_session_end`, with no error: the block ran elsewhere), so a
+traced worker has a span for it. A session's own `on_command`, wherever it is
+registered, also serves
 `<prefix>.cmd.<type>.s.<session>` in a queue group of its own, until the session ends. A
 command with a `session_id` and no handler in this process asks that subject first and,
 when nobody serves it, the type's workers: a session's handler ahead of the bus's, as in

@@ -233,7 +233,8 @@ class MessageBus:
         ``setup(session)`` (sync or async) registers its handlers on it; they get the
         session's events, then its `SessionEnded`, and are removed. Never called for a
         session opened on this bus, so never on the in-process queue (see "Sessions across
-        processes" in `llmgine.bus`). ``remove()`` stops joining new sessions."""
+        processes" in `llmgine.bus`). The bus's observers hear a joined session start
+        and end, as its own. ``remove()`` stops joining new sessions."""
         return self._book.on_session(setup, name)
 
     def add_filter(self, predicate: MessageFilter) -> Subscription:

@@ -44,11 +44,15 @@ class BusObserver:
         """An event is about to be delivered (after it left the queue, before filters)."""
 
     def on_session_start(self, session: Session) -> None:
-        """A session opened (before its `SessionStarted` event is delivered)."""
+        """A session opened (before its `SessionStarted` event is delivered), or one of
+        another process was joined (``session.joined``: as its `SessionStarted` arrives,
+        before the `on_session` setup runs)."""
 
     def on_session_end(self, session: Session, error: BaseException | None) -> None:
         """A session closed (after its `SessionEnded` was delivered and its handlers were
-        removed); ``error`` is what its block raised, if anything."""
+        removed); ``error`` is what its block raised, if anything. A joined session's
+        ``error`` is None: its block ran in the process that opened it (its
+        `SessionEnded` carries the error)."""
 
     def on_command_start(self, command: Command[Any]) -> object:
         """A command's execution begins, in the caller's task; the value returned is passed

@@ -7,7 +7,10 @@ that called ``on_session(setup)`` *joins* each session opened elsewhere when its
 `SessionStarted` arrives: a `Session` with the same id and name (``joined=True``) is
 handed to ``setup``, which registers the session's handlers; the session's events reach
 them as they arrive; its `SessionEnded` reaches them too, and then they are removed and the
-session's command subjects are given up, as when a session ends in this process.
+session's command subjects are given up, as when a session ends in this process. The
+bus's observers hear of a joined session's start and end as of its own sessions'
+(``on_session_start`` / ``on_session_end``), so a traced worker groups the session's
+spans under a session span of its own.
 
 ``setup`` is a handler of `SessionStarted` (a bus-level one, whose ``where`` admits only
 sessions this bus did not open), so it fails, is reported and is retried like any
@@ -99,6 +102,9 @@ class SessionBook:
             session = Session(self._bus, event.name, sid)
             session.state, session.joined = "open", True
             self.joined[sid] = session
+            # Observers hear of it as of a session opened here: a tracer opens its span,
+            # under the opener's trace context when the event carried one.
+            self._bus._observers.notify("on_session_start", session)
             while len(self.joined) > MAX_JOINED:
                 oldest = next(iter(self.joined.values()))
                 log.warning(
@@ -133,9 +139,12 @@ class SessionBook:
         while len(self._left) > MAX_JOINED:
             self._left.popitem(last=False)
         session.state = "closed"
-        self._bus._registry.remove_scope(session.id)
-        if self._remote is not None:
-            await self._remote.stop_session(session.id)
+        try:
+            self._bus._registry.remove_scope(session.id)
+            if self._remote is not None:
+                await self._remote.stop_session(session.id)
+        finally:
+            self._bus._observers.notify("on_session_end", session, None)
 
     async def settled(self) -> None:
         if self._remote is not None:

@@ -173,10 +173,14 @@ class EventFeed:
 
     def counts(self) -> dict[str, int]:
         """``seen`` (events the bus delivered while watched), ``kept`` (held for filters
-        and payloads), ``shown`` (rows), ``dropped`` (seen but no longer kept)."""
+        and payloads), ``shown`` (rows), ``dropped`` (seen but no longer kept).
+
+        Events delivered since the last `flush` are in neither ``kept`` nor ``dropped``:
+        they are still held, on their way in."""
         seen = self.seen
         kept = len(self._history)
-        return {"seen": seen, "kept": kept, "shown": len(self._rows), "dropped": seen - kept}
+        dropped = max(0, seen - kept - len(self._intake))
+        return {"seen": seen, "kept": kept, "shown": len(self._rows), "dropped": dropped}
 
     @property
     def seen(self) -> int:

@@ -217,12 +217,25 @@ class EventStream(anywidget.AnyWidget):
 
     # -- text and HTML, for saved notebooks --------------------------------------------
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        # Every part from one flush: else the text/plain (the widget's repr, made first)
+        # would count events still on their way in, which the HTML, flushed later, shows.
+        if not self.feed.closed:
+            self.flush()
+        shown = super()._repr_mimebundle_(**kwargs)  # anywidget's: (data, metadata)
+        data, metadata = shown if shown is not None else ({}, {})
+        data = {**data, "text/plain": repr(self), "text/html": self._static_html()}
+        return data, metadata
+
     def _static_rows(self) -> list[Row]:
         return list(reversed(self.feed.rows[-HTML_ROWS:]))
 
     def _repr_html_(self) -> str:
         if not self.feed.closed:
             self.flush()
+        return self._static_html()
+
+    def _static_html(self) -> str:
         rows = self._static_rows()
         table = html_table(
             "llmgine-events llmgine-events-static",

@@ -166,8 +166,14 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         """A PNG of the waterfall for saved notebooks, once its spans have all ended (None
         while any runs, with no spans, or where no image can be made: see
         `llmgine.notebook.chart`); made once per state of the view."""
+        self._catch_up()
+        return self._png_as_drawn()
+
+    def _catch_up(self) -> None:
         if not self.feed.closed:
             self.refresh()
+
+    def _png_as_drawn(self) -> bytes | None:
         if not self.bars or self.feed.running:
             return None
         key = self._title() + "\n" + "\n".join(map(repr, map(_cells, self.bars)))
@@ -178,17 +184,24 @@ class TraceView(ipywidgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # The widget view, and for a saved notebook (GitHub, nbviewer) the waterfall as a
         # PNG, both as image/png and in the HTML (which such renderers prefer), above the
-        # table of spans.
+        # table of spans. Every part from one refresh: spans arrive from other threads
+        # (a collector's), and a text made before it would count fewer than the HTML.
+        self._catch_up()
         bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs) or {}
-        png = self.png()
+        png = self._png_as_drawn()
         if png is not None:
             bundle["image/png"] = base64.b64encode(png).decode("ascii")
-        bundle["text/html"] = self._repr_html_()
+        bundle["text/plain"] = repr(self)
+        bundle["text/html"] = self._static_html(png)
         return bundle
 
     def _repr_html_(self) -> str:
+        self._catch_up()
+        return self._static_html(self._png_as_drawn())
+
+    def _static_html(self, png: bytes | None) -> str:
         # The waterfall's PNG (once its spans have ended) above the table of spans.
-        chart = png_html(self.png(), f"TraceView: {summary_line(self.feed)}")
+        chart = png_html(png, f"TraceView: {summary_line(self.feed)}")
         return chart + html_table(
             "llmgine-trace llmgine-trace-static",
             f"TraceView: {summary_line(self.feed)}",

@@ -169,7 +169,10 @@ returns for other processes' `OTEL_EXPORTER_OTLP_ENDPOINT`. What they post to
 `/v1/traces` (protobuf as the official exporters send it, or OTLP JSON; gzip or deflate)
 joins the buffer as finished spans as it arrives, redacted as `load` does and each with
 its process's `service.name` as an attribute, so `spans_df()`, `TraceView`, the dashboard
-and span listeners show one trace across processes. `llmgine worker` exports its spans
+and span listeners show one trace across processes; `await obs.wait_for_spans(count,
+name=, session=, where=, timeout=)` returns the matching finished spans once there are
+`count`, woken by each one as it ends or arrives (from any thread), or raises
+`SpanWaitTimeoutError` (a `TimeoutError`) naming those that did. `llmgine worker` exports its spans
 when the variable is set, and a command it runs for a traced caller is a child of the
 caller's span (the bus carries the `traceparent`). A body that is not a trace request is
 answered 400 with the reason (a `google.rpc.Status`), one over 20 MB 413 (inflated size

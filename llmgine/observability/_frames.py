@@ -51,7 +51,7 @@ def _ns(value: Time) -> int | None:
     return int(stamp.value)
 
 
-def _name_matcher(name: str | None) -> Any:
+def name_matcher(name: str | None) -> Any:
     if name is None:
         return None
     if any(c in name for c in "*?["):
@@ -146,7 +146,7 @@ def spans_frame(
     name: str | None = None,
 ) -> pd.DataFrame:
     """One row per span; see `Observability.spans_df` for the columns and filters."""
-    lo, hi, match = _ns(since), _ns(until), _name_matcher(name)
+    lo, hi, match = _ns(since), _ns(until), name_matcher(name)
     rows = records if isinstance(records, list) else list(records)
     if lo is not None or hi is not None or match is not None or session is not None:
         rows = [
@@ -200,7 +200,7 @@ def events_frame(
     name: str | None = None,
 ) -> pd.DataFrame:
     """One row per event; see `Observability.events_df` for the columns and filters."""
-    lo, hi, match = _ns(since), _ns(until), _name_matcher(name)
+    lo, hi, match = _ns(since), _ns(until), name_matcher(name)
     rows: list[dict[str, Any]] = []
     for event in events:
         if session is not None and event.session_id != session:

@@ -1,6 +1,8 @@
 """`TracingObserver`: turns what a bus does into spans and recorded events.
 
-A session is a root span, opened as the session opens and ended as it closes. Each command
+A session is a root span, opened as the session opens and ended as it closes; a session
+joined from another process (``on_session``) gets a span too, under the context its
+`SessionStarted` carried. Each command
 is a child span of the span current in the caller (a command inside a handler nests), else
 of its session's span; a command whose handler traces it (``traced_by_handler``, as
 `Generate`: one GenAI span per call) gets no span of its own. Every event goes to the
@@ -49,6 +51,7 @@ class TracingObserver(BusObserver):
         self._tracer = tracer
         self._redactor = redactor
         self._sessions = session_spans
+        self._joined: dict[str, Span] = {}  # the spans of sessions this bus joined
         self._lock = lock
         if len(sinks) == 1:
             self.on_event = sinks[0]  # type: ignore[method-assign,assignment]
@@ -62,24 +65,41 @@ class TracingObserver(BusObserver):
             self.on_event = on_event  # type: ignore[method-assign]
 
     def on_session_start(self, session: Session) -> None:
+        attributes: dict[str, Any] = {
+            sc.SESSION_ID: session.id,
+            sc.SESSION_NAME: session.name,
+            sc.CONVERSATION_ID: session.id,
+            sc.SPAN_KIND: "session",
+        }
+        # A session opened here is a root span. A joined one (opened by another process)
+        # starts under the context its SessionStarted carried, if any: the opener's trace
+        # is not split. Either way commands that arrive with their caller's context
+        # (the traceparent) stay children of the caller's span; the session span
+        # parents only what runs here with no context of its own.
+        context = None if session.joined else otel_context.Context()
+        if session.joined:
+            attributes[sc.SESSION_JOINED] = True
+        with self._lock:
+            if session.joined and session.id in self._sessions:
+                return  # opened by another bus this Observability watches: it has a span
         span = self._tracer.start_span(
-            f"session {session.name}",
-            context=otel_context.Context(),  # a session is a root span
-            attributes={
-                sc.SESSION_ID: session.id,
-                sc.SESSION_NAME: session.name,
-                sc.CONVERSATION_ID: session.id,
-                sc.SPAN_KIND: "session",
-            },
+            f"session {session.name}", context=context, attributes=attributes
         )
         with self._lock:
             self._sessions[session.id] = span
+            if session.joined:
+                self._joined[session.id] = span
 
     def on_session_end(self, session: Session, error: BaseException | None) -> None:
         with self._lock:
-            span = self._sessions.pop(session.id, None)
+            if session.joined:
+                span = self._joined.pop(session.id, None)
+                if span is not None and self._sessions.get(session.id) is span:
+                    del self._sessions[session.id]
+            else:
+                span = self._sessions.pop(session.id, None)
         if span is None:
-            return  # the session opened before observing began
+            return  # the session opened before observing began (or another bus's span)
         if error is not None:
             span.set_attribute(sc.ERROR_TYPE, error_type(error))
             span.set_status(Status(StatusCode.ERROR, self._redactor.text(str(error))))

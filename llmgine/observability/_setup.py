@@ -29,7 +29,12 @@ from llmgine._tracing import tracer_for
 from llmgine.bus import Event, MessageBus, Subscription
 from llmgine.errors import ObservabilityError
 from llmgine.observability import _state
-from llmgine.observability._buffer import DEFAULT_SPAN_CAPACITY, RedactingFanout, SpanBuffer
+from llmgine.observability._buffer import (
+    DEFAULT_SPAN_CAPACITY,
+    RedactingFanout,
+    SpanBuffer,
+    SpanRecord,
+)
 from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import DEFAULT_EVENT_CAPACITY, EventLog
 from llmgine.observability._frames import Time, events_frame, spans_frame
@@ -39,6 +44,7 @@ from llmgine.observability._observer import TracingObserver
 from llmgine.observability._otlp_file import read_spans, safe_resource, write_spans
 from llmgine.observability._spans import CallSpans
 from llmgine.observability._tracer import LiteTracer
+from llmgine.observability._waiting import SpanFilter, wait_for_spans
 
 __all__ = ["Observability", "Settings", "current", "disable", "enable", "load"]
 
@@ -221,6 +227,40 @@ class Observability:
         """
         records = self.buffer.records(self.redactor, include_running=include_running)
         return spans_frame(records, session=session, since=since, until=until, name=name)
+
+    async def wait_for_spans(
+        self,
+        count: int = 1,
+        *,
+        name: str | None = None,
+        session: str | None = None,
+        where: SpanFilter | None = None,
+        timeout: float = 60.0,
+    ) -> list[SpanRecord]:
+        """Wait until at least ``count`` finished spans match, and return those that do
+        (oldest first): spans of this process, of other threads, and of other processes
+        received by `collect` as they arrive. Returns at once if they are here already.
+
+        Args:
+            count: how many matching finished spans to wait for.
+            name: an exact span name, or a glob such as ``"command *"``.
+            session: only spans of this session id.
+            where: only spans (`SpanRecord`) for which this returns True; it runs on the
+                thread that ended or received the span, so keep it quick and pure.
+            timeout: seconds to wait at most.
+
+        Raises:
+            SpanWaitTimeoutError: (a `TimeoutError`) fewer matched in time; it names those
+                that did (``seen``).
+
+        Example:
+            async with bus.session("chat") as session:
+                await session.execute(Work())   # served by a worker exporting to collect()
+            await obs.wait_for_spans(2, name="command Work", session=session.id)
+        """
+        return await wait_for_spans(
+            self.buffer, count=count, name=name, session=session, where=where, timeout=timeout
+        )
 
     def events_df(
         self,

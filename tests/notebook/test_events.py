@@ -130,6 +130,38 @@ async def test_the_buffer_bound_holds_and_drops_are_counted(bus: MessageBus) -> 
         stream.close()
 
 
+async def test_events_not_yet_flushed_are_not_counted_as_dropped(bus: MessageBus) -> None:
+    stream = EventStream(bus, max_rows=10, capacity=20, interval=3600)
+    try:
+        await publish(bus, Ping, 5)
+        # On their way in (no flush yet): seen, not kept, and not dropped either.
+        assert stream.counts == {"seen": 0, "kept": 0, "shown": 0, "dropped": 0}  # as sent
+        assert stream.feed.counts() == {"seen": 5, "kept": 0, "shown": 0, "dropped": 0}
+        assert stream.dropped == 0
+        assert "dropped 0" in repr(stream)
+        # Past the intake's bound, events are lost before any flush: those are dropped.
+        await publish(bus, Ping, 95, start=5)
+        assert stream.feed.counts() == {"seen": 100, "kept": 0, "shown": 0, "dropped": 80}
+        stream.flush()
+        assert stream.feed.counts() == {"seen": 100, "kept": 20, "shown": 10, "dropped": 80}
+    finally:
+        stream.close()
+
+
+async def test_text_and_html_come_from_one_flush(bus: MessageBus) -> None:
+    stream = EventStream(bus, interval=3600)
+    try:
+        await publish(bus, Ping, 7)
+        bundle, _ = stream._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle  # the live view too
+        line = "seen 7 · kept 7 · shown 7 · dropped 0"
+        assert line in bundle["text/plain"], bundle["text/plain"]
+        assert line in bundle["text/html"]
+        assert bundle["text/html"].count('class="llmgine-event-row"') == 7
+    finally:
+        stream.close()
+
+
 async def test_closing_removes_the_observer(bus: MessageBus) -> None:
     stream = EventStream(bus)
     await publish(bus, Ping, 2)

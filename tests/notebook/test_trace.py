@@ -351,6 +351,27 @@ async def test_the_html_is_a_summary_table_for_saved_notebooks(bus: MessageBus) 
         view.close()
 
 
+async def test_text_and_html_come_from_one_refresh(bus: MessageBus) -> None:
+    obs = observability.enable(bus)
+    view = TraceView(interval=3600)
+    try:
+        # Spans arriving as a collector's thread adds them: heard, not yet drawn.
+        with (
+            obs.tracer.start_as_current_span("elsewhere"),
+            obs.tracer.start_as_current_span("inner"),
+        ):
+            pass
+        records = obs.buffer.finished()
+        obs.clear()
+        obs.buffer.add(records)
+        bundle = view._repr_mimebundle_()
+        assert "2 spans" in bundle["text/plain"], bundle["text/plain"]
+        assert "TraceView: 2 spans" in bundle["text/html"]
+        assert bundle["text/html"].count("llmgine-trace-row") == 2
+    finally:
+        view.close()
+
+
 async def test_without_observability_the_error_says_what_to_call() -> None:
     with pytest.raises(ObservabilityError, match=r"observability.enable\(bus\) first"):
         TraceView()

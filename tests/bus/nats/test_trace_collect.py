@@ -4,7 +4,6 @@ caller's `Observability.collect`, under the caller's span (the traceparent NATS 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 from llmgine import observability
 from llmgine.bus import MessageBus
 from llmgine.bus.nats import NatsServer, NatsTransport, WorkerProcess
-from llmgine.observability import Observability, SpanRecord
 from tests.bus.conftest import nats_transport
 from tests.bus.nats.worker_app import Slow
 from tests.deadline import DEADLINE
@@ -31,25 +29,6 @@ def _observability_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     observability.disable()
     yield
     observability.disable()
-
-
-class Arrivals:
-    """Wakes a waiter when a span of ``service`` named ``name`` reaches the buffer."""
-
-    def __init__(self, obs: Observability, service: str, name: str) -> None:
-        self.arrived = threading.Event()
-
-        def listener(what: str, record: SpanRecord) -> None:
-            if record.name == name and record.attributes.get("service.name") == service:
-                self.arrived.set()
-
-        self.unsubscribe = obs.buffer.subscribe(listener)
-
-    async def wait(self) -> bool:
-        try:
-            return await asyncio.to_thread(self.arrived.wait, DEADLINE)
-        finally:
-            self.unsubscribe()
 
 
 def start_worker(
@@ -80,10 +59,13 @@ async def test_a_workers_command_span_joins_the_callers_trace(
         worker = await asyncio.to_thread(start_worker, transport, endpoint, "worker-a")
         try:
             assert any("exporting spans over OTLP" in line for line in worker.log_tail())
-            arrivals = Arrivals(obs, "worker-a", "command Slow")
             result = await caller.execute(Slow(tag="t", seconds=0))
             assert result.value == "done t"
-            assert await arrivals.wait(), worker.log_tail()
+            await obs.wait_for_spans(
+                name="command Slow",
+                where=lambda r: r.attributes.get("service.name") == "worker-a",
+                timeout=DEADLINE,
+            )
         finally:
             code = await asyncio.to_thread(worker.stop, DEADLINE)
         assert code == 0, worker.log_tail()
