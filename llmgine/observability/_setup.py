@@ -14,11 +14,10 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pandas as pd
 from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, Tracer
@@ -37,6 +36,7 @@ from llmgine.observability._buffer import (
 )
 from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import DEFAULT_EVENT_CAPACITY, EventLog
+from llmgine.observability._export import env_flag, otlp_configured, otlp_exporters, resource_for
 from llmgine.observability._frames import Time, events_frame, spans_frame
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler
 from llmgine.observability._metrics import Metrics
@@ -50,19 +50,7 @@ __all__ = ["Observability", "Settings", "current", "disable", "enable", "load"]
 
 log = redacting_logger("llmgine.observability")
 
-_TRUE = {"1", "true", "yes", "on"}
 _bus_names = itertools.count(1)
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
-
-
-def _otlp_configured() -> bool:
-    return any(
-        os.environ.get(v)
-        for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
 
 
 @dataclass(frozen=True)
@@ -121,13 +109,13 @@ class Observability:
                 sinks.append(self.console.on_event)
         metric_readers: list[MetricReader] = []
         if settings.otlp:
-            span_exporter, metric_reader = _otlp_exporters()
+            span_exporter, metric_reader = otlp_exporters()
             consumers.append(BatchSpanProcessor(span_exporter))
             if metric_reader is not None:
                 metric_readers.append(metric_reader)
         # Redacted, as everything recorded is: OTEL_RESOURCE_ATTRIBUTES may carry a
         # credential, and the resource travels with every span an exporter sends.
-        resource = safe_resource(_resource(settings.service_name), redactor)
+        resource = safe_resource(resource_for(settings.service_name), redactor)
         self._fanout = RedactingFanout(redactor, consumers)
         # What the spans say recorded them: written by save() (redacted), as OTLP does.
         self.resource = (
@@ -391,49 +379,6 @@ class Observability:
         self._fanout.close()
 
 
-def _resource(service_name: str | None) -> Resource:
-    """The resource for spans and metrics: ``OTEL_SERVICE_NAME`` and
-    ``OTEL_RESOURCE_ATTRIBUTES`` apply as usual; the service is "llmgine" unless named."""
-    named_by_env = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    if service_name is None and named_by_env:
-        return Resource.create()
-    return Resource.create({sc.SERVICE_NAME: service_name or "llmgine"})
-
-
-def _otlp_exporters() -> tuple[Any, MetricReader | None]:
-    """OTLP span exporter and metric reader, configured by the OTEL_EXPORTER_OTLP_* vars;
-    no metric reader when only a traces endpoint is set (it would post to localhost:4318,
-    and retry there at exit)."""
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    )
-    if protocol != "http/protobuf":
-        raise ObservabilityError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; llmgine exports "
-            "OTLP over HTTP ('http/protobuf'). Unset the variable or set it to http/protobuf "
-            "(every collector, Jaeger, Phoenix and Langfuse accept it)."
-        )
-    try:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    except ImportError as exc:
-        raise ObservabilityError(
-            "OTLP export needs opentelemetry-exporter-otlp-proto-http: "
-            'pip install "llmgine[observability]"'
-        ) from exc
-    traces_only = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") and not any(
-        os.environ.get(v)
-        for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-    )
-    reader = None if traces_only else PeriodicExportingMetricReader(OTLPMetricExporter())
-    return OTLPSpanExporter(), reader
-
-
 def current() -> Observability | None:
     """The enabled `Observability`, or ``None`` when observability is off."""
     return _state.current
@@ -487,9 +432,9 @@ def enable(
         console_events=console_events,
         jsonl=None if jsonl is None else str(Path(jsonl).resolve()),
         jsonl_events=jsonl_events,
-        otlp=_otlp_configured() if otlp is None else otlp,
+        otlp=otlp_configured() if otlp is None else otlp,
         capture_content=(
-            _env_flag(sc.CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+            env_flag(sc.CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
         ),
         span_capacity=span_capacity,
         event_capacity=event_capacity,

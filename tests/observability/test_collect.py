@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from llmgine import observability
 from llmgine.errors import ObservabilityError
 from llmgine.observability import REDACTED, Observability, SpanCollector, SpanRecord
+from llmgine.observability._export import otlp_exporters
 from llmgine.observability._otlp_file import otlp_json_line
-from llmgine.observability._setup import _otlp_exporters
 from tests.deadline import DEADLINE
 
 SECRET_KEY = "sk-proj-" + "Qw3eRt6yUi9oPa2sDf5gHj8kLz1xCv4b"
@@ -271,8 +271,8 @@ def test_a_traces_endpoint_alone_exports_spans_and_no_metrics(
             pass
         observability.disable()  # flushes
         assert [r.name for r in collecting.buffer.finished()] == ["sent"]
-        assert _otlp_exporters()[1] is None
+        assert otlp_exporters()[1] is None
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{endpoint}/v1/metrics")
-        assert _otlp_exporters()[1] is not None
+        assert otlp_exporters()[1] is not None
     finally:
         collecting.close()
