@@ -67,6 +67,10 @@ _KEY_WORDS = ("key", "auth", "pass", "secret", "token", "cookie")
 # no pattern can match and the regular expression is skipped.
 _TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "glpat")
 _TRIGGERS += ("bearer", "key", "auth", "token", "secret", "password")
+# One C-level scan of the lowered text instead of a Python loop over each word: about
+# four times cheaper on a short message. `_WORDS` also finds every sensitive JSON key.
+_TRIGGER_SCAN = re.compile("|".join(map(re.escape, _TRIGGERS)))
+_WORD_SCAN = re.compile("|".join(map(re.escape, sorted({*_TRIGGERS, *_KEY_WORDS}))))
 
 
 # Credentials llmgine was handed (api_key=, an MCP server's headers, a database URL's
@@ -180,8 +184,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        lowered = text.lower()
-        if any(t in lowered for t in _TRIGGERS):
+        if _TRIGGER_SCAN.search(text.lower()) is not None:
             text = _PATTERNS.sub(_replace, text)
         return text
 
@@ -208,6 +211,15 @@ class Redactor:
         secret and no sensitive key comes back as it is, without being parsed."""
         if self._version != _handed_version:
             self._refresh()
+        if _WORD_SCAN.search(text.lower()) is None:
+            # No pattern's trigger and no sensitive key's word: only a known secret's value
+            # (as it is, or as JSON escapes it) could be in it. Most messages end here.
+            for secret in self._secrets:
+                if secret in text:
+                    break
+            else:
+                if not any(secret in text for secret in self._in_json):
+                    return text
         lowered = text.lower()
         keyed = any(w in lowered for w in _KEY_WORDS) and _SENSITIVE_JSON_KEY.search(text)
         escaped = any(secret in text for secret in self._in_json)
