@@ -136,6 +136,7 @@ class Redactor:
         self._own: tuple[str, ...] = ()  # add_secret's and the environment's
         self._secrets: tuple[str, ...] = ()  # those and the handed credentials
         self._in_json: tuple[str, ...] = ()  # the ones JSON escapes, as escaped
+        self._known: tuple[str, ...] = ()  # both of the above
         self._version = -1
         # Strings already found to hold no secret. Span attributes repeat (model names,
         # operations, span names), so most checks become one set lookup. Cleared whenever
@@ -167,6 +168,7 @@ class Redactor:
             # How the secrets that JSON escapes (a quote, a backslash) look inside JSON.
             escaped = (json.dumps(s, ensure_ascii=False)[1:-1] for s in self._secrets)
             self._in_json = tuple(e for e in escaped if e not in self._secrets)
+            self._known = self._secrets + self._in_json
             self._clean = set()
             self._version = version
 
@@ -214,12 +216,11 @@ class Redactor:
         if _WORD_SCAN.search(text.lower()) is None:
             # No pattern's trigger and no sensitive key's word: only a known secret's value
             # (as it is, or as JSON escapes it) could be in it. Most messages end here.
-            for secret in self._secrets:
+            for secret in self._known:
                 if secret in text:
                     break
             else:
-                if not any(secret in text for secret in self._in_json):
-                    return text
+                return text
         lowered = text.lower()
         keyed = any(w in lowered for w in _KEY_WORDS) and _SENSITIVE_JSON_KEY.search(text)
         escaped = any(secret in text for secret in self._in_json)
