@@ -67,10 +67,17 @@ _KEY_WORDS = ("key", "auth", "pass", "secret", "token", "cookie")
 # no pattern can match and the regular expression is skipped.
 _TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "glpat")
 _TRIGGERS += ("bearer", "key", "auth", "token", "secret", "password")
-# One C-level scan of the lowered text instead of a Python loop over each word: about
-# four times cheaper on a short message. `_WORDS` also finds every sensitive JSON key.
-_TRIGGER_SCAN = re.compile("|".join(map(re.escape, _TRIGGERS)))
-_WORD_SCAN = re.compile("|".join(map(re.escape, sorted({*_TRIGGERS, *_KEY_WORDS}))))
+# One C-level scan of the lowered text instead of a Python loop over each word, written as
+# a trie (a branch per first letter) so most positions cost one character test: about
+# three times cheaper on a short message than the plain alternation. `_WORD_SCAN` also
+# finds every `_KEY_WORDS` word ("pass" covers "password"); a test checks both cover
+# their words.
+_TRIGGER_SCAN = re.compile(
+    r"a(?:iza|uth)|bearer|g(?:h|lpat|sk)|hf[-_]|key|password|s(?:ecret|k-)|token|xai"
+)
+_WORD_SCAN = re.compile(
+    r"a(?:iza|uth)|bearer|cookie|g(?:h|lpat|sk)|hf[-_]|key|pass|s(?:ecret|k-)|token|xai"
+)
 
 
 # Credentials llmgine was handed (api_key=, an MCP server's headers, a database URL's

@@ -6,7 +6,17 @@ import logging
 
 import pytest
 
-from llmgine._redact import REDACTED, Redactor, add_credential, redact_text, redacting_logger
+from llmgine._redact import (
+    _KEY_WORDS,
+    _TRIGGER_SCAN,
+    _TRIGGERS,
+    _WORD_SCAN,
+    REDACTED,
+    Redactor,
+    add_credential,
+    redact_text,
+    redacting_logger,
+)
 
 KEY = "sk-proj-" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2"
 
@@ -100,3 +110,10 @@ def test_json_with_nothing_secret_shaped_comes_back_as_it_is() -> None:
     redactor = Redactor([SHAPELESS], from_env=False)
     document = '{"type": "app.Echo", "data": {"id": "3f2a", "n": 5, "note": "zq7Wm3"}}'
     assert redactor.json(document) is document
+
+
+def test_the_pre_scans_find_every_word_they_stand_for() -> None:
+    for word in _TRIGGERS:
+        assert _TRIGGER_SCAN.search(word), word
+    for word in (*_TRIGGERS, *_KEY_WORDS):
+        assert _WORD_SCAN.search(word), word
