@@ -67,6 +67,17 @@ _KEY_WORDS = ("key", "auth", "pass", "secret", "token", "cookie")
 # no pattern can match and the regular expression is skipped.
 _TRIGGERS: tuple[str, ...] = ("sk-", "aiza", "gsk", "xai", "hf_", "hf-", "gh", "glpat")
 _TRIGGERS += ("bearer", "key", "auth", "token", "secret", "password")
+# One C-level scan of the lowered text instead of a Python loop over each word, written as
+# a trie (a branch per first letter) so most positions cost one character test: about
+# three times cheaper on a short message than the plain alternation. `_WORD_SCAN` also
+# finds every `_KEY_WORDS` word ("pass" covers "password"); a test checks both cover
+# their words.
+_TRIGGER_SCAN = re.compile(
+    r"a(?:iza|uth)|bearer|g(?:h|lpat|sk)|hf[-_]|key|password|s(?:ecret|k-)|token|xai"
+)
+_WORD_SCAN = re.compile(
+    r"a(?:iza|uth)|bearer|cookie|g(?:h|lpat|sk)|hf[-_]|key|pass|s(?:ecret|k-)|token|xai"
+)
 
 
 # Credentials llmgine was handed (api_key=, an MCP server's headers, a database URL's
@@ -132,6 +143,7 @@ class Redactor:
         self._own: tuple[str, ...] = ()  # add_secret's and the environment's
         self._secrets: tuple[str, ...] = ()  # those and the handed credentials
         self._in_json: tuple[str, ...] = ()  # the ones JSON escapes, as escaped
+        self._known: tuple[str, ...] = ()  # both of the above
         self._version = -1
         # Strings already found to hold no secret. Span attributes repeat (model names,
         # operations, span names), so most checks become one set lookup. Cleared whenever
@@ -163,6 +175,7 @@ class Redactor:
             # How the secrets that JSON escapes (a quote, a backslash) look inside JSON.
             escaped = (json.dumps(s, ensure_ascii=False)[1:-1] for s in self._secrets)
             self._in_json = tuple(e for e in escaped if e not in self._secrets)
+            self._known = self._secrets + self._in_json
             self._clean = set()
             self._version = version
 
@@ -180,8 +193,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        lowered = text.lower()
-        if any(t in lowered for t in _TRIGGERS):
+        if _TRIGGER_SCAN.search(text.lower()) is not None:
             text = _PATTERNS.sub(_replace, text)
         return text
 
@@ -208,6 +220,14 @@ class Redactor:
         secret and no sensitive key comes back as it is, without being parsed."""
         if self._version != _handed_version:
             self._refresh()
+        if _WORD_SCAN.search(text.lower()) is None:
+            # No pattern's trigger and no sensitive key's word: only a known secret's value
+            # (as it is, or as JSON escapes it) could be in it. Most messages end here.
+            for secret in self._known:
+                if secret in text:
+                    break
+            else:
+                return text
         lowered = text.lower()
         keyed = any(w in lowered for w in _KEY_WORDS) and _SENSITIVE_JSON_KEY.search(text)
         escaped = any(secret in text for secret in self._in_json)

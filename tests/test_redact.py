@@ -6,7 +6,17 @@ import logging
 
 import pytest
 
-from llmgine._redact import REDACTED, Redactor, add_credential, redact_text, redacting_logger
+from llmgine._redact import (
+    _KEY_WORDS,
+    _TRIGGER_SCAN,
+    _TRIGGERS,
+    _WORD_SCAN,
+    REDACTED,
+    Redactor,
+    add_credential,
+    redact_text,
+    redacting_logger,
+)
 
 KEY = "sk-proj-" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2"
 
@@ -73,3 +83,37 @@ def test_a_credential_too_short_to_redact_is_refused_with_a_warning(
         assert not add_credential("abc12")
     assert "cannot be redacted" in caplog.text
     assert not add_credential("   ")
+
+
+SHAPELESS = "zq7Wm3PvRt9Lx4Nc"  # a known secret with none of the pre-scan's words in it
+QUOTED = 'qz"7Wm3\\PvRt9L'  # one that JSON escapes
+
+
+@pytest.mark.parametrize(
+    ("document", "hidden"),
+    [
+        (f'{{"note": "{SHAPELESS}"}}', SHAPELESS),  # only a known value: no word to find
+        ('{"note": "qz\\"7Wm3\\\\PvRt9L"}', QUOTED),  # the same, as JSON escapes it
+        ('{"COOKIE": "zz-plain-value"}', "zz-plain-value"),  # a sensitive key, upper case
+        ('{"\u212aey": 1, "api_\u212aey": "zz-plain-value"}', "zz-plain-value"),  # Kelvin K
+        (f'{{"n": "{KEY}"}}', KEY),  # a key's shape
+    ],
+)
+def test_json_pre_scan_lets_nothing_secret_through(document: str, hidden: str) -> None:
+    redactor = Redactor([SHAPELESS, QUOTED], from_env=False)
+    out = redactor.json(document)
+    assert hidden not in out
+    assert REDACTED in out
+
+
+def test_json_with_nothing_secret_shaped_comes_back_as_it_is() -> None:
+    redactor = Redactor([SHAPELESS], from_env=False)
+    document = '{"type": "app.Echo", "data": {"id": "3f2a", "n": 5, "note": "zq7Wm3"}}'
+    assert redactor.json(document) is document
+
+
+def test_the_pre_scans_find_every_word_they_stand_for() -> None:
+    for word in _TRIGGERS:
+        assert _TRIGGER_SCAN.search(word), word
+    for word in (*_TRIGGERS, *_KEY_WORDS):
+        assert _WORD_SCAN.search(word), word

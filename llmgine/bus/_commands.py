@@ -14,6 +14,7 @@ wrap the remote call on the caller's side.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
@@ -181,12 +182,12 @@ class CommandRunner:
     ) -> Any:
         cls = type(command)
         sub = self._registry.command_for(cls, command.session_id)
+        remote = self._remote
         call: Callable[[], Awaitable[Any]]
         if sub is not None:
-            call = lambda: invoke(sub, command)  # noqa: E731
-        elif self._remote is not None:
-            remote = self._remote
-            call = lambda: remote(command)  # noqa: E731
+            call = functools.partial(invoke, sub, command)
+        elif remote is not None:
+            call = functools.partial(remote, command)
         else:
             raise NoHandlerError(
                 f"no handler is registered for {cls.__name__}; register one with "
@@ -195,6 +196,11 @@ class CommandRunner:
         policy = self._policy_cache.get(cls, _MISSING)
         if policy is _MISSING:
             policy = self.policy_for(cls)
+        if policy is None and timeout is None:
+            # No timeout, retry or breaker applies: what run_with_policy would do, without
+            # its layers (the common case, and every command would pay for them).
+            attempts.made = 1
+            return await call()
         breaker = self.breaker_for(cls, policy)
         return await run_with_policy(call, cls.__name__, policy, timeout, breaker, attempts)
 

@@ -13,6 +13,7 @@ import itertools
 import os
 import sys
 import traceback
+import weakref
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -68,6 +69,9 @@ def _now() -> datetime:
 
 _REGISTRY: dict[str, type[Message]] = {}
 _PUBLIC: dict[type[Message], str] = {}
+# Each class's name once known for good (asked on every command and event); weakly, so a
+# class defined again in a notebook is not kept alive by it.
+_NAMES: weakref.WeakKeyDictionary[type[Message], str] = weakref.WeakKeyDictionary()
 
 
 def message_type_name(cls: type[Message]) -> str:
@@ -78,11 +82,17 @@ def message_type_name(cls: type[Message]) -> str:
     defines it), so names read well in DataFrames and logs and survive files moving;
     else ``module.QualifiedName``.
     """
+    name = _NAMES.get(cls)
+    if name is not None:
+        return name
     explicit: str | None = cls.__dict__.get("__message_type__")
-    if explicit:
-        return explicit
-    public = _PUBLIC.get(cls) or _public_name(cls)
-    return public or f"{cls.__module__}.{cls.__qualname__}"
+    name = explicit or _PUBLIC.get(cls) or _public_name(cls)
+    if name is None:
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.__module__.startswith("llmgine."):
+            return name  # its package is still being imported: its public name may come
+    _NAMES[cls] = name
+    return name
 
 
 def _public_name(cls: type[Message]) -> str | None:
@@ -282,6 +292,20 @@ class CommandResult(BaseModel, Generic[R]):
             raise self._exception
         error = self.error or ErrorInfo(type="unknown", message="no error recorded")
         raise CommandFailedError(f"{self.command_type} failed: {error.type}: {error.message}")
+
+
+def _no_exception_yet(self: BaseModel, context: Any, /) -> None:
+    """A new result's private state: no exception yet. What pydantic's own private-attribute
+    setup does for ``_exception`` (a result is made for every command, and its generic loop
+    over defaults is half the cost of making one). A subclass (``CommandResult[int]``)
+    runs pydantic's setup first, then this, which then has nothing to do."""
+    if getattr(self, "__pydantic_private__", None) is None:
+        object.__setattr__(self, "__pydantic_private__", {"_exception": None})
+
+
+# pydantic calls ``model_post_init`` by name after validating; whichever of the two runs,
+# the result starts with the same private state.
+setattr(CommandResult, "model_post_init", _no_exception_yet)  # noqa: B010
 
 
 class SessionStarted(Event):
