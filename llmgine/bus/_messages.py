@@ -294,20 +294,6 @@ class CommandResult(BaseModel, Generic[R]):
         raise CommandFailedError(f"{self.command_type} failed: {error.type}: {error.message}")
 
 
-def _no_exception_yet(self: BaseModel, context: Any, /) -> None:
-    """A new result's private state: no exception yet. What pydantic's own private-attribute
-    setup does for ``_exception`` (a result is made for every command, and its generic loop
-    over defaults is half the cost of making one). A subclass (``CommandResult[int]``)
-    runs pydantic's setup first, then this, which then has nothing to do."""
-    if getattr(self, "__pydantic_private__", None) is None:
-        object.__setattr__(self, "__pydantic_private__", {"_exception": None})
-
-
-# pydantic calls ``model_post_init`` by name after validating; whichever of the two runs,
-# the result starts with the same private state.
-setattr(CommandResult, "model_post_init", _no_exception_yet)  # noqa: B010
-
-
 class SessionStarted(Event):
     """Published when a session opens."""
 
