@@ -137,6 +137,28 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         server.stop(signal.SIGTERM)  # JupyterLab's clean shutdown; its kernels go with it
 
 
+# anywidget gives a widget's model a fixed 2 s to start (its Runtime rejects on
+# ``AbortSignal.timeout(2e3)``) and reports it as an uncaught error even when the start
+# then completes: on a loaded machine that fires while the front end is still loading.
+# It says nothing of ours; each test's own assertions (the widget renders, fills in and
+# answers a click) say whether the widget really started.
+ANYWIDGET_SLOW_START = "[anywidget] Failed to initialize model."
+
+
+def watch_errors(page: Page) -> list[str]:
+    """The page's uncaught errors as they happen, but anywidget's slow-start report."""
+    failures: list[str] = []
+
+    def seen(error: Exception) -> None:
+        if str(error) == ANYWIDGET_SLOW_START:
+            print("anywidget: a model took over its fixed 2 s to start (a loaded machine)")
+            return
+        failures.append(str(error))
+
+    page.on("pageerror", seen)
+    return failures
+
+
 def cell(page: Page, sources: list[str], first_line: str) -> Locator:
     """The notebook cell whose source starts with ``first_line``."""
     index = next((i for i, source in enumerate(sources) if source.startswith(first_line)), None)
@@ -152,8 +174,7 @@ def cell(page: Page, sources: list[str], first_line: str) -> Locator:
 def test_quickstart_runs_in_jupyterlab_and_shows_every_view(lab: Lab, browser: Browser) -> None:
     shots = artifacts_dir("jupyterlab-quickstart")
     page, network = new_page(browser)
-    failures: list[str] = []
-    page.on("pageerror", lambda error: failures.append(str(error)))
+    failures = watch_errors(page)
     page.goto(f"{lab.url}lab/tree/{QUICKSTART}?token={lab.token}")
     page.wait_for_function(KERNEL_IDLE)  # the page's default timeout: the deadline
     page.evaluate(WATCH_STREAMING)
@@ -225,8 +246,7 @@ def test_a_comparison_with_failing_models_shows_each_error_in_its_own_column(
 ) -> None:
     shots = artifacts_dir("jupyterlab-compare")
     page, network = new_page(browser)
-    failures: list[str] = []
-    page.on("pageerror", lambda error: failures.append(str(error)))
+    failures = watch_errors(page)
     page.goto(f"{lab.url}lab/tree/{COMPARE}?token={lab.token}")
     page.wait_for_function(KERNEL_IDLE)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -266,8 +286,7 @@ def test_the_sweep_grid_fills_and_a_clicked_cell_shows_its_answer(
 ) -> None:
     shots = artifacts_dir("jupyterlab-sweeps")
     page, network = new_page(browser)
-    failures: list[str] = []
-    page.on("pageerror", lambda error: failures.append(str(error)))
+    failures = watch_errors(page)
     page.goto(f"{lab.url}lab/tree/{SWEEPS}?token={lab.token}")
     page.wait_for_function(KERNEL_IDLE)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
