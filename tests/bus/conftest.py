@@ -12,8 +12,12 @@ process (see the README's transport section), or where NATS differs by design (b
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -73,6 +77,42 @@ def nats_transport(server: NatsServer, **options: object) -> NatsTransport:
     options.setdefault("subject_prefix", f"t{name}")
     options.setdefault("backoff", (0.01,))
     return NatsTransport(server.url, **options)  # type: ignore[arg-type]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def spawn_worker(
+    setup: str,
+    server: NatsServer,
+    transport: NatsTransport,
+    *,
+    durable: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """``llmgine worker setup`` as a real process on ``transport``'s stream and subjects
+    (its output piped; the caller stops it by its process)."""
+    durable_args = ["--durable", durable] if durable is not None else []
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "llmgine",
+        "worker",
+        setup,
+        *durable_args,
+        "--stream",
+        transport.stream,
+        "--subject-prefix",
+        transport.prefix,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "LLMGINE_BUS_URL": server.url,
+            **(env or {}),
+        },
+    )
 
 
 @pytest.fixture

@@ -4,11 +4,8 @@ limits, progress, scores and rows, and its spans are the parents of the workers'
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ from llmgine.llm import (
 )
 from llmgine.llm._worker import EVENTS
 from llmgine.sweep import Sweep, contains
-from tests.bus.conftest import nats_server, nats_transport
+from tests.bus.conftest import nats_server, nats_transport, spawn_worker
 from tests.conftest import FakeTime
 from tests.deadline import DEADLINE
 
@@ -103,26 +100,12 @@ def bars(monkeypatch: pytest.MonkeyPatch) -> list[Bar]:
 def start_worker(
     server: NatsServer, transport: NatsTransport, spans: Path
 ) -> Awaitable[asyncio.subprocess.Process]:
-    return asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llmgine",
-        "worker",
+    return spawn_worker(
         "tests.sweep.traced_worker:setup",
-        "--durable",
-        "sweepers",
-        "--stream",
-        transport.stream,
-        "--subject-prefix",
-        transport.prefix,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "LLMGINE_BUS_URL": server.url,
-            "LLMGINE_TEST_SPANS": str(spans),
-        },
+        server,
+        transport,
+        durable="sweepers",
+        env={"LLMGINE_TEST_SPANS": str(spans)},
     )
 
 

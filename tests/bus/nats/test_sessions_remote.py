@@ -8,9 +8,6 @@ processes; one test runs a real worker process.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -28,7 +25,7 @@ from llmgine.bus import (
 from llmgine.bus import _sessions_remote as sessions_remote
 from llmgine.bus.nats import NatsServer, NatsTransport
 from llmgine.errors import NoHandlerError
-from tests.bus.conftest import nats_transport
+from tests.bus.conftest import nats_transport, spawn_worker
 from tests.bus.nats.worker_app import Ask, Heard, Marker, Ready, Said
 from tests.deadline import DEADLINE
 
@@ -233,20 +230,7 @@ async def test_a_session_command_with_no_handler_anywhere_is_no_handler_error(
 async def test_a_worker_process_joins_a_notebook_session(nats_server: NatsServer) -> None:
     transport = nats_transport(nats_server)
     async with MessageBus(transport=transport) as notebook:  # creates the stream first
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "llmgine",
-            "worker",
-            "tests.bus.nats.worker_app:sessions",
-            "--stream",
-            transport.stream,
-            "--subject-prefix",
-            transport.prefix,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "LLMGINE_BUS_URL": nats_server.url},
-        )
+        worker = await spawn_worker("tests.bus.nats.worker_app:sessions", nats_server, transport)
         try:
             assert worker.stdout is not None
             ready = await asyncio.wait_for(worker.stdout.readline(), DEADLINE)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from llmgine.__main__ import main
 from llmgine.bus import MessageBus
 from llmgine.bus.nats import NatsServer
-from tests.bus.conftest import nats_transport
+from tests.bus.conftest import nats_transport, spawn_worker
 from tests.bus.nats.worker_app import Slow
 from tests.deadline import DEADLINE
 
@@ -26,21 +23,8 @@ async def test_sigterm_lets_the_running_command_finish_then_exits_0(
 ) -> None:
     transport = nats_transport(nats_server)
     async with MessageBus(transport=transport) as caller:  # creates the stream first
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "llmgine",
-            "worker",
-            "tests.bus.nats.worker_app:setup",
-            "--durable",
-            "workers",
-            "--stream",
-            transport.stream,
-            "--subject-prefix",
-            transport.prefix,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "LLMGINE_BUS_URL": nats_server.url},
+        worker = await spawn_worker(
+            "tests.bus.nats.worker_app:setup", nats_server, transport, durable="workers"
         )
         try:
             assert worker.stdout is not None
