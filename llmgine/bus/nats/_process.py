@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from llmgine._redact import default_redactor
+from llmgine.bus.nats._server import terminate
 from llmgine.errors import WorkerError
 
 __all__ = ["WorkerProcess"]
@@ -65,7 +66,7 @@ class WorkerProcess:
         )
         self._reader.start()
         # A worker must not outlive the interpreter that started it (a notebook's kernel).
-        self._finalizer = weakref.finalize(self, _terminate, process)
+        self._finalizer = weakref.finalize(self, terminate, process, EXIT_STOP_TIMEOUT)
 
     @classmethod
     def start(
@@ -211,13 +212,3 @@ class WorkerProcess:
     ) -> None:
         if self.alive:
             self.stop()
-
-
-def _terminate(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(EXIT_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from llmgine.errors import MissingExtraError, TransportError
 
@@ -241,14 +241,8 @@ class NatsServer:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``) and remove a
         temporary store."""
         process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         if process is not None:
+            terminate(process, timeout)
             self._reaped(process)
         if self._temporary is not None:
             self._temporary.cleanup()
@@ -271,3 +265,15 @@ class NatsServer:
         state = "running" if self.running else "stopped"
         where = self.url if self.port >= 0 else "not started"
         return f"<NatsServer {where} {state}>"
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Stop a child by its process: SIGTERM, then SIGKILL if it has not exited after
+    ``timeout`` seconds; reaped either way."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
