@@ -79,6 +79,20 @@ def nats_transport(server: NatsServer, **options: object) -> NatsTransport:
     return NatsTransport(server.url, **options)  # type: ignore[arg-type]
 
 
+def peer_transport(transport: NatsTransport, **options: object) -> NatsTransport:
+    """Another connection and consumer on ``transport``'s stream and subjects: another
+    process, in effect."""
+    from llmgine.bus.nats import NatsTransport
+
+    return NatsTransport(
+        transport.url,
+        stream=transport.stream,
+        subject_prefix=transport.prefix,
+        backoff=(0.01,),
+        **options,  # type: ignore[arg-type]
+    )
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

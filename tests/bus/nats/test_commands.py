@@ -24,7 +24,7 @@ from llmgine.errors import (
     NoHandlerError,
     RemoteCommandError,
 )
-from tests.bus.conftest import nats_transport
+from tests.bus.conftest import nats_transport, peer_transport
 from tests.deadline import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,23 +42,12 @@ class Hang(Command[str]):
     tag: str
 
 
-def twin(transport: NatsTransport, **options: object) -> NatsTransport:
-    """Another connection on the same stream and subjects: another process, in effect."""
-    return NatsTransport(
-        transport.url,
-        stream=transport.stream,
-        subject_prefix=transport.prefix,
-        backoff=(0.01,),
-        **options,  # type: ignore[arg-type]
-    )
-
-
 @asynccontextmanager
 async def caller_and_worker(server: NatsServer) -> AsyncIterator[tuple[MessageBus, MessageBus]]:
     transport = nats_transport(server)
     async with (
         MessageBus(transport=transport) as caller,
-        MessageBus(transport=twin(transport)) as worker,
+        MessageBus(transport=peer_transport(transport)) as worker,
     ):
         yield caller, worker
 
@@ -143,8 +132,8 @@ async def test_two_workers_in_a_queue_group_answer_each_command_once(
 
     async with (
         MessageBus(transport=transport) as caller,
-        MessageBus(transport=twin(transport)) as one,
-        MessageBus(transport=twin(transport)) as two,
+        MessageBus(transport=peer_transport(transport)) as one,
+        MessageBus(transport=peer_transport(transport)) as two,
     ):
         one.on_command(Double, handler("one"))
         two.on_command(Double, handler("two"))
@@ -187,7 +176,7 @@ async def test_command_timeout_bounds_a_command_without_a_policy(nats_server: Na
     transport = nats_transport(nats_server, command_timeout=0.5)
     async with (
         MessageBus(transport=transport) as caller,
-        MessageBus(transport=twin(transport)) as worker,
+        MessageBus(transport=peer_transport(transport)) as worker,
     ):
         worker.on_command(Hang, hang)
         await worker.start()
@@ -262,7 +251,7 @@ async def test_a_worker_killed_mid_command_is_retried_on_another(
         assert child.stdout is not None
         line = await asyncio.wait_for(child.stdout.readline(), DEADLINE)
         assert line.strip() == b"handling once"
-        async with MessageBus(transport=twin(transport)) as survivor:
+        async with MessageBus(transport=peer_transport(transport)) as survivor:
             survivor.on_command(Hang, lambda c: f"survivor did {c.tag}")
             await survivor.start()
             child.send_signal(signal.SIGKILL)

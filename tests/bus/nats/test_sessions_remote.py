@@ -23,30 +23,19 @@ from llmgine.bus import (
     Subscription,
 )
 from llmgine.bus import _sessions_remote as sessions_remote
-from llmgine.bus.nats import NatsServer, NatsTransport
+from llmgine.bus.nats import NatsServer
 from llmgine.errors import NoHandlerError
-from tests.bus.conftest import nats_transport, spawn_worker
+from tests.bus.conftest import nats_transport, peer_transport, spawn_worker
 from tests.bus.nats.worker_app import Ask, Heard, Marker, Ready, Said
 from tests.deadline import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def peer(transport: NatsTransport, **options: object) -> NatsTransport:
-    """Another connection and consumer on the same stream and subjects: another process."""
-    return NatsTransport(
-        transport.url,
-        stream=transport.stream,
-        subject_prefix=transport.prefix,
-        backoff=(0.01,),
-        **options,  # type: ignore[arg-type]
-    )
-
-
 @asynccontextmanager
 async def buses(server: NatsServer, count: int) -> AsyncIterator[list[MessageBus]]:
     first = nats_transport(server)
-    transports = [first, *(peer(first) for _ in range(count - 1))]
+    transports = [first, *(peer_transport(first) for _ in range(count - 1))]
     async with AsyncExitStack() as stack:
         yield [await stack.enter_async_context(MessageBus(transport=t)) for t in transports]
 
@@ -166,8 +155,8 @@ async def test_a_waited_event_is_handled_once_by_buses_sharing_a_consumer(
     first = nats_transport(nats_server, durable="shared")
     async with (
         MessageBus(transport=first) as a,
-        MessageBus(transport=peer(first, durable="shared")) as twin,
-        MessageBus(transport=peer(first)) as other,
+        MessageBus(transport=peer_transport(first, durable="shared")) as twin,
+        MessageBus(transport=peer_transport(first)) as other,
     ):
         handled: dict[str, list[str]] = {"a": [], "twin": [], "other": []}
         for name, bus in (("a", a), ("twin", twin), ("other", other)):

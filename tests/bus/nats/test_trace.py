@@ -10,8 +10,8 @@ import pytest
 from llmgine import observability
 from llmgine.bus import Command, Event, MessageBus
 from llmgine.bus.nats import NatsServer
-from tests.bus.conftest import nats_transport
-from tests.bus.nats.test_commands import Double, twin
+from tests.bus.conftest import nats_transport, peer_transport
+from tests.bus.nats.test_commands import Double
 from tests.deadline import DEADLINE
 
 
@@ -44,7 +44,7 @@ async def test_a_remote_command_span_is_a_child_of_the_callers(nats_server: Nats
     transport = nats_transport(nats_server)
     async with (
         MessageBus(transport=transport) as caller,
-        MessageBus(transport=twin(transport)) as worker,
+        MessageBus(transport=peer_transport(transport)) as worker,
     ):
         worker.on_command(Double, lambda c: c.n * 2)
         await worker.start()  # subscribed outside any span: nothing leaks in-process
@@ -67,7 +67,7 @@ async def test_an_events_handlers_run_under_the_publishers_span(nats_server: Nat
     transport = nats_transport(nats_server)
     async with (
         MessageBus(transport=transport) as sender,
-        MessageBus(transport=twin(transport)) as receiver,
+        MessageBus(transport=peer_transport(transport)) as receiver,
     ):
 
         async def announce(c: Announce) -> None:
@@ -103,7 +103,7 @@ async def test_nothing_is_propagated_while_observability_is_off(nats_server: Nat
     seen: list[bool] = []
     async with (
         MessageBus(transport=transport) as caller,
-        MessageBus(transport=twin(transport)) as worker,
+        MessageBus(transport=peer_transport(transport)) as worker,
     ):
 
         def handler(c: Double) -> int:
