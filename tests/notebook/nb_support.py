@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import tempfile
@@ -216,10 +217,19 @@ def left_running(token: str, deadline: float) -> list[str] | None:
     (a process may take a moment to exit after its parent), each killed by its pid and
     described by its command line; None where `processes_of_run` cannot tell."""
     end = time.monotonic() + deadline
-    while (pids := processes_of_run(token)) and time.monotonic() < end:
-        time.sleep(0.1)
+    pids = processes_of_run(token)
     if pids is None:
         return None
+    for pid in pids:  # wait for each to exit (a pidfd is readable once it has), not poll
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # exited already
+        try:
+            select.select([fd], [], [], max(0.0, end - time.monotonic()))
+        finally:
+            os.close(fd)
+    pids = processes_of_run(token) or []
     left = []
     for pid in pids:
         try:
