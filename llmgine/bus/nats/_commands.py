@@ -42,6 +42,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._messages import Command, CommandResult, ErrorInfo, message_type_name
+from llmgine.bus.nats._requests import Requests
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
 from llmgine.bus.nats._wire import read_wire, wire_message, wire_reply
 from llmgine.errors import (
@@ -101,10 +102,10 @@ class CommandRouter:
         *,
         concurrency: int,
         command_timeout: float,
-        connection: Callable[[], Awaitable[Client]],
+        connection: Callable[[], Awaitable[Requests]],
     ) -> None:
         self.prefix = prefix
-        self._connection = connection  # the transport's, connected on first use
+        self._connection = connection  # the transport's requests, connected on first use
         self.concurrency = concurrency
         self.command_timeout = command_timeout
         self._execute: Execute | None = None
@@ -187,7 +188,8 @@ class CommandRouter:
         task.add_done_callback(self._changes.discard)
 
     async def connected(self, nc: Client) -> None:
-        """A new connection: serve every registered type on it."""
+        """A new connection: serve every registered type on it (its `Requests` are the
+        transport's, given to `execute` by ``connection``)."""
         self._nc, self._subs = nc, {}
         self._slots = asyncio.Semaphore(self.concurrency)
         self._running = set()
@@ -274,7 +276,7 @@ class CommandRouter:
         """Run ``command`` in a worker that serves its type; its value, or raise."""
         return await self.request(await self._connection(), command)
 
-    async def request(self, nc: Client, command: Command[Any]) -> Any:
+    async def request(self, requests: Requests, command: Command[Any]) -> Any:
         """Send ``command`` to a worker (its session's first, if it has one); its value, or
         raise what failed."""
         cls = type(command)
@@ -286,14 +288,14 @@ class CommandRouter:
             msg = None
             if command.session_id is not None:
                 with contextlib.suppress(nats.errors.NoRespondersError):  # then the type's
-                    msg = await nc.request(
+                    msg = await requests.request(
                         self.subject(cls, command.session_id),
                         data,
                         timeout=self.command_timeout,
                         headers=headers,
                     )
             if msg is None:
-                msg = await nc.request(
+                msg = await requests.request(
                     self.subject(cls), data, timeout=self.command_timeout, headers=headers
                 )
         except nats.errors.NoRespondersError as exc:
@@ -310,6 +312,11 @@ class CommandRouter:
                 "(command_timeout); a worker that died mid-command never answers. Give "
                 f"{cls.__name__} a CommandPolicy with a timeout and a retry to try another "
                 "worker"
+            ) from exc
+        except nats.errors.ConnectionClosedError as exc:
+            raise TransportError(
+                f"the NATS connection closed before a worker answered {cls.__name__} (was the "
+                "bus stopped?); start the bus again and execute it again if it is safe to"
             ) from exc
         except nats.errors.Error as exc:
             raise TransportError(f"could not send {cls.__name__} over NATS: {exc!r}") from exc

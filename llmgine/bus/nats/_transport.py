@@ -55,6 +55,7 @@ from llmgine.bus._transport import Deliver, QueueStats
 from llmgine.bus.nats._commands import CommandRouter
 from llmgine.bus.nats._connect import open_consumer
 from llmgine.bus.nats._consumer import FETCH_POLL, EventConsumer, consuming_for
+from llmgine.bus.nats._requests import Requests
 from llmgine.bus.nats._trace import trace_headers
 from llmgine.bus.nats._wire import DELIVERED_HEADER, WITHHELD_HEADER, capture_from_env, wire_event
 from llmgine.errors import BackpressureError, BusError, BusStoppedError, TransportError
@@ -181,6 +182,7 @@ class NatsTransport:
         self._deliver: Deliver | None = None
         self._dead_letters: DeadLetterQueue | None = None
         self._nc: Client | None = None
+        self._requests: Requests | None = None  # the connection's requests and replies
         self._js: JetStreamContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -243,6 +245,7 @@ class NatsTransport:
             # A new event loop (a test's, a notebook kernel restart): the old connection
             # belongs to the old loop and cannot be used or closed from this one.
             self._loop, self._nc, self._js, self._sub, self._consumer = loop, None, None, None, None
+            self._requests = None
             self._starting, self._progress = asyncio.Lock(), asyncio.Event()
             self._pending = set()
         assert self._starting is not None
@@ -258,6 +261,7 @@ class NatsTransport:
 
     async def _connect(self) -> None:
         self._nc, self._js, self._sub = await open_consumer(self)
+        self._requests = await Requests.open(self._nc)
         await self.commands.connected(self._nc)
 
     async def stop(self) -> None:
@@ -266,6 +270,7 @@ class NatsTransport:
         self._stopped = True
         consumer, self._consumer = self._consumer, None
         nc, self._nc, self._js, self._sub = self._nc, None, None, None
+        requests, self._requests = self._requests, None
         if consumer is not None:
             # Its handler is cancelled; wait for it, so the rest of its batch is released
             # on this connection before it closes. nats-py's fetch can absorb a
@@ -274,6 +279,8 @@ class NatsTransport:
             consumer.cancel()
             await asyncio.wait({consumer}, timeout=FETCH_POLL + 1.0)
         await self._reader.release()  # a bus sharing the consumer gets them at once
+        if requests is not None:
+            await requests.close()  # a request still waiting fails now, not at its timeout
         if nc is not None:
             try:
                 await nc.flush(timeout=int(_ACK_TIMEOUT))  # the naks reach the server first
@@ -283,16 +290,17 @@ class NatsTransport:
         if consumer is not None:
             await asyncio.gather(consumer, return_exceptions=True)
 
-    async def _connection(self) -> Client:
-        """The connection, for commands (the bus's hooks are on ``self.commands``)."""
+    async def _connection(self) -> Requests:
+        """The connection's requests, for commands (the bus's hooks are on
+        ``self.commands``)."""
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to use it again")
-        nc = self._nc
-        if nc is None or self._loop is not asyncio.get_running_loop():
+        requests = self._requests
+        if requests is None or self._loop is not asyncio.get_running_loop():
             await self._ensure_started()
-            nc = self._nc
-        assert nc is not None
-        return nc
+            requests = self._requests
+        assert requests is not None
+        return requests
 
     # -- publishing --------------------------------------------------------------------
 
@@ -303,11 +311,11 @@ class NatsTransport:
         if self._stopped:
             raise BusStoppedError("the bus is stopped; call `await bus.start()` to publish again")
         loop = asyncio.get_running_loop()
-        nc, consumer = self._nc, self._consumer
-        if nc is None or loop is not self._loop or consumer is None or consumer.done():
+        requests, consumer = self._requests, self._consumer
+        if requests is None or loop is not self._loop or consumer is None or consumer.done():
             await self._ensure_started()
-            nc = self._nc
-            assert nc is not None
+            requests = self._requests
+            assert requests is not None
         # The one place events are serialised for the wire: redacted, content withheld.
         data, withheld = wire_event(event, capture_content=self.capture_content)
         cls = type(event)
@@ -329,7 +337,7 @@ class NatsTransport:
             try:
                 # A JetStream publish is a request to the stream's subject, answered by its
                 # ack; sent as such, only the ack's sequence is read (not a PubAck made).
-                reply = await nc.request(subject, data, timeout=_ACK_TIMEOUT, headers=headers)
+                reply = await requests.request(subject, data, timeout=_ACK_TIMEOUT, headers=headers)
                 sequence = _stored_at(reply.data)
                 break
             except _RETRYABLE as exc:
