@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._commands import CommandRunner, RemoteCommands
+from llmgine.bus._commands import Answer, CommandRunner, RemoteCommands
 from llmgine.bus._delivery import (
     _CLEAN,
     _FILTERED,
@@ -28,6 +28,7 @@ from llmgine.bus._delivery import (
     link_event,
     not_an_event,
 )
+from llmgine.bus._execution import Attempts
 from llmgine.bus._loop import LoopBinding
 from llmgine.bus._messages import (
     Command,
@@ -124,7 +125,7 @@ class MessageBus:
             remote=None if self._remote is None else self._remote.execute,
         )
         if self._remote is not None:
-            self._remote.attach(self.execute)
+            self._remote.attach(self._answer)
         self.dead_letters = self._commands.dead_letters
         attach = getattr(self._transport, "attach_dead_letters", None)
         if attach is not None:  # a transport that gives up on events (NATS) files them here
@@ -515,6 +516,19 @@ class MessageBus:
             # Also when cancelled: an observer may hold a span open and a context attached.
             ended = result if result is not None else cancelled_result(command)
             observers.command_ended(command, ended, tokens)
+
+    async def _answer(self, command: Command[Any]) -> Answer:
+        """`execute` for a command from another process (`RemoteCommands.attach`): the
+        same handler, policy, accounting and failure; while nothing observes the bus, a
+        success makes no `CommandResult`, as the reply carries only the value."""
+        if self._observers.all:  # they are given the result
+            result = await self.execute(command)
+            return (True, result.value) if result.success else (False, result)
+        self._refuse_if_stopped()
+        if asyncio.get_running_loop() is not self._binding.loop:  # _check_loop, inlined
+            self._binding.bind(asyncio.get_running_loop())
+        self._executed += 1
+        return await self._commands.answer(command, None, Attempts(), perf_counter_ns())
 
     async def _replay(self, message: Command[Any] | Event) -> CommandResult[Any]:
         if isinstance(message, Command):

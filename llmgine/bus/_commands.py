@@ -37,21 +37,25 @@ from llmgine.bus._resilience import CircuitBreaker, CommandPolicy, DeadLetter, D
 from llmgine.bus._stats import LatencyHistogram
 from llmgine.errors import NoHandlerError, RemoteCommandError
 
-__all__ = ["CommandRunner", "RemoteCommands"]
+__all__ = ["Answer", "CommandRunner", "RemoteCommands"]
 
 log = redacting_logger("llmgine.bus")
 
 R = TypeVar("R")
 
 RemoteExecute = Callable[[Command[Any]], Awaitable[Any]]
+# How a bus answers another process's command: (True, the value), or (False, the failed
+# result). A success makes no `CommandResult`: the reply carries only the value.
+Answer = tuple[bool, Any]
 
 
 class RemoteCommands(Protocol):
     """What a transport that carries commands between processes offers, as ``.commands``
     (NATS: `llmgine.bus.nats._commands.CommandRouter`)."""
 
-    def attach(self, execute: Callable[[Command[Any]], Awaitable[CommandResult[Any]]]) -> None:
-        """How this bus runs the commands it answers for others (its own ``execute``)."""
+    def attach(self, answer: Callable[[Command[Any]], Awaitable[Answer]]) -> None:
+        """How this bus runs the commands it answers for others: as its ``execute``
+        does, giving the value or the failed result."""
 
     def serve(
         self, command_type: type[Command[Any]], session_id: str | None = None
@@ -143,20 +147,9 @@ class CommandRunner:
         """The command's result; a failure of any kind is a failed result, never raised."""
         started = perf_counter_ns()
         attempts = Attempts()
-        try:
-            if self.middleware:
-                value = await self._chain(timeout, attempts)(command)
-            else:
-                value = await self._run_handler(command, timeout, attempts)
-        except Exception as exc:
-            return await self._failed(command, exc, attempts.made, started)
-        except asyncio.CancelledError as exc:
-            # Handlers and middleware report their own; this is anything else on the way.
-            error = handler_cancelled(exc, f"executing {type(command).__name__}")
-            return await self._failed(command, error, attempts.made, started)
-        elapsed = perf_counter_ns() - started
-        self.latency.record(elapsed)
-        self.succeeded += 1
+        succeeded, value = await self.answer(command, timeout, attempts, started)
+        if not succeeded:
+            return value  # type: ignore[no-any-return]  # the failed result
         return CommandResult(
             command_id=command.id,
             command_type=message_type_name(type(command)),
@@ -164,9 +157,30 @@ class CommandRunner:
             value=value,
             error=None,
             attempts=attempts.made,
-            duration_ms=elapsed / 1e6,
+            duration_ms=(perf_counter_ns() - started) / 1e6,
             session_id=command.session_id,
         )
+
+    async def answer(
+        self, command: Command[Any], timeout: float | None, attempts: Attempts, started: int
+    ) -> Answer:
+        """Run ``command`` (``started`` at that `perf_counter_ns`) and count it: (True,
+        its value), or (False, its failed result), the failure dead-lettered and published
+        as `CommandFailed`."""
+        try:
+            if self.middleware:
+                value = await self._chain(timeout, attempts)(command)
+            else:
+                value = await self._run_handler(command, timeout, attempts)
+        except Exception as exc:
+            return False, await self._failed(command, exc, attempts.made, started)
+        except asyncio.CancelledError as exc:
+            # Handlers and middleware report their own; this is anything else on the way.
+            error = handler_cancelled(exc, f"executing {type(command).__name__}")
+            return False, await self._failed(command, error, attempts.made, started)
+        self.latency.record(perf_counter_ns() - started)
+        self.succeeded += 1
+        return True, value
 
     def _chain(self, timeout: float | None, attempts: Attempts) -> CommandNext:
         async def run(cmd: Command[Any]) -> Any:

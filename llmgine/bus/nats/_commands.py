@@ -41,7 +41,8 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from pydantic import BaseModel, TypeAdapter
 
 from llmgine._redact import redacting_logger
-from llmgine.bus._messages import Command, CommandResult, ErrorInfo, message_type_name
+from llmgine.bus._commands import Answer
+from llmgine.bus._messages import Command, ErrorInfo, message_type_name
 from llmgine.bus.nats._requests import Requests
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
 from llmgine.bus.nats._wire import read_wire, wire_message, wire_reply
@@ -57,7 +58,7 @@ __all__ = ["CommandRouter"]
 
 log = redacting_logger("llmgine.bus.nats")
 
-Execute = Callable[[Command[Any]], Awaitable[CommandResult[Any]]]
+Execute = Callable[[Command[Any]], Awaitable[Answer]]
 # What is served: a command type, for the whole bus (None) or for one session.
 Served = tuple[type[Command[Any]], str | None]
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -222,9 +223,7 @@ class CommandRouter:
     async def _on_request(self, msg: Msg) -> None:
         assert self._slots is not None
         await self._slots.acquire()  # at most `concurrency` handlers at once
-        task = asyncio.get_running_loop().create_task(self._answer(msg))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running.add(asyncio.get_running_loop().create_task(self._answer(msg)))
 
     async def _answer(self, msg: Msg) -> None:
         token = traced_context(msg.headers)
@@ -234,6 +233,8 @@ class CommandRouter:
             untraced(token)
             assert self._slots is not None
             self._slots.release()
+            # Here rather than in a done callback: one loop turn less a command.
+            self._running.discard(asyncio.current_task())
         nc = self._nc
         if msg.reply and nc is not None and not nc.is_closed:
             try:
@@ -248,12 +249,12 @@ class CommandRouter:
             command = read_wire(data)
             if not isinstance(command, Command):
                 raise MessageSerializationError(f"a {type(command).__name__} is not a command")
-            result = await self._execute(command)
-            if result.success:
+            succeeded, value = await self._execute(command)
+            if succeeded:
                 # What _Reply(success=True, value=...).model_dump_json() writes, in one pass.
-                value = _result_adapter(type(command)).dump_json(result.value)
+                value = _result_adapter(type(command)).dump_json(value)
                 return wire_reply((_SUCCEEDED + value + _NO_ERROR).decode())
-            error = result.error
+            error = value.error
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
         return wire_reply(_Reply(success=False, error=error).model_dump_json())

@@ -16,7 +16,14 @@ from pathlib import Path
 import nats
 import nats.errors
 
-from llmgine.bus import BreakerPolicy, Command, CommandPolicy, MessageBus, RetryPolicy
+from llmgine.bus import (
+    BreakerPolicy,
+    Command,
+    CommandFailed,
+    CommandPolicy,
+    MessageBus,
+    RetryPolicy,
+)
 from llmgine.bus.nats import NatsServer, NatsTransport
 from llmgine.errors import (
     CircuitOpenError,
@@ -62,7 +69,9 @@ async def test_a_command_with_no_local_handler_is_answered_by_another_bus(
         assert result.success, result.error
         assert result.value == 42
         assert isinstance(result.value, int)
-        assert worker.stats().commands_executed == 1
+        answered = worker.stats()  # counted where it ran, as a command of its own
+        assert answered.commands_executed == answered.commands_succeeded == 1
+        assert answered.command_latency.count == 1
         assert caller.stats().commands_succeeded == 1
 
 
@@ -83,8 +92,15 @@ async def test_a_remote_failure_keeps_its_type_and_message(nats_server: NatsServ
             raise ValueError(f"cannot: {c.why}")
 
         worker.on_command(Explode, explode)
+        failed: list[CommandFailed] = []
+        worker.on_event(CommandFailed, failed.append)
         await worker.start()
         result = await caller.execute(Explode(why="no disk"))
+        await worker.drain()
+        # The worker keeps its own account of the failure, as for a command of its own.
+        assert worker.stats().commands_failed == 1
+        assert worker.dead_letters.get(result.command_id).error.type == "builtins.ValueError"
+        assert [f.command_id for f in failed] == [result.command_id]
         assert not result.success
         assert result.error is not None
         assert result.error.type == "builtins.ValueError"
