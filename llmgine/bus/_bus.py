@@ -125,7 +125,7 @@ class MessageBus:
             remote=None if self._remote is None else self._remote.execute,
         )
         if self._remote is not None:
-            self._remote.attach(self._answer)
+            self._remote.attach(self._answer, self._commands.runs_at_once)
         self.dead_letters = self._commands.dead_letters
         attach = getattr(self._transport, "attach_dead_letters", None)
         if attach is not None:  # a transport that gives up on events (NATS) files them here

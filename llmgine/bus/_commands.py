@@ -53,9 +53,14 @@ class RemoteCommands(Protocol):
     """What a transport that carries commands between processes offers, as ``.commands``
     (NATS: `llmgine.bus.nats._commands.CommandRouter`)."""
 
-    def attach(self, answer: Callable[[Command[Any]], Awaitable[Answer]]) -> None:
+    def attach(
+        self,
+        answer: Callable[[Command[Any]], Awaitable[Answer]],
+        at_once: Callable[[type[Command[Any]]], bool],
+    ) -> None:
         """How this bus runs the commands it answers for others: as its ``execute``
-        does, giving the value or the failed result."""
+        does, giving the value or the failed result; ``at_once`` tells which run to
+        their value without waiting on anything (`CommandRunner.runs_at_once`)."""
 
     def serve(
         self, command_type: type[Command[Any]], session_id: str | None = None
@@ -140,6 +145,17 @@ class CommandRunner:
 
     def breaker_states(self) -> dict[str, str]:
         return {b.name: b.state for b in self._breakers.values()}
+
+    def runs_at_once(self, cls: type[Command[Any]]) -> bool:
+        """Whether a command of ``cls`` runs to its value without waiting on anything: its
+        handler (outside sessions) is a plain function that has returned a plain value
+        (not an awaitable), with no middleware and no policy (a retry would sleep). Such
+        a command holds the loop while it runs, so running it in a task of its own would
+        only add a loop turn."""
+        sub = self._registry.command_for(cls, None)
+        return (
+            sub is not None and sub.plain and not self.middleware and self.policy_for(cls) is None
+        )
 
     # -- running -----------------------------------------------------------------------
 

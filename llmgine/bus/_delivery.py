@@ -151,7 +151,11 @@ async def invoke(sub: Subscription, message: Message) -> Any:
             return await sub.fn(message)
         value = sub.fn(message)
         if inspect.isawaitable(value):
+            # A plain function that returns an awaitable (a lambda around a coroutine):
+            # it waits like a coroutine function, and is run as one from now on.
+            sub.is_async, sub.plain = True, False
             return await value
+        sub.plain = True
         return value
     except asyncio.CancelledError as exc:
         raise handler_cancelled(exc, f"command handler {sub.name}") from exc

@@ -42,6 +42,7 @@ class Subscription:
         "message_type",
         "name",
         "order",
+        "plain",
         "priority",
         "scope",
         "where",
@@ -60,6 +61,9 @@ class Subscription:
     ) -> None:
         self.fn = fn
         self.is_async = _is_async(fn)
+        # A plain function seen to return a plain value (not an awaitable): it runs to its
+        # value without waiting (`CommandRunner.runs_at_once`).
+        self.plain = False
         self.message_type = message_type
         self.priority = priority
         self.where = where

@@ -110,6 +110,7 @@ class CommandRouter:
         self.concurrency = concurrency
         self.command_timeout = command_timeout
         self._execute: Execute | None = None
+        self._at_once: Callable[[type[Command[Any]]], bool] = lambda cls: False
         self._served: set[Served] = set()
         self._subs: dict[Served, NatsSubscription] = {}
         self._nc: Client | None = None
@@ -117,6 +118,7 @@ class CommandRouter:
         self._running: set[asyncio.Task[None]] = set()
         self._changes: set[asyncio.Task[None]] = set()
         self._subjects: dict[type[Command[Any]], str] = {}
+        self._inline = 0  # commands being answered at once, in a subscription's callback
         self.requests = self.answered = 0
 
     def subject(self, cls: type[Command[Any]], session_id: str | None = None) -> str:
@@ -129,8 +131,8 @@ class CommandRouter:
             self._subjects[cls] = subject
         return subject if session_id is None else f"{subject}.s.{session_token(session_id)}"
 
-    def attach(self, execute: Execute) -> None:
-        self._execute = execute
+    def attach(self, execute: Execute, at_once: Callable[[type[Command[Any]]], bool]) -> None:
+        self._execute, self._at_once = execute, at_once
 
     @property
     def served(self) -> frozenset[type[Command[Any]]]:
@@ -140,7 +142,7 @@ class CommandRouter:
     @property
     def running(self) -> int:
         """Commands from others being handled now."""
-        return len(self._running)
+        return len(self._running) + self._inline
 
     # -- serving -----------------------------------------------------------------------
 
@@ -217,24 +219,42 @@ class CommandRouter:
                 # The queue group is the type (or the type in one session): each request
                 # goes to one worker of it.
                 queue = message_type_name(cls) + subject[len(self.subject(cls)) :]
-                self._subs[key] = await nc.subscribe(subject, queue=queue, cb=self._on_request)
+                on_request = (
+                    self._on_request
+                    if session_id is not None
+                    else functools.partial(self._on_type_request, cls)
+                )
+                self._subs[key] = await nc.subscribe(subject, queue=queue, cb=on_request)
         await nc.flush()  # the server knows the subscriptions before anyone asks
+
+    async def _on_type_request(self, cls: type[Command[Any]], msg: Msg) -> None:
+        if not self._at_once(cls):
+            await self._on_request(msg)
+            return
+        # Its handler holds the loop until it returns anyway: answered here, in the order
+        # the requests came, without a task (and its loop turn) of its own.
+        self._inline += 1
+        try:
+            await self._answer(msg, task=False)
+        finally:
+            self._inline -= 1
 
     async def _on_request(self, msg: Msg) -> None:
         assert self._slots is not None
         await self._slots.acquire()  # at most `concurrency` handlers at once
         self._running.add(asyncio.get_running_loop().create_task(self._answer(msg)))
 
-    async def _answer(self, msg: Msg) -> None:
+    async def _answer(self, msg: Msg, *, task: bool = True) -> None:
         token = traced_context(msg.headers)
         try:
             reply = await self._run(msg.data)
         finally:
             untraced(token)
-            assert self._slots is not None
-            self._slots.release()
-            # Here rather than in a done callback: one loop turn less a command.
-            self._running.discard(asyncio.current_task())
+            if task:
+                assert self._slots is not None
+                self._slots.release()
+                # Here rather than in a done callback: one loop turn less a command.
+                self._running.discard(asyncio.current_task())
         nc = self._nc
         if msg.reply and nc is not None and not nc.is_closed:
             try:
