@@ -293,12 +293,18 @@ Request/reply is at most once: a worker that dies mid-command never answers, and
 caller sees `CommandTimeoutError` after its policy's timeout (else the transport's
 `command_timeout`, 60 s); a retry sends the command again, to another worker, which makes
 it at least once, so give such handlers an idempotent effect (the command's `id` is the
-same in every attempt). `stop()` takes no new commands, lets those running finish and
-reply, then drains. `llmgine worker module:setup` runs such a worker as a process (see
-`llmgine worker --help`). With observability on, requests and events carry the W3C
-`traceparent` (OpenTelemetry's propagator), and the receiving side runs under it: a
-worker's command span is a child of the caller's span, and spans made by an event's
-handlers are children of the publisher's.
+same in every attempt). A worker runs handlers that wait (coroutine functions, or
+plain functions that return an awaitable) side by side, up to the transport's
+`command_concurrency` (64) at once; a plain function that returns its value (with no
+middleware and no policy for its type) holds the loop while it runs anyway, so after its
+first call it is answered in the subscription's callback, in the order requests arrive,
+without a task of its own. `stop()` takes no new commands, lets those running finish and
+reply, then drains; a caller's `stop()` fails the commands it still waits for at once
+(`TransportError`), not at their timeout. `llmgine worker module:setup` runs such a
+worker as a process (see `llmgine worker --help`). With observability on, requests and
+events carry the W3C `traceparent` (OpenTelemetry's propagator), and the receiving side
+runs under it: a worker's command span is a child of the caller's span, and spans made by
+an event's handlers are children of the publisher's.
 """
 
 from llmgine.bus._bus import MessageBus

@@ -4,10 +4,17 @@ A bus with a `NatsTransport` that executes a command it has no handler for sends
 command (serialised with its class, every secret redacted: `_wire`) as a NATS request; a
 bus that registered a handler for that exact type subscribes with the queue group named
 after the type, so the server hands each request to one worker of the group. The worker
-runs its own ``bus.execute`` (its handler, its middleware, its observers) and replies with
-the result as JSON: the value (by the command's declared result type) or the error's type, message
-and traceback, which the caller raises as `RemoteCommandError` inside its own policy, so
-its timeout, retries and breaker wrap the remote call.
+runs it as its own ``bus.execute`` would (its handler, middleware, policy, observers,
+counts and dead letters; `MessageBus._answer`) and replies with JSON: the value (by the
+command's declared result type) or the error's type, message and traceback, which the
+caller raises as `RemoteCommandError` inside its own policy, so its timeout, retries and
+breaker wrap the remote call. Requests go through the connection's `Requests` (one reply
+subscription for all of them).
+
+A handler that waits runs in a task of its own, up to ``concurrency`` at once, so a slow
+one does not hold up the others. A plain function that returns its value holds the loop
+while it runs anyway, so such a command (`CommandRunner.runs_at_once`) is answered in the
+subscription's callback, in arrival order, without a task and the loop turn it costs.
 
 Request/reply is at most once: a worker that dies mid-handler never answers, and the
 caller sees a timeout (its policy's, else ``command_timeout``). A retry policy then sends
