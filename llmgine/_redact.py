@@ -52,7 +52,8 @@ _PATTERNS = re.compile(
             # key=value, "key": "value" and "Authorization: Bearer x" forms: the key stays.
             r"(?P<key>(?i:(?<![A-Za-z])(?:x-)?(?:api[-_]?key|x-goog-api-key|authorization"
             r"|access[-_]token|client[-_]secret|password|secret|token)[\"']?\s*[:=]\s*[\"']?"
-            r"(?:bearer\s+)?))(?!\[REDACTED\])[^\s\"',;&}]{6,}",
+            # Not the word "bearer" itself: "Bearer [REDACTED]" stays as it is (idempotent).
+            r"(?:bearer\s+)?))(?!\[REDACTED\])(?!(?i:bearer)\s)[^\s\"',;&}]{6,}",
             r"(?P<bearer>(?i:bearer)\s+)[A-Za-z0-9._~+/=\-]{8,}",
         ]
     )

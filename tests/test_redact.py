@@ -117,3 +117,18 @@ def test_the_pre_scans_find_every_word_they_stand_for() -> None:
         assert _TRIGGER_SCAN.search(word), word
     for word in (*_TRIGGERS, *_KEY_WORDS):
         assert _WORD_SCAN.search(word), word
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer abcdefghijklmnopqrstuvwxyz123456",
+        "curl -H 'authorization: bearer Zm9vYmFyYmF6cXV4MTIzNDU2' https://api",
+        'api_key="sk-abcdefghijklmnopqrstuvwx" and token=abcdefgh12345',
+        "Bearer abcdefghijklmnop",
+    ],
+)
+def test_redacting_redacted_text_changes_nothing(text: str) -> None:
+    once = redact_text(text)
+    assert REDACTED in once
+    assert redact_text(once) == once  # text logged after being redacted once stays readable
