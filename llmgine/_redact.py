@@ -221,7 +221,8 @@ class Redactor:
         secret and no sensitive key comes back as it is, without being parsed."""
         if self._version != _handed_version:
             self._refresh()
-        if _WORD_SCAN.search(text.lower()) is None:
+        lowered = text.lower()
+        if _WORD_SCAN.search(lowered) is None:
             # No pattern's trigger and no sensitive key's word: only a known secret's value
             # (as it is, or as JSON escapes it) could be in it. Most messages end here.
             for secret in self._known:
@@ -229,7 +230,6 @@ class Redactor:
                     break
             else:
                 return text
-        lowered = text.lower()
         keyed = any(w in lowered for w in _KEY_WORDS) and _SENSITIVE_JSON_KEY.search(text)
         escaped = any(secret in text for secret in self._in_json)
         if not keyed and not escaped and self.text(text) == text:
