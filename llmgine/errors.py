@@ -200,7 +200,13 @@ class CommandFailedError(BusError):
 
 
 class CommandTimeoutError(BusError):
-    """A command's handler did not finish within its timeout."""
+    """A command's handler did not finish within its timeout.
+
+    ``retryable``: a worker that died or hangs mid-command never answers, and asked again,
+    another worker (or the same, recovered) answers.
+    """
+
+    retryable = True
 
 
 class RemoteCommandError(BusError):

@@ -68,7 +68,6 @@ def _now() -> datetime:
 
 
 _REGISTRY: dict[str, type[Message]] = {}
-_PUBLIC: dict[type[Message], str] = {}
 # Each class's name once known for good (asked on every command and event); weakly, so a
 # class defined again in a notebook is not kept alive by it.
 _NAMES: weakref.WeakKeyDictionary[type[Message], str] = weakref.WeakKeyDictionary()
@@ -86,7 +85,7 @@ def message_type_name(cls: type[Message]) -> str:
     if name is not None:
         return name
     explicit: str | None = cls.__dict__.get("__message_type__")
-    name = explicit or _PUBLIC.get(cls) or _public_name(cls)
+    name = explicit or _public_name(cls)
     if name is None:
         name = f"{cls.__module__}.{cls.__qualname__}"
         if cls.__module__.startswith("llmgine."):
@@ -110,7 +109,6 @@ def _public_name(cls: type[Message]) -> str | None:
             and getattr(package, cls.__name__, None) is cls
         ):
             name = f"{package.__name__}.{cls.__qualname__}"
-            _PUBLIC[cls] = name
             _REGISTRY.setdefault(name, cls)
             return name
     return None  # its package is still being imported: asked again next time

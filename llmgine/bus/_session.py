@@ -132,9 +132,8 @@ class Session:
         """Publish an event in this session (its ``session_id`` is set to this session)."""
         self._check_usable()
         self._stamp(event)
-        remote = self.bus._remote
-        if remote is not None:  # whoever this event prompts finds its commands served
-            await remote.settled()
+        # Whoever this event prompts finds its commands served.
+        await self.bus._book.settled()
         if wait:
             return await self.bus.publish(event, wait=True)
         await self.bus.publish(event)

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmgine._tracing import tracer_for
 from llmgine.bus import MessageBus
-from llmgine.errors import CommandTimeoutError, NoWorkerError, RateLimitedError
+from llmgine.errors import NoWorkerError, RateLimitedError
 from llmgine.llm import ChatMessage, Generate, LLMResponse, Model, Usage, get_model
 from llmgine.llm._cost import cost_usd
 from llmgine.recording import (
@@ -389,10 +389,9 @@ class Sweep:
             except NoWorkerError:
                 raise
             except Exception as exc:
-                # A worker that died or hangs mid-call never answers: its command times
-                # out, and asked again, another worker (or the same, recovered) answers.
-                retryable = getattr(exc, "retryable", False) or isinstance(exc, CommandTimeoutError)
-                if retryable and attempt < self.retries:
+                # A provider's transient error, or a worker that never answered
+                # (CommandTimeoutError): asked again, it may well answer.
+                if getattr(exc, "retryable", False) and attempt < self.retries:
                     attempt += 1
                     await self._sleep(min(30.0, 2.0 ** (attempt - 1)))
                     continue

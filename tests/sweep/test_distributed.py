@@ -32,7 +32,7 @@ from llmgine.llm import (
 )
 from llmgine.llm._worker import EVENTS
 from llmgine.sweep import Sweep, contains
-from tests.bus.conftest import nats_server, nats_transport, spawn_worker
+from tests.bus.conftest import nats_server, nats_transport, peer_transport, spawn_worker
 from tests.conftest import FakeTime
 from tests.deadline import DEADLINE
 
@@ -227,9 +227,7 @@ async def test_a_worker_bus_in_this_process_serves_too_and_errors_keep_their_fie
     script = [slow_down, "worker answer a", quota]
     local = get_model("test:local", responses=["notebook answer a", "notebook answer b"])
     transport = nats_transport(nats_server)
-    worker_transport = NatsTransport(
-        nats_server.url, stream=transport.stream, subject_prefix=transport.prefix
-    )
+    worker_transport = peer_transport(transport)
     time = FakeTime()
     async with MessageBus(transport=transport) as bus, MessageBus(transport=worker_transport) as w:
         WorkerService(w, responses=script).install()
@@ -314,9 +312,7 @@ async def test_a_call_whose_worker_never_answers_is_asked_again(
     (``command_timeout``) and the sweep asks again, so the row is answered, not lost."""
     transport = nats_transport(nats_server)
     transport.commands.command_timeout = 1.0  # the wait for a reply that never comes
-    worker_transport = NatsTransport(
-        nats_server.url, stream=transport.stream, subject_prefix=transport.prefix
-    )
+    worker_transport = peer_transport(transport)
     release = asyncio.Event()
     asked: list[str] = []
     time = FakeTime()
@@ -326,6 +322,9 @@ async def test_a_call_whose_worker_never_answers_is_asked_again(
         async def hang_once(command: Generate) -> Any:
             asked.append(command.id)
             if len(asked) == 1:
+                # Its request went out with the 1 s wait; the retry gets the suite's
+                # deadline, so a busy machine cannot make it time out too.
+                transport.commands.command_timeout = DEADLINE
                 await release.wait()  # the first call never answers in time
             return await service.handle(command)
 

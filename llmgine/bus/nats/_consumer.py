@@ -83,12 +83,16 @@ class EventConsumer:
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.partial: OrderedDict[str, set[Subscription]] = OrderedDict()
         self.done_seq = 0  # the highest stream sequence this consumer acked or terminated
-        self.in_hand = 0
         # The batch being handled, and the index of the first message not yet settled:
         # what the keep-alive tells the server is still being worked on.
         self.batch: list[Msg] = []
         self.batch_next = 0
         self.redelivered = self.duplicates = self.dead_lettered = 0
+
+    @property
+    def in_hand(self) -> int:
+        """Messages of the batch not yet settled (the one being handled among them)."""
+        return len(self.batch) - self.batch_next
 
     async def run(self, progress: asyncio.Event) -> None:
         """Fetch and handle until the transport stops; ``progress`` is set after each
@@ -109,7 +113,7 @@ class EventConsumer:
         """Nak, with no delay, every message of the batch in hand not yet settled (the one
         whose handling a stop cancelled, and those behind it): the server sends them at
         once to a bus sharing this consumer, instead of after ``ack_wait``."""
-        rest, self.batch, self.batch_next, self.in_hand = self.batch[self.batch_next :], [], 0, 0
+        rest, self.batch, self.batch_next = self.batch[self.batch_next :], [], 0
         for msg in rest:
             if msg.is_acked:  # settled just before the stop
                 continue
@@ -136,7 +140,6 @@ class EventConsumer:
                 log.info("NATS fetch failed (%r); retrying", exc)
                 await asyncio.sleep(0.2)
                 continue
-            self.in_hand = len(messages)
             self.batch = messages
             for i, msg in enumerate(messages):
                 self.batch_next = i
@@ -148,7 +151,7 @@ class EventConsumer:
                     log.info("NATS ack failed (%r); the server will redeliver", exc)
                 except Exception:  # dispatch catches handler errors: this is a bug, go on
                     log.exception("llmgine bus: unexpected error handling a NATS message")
-                self.in_hand = len(messages) - i - 1
+                self.batch_next = i + 1
                 progress.set()
             self.batch, self.batch_next = [], 0
 
@@ -170,12 +173,12 @@ class EventConsumer:
                 f"its type is not registered in this process ({exc}); import the module "
                 "that defines it, then replay this dead letter"
             )
-            await self._dead_letter(msg, message_id, None, exc, reason)
+            await self._dead_letter(msg, delivered, sequence, message_id, None, exc, reason)
             return
         except MessageSerializationError as exc:
             message_id = self._published_id(msg, sequence)
             reason = f"it cannot be read: corrupt, or written by a newer schema ({exc})"
-            await self._dead_letter(msg, message_id, None, exc, reason)
+            await self._dead_letter(msg, delivered, sequence, message_id, None, exc, reason)
             return
         message_id = event.id  # idempotent by the event's own id, whoever published it
         if message_id in self.seen:
@@ -196,7 +199,7 @@ class EventConsumer:
                 f"deliveries (max_deliver={t.max_deliver}): {type(last).__name__}: {last}"
             )
             self._remember(message_id)  # the handlers that succeeded are not run again
-            await self._dead_letter(msg, message_id, event, last, reason)
+            await self._dead_letter(msg, delivered, sequence, message_id, event, last, reason)
             return
         self.partial[message_id] = done
         while len(self.partial) > t.seen_size:
@@ -245,6 +248,8 @@ class EventConsumer:
     async def _dead_letter(
         self,
         msg: Msg,
+        delivered: int,
+        sequence: int,
         message_id: str,
         event: Event | None,
         error: BaseException,
@@ -259,10 +264,10 @@ class EventConsumer:
                     event,
                     ErrorInfo.from_exception(error),
                     error,
-                    _delivery(msg)[0],
+                    delivered,
                     reason=reason,
                     raw=None if event is not None else msg.data,
                     message_id=message_id,
                 )
             )
-        await self._settle(msg, _delivery(msg)[1], ack=False)
+        await self._settle(msg, sequence, ack=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 
 import pytest
 
@@ -28,8 +27,6 @@ from llmgine.errors import NoHandlerError
 from tests.bus.conftest import nats_transport, peer_transport, spawn_worker
 from tests.bus.nats.worker_app import Ask, Heard, Marker, Ready, Said
 from tests.deadline import DEADLINE
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ import pytest
 from llmgine.bus import Event, MessageBus, message_type_name, to_json
 from llmgine.bus.nats import NatsServer, NatsTransport, nats_server_executable
 from llmgine.errors import TransportError
-from tests.bus.conftest import nats_transport
+from tests.bus.conftest import nats_transport, peer_transport
 from tests.deadline import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -54,7 +54,7 @@ def test_the_server_comes_from_the_wheel_and_stops_by_its_process() -> None:
 
 async def test_two_buses_both_receive_an_event(nats_server: NatsServer) -> None:
     first = nats_transport(nats_server)
-    second = NatsTransport(nats_server.url, stream=first.stream, subject_prefix=first.prefix)
+    second = peer_transport(first)
     seen: list[tuple[str, int]] = []
     async with MessageBus(transport=first) as a, MessageBus(transport=second) as b:
         a.on_event(Ping, lambda e: seen.append(("a", e.n)))
@@ -206,9 +206,7 @@ async def test_a_handler_slower_than_ack_wait_keeps_its_event(nats_server: NatsS
     # Two buses share one consumer: an event whose ack the server stopped waiting for
     # would be sent to the other bus, idle and pulling, and handled twice.
     first = nats_transport(nats_server, durable="shared", ack_wait=1.5)
-    second = NatsTransport(
-        nats_server.url, stream=first.stream, subject_prefix=first.prefix, durable="shared"
-    )
+    second = peer_transport(first, durable="shared")
     handled: list[str] = []
 
     def slow(name: str) -> Callable[[Ping], Awaitable[None]]:
@@ -234,14 +232,7 @@ async def test_a_bus_that_stops_hands_the_rest_of_its_batch_to_its_peer_at_once(
     # ack_wait is longer than the deadline: messages left in the stopped bus's hands
     # would reach its peer only after it, so without the nak at stop this test fails.
     first = nats_transport(nats_server, durable="shared", batch=8, ack_wait=DEADLINE * 2)
-    second = NatsTransport(
-        nats_server.url,
-        stream=first.stream,
-        subject_prefix=first.prefix,
-        durable="shared",
-        batch=8,
-        ack_wait=DEADLINE * 2,
-    )
+    second = peer_transport(first, durable="shared", batch=8, ack_wait=DEADLINE * 2)
     all_published, holding, all_handled = asyncio.Event(), asyncio.Event(), asyncio.Event()
     handled_a: list[int] = []
     handled_b: list[int] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,6 @@ from llmgine.bus.nats import NatsServer
 from tests.bus.conftest import nats_transport, spawn_worker
 from tests.bus.nats.worker_app import Slow
 from tests.deadline import DEADLINE
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_sigterm_lets_the_running_command_finish_then_exits_0(

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +14,10 @@ from llmgine.bus import MessageBus
 from llmgine.bus.nats import NatsServer, NatsTransport, WorkerProcess
 from llmgine.errors import WorkerError
 from llmgine.observability import REDACTED
-from tests.bus.conftest import nats_transport
+from tests.bus.conftest import ROOT, nats_transport
 from tests.bus.nats.worker_app import Slow
 from tests.deadline import DEADLINE
 
-ROOT = Path(__file__).resolve().parents[3]
 ENV = {"PYTHONPATH": str(ROOT)}
 SECRET_KEY = "sk-proj-" + "Mn4bVc7xZl0kJh3gFd6sAp9oIu2yTr5e"
 
