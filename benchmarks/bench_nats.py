@@ -274,6 +274,7 @@ async def measure(url: str, events: int, commands: int, rounds: int) -> dict[str
     await _raw(url, 200)
     await _llmgine_commands(url, 200, 1)
     await _raw_commands(url, 200, 1)
+    NO_RESPONDERS.update(llmgine=0, raw=0)  # this run's, the warm-up's left out
     samples = await _alternate(rounds, EVENT_SIDES, url, events)
     results = {"events": _compare(samples, events)}
     for width in COMMAND_WIDTHS:

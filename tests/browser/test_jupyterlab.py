@@ -29,6 +29,7 @@ from tests.browser.browser_support import (
     http_ok,
     new_page,
     require_chromium,
+    unexpected,
 )
 from tests.notebook.nb_support import (
     NOTEBOOKS,
@@ -137,25 +138,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         server.stop(signal.SIGTERM)  # JupyterLab's clean shutdown; its kernels go with it
 
 
-# anywidget gives a widget's model a fixed 2 s to start (its Runtime rejects on
-# ``AbortSignal.timeout(2e3)``) and reports it as an uncaught error even when the start
-# then completes: on a loaded machine that fires while the front end is still loading.
-# It says nothing of ours; each test's own assertions (the widget renders, fills in and
-# answers a click) say whether the widget really started.
-ANYWIDGET_SLOW_START = "[anywidget] Failed to initialize model."
-
-
 def watch_errors(page: Page) -> list[str]:
-    """The page's uncaught errors as they happen, but anywidget's slow-start report."""
+    """The page's uncaught errors, as they happen (`unexpected` leaves out known ones)."""
     failures: list[str] = []
-
-    def seen(error: Exception) -> None:
-        if str(error) == ANYWIDGET_SLOW_START:
-            print("anywidget: a model took over its fixed 2 s to start (a loaded machine)")
-            return
-        failures.append(str(error))
-
-    page.on("pageerror", seen)
+    page.on("pageerror", lambda error: failures.append(str(error)))
     return failures
 
 
@@ -228,7 +214,7 @@ def test_quickstart_runs_in_jupyterlab_and_shows_every_view(lab: Lab, browser: B
         compare.screenshot(path=shots / "compare.png")
 
         assert network.blocked == [], f"the page tried to leave 127.0.0.1: {network.blocked}"
-        assert failures == [], f"uncaught errors in the page: {failures}"
+        assert unexpected(failures) == [], f"uncaught errors in the page: {failures}"
     finally:
         page.screenshot(path=shots / "page.png")
         (shots / "jupyterlab.log").write_text(lab.server.output())
@@ -268,7 +254,7 @@ def test_a_comparison_with_failing_models_shows_each_error_in_its_own_column(
         assert compare.locator('[data-mime-type*="error"]').count() == 0, "the cell failed"
         compare.screenshot(path=shots / "compare-failing-column.png")
         assert network.blocked == [], f"the page tried to leave 127.0.0.1: {network.blocked}"
-        assert failures == [], f"uncaught errors in the page: {failures}"
+        assert unexpected(failures) == [], f"uncaught errors in the page: {failures}"
     finally:
         page.screenshot(path=shots / "page.png")
         print(f"screenshots in {shots}")
@@ -326,7 +312,7 @@ def test_the_sweep_grid_fills_and_a_clicked_cell_shows_its_answer(
         expect(magic.locator(".llmgine-sweep-status")).to_contain_text("4 of 4 rows")
         magic.screenshot(path=shots / "magic-sweep.png")
         assert network.blocked == [], f"the page tried to leave 127.0.0.1: {network.blocked}"
-        assert failures == [], f"uncaught errors in the page: {failures}"
+        assert unexpected(failures) == [], f"uncaught errors in the page: {failures}"
     finally:
         page.screenshot(path=shots / "page.png")
         print(f"screenshots in {shots}")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deadline import DEADLINE
 from tests.notebook.nb_support import (
     NOTEBOOKS,
     ROOT,
@@ -167,11 +168,11 @@ def test_what_binder_installs_runs_the_quickstart_and_the_workers(tmp_path: Path
             ["bash", "binder/start", "jupyter"],
             [probe, quickstart, scale_out],
             output_dir=out,
-            timeout=120,
+            timeout=int(DEADLINE),  # a cell
         ),
         env=env,
         cwd=repo,
-        timeout=300,
+        timeout=300 + DEADLINE,  # three notebooks, the scale-out one starting processes
     )
     ran = time.perf_counter()
     print(

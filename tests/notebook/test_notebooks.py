@@ -117,16 +117,18 @@ def test_notebook_runs_offline_under_nbval(path: Path, tmp_path: Path) -> None:
         "-q",
         str(path.relative_to(ROOT)),
     ]
-    ran = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=offline_env({**isolated_dirs(tmp_path), RUN_MARKER: run}),
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
-    left = left_running(run, DEADLINE)
+    try:
+        ran = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=offline_env({**isolated_dirs(tmp_path), RUN_MARKER: run}),
+            capture_output=True,
+            text=True,
+            timeout=220,
+            check=False,
+        )
+    finally:  # a run that timed out leaves its kernel, server and workers: stop them too
+        left = left_running(run, DEADLINE)
     output = ran.stdout + ran.stderr
     summary = _summary(ran.stdout)
     assert ran.returncode == 0, f"nbval failed on {path.name}:\n{output}"
