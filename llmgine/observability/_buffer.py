@@ -123,6 +123,10 @@ class SpanBuffer(SpanProcessor):
         self._finished: deque[SpanRecord] = deque(maxlen=capacity)
         self._running: dict[int, ReadableSpan] = {}
         self._listeners: tuple[SpanListener, ...] = ()
+        # The (trace, span) ids kept, for `add` to skip spans it has: made at the first
+        # add() (a collector adds every few hundred ms) and kept up to date from then on,
+        # so a buffer nothing is added to pays one check a span.
+        self._keys: set[tuple[int, int]] | None = None
         self._lock = threading.Lock()
         # Set by a `RedactingFanout` in front of the buffer: hands over spans it holds back.
         self.catch_up: Callable[[], None] = _nothing
@@ -137,11 +141,21 @@ class SpanBuffer(SpanProcessor):
         record = span_record(span)
         with self._lock:
             self._running.pop(record.span_id, None)
-            if len(self._finished) == self.capacity:
-                self.evicted += 1
-            self._finished.append(record)
+            self._keep(record)
         if self._listeners:
             self._notify("end", record)
+
+    def _keep(self, record: SpanRecord) -> None:
+        """Append ``record`` (the lock held), making room and keeping ``_keys`` true."""
+        keys = self._keys
+        if len(self._finished) == self.capacity:
+            self.evicted += 1
+            if keys is not None:
+                oldest = self._finished[0]
+                keys.discard((oldest.trace_id, oldest.span_id))
+        self._finished.append(record)
+        if keys is not None:
+            keys.add((record.trace_id, record.span_id))
 
     def _notify(self, what: Literal["start", "end"], record: SpanRecord) -> None:
         for listener in self._listeners:
@@ -157,15 +171,12 @@ class SpanBuffer(SpanProcessor):
         self.catch_up()
         added: list[SpanRecord] = []
         with self._lock:
-            known = {(r.trace_id, r.span_id) for r in self._finished}
+            if self._keys is None:
+                self._keys = {(r.trace_id, r.span_id) for r in self._finished}
             for record in records:
-                key = (record.trace_id, record.span_id)
-                if key in known:
+                if (record.trace_id, record.span_id) in self._keys:
                     continue
-                known.add(key)
-                if len(self._finished) == self.capacity:
-                    self.evicted += 1
-                self._finished.append(record)
+                self._keep(record)
                 added.append(record)
         if self._listeners:
             for record in added:
@@ -211,6 +222,7 @@ class SpanBuffer(SpanProcessor):
         self.catch_up()
         with self._lock:
             self._finished.clear()
+            self._keys = None
             self.evicted = 0
 
     def __len__(self) -> int:

@@ -173,3 +173,23 @@ async def test_event_log_is_bounded_and_counts_evictions(bus: MessageBus) -> Non
     assert obs.events_seen == 5
     obs.clear()
     assert obs.events_seen == 0
+
+
+def _record(span_id: int) -> SpanRecord:
+    return SpanRecord("s", 1, span_id, None, "internal", 0, 1, "unset", None, {}, ())
+
+
+def test_adding_spans_skips_those_kept_and_forgets_those_evicted() -> None:
+    buffer = SpanBuffer(capacity=3)
+    tracer = provider_with(buffer).get_tracer("t")
+    tracer.start_span("local").end()
+    local = buffer.finished()[0]
+    assert buffer.add([local, _record(1)]) == 1  # the local span is kept already
+    assert buffer.add([_record(1), _record(2)]) == 1  # as is one added before
+    tracer.start_span("local, after adding").end()  # full: the first local span makes room
+    assert buffer.evicted == 1
+    assert [r.span_id for r in buffer.finished()][:2] == [1, 2]
+    assert buffer.add([local]) == 1  # evicted, so new again
+    assert buffer.add([_record(2)]) == 0
+    buffer.clear()
+    assert buffer.add([_record(2)]) == 1  # cleared: nothing is kept

@@ -114,8 +114,7 @@ async def test_stopping_a_worker_flushes_the_spans_it_held(nats_server: NatsServ
 async def test_without_an_endpoint_a_worker_exports_nothing(nats_server: NatsServer) -> None:
     transport = nats_transport(nats_server)
     async with MessageBus(transport=transport) as caller:
-        obs = observability.enable(caller)
-        obs.collect()
+        observability.enable(caller)
         worker = await asyncio.to_thread(
             lambda: WorkerProcess.start(
                 APP,
@@ -131,6 +130,6 @@ async def test_without_an_endpoint_a_worker_exports_nothing(nats_server: NatsSer
             assert (await caller.execute(Slow(tag="v", seconds=0))).success
         finally:
             assert await asyncio.to_thread(worker.stop, DEADLINE) == 0
-    assert obs.collector is not None
-    assert obs.collector.requests == 0
-    assert obs.spans_df(name="command Slow")["parent_id"].isna().tolist() == [True]
+    # Nothing observable in this process could show a worker exporting elsewhere (the
+    # OTLP default address): its own log says whether it set an exporter up.
+    assert not any("exporting spans" in line for line in worker.log_tail())
