@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,35 @@ def name_matcher(name: str | None) -> Any:
     if any(c in name for c in "*?["):
         return lambda n: fnmatch.fnmatchcase(n, name)
     return lambda n: n == name
+
+
+SpanFilter = Callable[[SpanRecord], bool]
+
+
+def span_filter(
+    *,
+    name: str | None = None,
+    session: str | None = None,
+    since: Time = None,
+    until: Time = None,
+    where: SpanFilter | None = None,
+) -> SpanFilter | None:
+    """One predicate for the filters `spans_df` and `wait_for_spans` take (a span must
+    pass them all); None when none is given."""
+    lo, hi, match = _ns(since), _ns(until), name_matcher(name)
+    if lo is None and hi is None and match is None and session is None and where is None:
+        return None
+
+    def matches(r: SpanRecord) -> bool:
+        return (
+            (lo is None or r.start_time >= lo)
+            and (hi is None or r.start_time <= hi)
+            and (match is None or match(r.name))
+            and (session is None or r.session_id == session)
+            and (where is None or where(r))
+        )
+
+    return matches
 
 
 def _timestamps(ns: np.ndarray[Any, np.dtype[np.int64]]) -> pd.Series:
@@ -146,17 +175,10 @@ def spans_frame(
     name: str | None = None,
 ) -> pd.DataFrame:
     """One row per span; see `Observability.spans_df` for the columns and filters."""
-    lo, hi, match = _ns(since), _ns(until), name_matcher(name)
+    keep = span_filter(name=name, session=session, since=since, until=until)
     rows = records if isinstance(records, list) else list(records)
-    if lo is not None or hi is not None or match is not None or session is not None:
-        rows = [
-            r
-            for r in rows
-            if (lo is None or r.start_time >= lo)
-            and (hi is None or r.start_time <= hi)
-            and (match is None or match(r.name))
-            and (session is None or r.session_id == session)
-        ]
+    if keep is not None:
+        rows = [r for r in rows if keep(r)]
     n = len(rows)
     attrs = [r.attributes for r in rows]
     starts = np.fromiter((r.start_time for r in rows), dtype="int64", count=n)

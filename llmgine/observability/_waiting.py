@@ -12,31 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Literal
 
 from llmgine.errors import SpanWaitTimeoutError
 from llmgine.observability._buffer import SpanBuffer, SpanRecord
-from llmgine.observability._frames import name_matcher
+from llmgine.observability._frames import SpanFilter, span_filter
 
 __all__ = ["SpanFilter", "wait_for_spans"]
 
-SpanFilter = Callable[[SpanRecord], bool]
 LISTED = 10  # spans named in a timeout's message at most
-
-
-def span_filter(*, name: str | None, session: str | None, where: SpanFilter | None) -> SpanFilter:
-    """One predicate of the filters `wait_for_spans` takes (as `spans_df`'s read them)."""
-    match = name_matcher(name)
-
-    def matches(record: SpanRecord) -> bool:
-        return (
-            (match is None or match(record.name))
-            and (session is None or record.session_id == session)
-            and (where is None or where(record))
-        )
-
-    return matches
 
 
 async def wait_for_spans(
@@ -54,7 +38,7 @@ async def wait_for_spans(
         raise ValueError(f"wait_for_spans(count=) must be at least 1, got {count}")
     if timeout <= 0:
         raise ValueError(f"wait_for_spans(timeout=) must be positive seconds, got {timeout}")
-    matches = span_filter(name=name, session=session, where=where)
+    matches = span_filter(name=name, session=session, where=where) or _every
     loop = asyncio.get_running_loop()
     arrived = asyncio.Event()
 
@@ -118,3 +102,7 @@ def _timeout_message(
 def _described(record: SpanRecord) -> str:
     service = record.attributes.get("service.name")
     return f"{record.name!r}" + (f" from {service}" if isinstance(service, str) else "")
+
+
+def _every(record: SpanRecord) -> bool:
+    return True
