@@ -207,13 +207,13 @@ from llmgine._extras import require as _require
 _require("observability", "llmgine.observability")  # else a bare "No module named pandas"
 
 import os as _os
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 import pandas as _pd
 
 from llmgine import _semconv as semconv
 from llmgine._redact import REDACTED, Redactor, add_credential, add_secret, redact
 from llmgine.observability._buffer import SpanBuffer, SpanListener, SpanRecord, span_record
-from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import EventLog
 from llmgine.observability._frames import SPAN_COLUMNS, Time
 from llmgine.observability._handlers import ConsoleHandler, JsonlHandler, span_json
@@ -314,3 +314,17 @@ __all__ = [  # noqa: RUF022 - plainly sorted, as tests/test_public_api.py checks
     "start_llm_call",
     "tool_span",
 ]
+
+
+if _TYPE_CHECKING:
+    from llmgine.observability._collector import SpanCollector
+
+
+def __getattr__(name: str) -> object:
+    # The OTLP receiver (http.server, protobuf's google.rpc.Status: about 20 ms) loads only
+    # when asked for: most processes never collect().
+    if name == "SpanCollector":
+        from llmgine.observability._collector import SpanCollector
+
+        return SpanCollector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

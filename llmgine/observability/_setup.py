@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -34,7 +34,6 @@ from llmgine.observability._buffer import (
     SpanBuffer,
     SpanRecord,
 )
-from llmgine.observability._collector import SpanCollector
 from llmgine.observability._events import DEFAULT_EVENT_CAPACITY, EventLog
 from llmgine.observability._export import env_flag, otlp_configured, otlp_exporters, resource_for
 from llmgine.observability._frames import Time, events_frame, spans_frame
@@ -45,6 +44,9 @@ from llmgine.observability._otlp_file import read_spans, safe_resource, write_sp
 from llmgine.observability._spans import CallSpans
 from llmgine.observability._tracer import LiteTracer
 from llmgine.observability._waiting import SpanFilter, wait_for_spans
+
+if TYPE_CHECKING:
+    from llmgine.observability._collector import SpanCollector
 
 __all__ = ["Observability", "Settings", "current", "disable", "enable", "load"]
 
@@ -330,6 +332,9 @@ class Observability:
         with self._lock:
             running = self.collector
             if running is None:
+                # Imported here: the receiver's modules load only in a process that collects.
+                from llmgine.observability._collector import SpanCollector
+
                 self.collector = SpanCollector(self.buffer, self.redactor, host=host, port=port)
                 return self.collector.url
         if port in (0, running.port) and host in (running.host, running.asked_host):
