@@ -218,13 +218,13 @@ class EventStream(anywidget.AnyWidget):
     # -- text and HTML, for saved notebooks --------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        # Every part from one flush: else the text/plain (the widget's repr, made first)
-        # would count events still on their way in, which the HTML, flushed later, shows.
+        # Every part from one flush, made first: anywidget's text/plain (our repr) and the
+        # HTML then count the same events.
         if not self.feed.closed:
             self.flush()
         shown = super()._repr_mimebundle_(**kwargs)  # anywidget's: (data, metadata)
         data, metadata = shown if shown is not None else ({}, {})
-        data = {**data, "text/plain": repr(self), "text/html": self._static_html()}
+        data = {**data, "text/html": self._static_html()}
         return data, metadata
 
     def _static_rows(self) -> list[Row]:

@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from google.rpc.code_pb2 import Code  # type: ignore[import-untyped]
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -54,7 +55,6 @@ DEFAULT_MAX_BODY = 20 * 1024 * 1024
 TRACES_PATH = "/v1/traces"
 DROPPED_PATHS = frozenset({"/v1/metrics", "/v1/logs"})
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
-_GRPC_INVALID_ARGUMENT, _GRPC_INTERNAL = 3, 13  # google.rpc.Code
 
 
 class _BadRequest(Exception):
@@ -115,9 +115,9 @@ class SpanCollector:
         state = "closed" if self.closed else "open"
         return f"<SpanCollector {self.url} {state}: {self.spans} spans>"
 
-    def _receive(self, body: bytes, content_type: str) -> int:
-        """Add the spans of one request body (decompressed) to the buffer; returns how
-        many spans it held. Raises `_BadRequest` for a body that is not a request."""
+    def _receive(self, body: bytes, content_type: str) -> None:
+        """Add the spans of one request body (decompressed) to the buffer. Raises
+        `_BadRequest` for a body that is not a request."""
         if content_type == JSON:
             try:
                 request = json_request(body, "the request body")
@@ -138,7 +138,6 @@ class SpanCollector:
         with self._count_lock:
             self.spans += len(records)
             self.requests += 1
-        return len(records)
 
     def _count(self, name: str) -> None:
         with self._count_lock:
@@ -271,7 +270,7 @@ def _handler_for(collector: SpanCollector) -> type[BaseHTTPRequestHandler]:
 
         def _refuse(self, bad: _BadRequest, content_type: str) -> None:
             server_side = bad.status >= HTTPStatus.INTERNAL_SERVER_ERROR
-            code = _GRPC_INTERNAL if server_side else _GRPC_INVALID_ARGUMENT
+            code = Code.INTERNAL if server_side else Code.INVALID_ARGUMENT
             status = Status(code=code, message=bad.reason)
             as_json = json.dumps({"code": status.code, "message": bad.reason}).encode()
             self._answer(bad.status, content_type, status.SerializeToString(), as_json)
