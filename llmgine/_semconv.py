@@ -96,3 +96,5 @@ QUANTILE: Final = "llmgine.quantile"
 
 # -- switches -----------------------------------------------------------------------------
 CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Where spans go over OTLP, if either is set (the traces one wins for traces).
+OTLP_ENDPOINT_ENV: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

@@ -12,7 +12,7 @@ from opentelemetry.sdk.resources import Resource
 from llmgine import _semconv as sc
 from llmgine.errors import ObservabilityError
 
-__all__ = ["env_flag", "otlp_configured", "otlp_exporters", "resource_for"]
+__all__ = ["env_flag", "named_by_env", "otlp_configured", "otlp_exporters", "resource_for"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -22,19 +22,21 @@ def env_flag(name: str) -> bool:
 
 
 def otlp_configured() -> bool:
-    return any(
-        os.environ.get(v)
-        for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return any(os.environ.get(v) for v in sc.OTLP_ENDPOINT_ENV)
+
+
+def named_by_env() -> bool:
+    """Whether the environment names the service (``OTEL_SERVICE_NAME``, or
+    ``service.name=`` in ``OTEL_RESOURCE_ATTRIBUTES``)."""
+    return "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
     )
 
 
 def resource_for(service_name: str | None) -> Resource:
     """The resource for spans and metrics: ``OTEL_SERVICE_NAME`` and
     ``OTEL_RESOURCE_ATTRIBUTES`` apply as usual; the service is "llmgine" unless named."""
-    named_by_env = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    if service_name is None and named_by_env:
+    if service_name is None and named_by_env():
         return Resource.create()
     return Resource.create({sc.SERVICE_NAME: service_name or "llmgine"})
 

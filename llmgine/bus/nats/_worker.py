@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from llmgine._semconv import OTLP_ENDPOINT_ENV
 from llmgine.bus._bus import MessageBus
 from llmgine.bus._messages import message_type_name
 from llmgine.bus.nats._transport import NatsTransport
@@ -46,7 +47,6 @@ Setup = Callable[[MessageBus], Any]
 WORKER_SERVICE_NAME = "llmgine-worker"
 # Milliseconds between a span's end and its export at most: see the module's docstring.
 EXPORT_DELAY_MS = "200"
-_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 class _BadSpec(ValueError):
@@ -96,21 +96,21 @@ def _bus_url(given: str | None) -> str:
 def export_traces(bus: MessageBus) -> Callable[[], None] | None:
     """Trace ``bus`` and export its spans over OTLP when an endpoint variable is set;
     returns what flushes and stops that (None when no endpoint is set)."""
-    if not any(os.environ.get(name) for name in _ENDPOINT_VARIABLES):
+    if not any(os.environ.get(name) for name in OTLP_ENDPOINT_ENV):
         return None
     try:
         from llmgine import observability
     except MissingExtraError as exc:
         raise _BadSpec(
-            f"{' or '.join(_ENDPOINT_VARIABLES)} is set, so the worker exports its spans, "
+            f"{' or '.join(OTLP_ENDPOINT_ENV)} is set, so the worker exports its spans, "
             f"which needs the observability extra: {exc} (or unset the variable)"
         ) from exc
     # The batch processor reads it when made (by enable), from the environment only.
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", EXPORT_DELAY_MS)
-    named = "OTEL_SERVICE_NAME" in os.environ or "service.name=" in os.environ.get(
-        "OTEL_RESOURCE_ATTRIBUTES", ""
-    )
-    observability.enable(bus, otlp=True, service_name=None if named else WORKER_SERVICE_NAME)
+    from llmgine.observability._export import named_by_env
+
+    name = None if named_by_env() else WORKER_SERVICE_NAME
+    observability.enable(bus, otlp=True, service_name=name)
     return observability.disable
 
 
