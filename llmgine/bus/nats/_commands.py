@@ -49,10 +49,11 @@ from pydantic import BaseModel, TypeAdapter
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._commands import Answer
+from llmgine.bus._json import from_json
 from llmgine.bus._messages import Command, ErrorInfo, message_type_name
 from llmgine.bus.nats._requests import Requests
 from llmgine.bus.nats._trace import trace_headers, traced_context, untraced
-from llmgine.bus.nats._wire import read_wire, wire_message, wire_reply
+from llmgine.bus.nats._wire import wire_message, wire_reply
 from llmgine.errors import (
     CommandTimeoutError,
     MessageSerializationError,
@@ -273,7 +274,7 @@ class CommandRouter:
     async def _run(self, data: bytes) -> bytes:
         assert self._execute is not None, "attach() must be called before serving"
         try:
-            command = read_wire(data)
+            command = from_json(data)
             if not isinstance(command, Command):
                 raise MessageSerializationError(f"a {type(command).__name__} is not a command")
             succeeded, value = await self._execute(command)

@@ -33,11 +33,12 @@ from nats.aio.msg import Msg
 
 from llmgine._redact import redacting_logger
 from llmgine.bus._delivery import Delivery, handled_by
+from llmgine.bus._json import from_json
 from llmgine.bus._messages import ErrorInfo, Event
 from llmgine.bus._registry import Subscription
 from llmgine.bus._resilience import DeadLetter
 from llmgine.bus.nats._trace import traced_context, untraced
-from llmgine.bus.nats._wire import DELIVERED_HEADER, read_wire
+from llmgine.bus.nats._wire import DELIVERED_HEADER
 from llmgine.errors import MessageSerializationError, UnknownMessageTypeError
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class EventConsumer:
         if delivered > 1:
             self.redelivered += 1
         try:
-            event = read_wire(msg.data)
+            event = from_json(msg.data)
             if not isinstance(event, Event):
                 raise MessageSerializationError(f"a {type(event).__name__} is not an event")
         except UnknownMessageTypeError as exc:

@@ -29,14 +29,13 @@ from llmgine import _semconv as sc
 from llmgine._redact import default_redactor
 from llmgine._tracing import tracer_for
 from llmgine.bus._json import from_json, to_json
-from llmgine.bus._messages import Command, Event, Message, registered_message_type
+from llmgine.bus._messages import Command, Event
 from llmgine.errors import MessageSerializationError
 
 __all__ = [
     "DELIVERED_HEADER",
     "WITHHELD_HEADER",
     "capture_from_env",
-    "read_wire",
     "wire_event",
     "wire_message",
     "wire_reply",
@@ -47,8 +46,6 @@ WITHHELD_HEADER = "Llmgine-Withheld"
 # that name acks it unhandled, so no bus sharing that consumer handles it twice.
 DELIVERED_HEADER = "Llmgine-Delivered-By"
 _TRUE = {"1", "true", "yes", "on"}
-# `to_json`'s envelope around the data: '{"type": "<name>", "data": <data>}'.
-_HEAD, _MIDDLE = b'{"type": "', b'", "data": '
 
 
 def capture_from_env() -> bool:
@@ -104,29 +101,3 @@ def wire_message(message: Event | Command[Any]) -> bytes:
 def wire_reply(text: str) -> bytes:
     """A command's reply (its value or its error, as JSON) with every secret redacted."""
     return default_redactor.json(text).encode()
-
-
-def read_wire(data: bytes) -> Message:
-    """The message ``data`` carries: what `from_json` returns, read in one pass.
-
-    What `to_json` wrote (the envelope ``{"type": "<name>", "data": <data>}`` around the
-    data) is validated straight from the bytes of its data, without parsing the envelope
-    and writing the data out again as `from_json` does. Anything else (another writer's
-    spacing, an escaped type name, data that does not validate) goes to `from_json`,
-    which reads it or raises the error that says why not.
-
-    Raises:
-        MessageSerializationError: as `from_json` (`UnknownMessageTypeError` for a type
-            name no class has).
-    """
-    if data.startswith(_HEAD) and data.endswith(b"}"):
-        end = data.find(_MIDDLE, len(_HEAD))
-        name = data[len(_HEAD) : end] if end > 0 else b""
-        if name and b"\\" not in name and b'"' not in name:
-            cls = registered_message_type(name.decode(errors="replace"))
-            if cls is not None:
-                try:
-                    return cls.model_validate_json(data[end + len(_MIDDLE) : -1])
-                except ValueError:
-                    pass  # from_json below gives the reason, or reads another layout
-    return from_json(data)
